@@ -1,0 +1,214 @@
+// Errors and logging, the availability probe, xenstore, and dropping privileges.
+
+#include "common.h"
+
+#include <grp.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace vmsb {
+
+namespace {
+
+void CaptureMessage(xentoollog_logger* logger, xentoollog_level level, int errnoval, const char* context,
+                    const char* format, va_list al) {
+  auto* self = reinterpret_cast<CaptureLogger*>(logger);
+  if (level < XTL_WARN)
+    return;
+  char buf[512];
+  vsnprintf(buf, sizeof(buf), format, al);
+  self->last = context ? std::string(context) + ": " + buf : std::string(buf);
+}
+
+void CaptureDestroy(xentoollog_logger*) {}
+
+}  // namespace
+
+CaptureLogger::CaptureLogger() {
+  base.vmessage = &CaptureMessage;
+  base.progress = nullptr;
+  base.destroy = &CaptureDestroy;
+}
+
+std::string ErrnoName(int err) {
+  const char* name = strerrorname_np(err);
+  return name ? name : "E" + std::to_string(err);
+}
+
+Napi::Error SystemError(Napi::Env env, const std::string& call, int err, const std::string& detail) {
+  std::string message = call + " failed: " + strerror(err);
+  if (!detail.empty())
+    message += " (" + detail + ")";
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, ErrnoName(err)));
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, call));
+  return error;
+}
+
+namespace {
+
+// A SystemError for errno as the failed call left it: read before any argument is built.
+[[noreturn]] void ThrowErrno(Napi::Env env, const char* call, const char* detail = "") {
+  const int err = errno;
+  throw SystemError(env, call, err, detail);
+}
+
+}  // namespace
+
+// probe(): opens and closes the three handles an ioreq server needs, with the libraries' messages
+// captured. { ok: true } or { ok: false, call, errno, code, detail }.
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CaptureLogger logger;
+  Napi::Object result = Napi::Object::New(env);
+  auto fail = [&](const char* call, int err) {
+    result.Set("ok", Napi::Boolean::New(env, false));
+    result.Set("call", Napi::String::New(env, call));
+    result.Set("errno", Napi::Number::New(env, err));
+    result.Set("code", Napi::String::New(env, ErrnoName(err)));
+    result.Set("detail", Napi::String::New(env, logger.last));
+    return result;
+  };
+  xendevicemodel_handle* dmod = xendevicemodel_open(&logger.base, 0);
+  if (!dmod)
+    return fail("xendevicemodel_open", errno);
+  xendevicemodel_close(dmod);
+  xenforeignmemory_handle* fmem = xenforeignmemory_open(&logger.base, 0);
+  if (!fmem)
+    return fail("xenforeignmemory_open", errno);
+  xenforeignmemory_close(fmem);
+  xenevtchn_handle* xce = xenevtchn_open(&logger.base, 0);
+  if (!xce)
+    return fail("xenevtchn_open", errno);
+  xenevtchn_close(xce);
+  result.Set("ok", Napi::Boolean::New(env, true));
+  return result;
+}
+
+namespace {
+
+// Opens a connection per call: reads and writes happen at start-up only, before privileges drop.
+struct xs_handle* OpenXenstore(Napi::Env env) {
+  struct xs_handle* xsh = xs_open(0);
+  if (!xsh)
+    ThrowErrno(env, "xs_open", "cannot reach xenstored through its socket or /dev/xen/xenbus");
+  return xsh;
+}
+
+std::string PathArgument(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Napi::TypeError::New(info.Env(), "a xenstore path is a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(info.Env(), "a xenstore path is non-empty and has no NUL");
+  return path;
+}
+
+}  // namespace
+
+// xenstoreRead(path): the value, or undefined when the node does not exist.
+Napi::Value XenstoreRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = PathArgument(info);
+  struct xs_handle* xsh = OpenXenstore(env);
+  unsigned int len = 0;
+  void* value = xs_read(xsh, XBT_NULL, path.c_str(), &len);
+  const int err = errno;
+  xs_close(xsh);
+  if (!value) {
+    if (err == ENOENT)
+      return env.Undefined();
+    throw SystemError(env, "xs_read", err, path);
+  }
+  Napi::String out = Napi::String::New(env, static_cast<const char*>(value), len);
+  free(value);
+  return out;
+}
+
+// xenstoreWrite(path, value)
+Napi::Value XenstoreWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = PathArgument(info);
+  if (info.Length() < 2 || !info[1].IsString())
+    throw Napi::TypeError::New(env, "a xenstore value is a string");
+  const std::string value = info[1].As<Napi::String>().Utf8Value();
+  struct xs_handle* xsh = OpenXenstore(env);
+  const bool ok = xs_write(xsh, XBT_NULL, path.c_str(), value.data(), static_cast<unsigned int>(value.size()));
+  const int err = errno;
+  xs_close(xsh);
+  if (!ok)
+    throw SystemError(env, "xs_write", err, path);
+  return env.Undefined();
+}
+
+// dropPrivileges({ chroot?: string, uid?: number, gid?: number, depriv: boolean })
+// In varstored's order: chroot, groups and gid, uid, then prove root cannot be regained. glibc applies
+// set*id and setgroups to every thread of the process, and the chroot is shared by all threads.
+// uid/gid 0 mean "unchanged", as in varstored.
+Napi::Value DropPrivileges(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(env, "dropPrivileges(options)");
+  Napi::Object options = info[0].As<Napi::Object>();
+  auto id = [&](const char* key) -> uint32_t {
+    Napi::Value v = options.Get(key);
+    if (v.IsUndefined())
+      return 0;
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 0xfffffffe) || d != static_cast<double>(static_cast<uint32_t>(d)))
+      throw Napi::RangeError::New(env, std::string(key) + " must be an integer from 0 to 4294967294");
+    return static_cast<uint32_t>(d);
+  };
+  const uint32_t uid = id("uid");
+  const uint32_t gid = id("gid");
+  const bool depriv = options.Get("depriv").ToBoolean();
+  Napi::Value chroot_dir = options.Get("chroot");
+
+  if (!chroot_dir.IsUndefined()) {
+    if (!chroot_dir.IsString())
+      throw Napi::TypeError::New(env, "chroot is a directory path");
+    const std::string dir = chroot_dir.As<Napi::String>().Utf8Value();
+    if (dir.empty() || dir.find('\0') != std::string::npos)
+      throw Napi::TypeError::New(env, "chroot is a non-empty directory path");
+    if (chroot(dir.c_str()) < 0)
+      ThrowErrno(env, "chroot", dir.c_str());
+    // Without this the working directory would still point outside the new root.
+    if (chdir("/") < 0)
+      ThrowErrno(env, "chdir", "/ in the chroot");
+  }
+  if (gid) {
+    const gid_t groups[1] = {gid};
+    if (setgroups(1, groups) < 0)
+      ThrowErrno(env, "setgroups");
+    if (setresgid(gid, gid, gid) < 0)
+      ThrowErrno(env, "setresgid");
+  } else if (uid) {
+    // Dropping the uid without a gid still drops root's supplementary groups.
+    if (setgroups(0, nullptr) < 0)
+      ThrowErrno(env, "setgroups");
+  }
+  if (uid) {
+    if (setresuid(uid, uid, uid) < 0)
+      ThrowErrno(env, "setresuid");
+    if (setuid(0) == 0 || seteuid(0) == 0)
+      throw Napi::Error::New(env, "root could be regained after dropping to uid " + std::to_string(uid));
+    if (gid && (setgid(0) == 0 || setegid(0) == 0))
+      throw Napi::Error::New(env, "gid 0 could be regained after dropping to gid " + std::to_string(gid));
+  }
+  if (depriv) {
+    // The Xen handles are already restricted to the domain (at open). From here no exec can gain
+    // privileges (setuid binaries, file capabilities) for this thread or anything it starts.
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+      ThrowErrno(env, "prctl(PR_SET_NO_NEW_PRIVS)");
+  }
+  return env.Undefined();
+}
+
+}  // namespace vmsb

@@ -1,0 +1,102 @@
+// Loads the compiled binding lazily and explains, when it cannot, exactly what is missing.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Request kinds the binding hands to JS (everything else it completes itself). */
+export const RequestKind = { Command: 0, PpiRead: 1, PpiWrite: 2 } as const;
+
+export interface NativeServer {
+  readonly vcpus: number;
+  readonly id: number;
+  readonly legacyMapping: boolean;
+  /** Completes vCPU `vcpu`'s request in process; false once the server has closed. */
+  complete(vcpu: number, result?: Uint8Array | number): boolean;
+  /** Stops watching the event channel. */
+  pause(): void;
+  /** Takes every request left READY, whether or not its event was read. */
+  sweep(): void;
+  /** Tears down; returns the teardown steps that failed. `force` only for a process that is exiting. */
+  close(force?: boolean): string[];
+}
+
+export type OnRequest = (kind: number, vcpu: number, a: unknown, b: unknown, c: unknown) => void;
+export type OnLog = (level: string, message: string, guestCaused: boolean) => void;
+
+export type ProbeResult = { ok: true } | { ok: false; call: string; errno: number; code: string; detail: string };
+
+export interface NativeBinding {
+  Server: new (domid: number, onRequest: OnRequest, onLog: OnLog) => NativeServer;
+  probe(): ProbeResult;
+  xenstoreRead(path: string): string | undefined;
+  xenstoreWrite(path: string, value: string): void;
+  dropPrivileges(options: { chroot?: string; uid?: number; gid?: number; depriv: boolean }): void;
+}
+
+export type LoadResult = { ok: true; binding: NativeBinding } | { ok: false; reason: string };
+
+/** The package root, from src/ (tests) or dist/ (built). */
+export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+export const defaultBuildDir = join(packageRoot, 'build');
+
+const requireNative = createRequire(import.meta.url);
+const cache = new Map<string, LoadResult>();
+
+/** Loads `<buildDir>/Release/<name>.node` once. Never throws. */
+export function loadBinding(name = 'vmsb_xen', buildDir = defaultBuildDir): LoadResult {
+  const file = join(buildDir, 'Release', `${name}.node`);
+  let result = cache.get(file);
+  if (!result) {
+    result = load(file, buildDir);
+    cache.set(file, result);
+  }
+  return result;
+}
+
+function load(file: string, buildDir: string): LoadResult {
+  if (!existsSync(file)) return { ok: false, reason: notBuiltReason(file, buildDir) };
+  try {
+    return { ok: true, binding: requireNative(file) as NativeBinding };
+  } catch (e) {
+    return { ok: false, reason: loadFailureReason(file, e) };
+  }
+}
+
+function notBuiltReason(file: string, buildDir: string): string {
+  const marker = join(buildDir, 'xen-build.json');
+  try {
+    const outcome = JSON.parse(readFileSync(marker, 'utf8')) as { built?: boolean; reason?: string };
+    if (outcome.built === false && typeof outcome.reason === 'string') {
+      return `the Xen binding was not built when @vmsb/xen was installed: ${outcome.reason}; install them and run pnpm install again`;
+    }
+  } catch {
+    // No record of a build attempt: fall through.
+  }
+  return `the Xen binding is not built (${file} is missing): run pnpm install on a host with the Xen headers (libxen-dev)`;
+}
+
+/** Explains a failed dlopen: a missing Xen library is the common case and gets its own message. */
+export function loadFailureReason(file: string, error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const missing = /([^\s:/]+\.so(?:\.[0-9]+)*): cannot open shared object file/.exec(message);
+  if (missing) {
+    return `the Xen runtime library ${missing[1]} is missing (install the Xen tools libraries, e.g. Debian's libxen-dev); ${file} needs it`;
+  }
+  return `cannot load the Xen binding ${file}: ${message.split('\n')[0]}`;
+}
+
+/** Turns a failed probe into what an administrator needs to hear. */
+export function probeFailureReason(probe: Exclude<ProbeResult, { ok: true }>): string {
+  const node = probe.call === 'xenevtchn_open' ? '/dev/xen/evtchn' : '/dev/xen/privcmd';
+  const detail = probe.detail ? ` (${probe.call}: ${probe.detail})` : ` (${probe.call}: ${probe.code})`;
+  if (probe.code === 'ENOENT') {
+    return node === '/dev/xen/evtchn'
+      ? `${node} is missing: the Xen event-channel driver (xen-evtchn) is not loaded${detail}`
+      : `${node} is missing: this host is not a Xen dom0, or the privcmd driver is not loaded${detail}`;
+  }
+  if (probe.code === 'EACCES' || probe.code === 'EPERM') {
+    return `permission denied opening ${node}: varstored must run as root in dom0${detail}`;
+  }
+  return `cannot open ${node}: ${probe.code}${detail}`;
+}
