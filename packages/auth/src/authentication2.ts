@@ -1,0 +1,104 @@
+import { authTimestampProblem, Guids, guidEquals, guidToText, parseEfiTime, type EfiTime } from '@vmsb/efi';
+import { EfiStatus } from '@vmsb/protocol';
+
+/** Bytes before CertData: EFI_TIME (16) + WIN_CERTIFICATE header (8) + CertType GUID (16). */
+export const AUTHENTICATION2_HEADER_SIZE = 40;
+/** sizeof(WIN_CERTIFICATE_UEFI_GUID) without CertData: the smallest valid dwLength. */
+export const WIN_CERTIFICATE_UEFI_GUID_SIZE = 24;
+export const WIN_CERT_TYPE_EFI_GUID = 0x0ef1;
+export const WIN_CERT_REVISION = 0x0200;
+
+/** EFI_VARIABLE_AUTHENTICATION_2 and the payload after it. Byte fields are views into the parsed data. */
+export interface Authentication2 {
+  /** The 16-byte EFI_TIME exactly as sent (it is part of what is signed). */
+  readonly timestamp: Uint8Array;
+  readonly time: EfiTime;
+  /** WIN_CERTIFICATE.dwLength: the whole WIN_CERTIFICATE_UEFI_GUID. */
+  readonly length: number;
+  /** WIN_CERTIFICATE.wRevision (not checked: edk2 and varstored ignore it). */
+  readonly revision: number;
+  readonly certificateType: number;
+  readonly certType: Uint8Array;
+  /** The PKCS#7 signature (CertData). */
+  readonly certData: Uint8Array;
+  /** The new variable value (or the bytes to append). */
+  readonly payload: Uint8Array;
+}
+
+export type Authentication2Problem =
+  /** DataSize or dwLength do not describe a descriptor inside the data. */
+  | 'malformed-descriptor'
+  /** Pad1, Nanosecond, TimeZone, Daylight or Pad2 is not zero. */
+  | 'timestamp-fields'
+  /** Not WIN_CERT_TYPE_EFI_GUID with EFI_CERT_TYPE_PKCS7_GUID. */
+  | 'certificate-type';
+
+export type Authentication2Result =
+  | { readonly ok: true; readonly descriptor: Authentication2 }
+  | { readonly ok: false; readonly status: bigint; readonly problem: Authentication2Problem; readonly reason: string };
+
+/**
+ * Parses the EFI_VARIABLE_AUTHENTICATION_2 at the start of an authenticated SetVariable's data with
+ * edk2's framing rules: data of at least 40 bytes, 24 <= dwLength <= DataSize - 16, the timestamp's
+ * pad, nanosecond, zone and daylight fields zero, and a WIN_CERT_TYPE_EFI_GUID certificate of type
+ * EFI_CERT_TYPE_PKCS7_GUID. Every failure is EFI_SECURITY_VIOLATION. Never throws.
+ */
+export function parseAuthentication2(data: Uint8Array): Authentication2Result {
+  const fail = (problem: Authentication2Problem, reason: string): Authentication2Result => ({
+    ok: false,
+    status: EfiStatus.SECURITY_VIOLATION,
+    problem,
+    reason,
+  });
+  if (data.length < AUTHENTICATION2_HEADER_SIZE) {
+    return fail('malformed-descriptor', `the data (${data.length} bytes) is shorter than an EFI_VARIABLE_AUTHENTICATION_2 header (40)`);
+  }
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const length = view.getUint32(16, true);
+  if (length < WIN_CERTIFICATE_UEFI_GUID_SIZE) return fail('malformed-descriptor', `dwLength ${length} is below 24`);
+  if (length > data.length - 16) return fail('malformed-descriptor', `dwLength ${length} runs past the ${data.length} bytes of data`);
+  const timestamp = data.subarray(0, 16);
+  const time = parseEfiTime(timestamp)!;
+  const fieldProblem = authTimestampProblem(time);
+  if (fieldProblem !== undefined) return fail('timestamp-fields', fieldProblem);
+  const revision = view.getUint16(20, true);
+  const certificateType = view.getUint16(22, true);
+  const certType = data.subarray(24, 40);
+  if (certificateType !== WIN_CERT_TYPE_EFI_GUID) {
+    return fail('certificate-type', `wCertificateType is 0x${certificateType.toString(16)}, not WIN_CERT_TYPE_EFI_GUID (0x0ef1)`);
+  }
+  if (!guidEquals(certType, Guids.CERT_PKCS7)) {
+    return fail('certificate-type', `CertType is ${guidToText(certType)}, not EFI_CERT_TYPE_PKCS7_GUID`);
+  }
+  return {
+    ok: true,
+    descriptor: {
+      timestamp,
+      time,
+      length,
+      revision,
+      certificateType,
+      certType,
+      certData: data.subarray(AUTHENTICATION2_HEADER_SIZE, 16 + length),
+      payload: data.subarray(16 + length),
+    },
+  };
+}
+
+/**
+ * Builds EFI_VARIABLE_AUTHENTICATION_2 || payload around a PKCS#7 signature (for tools and tests;
+ * an empty signature gives the unsigned descriptor setup mode accepts).
+ */
+export function buildAuthentication2(timestamp: Uint8Array, certData: Uint8Array, payload: Uint8Array): Uint8Array {
+  if (timestamp.length !== 16) throw new RangeError(`an EFI_TIME is 16 bytes, got ${timestamp.length}`);
+  const out = new Uint8Array(AUTHENTICATION2_HEADER_SIZE + certData.length + payload.length);
+  const view = new DataView(out.buffer);
+  out.set(timestamp, 0);
+  view.setUint32(16, WIN_CERTIFICATE_UEFI_GUID_SIZE + certData.length, true);
+  view.setUint16(20, WIN_CERT_REVISION, true);
+  view.setUint16(22, WIN_CERT_TYPE_EFI_GUID, true);
+  out.set(Guids.CERT_PKCS7, 24);
+  out.set(certData, AUTHENTICATION2_HEADER_SIZE);
+  out.set(payload, AUTHENTICATION2_HEADER_SIZE + certData.length);
+  return out;
+}

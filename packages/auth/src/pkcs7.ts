@@ -1,0 +1,362 @@
+import { createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import {
+  DerError,
+  Tag,
+  bytesEqual,
+  children,
+  expect,
+  integerBytes,
+  isContext,
+  isUniversal,
+  octetString,
+  oid,
+  raw,
+  readRoot,
+  type Tlv,
+} from './der.js';
+import { CERTIFICATE_SIGNATURE_HASH, Oid, oidName } from './oids.js';
+import { caKind, certificateFromTlv, issuedBy, rsaKeyObject, selfIssued, type Certificate } from './x509.js';
+
+/** Bounds on the work one signature may cause (DESIGN.md §5). */
+export const Pkcs7Limits = {
+  /** Largest encoded SignedData accepted. */
+  MAX_SIZE: 65536,
+  /** Most certificates a SignedData may carry. */
+  MAX_CERTIFICATES: 32,
+  /** Most certificates in a chain from the signer to a trust anchor, both included. */
+  MAX_CHAIN_LENGTH: 8,
+  /** Most RSA verifications one authenticated write may trigger. */
+  MAX_SIGNATURE_CHECKS: 64,
+} as const;
+
+export interface SignerInfo {
+  /** issuerAndSerialNumber: the encoded issuer Name and the serial's INTEGER content octets. */
+  readonly issuer: Uint8Array;
+  readonly serialNumber: Uint8Array;
+  readonly digestAlgorithmOid: string;
+  /** The encoded [0] IMPLICIT signedAttrs, when present. */
+  readonly signedAttributes: Uint8Array | undefined;
+  /** The messageDigest attribute value, when signed attributes are present and carry one. */
+  readonly messageDigest: Uint8Array | undefined;
+  readonly signatureAlgorithmOid: string;
+  readonly signature: Uint8Array;
+}
+
+/** A PKCS#7 SignedData as UEFI uses it: detached content, one signer. */
+export interface SignedData {
+  /** True when the input was a ContentInfo wrapping the SignedData, false for a bare SignedData. */
+  readonly wrapped: boolean;
+  readonly digestAlgorithmOids: readonly string[];
+  readonly contentTypeOid: string;
+  /** True when the message embeds content (it is ignored: UEFI verifies the detached serialization). */
+  readonly hasEmbeddedContent: boolean;
+  readonly certificates: readonly Certificate[];
+  readonly signerInfo: SignerInfo;
+}
+
+export type SignedDataResult = { readonly ok: true; readonly signedData: SignedData } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Parses a DER (or BER) PKCS#7 SignedData, bare or wrapped in a ContentInfo, as found in
+ * WIN_CERTIFICATE_UEFI_GUID.CertData. The input is copied first. Never throws.
+ */
+export function parseSignedData(der: Uint8Array): SignedDataResult {
+  if (der.length === 0) return { ok: false, reason: 'the descriptor carries no PKCS#7 signature' };
+  if (der.length > Pkcs7Limits.MAX_SIZE) return { ok: false, reason: `the PKCS#7 signature is ${der.length} bytes (limit ${Pkcs7Limits.MAX_SIZE})` };
+  try {
+    return { ok: true, signedData: signedDataFromRoot(readRoot(der.slice())) };
+  } catch (e) {
+    return { ok: false, reason: `malformed PKCS#7 signature: ${e instanceof DerError ? e.message : 'unreadable'}` };
+  }
+}
+
+function signedDataFromRoot(root: Tlv): SignedData {
+  expect(root, Tag.SEQUENCE, 'PKCS#7');
+  const top = children(root);
+  let wrapped = false;
+  let fields = top;
+  if (top[0] !== undefined && isUniversal(top[0], Tag.OID)) {
+    // ContentInfo { contentType, [0] EXPLICIT content }
+    const type = oid(top[0], 'ContentInfo contentType');
+    if (type !== Oid.SIGNED_DATA) throw new DerError(`ContentInfo holds ${type}, not SignedData`);
+    const explicit = top[1];
+    if (explicit === undefined || !isContext(explicit, 0) || top.length !== 2) throw new DerError('ContentInfo content is malformed');
+    const inner = children(explicit);
+    if (inner.length !== 1) throw new DerError('ContentInfo content is malformed');
+    fields = children(expect(inner[0], Tag.SEQUENCE, 'SignedData'));
+    wrapped = true;
+  }
+
+  let i = 0;
+  integerBytes(fields[i++]!, 'SignedData version');
+  const digestSet = expect(fields[i++], Tag.SET, 'digestAlgorithms');
+  const digestAlgorithmOids = children(digestSet).map((alg) => algorithmOid(alg, 'digest algorithm'));
+  const encap = children(expect(fields[i++], Tag.SEQUENCE, 'contentInfo'));
+  const contentTypeOid = oid(encap[0]!, 'contentInfo contentType');
+  const hasEmbeddedContent = encap[1] !== undefined;
+  if (hasEmbeddedContent && (!isContext(encap[1]!, 0) || encap.length > 2)) throw new DerError('contentInfo content is malformed');
+
+  const certificates: Certificate[] = [];
+  if (fields[i] !== undefined && isContext(fields[i]!, 0)) {
+    for (const c of children(fields[i]!)) {
+      // Only X.509 certificates (SEQUENCE); the obsolete extended and attribute certificate choices carry tags.
+      if (!isUniversal(c, Tag.SEQUENCE)) continue;
+      if (certificates.length === Pkcs7Limits.MAX_CERTIFICATES) throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} certificates`);
+      certificates.push(certificateFromTlv(c));
+    }
+    i++;
+  }
+  if (fields[i] !== undefined && isContext(fields[i]!, 1)) i++; // CRLs play no part in UEFI verification
+  const signerSet = children(expect(fields[i++], Tag.SET, 'signerInfos'));
+  if (fields[i] !== undefined) throw new DerError('SignedData has extra fields');
+  if (signerSet.length !== 1) throw new DerError(`${signerSet.length} SignerInfos (UEFI requires exactly one)`);
+  const signerInfo = parseSignerInfo(signerSet[0]!);
+  return { wrapped, digestAlgorithmOids, contentTypeOid, hasEmbeddedContent, certificates, signerInfo };
+}
+
+function algorithmOid(alg: Tlv, what: string): string {
+  expect(alg, Tag.SEQUENCE, what);
+  return oid(children(alg)[0]!, what);
+}
+
+function parseSignerInfo(tlv: Tlv): SignerInfo {
+  const f = children(expect(tlv, Tag.SEQUENCE, 'SignerInfo'));
+  let i = 0;
+  integerBytes(f[i++]!, 'SignerInfo version');
+  const sid = f[i++];
+  if (sid === undefined || !isUniversal(sid, Tag.SEQUENCE)) {
+    throw new DerError('SignerInfo identifies its signer by key identifier (PKCS#7 as UEFI uses it needs issuer and serial number)');
+  }
+  const [issuerTlv, serialTlv] = children(sid);
+  const issuer = raw(expect(issuerTlv, Tag.SEQUENCE, 'signer issuer'));
+  const serialNumber = integerBytes(serialTlv!, 'signer serial number');
+  const digestAlgorithmOid = algorithmOid(f[i++]!, 'SignerInfo digestAlgorithm');
+  let signedAttributes: Uint8Array | undefined;
+  let messageDigest: Uint8Array | undefined;
+  if (f[i] !== undefined && isContext(f[i]!, 0)) {
+    const attrs = f[i++]!;
+    signedAttributes = raw(attrs);
+    messageDigest = findMessageDigest(attrs);
+  }
+  const signatureAlgorithmOid = algorithmOid(f[i++]!, 'SignerInfo signatureAlgorithm');
+  const signature = octetString(expect(f[i++], Tag.OCTET_STRING, 'SignerInfo signature'), 'SignerInfo signature');
+  if (f[i] !== undefined && isContext(f[i]!, 1)) i++; // unsigned attributes are not covered by the signature
+  if (f[i] !== undefined) throw new DerError('SignerInfo has extra fields');
+  return { issuer, serialNumber, digestAlgorithmOid, signedAttributes, messageDigest, signatureAlgorithmOid, signature };
+}
+
+function findMessageDigest(attrs: Tlv): Uint8Array | undefined {
+  if (!attrs.constructed) throw new DerError('signed attributes are malformed');
+  for (const attr of children(attrs)) {
+    const [typeTlv, values] = children(expect(attr, Tag.SEQUENCE, 'signed attribute'));
+    if (oid(typeTlv!, 'signed attribute type') !== Oid.MESSAGE_DIGEST) continue;
+    const first = children(expect(values, Tag.SET, 'messageDigest values'))[0];
+    return octetString(expect(first, Tag.OCTET_STRING, 'messageDigest'), 'messageDigest');
+  }
+  return undefined;
+}
+
+/** The certificate in the message that SignerInfo names, if any. */
+export function findSigner(sd: SignedData): Certificate | undefined {
+  return sd.certificates.find((c) => bytesEqual(c.issuer, sd.signerInfo.issuer) && bytesEqual(c.serialNumber, sd.signerInfo.serialNumber));
+}
+
+/**
+ * Per-write verification state: results that do not depend on the trust anchor (the content
+ * signature, certificate-to-issuer signatures) are computed once, and RSA work is counted.
+ */
+export class VerificationContext {
+  private signatureChecks = 0;
+  private readonly links = new Map<Certificate, Map<Certificate, boolean>>();
+  private contentResult: ContentSignatureResult | undefined;
+
+  constructor(
+    readonly signedData: SignedData,
+    readonly content: Uint8Array,
+  ) {}
+
+  /** How many RSA verifications this write has cost so far. */
+  get checks(): number {
+    return this.signatureChecks;
+  }
+
+  /** Verifies the SignerInfo's signature over the detached content (once). */
+  contentSignature(): ContentSignatureResult {
+    this.contentResult ??= this.checkContentSignature();
+    return this.contentResult;
+  }
+
+  private checkContentSignature(): ContentSignatureResult {
+    const sd = this.signedData;
+    const si = sd.signerInfo;
+    const signer = findSigner(sd);
+    if (signer === undefined) return { ok: false, code: 'signer-missing', reason: 'the signer certificate named by SignerInfo is not in the message' };
+    if (sd.digestAlgorithmOids[0] !== Oid.SHA256) {
+      const first = sd.digestAlgorithmOids[0];
+      return { ok: false, code: 'unsupported-algorithm', signer, reason: `the message's digest algorithm is ${first === undefined ? 'missing' : oidName(first)} (only SHA-256 is accepted)` };
+    }
+    if (si.digestAlgorithmOid !== Oid.SHA256) {
+      return { ok: false, code: 'unsupported-algorithm', signer, reason: `the signer's digest algorithm is ${oidName(si.digestAlgorithmOid)} (only SHA-256 is accepted)` };
+    }
+    if (si.signatureAlgorithmOid !== Oid.RSA_ENCRYPTION && si.signatureAlgorithmOid !== Oid.SHA256_WITH_RSA) {
+      return { ok: false, code: 'unsupported-algorithm', signer, reason: `the signature algorithm is ${oidName(si.signatureAlgorithmOid)} (only RSA PKCS#1 v1.5 is accepted)` };
+    }
+    const key = rsaKeyObject(signer);
+    if (key === undefined) return { ok: false, code: 'unsupported-algorithm', signer, reason: `the signer's public key (${oidName(signer.publicKeyAlgorithmOid)}) is not a usable RSA key` };
+    let signed: Uint8Array = this.content;
+    if (si.signedAttributes !== undefined) {
+      if (si.messageDigest === undefined) return { ok: false, code: 'bad-signature', signer, reason: 'the signed attributes carry no messageDigest' };
+      const digest = createHash('sha256').update(this.content).digest();
+      if (!bytesEqual(digest, si.messageDigest)) return { ok: false, code: 'bad-signature', signer, reason: 'the messageDigest attribute does not match the signed content' };
+      // The signature covers the attributes re-tagged as a SET OF (RFC 5652 §5.4).
+      const set = si.signedAttributes.slice();
+      set[0] = 0x31;
+      signed = set;
+    }
+    if (!this.rsaVerify('sha256', signed, key, si.signature)) return { ok: false, code: 'bad-signature', signer, reason: 'the signature does not verify over the signed content' };
+    return { ok: true, signer };
+  }
+
+  /** Whether `issuer`'s key verifies `subject`'s certificate signature (memoised). */
+  linkVerifies(subject: Certificate, issuer: Certificate): boolean {
+    let byIssuer = this.links.get(subject);
+    if (byIssuer === undefined) {
+      byIssuer = new Map();
+      this.links.set(subject, byIssuer);
+    }
+    let ok = byIssuer.get(issuer);
+    if (ok === undefined) {
+      ok = this.checkLink(subject, issuer);
+      byIssuer.set(issuer, ok);
+    }
+    return ok;
+  }
+
+  private checkLink(subject: Certificate, issuer: Certificate): boolean {
+    // OpenSSL refuses a certificate whose inner and outer signature algorithms differ.
+    if (!bytesEqual(subject.tbsSignatureAlgorithm, subject.signatureAlgorithm)) return false;
+    const hash = CERTIFICATE_SIGNATURE_HASH.get(subject.signatureAlgorithmOid);
+    const key = rsaKeyObject(issuer);
+    if (hash === undefined || key === undefined) return false;
+    return this.rsaVerify(hash, subject.tbs, key, subject.signature);
+  }
+
+  private rsaVerify(hash: string, data: Uint8Array, key: KeyObject, signature: Uint8Array): boolean {
+    if (this.signatureChecks >= Pkcs7Limits.MAX_SIGNATURE_CHECKS) return false;
+    this.signatureChecks++;
+    try {
+      return cryptoVerify(hash, data, key, signature);
+    } catch {
+      return false;
+    }
+  }
+
+  get exhausted(): boolean {
+    return this.signatureChecks >= Pkcs7Limits.MAX_SIGNATURE_CHECKS;
+  }
+}
+
+export type ContentSignatureResult =
+  | { readonly ok: true; readonly signer: Certificate }
+  | {
+      readonly ok: false;
+      readonly code: 'signer-missing' | 'unsupported-algorithm' | 'bad-signature';
+      readonly reason: string;
+      readonly signer?: Certificate;
+    };
+
+export type ChainResult =
+  | { readonly ok: true; readonly signer: Certificate; readonly chain: readonly Certificate[] }
+  | { readonly ok: false; readonly reason: string; readonly signer?: Certificate };
+
+/**
+ * Verifies the message under UEFI's rules against one trusted certificate, the way edk2 and
+ * varstored do with OpenSSL (PKCS7_verify with PARTIAL_CHAIN, NO_CHECK_TIME, PURPOSE_ANY and the
+ * anchor as the only trusted certificate):
+ *
+ * 1. the content signature verifies with the signer's key;
+ * 2. a chain is built from the signer, at each step preferring the anchor as issuer, otherwise the
+ *    first carried certificate that names and admits being the issuer (no backtracking);
+ * 3. it is trusted when it reached the anchor, or when the signer itself is the anchor;
+ * 4. every certificate above the signer is a CA (basicConstraints cA below the top), no
+ *    certificate has an invalid or unhandled critical extension, path lengths hold;
+ * 5. each certificate's signature verifies with the key of the next one.
+ *
+ * Validity dates, extended key usage and revocation are never considered.
+ */
+export function verifyWithAnchor(ctx: VerificationContext, anchor: Certificate): ChainResult {
+  const content = ctx.contentSignature();
+  if (!content.ok) return content;
+  const signer = content.signer;
+  const pool = ctx.signedData.certificates;
+  const chain: Certificate[] = [signer];
+  let trusted = false;
+  for (;;) {
+    const cur = chain[chain.length - 1]!;
+    if (issuedBy(cur, anchor)) {
+      // A self-issued certificate identical to the anchor is replaced by it, not chained to it.
+      if (bytesEqual(cur.der, anchor.der)) chain[chain.length - 1] = anchor;
+      else chain.push(anchor);
+      trusted = true;
+      break;
+    }
+    if (chain.length >= Pkcs7Limits.MAX_CHAIN_LENGTH || selfIssued(cur)) break;
+    const next = pool.find((c) => !chain.some((x) => bytesEqual(x.der, c.der)) && issuedBy(cur, c));
+    if (next === undefined) break;
+    chain.push(next);
+  }
+  // Last resort, as OpenSSL's partial-chain rule: the signer is itself the trusted certificate.
+  if (!trusted && bytesEqual(signer.der, anchor.der)) trusted = true;
+  if (!trusted) {
+    return { ok: false, signer, reason: `signer ${signer.subjectText} (issuer ${signer.issuerText}) does not chain to ${anchor.subjectText}` };
+  }
+  if (chain.length > Pkcs7Limits.MAX_CHAIN_LENGTH) {
+    return { ok: false, signer, reason: `the chain from ${signer.subjectText} to ${anchor.subjectText} is longer than ${Pkcs7Limits.MAX_CHAIN_LENGTH} certificates` };
+  }
+  const problem = extensionProblem(chain);
+  if (problem !== undefined) return { ok: false, signer, reason: problem };
+  // A self-issued top is trusted as is; a partial chain's top is trusted as the anchor.
+  for (let i = chain.length - 2; i >= 0; i--) {
+    if (!ctx.linkVerifies(chain[i]!, chain[i + 1]!)) {
+      const why = ctx.exhausted ? ' (signature-check budget exhausted)' : '';
+      return { ok: false, signer, reason: `the signature of ${chain[i]!.subjectText} does not verify with the key of ${chain[i + 1]!.subjectText}${why}` };
+    }
+  }
+  return { ok: true, signer, chain };
+}
+
+/** OpenSSL's check_chain_extensions over a built chain (signer first). */
+function extensionProblem(chain: readonly Certificate[]): string | undefined {
+  let below = 0;
+  for (let i = 0; i < chain.length; i++) {
+    const c = chain[i]!;
+    if (c.chainProblem !== undefined) return `certificate ${c.subjectText}: ${c.chainProblem}`;
+    if (i > 0) {
+      const kind = caKind(c);
+      const top = i === chain.length - 1;
+      if (kind === 0 || (!top && kind !== 1)) return `certificate ${c.subjectText} issues ${chain[i - 1]!.subjectText} but is not a CA`;
+      const pathLength = c.basicConstraints?.pathLength;
+      if (i > 1 && pathLength !== undefined && below > pathLength) {
+        return `certificate ${c.subjectText} allows ${pathLength} intermediate CAs below it, the chain has ${below}`;
+      }
+      if (!selfIssued(c)) below++;
+    }
+  }
+  return undefined;
+}
+
+/** The UEFI serialization that an EFI_VARIABLE_AUTHENTICATION_2 signature covers (UEFI 2.10 §8.2.6). */
+export function signedContent(name: Uint8Array, guid: Uint8Array, attributes: number, timestamp: Uint8Array, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(name.length + 16 + 4 + 16 + payload.length);
+  let at = 0;
+  out.set(name, at);
+  at += name.length;
+  out.set(guid.subarray(0, 16), at);
+  at += 16;
+  new DataView(out.buffer).setUint32(at, attributes >>> 0, true);
+  at += 4;
+  out.set(timestamp.subarray(0, 16), at);
+  at += 16;
+  out.set(payload, at);
+  return out;
+}
