@@ -7,6 +7,7 @@ namespace vmsb {
 Napi::Value Probe(const Napi::CallbackInfo& info);
 Napi::Value XenstoreRead(const Napi::CallbackInfo& info);
 Napi::Value XenstoreWrite(const Napi::CallbackInfo& info);
+Napi::Value XenstoreClose(const Napi::CallbackInfo& info);
 Napi::Value DropPrivileges(const Napi::CallbackInfo& info);
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -14,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("xenstoreRead", Napi::Function::New(env, XenstoreRead, "xenstoreRead"));
   exports.Set("xenstoreWrite", Napi::Function::New(env, XenstoreWrite, "xenstoreWrite"));
+  exports.Set("xenstoreClose", Napi::Function::New(env, XenstoreClose, "xenstoreClose"));
   exports.Set("dropPrivileges", Napi::Function::New(env, DropPrivileges, "dropPrivileges"));
   return exports;
 }

@@ -94,12 +94,19 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// Opens a connection per call: reads and writes happen at start-up only, before privileges drop.
+// One connection for the life of the process, opened by the first call. The daemon reads its
+// platform keys before dropping privileges and announces readiness (varstored-pid) only after
+// loading NVRAM, which happens inside the chroot, where xenstored's socket and /dev/xen/xenbus are
+// out of reach: the connection made before the drop is the one that writes the key.
+struct xs_handle* g_xenstore = nullptr;
+
 struct xs_handle* OpenXenstore(Napi::Env env) {
-  struct xs_handle* xsh = xs_open(0);
-  if (!xsh)
+  if (g_xenstore)
+    return g_xenstore;
+  g_xenstore = xs_open(0);
+  if (!g_xenstore)
     ThrowErrno(env, "xs_open", "cannot reach xenstored through its socket or /dev/xen/xenbus");
-  return xsh;
+  return g_xenstore;
 }
 
 std::string PathArgument(const Napi::CallbackInfo& info) {
@@ -121,7 +128,6 @@ Napi::Value XenstoreRead(const Napi::CallbackInfo& info) {
   unsigned int len = 0;
   void* value = xs_read(xsh, XBT_NULL, path.c_str(), &len);
   const int err = errno;
-  xs_close(xsh);
   if (!value) {
     if (err == ENOENT)
       return env.Undefined();
@@ -142,10 +148,18 @@ Napi::Value XenstoreWrite(const Napi::CallbackInfo& info) {
   struct xs_handle* xsh = OpenXenstore(env);
   const bool ok = xs_write(xsh, XBT_NULL, path.c_str(), value.data(), static_cast<unsigned int>(value.size()));
   const int err = errno;
-  xs_close(xsh);
   if (!ok)
     throw SystemError(env, "xs_write", err, path);
   return env.Undefined();
+}
+
+// xenstoreClose(): drops the connection; the next read or write opens a new one.
+Napi::Value XenstoreClose(const Napi::CallbackInfo& info) {
+  if (g_xenstore) {
+    xs_close(g_xenstore);
+    g_xenstore = nullptr;
+  }
+  return info.Env().Undefined();
 }
 
 // dropPrivileges({ chroot?: string, uid?: number, gid?: number, depriv: boolean })

@@ -31,6 +31,8 @@ export interface NativeBinding {
   probe(): ProbeResult;
   xenstoreRead(path: string): string | undefined;
   xenstoreWrite(path: string, value: string): void;
+  /** Drops the process's xenstore connection (kept open so writes work after a chroot). */
+  xenstoreClose(): void;
   dropPrivileges(options: { chroot?: string; uid?: number; gid?: number; depriv: boolean }): void;
 }
 

@@ -204,6 +204,9 @@ export class FakeXen {
   }
 
   dispose(): void {
+    // The binding keeps its xenstore connection for the life of the process; this hypervisor's goes with it.
+    const binding = loadBinding('vmsb_xen_fake');
+    if (binding.ok) binding.binding.xenstoreClose();
     this.native.close();
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -23,8 +23,9 @@ const server = await xen.startIoreqServer({
 });
 if (exitAfterStart) process.exit(3); // without close(): the server must still be released
 
+// As the daemon: platform keys are read before the drop, readiness is announced after it (once
+// NVRAM is loaded, inside the chroot), over the xenstore connection opened before the drop.
 const platform = xen.xenstoreRead(`/local/domain/${domid}/platform/secureboot`);
-xen.xenstoreWrite(`/local/domain/${domid}/varstored-pid`, String(process.pid));
 
 let dropError;
 try {
@@ -32,6 +33,7 @@ try {
 } catch (e) {
   dropError = e.message;
 }
+xen.xenstoreWrite(`/local/domain/${domid}/varstored-pid`, String(process.pid));
 const buf = Buffer.alloc(8192);
 const proc = buf.subarray(0, readSync(status, buf, 0, buf.length, 0)).toString();
 let regain = 'succeeded';
