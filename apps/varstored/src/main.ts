@@ -1,0 +1,304 @@
+/**
+ * varstored: serves one guest's UEFI variables. Start-up order (as the C daemon, with readiness
+ * last): lock the pidfile; read the auth files and open the Xen side while still privileged; read
+ * the platform settings; drop privileges; load the NVRAM (or the resume file); set up builtins and,
+ * on first boot, the keys; start serving; announce readiness (pidfile, xenstore varstored-pid).
+ * SIGTERM/SIGINT/SIGHUP: finish the request in flight, write the save file, exit 0.
+ */
+import { VariableStore, type PlatformSettings, type StoreOptions, type StoreState } from '@vmsb/efi';
+import { readSaveFile, writeSaveFile } from '@vmsb/nvram';
+import { type DaemonConfig, parseArgs, usageText } from './args.js';
+import { LazyAuthenticator } from './authenticator.js';
+import { type Backend, BACKENDS } from './backends.js';
+import { createLogger, type Logger } from './log.js';
+import { lockPidfile, type PidfileLock } from './pidfile.js';
+import { applyAuthFiles, type AuthFile, readAuthFiles } from './provision.js';
+import { VariableService } from './service.js';
+import { startUnixTransport, type UnixTransport } from './transports/unix.js';
+import { importXen, startXenTransport, XenUnavailable, type XenModule, type XenTransport } from './transports/xen-glue.js';
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+type StopSignal = (typeof SIGNALS)[number];
+
+/** A start-up failure: logged as one line, exit status 1. */
+class StartupError extends Error {}
+
+export interface Streams {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+/** Runs the daemon; resolves to the exit status. */
+export async function main(argv: readonly string[], streams: Streams = process): Promise<number> {
+  const parsed = parseArgs(argv);
+  if (parsed.kind === 'help') {
+    streams.stdout.write(usageText());
+    return 0;
+  }
+  if (parsed.kind === 'usage-error') {
+    streams.stderr.write(`varstored: ${parsed.message} (see --help)\n`);
+    return 2;
+  }
+  const config = parsed.config;
+  const log = createLogger(config.logLevel, streams);
+  const daemon = new Daemon(config, log, streams);
+  return daemon.run();
+}
+
+class Daemon {
+  private pidfile: PidfileLock | undefined;
+  private unix: UnixTransport | undefined;
+  private xen: XenTransport | undefined;
+  private stopSignal: ((signal: StopSignal) => void) | undefined;
+  private stopRequested: Promise<StopSignal> | undefined;
+  private readonly earlySignal = (signal: StopSignal): void => {
+    if (this.stopSignal !== undefined) {
+      this.stopSignal(signal);
+      return;
+    }
+    // Nothing is served yet, so there is nothing to finish or save (the C daemon _exit(0)s here).
+    this.log.info(`${signal} received during start-up; exiting`);
+    this.pidfile?.release();
+    process.exit(0);
+  };
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly log: Logger,
+    private readonly streams: Streams,
+  ) {}
+
+  async run(): Promise<number> {
+    for (const s of SIGNALS) process.on(s, this.earlySignal);
+    try {
+      const { store, service } = await this.start();
+      return await this.serveUntilStopped(store, service);
+    } catch (e) {
+      if (e instanceof XenUnavailable && this.config.transport.kind === 'xen') {
+        this.streams.stderr.write(`varstored: the Xen transport is unavailable: ${e.message}; use --transport unix:<path> to run without Xen\n`);
+      } else if (e instanceof StartupError || e instanceof XenUnavailable) {
+        this.log.error(e.message);
+      } else {
+        this.log.error(`start-up failed: ${(e as Error).stack ?? String(e)}`);
+      }
+      await this.teardown();
+      return 1;
+    } finally {
+      for (const s of SIGNALS) process.off(s, this.earlySignal);
+    }
+  }
+
+  private async start(): Promise<{ store: VariableStore; service: VariableService }> {
+    const { config, log } = this;
+    const transport = config.transport.kind === 'unix' ? `unix:${config.transport.path}` : 'xen';
+    log.info(
+      `varstored for domain ${config.domid}: transport ${transport}, backend ${config.backend}` +
+        `${config.resume ? ', resuming' : ''}${config.nonPersistent ? ', non-persistent' : ''}`,
+    );
+
+    if (config.pidfile !== undefined) this.pidfile = await guard(lockPidfile(config.pidfile));
+
+    // Files that need the daemon's initial privileges are read before they are dropped.
+    const authFiles = config.resume ? [] : await guard(readAuthFiles(config.authDir));
+
+    let xen: XenModule | undefined;
+    if (config.transport.kind === 'xen') {
+      this.xen = await guard(startXenTransport(config.domid, log));
+      xen = this.xen.xen;
+    }
+    const platform = this.platformSettings();
+    log.info(`Secure boot enable: ${platform.secureBoot}`);
+    log.info(`Authenticated variables: ${platform.authEnforce ? 'enforcing' : 'permissive'}`);
+
+    const createBackend = await guard(BACKENDS[config.backend]());
+    const authenticator = new LazyAuthenticator(log);
+    if (config.chroot !== undefined) {
+      // Inside the chroot no module can be loaded any more: load the verifier now.
+      await authenticator.load().catch((e: Error) => log.error(`authenticated variables: ${e.message}; authenticated writes will be refused`));
+    }
+    await this.dropPrivileges(xen);
+
+    const backend = await guard(createBackend(config.backendArgs, { log, nonPersistent: config.nonPersistent }));
+    log.info(`NVRAM: ${backend.description}`);
+    const persist = config.nonPersistent ? undefined : (state: StoreState) => backend.store.save(state);
+
+    const options: StoreOptions = { platform, authenticator, log: log.sink };
+    const store = await this.loadStore(backend, options, authFiles, authenticator, persist);
+    this.logSecureBootState(store);
+
+    const service = new VariableService({
+      store,
+      log,
+      ...(persist ? { persist } : {}),
+      ...(backend.notifySecureBootFailure ? { notifySecureBootFailure: backend.notifySecureBootFailure } : {}),
+      prepareAuthenticatedWrite: async () => {
+        if (authenticator.loaded) return;
+        try {
+          await authenticator.load();
+        } catch (e) {
+          log.error(`authenticated variables: ${(e as Error).message}; authenticated writes are refused`);
+        }
+      },
+    });
+
+    if (config.transport.kind === 'unix') {
+      this.unix = await guard(startUnixTransport({ path: config.transport.path, handler: service, log }));
+    } else {
+      this.xen!.handler.attach(service);
+    }
+    // Serving: from now on a signal means a clean stop (finish, save), even one that arrives
+    // while readiness is being announced.
+    this.stopRequested = new Promise<StopSignal>((resolve) => {
+      this.stopSignal = resolve;
+    });
+    await guard(this.pidfile?.publish());
+    this.xen?.announceReady();
+    log.info(`Ready: serving domain ${config.domid} (pid ${process.pid})`);
+    return { store, service };
+  }
+
+  private platformSettings(): PlatformSettings {
+    const xen = this.xen;
+    return resolvePlatform(this.config.platform, xen ? (key) => xen.readPlatform(key) : undefined);
+  }
+
+  private async dropPrivileges(loaded: XenModule | undefined): Promise<void> {
+    const { chroot, uid, gid, depriv } = this.config;
+    if (chroot === undefined && uid === 0 && gid === 0 && !depriv) return;
+    const wanted = [chroot !== undefined && '--chroot', uid !== 0 && '--uid', gid !== 0 && '--gid', depriv && '--depriv'].filter(Boolean).join(', ');
+    // The pidfile lives outside the chroot and may not be writable by the unprivileged user, so it
+    // is written now, as the C daemon writes it at start; readiness is then the socket (unix) or
+    // xenstore's varstored-pid (Xen), both of which still come last.
+    await guard(this.pidfile?.publish());
+    let xen = loaded;
+    if (xen === undefined) {
+      try {
+        xen = await importXen();
+      } catch (e) {
+        throw new StartupError(`${wanted}: privilege dropping needs the Xen support package, which is unavailable: ${(e as Error).message}`);
+      }
+    }
+    try {
+      xen.dropPrivileges({ depriv, ...(chroot !== undefined ? { chroot } : {}), ...(uid !== 0 ? { uid } : {}), ...(gid !== 0 ? { gid } : {}) });
+    } catch (e) {
+      throw new StartupError(`Failed to drop privileges (${wanted}): ${(e as Error).message}`);
+    }
+    this.log.info(`Privileges dropped (${wanted})`);
+  }
+
+  private async loadStore(
+    backend: Backend,
+    options: StoreOptions,
+    authFiles: readonly AuthFile[],
+    authenticator: LazyAuthenticator,
+    persist: ((state: StoreState) => Promise<void>) | undefined,
+  ): Promise<VariableStore> {
+    const { config, log } = this;
+    if (config.resume) {
+      const path = config.resumePath!;
+      const state = await guard(readSaveFile(path));
+      const store = restoreStore(() => VariableStore.restore(state, { ...options, resume: true }), path);
+      log.info(`Resumed ${state.variables.length} variables from ${path}`);
+      return store;
+    }
+    const stored = await guard(backend.store.load());
+    if (stored !== undefined) {
+      const store = restoreStore(() => VariableStore.restore(stored, { ...options, resume: false }), backend.description);
+      log.info(`Loaded ${stored.variables.length} variables`);
+      return store;
+    }
+    log.info('No stored NVRAM: first boot');
+    const store = VariableStore.create(options);
+    if (authFiles.some((f) => f.data !== undefined)) {
+      try {
+        await authenticator.load();
+      } catch (e) {
+        const paths = authFiles.filter((f) => f.data !== undefined).map((f) => f.path);
+        throw new StartupError(`Cannot apply ${paths.join(', ')}: signed provisioning is unavailable: ${(e as Error).message}`);
+      }
+    }
+    const applied = await guard(applyAuthFiles(store, authFiles, persist, log));
+    log.info(applied.length > 0 ? `Provisioned ${applied.join(', ')}` : `No keys provisioned from ${config.authDir}`);
+    return store;
+  }
+
+  private logSecureBootState(store: VariableStore): void {
+    const mode = store.setupMode ? 'setup mode (no PK)' : 'user mode (PK enrolled)';
+    this.log.info(`Secure Boot: ${store.secureBoot ? 'enabled' : 'disabled'}, ${mode}`);
+  }
+
+  private async serveUntilStopped(store: VariableStore, service: VariableService): Promise<number> {
+    const signal = await this.stopRequested!;
+    // Later signals while stopping change nothing.
+    this.stopSignal = () => undefined;
+    this.log.info(`${signal}: finishing the request in flight and stopping`);
+    await this.closeTransports();
+    await service.drain();
+    let status = 0;
+    if (this.config.savePath !== undefined) {
+      try {
+        const state = store.state();
+        await writeSaveFile(this.config.savePath, state);
+        this.log.info(`Saved ${state.variables.length} variables to ${this.config.savePath}`);
+      } catch (e) {
+        this.log.error(`Failed to write the save file: ${(e as Error).message}`);
+        status = 1;
+      }
+    }
+    this.pidfile?.release();
+    this.pidfile = undefined;
+    this.log.info('Stopped');
+    return status;
+  }
+
+  private async closeTransports(): Promise<void> {
+    const unix = this.unix;
+    const xen = this.xen;
+    this.unix = undefined;
+    this.xen = undefined;
+    await unix?.close();
+    await xen?.close();
+  }
+
+  private async teardown(): Promise<void> {
+    await this.closeTransports().catch(() => undefined);
+    this.pidfile?.release();
+    this.pidfile = undefined;
+  }
+}
+
+/**
+ * The platform settings: xenstore platform/<key> when it has the key (it wins under Xen), else
+ * --platform, else the C daemon's defaults (Secure Boot off, enforcing). As the C daemon reads
+ * xenstore: secureboot only when exactly "true", permissive only when exactly "false".
+ */
+export function resolvePlatform(
+  args: DaemonConfig['platform'],
+  readXenstore?: (key: 'secureboot' | 'auth-enforce') => string | undefined,
+): PlatformSettings {
+  const sb = readXenstore?.('secureboot');
+  const enforce = readXenstore?.('auth-enforce');
+  return {
+    secureBoot: sb !== undefined ? sb === 'true' : (args.secureboot ?? false),
+    authEnforce: enforce !== undefined ? enforce !== 'false' : (args.authEnforce ?? true),
+  };
+}
+
+/** The store rejects a state it could never have produced; say where that state came from. */
+function restoreStore(restore: () => VariableStore, source: string): VariableStore {
+  try {
+    return restore();
+  } catch (e) {
+    throw new StartupError(`${source}: unusable NVRAM: ${(e as Error).message}`);
+  }
+}
+
+/** Awaits a start-up step; its failure becomes a one-line StartupError with the step's message. */
+async function guard<T>(step: Promise<T> | T): Promise<T> {
+  try {
+    return await step;
+  } catch (e) {
+    if (e instanceof StartupError || e instanceof XenUnavailable) throw e;
+    throw new StartupError((e as Error).message);
+  }
+}

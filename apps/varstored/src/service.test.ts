@@ -1,0 +1,170 @@
+import { type StoreState, VariableStore } from '@vmsb/efi';
+import { decodeResponse, EfiStatus, encodeRequest, fromUtf16le, guidFromText, Limits, type Request, utf16le } from '@vmsb/protocol';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from './log.js';
+import { VariableService } from './service.js';
+
+const GUID = guidFromText('12345678-1234-5678-9abc-def012345678')!;
+const NV_BS_RT = 7;
+
+function buffer(request: Request): Uint8Array {
+  const out = new Uint8Array(Limits.BUFFER_SIZE);
+  encodeRequest(request, out);
+  return out;
+}
+
+const set = (name: string, data: number[], attributes = NV_BS_RT): Uint8Array =>
+  buffer({ command: 'SetVariable', name: utf16le(name), guid: GUID, data: Uint8Array.from(data), attributes, atRuntime: false });
+const get = (name: string): Uint8Array => buffer({ command: 'GetVariable', name: utf16le(name), guid: GUID, dataSize: 4096, atRuntime: false });
+
+function status(command: 'SetVariable' | 'GetVariable' | 'NotifySBFailure', reply: Uint8Array): bigint {
+  const decoded = decodeResponse(command, reply);
+  if (!decoded.ok) throw new Error(decoded.reason);
+  return decoded.response.status;
+}
+
+function capture() {
+  const lines: string[] = [];
+  const sink = { write: (text: string) => lines.push(text.trimEnd()) };
+  return { lines, log: createLogger('debug', { stdout: sink, stderr: sink }) };
+}
+
+/** An NvramStore stand-in that records what it was asked to make durable and can be told to fail. */
+function recordingPersist() {
+  const saved: StoreState[] = [];
+  let failNext = 0;
+  let active = 0;
+  let overlapped = false;
+  return {
+    saved,
+    failNext: (n: number) => {
+      failNext = n;
+    },
+    get overlapped() {
+      return overlapped;
+    },
+    persist: async (state: StoreState): Promise<void> => {
+      active++;
+      if (active > 1) overlapped = true;
+      await new Promise((r) => setTimeout(r, 1));
+      active--;
+      if (failNext > 0) {
+        failNext--;
+        throw new Error('disk full');
+      }
+      saved.push(state);
+    },
+  };
+}
+
+const names = (s: StoreState): string[] => s.variables.filter((v) => (v.attributes & 1) !== 0).map((v) => fromUtf16le(v.name));
+
+describe('VariableService', () => {
+  it('makes a non-volatile change durable before answering, and skips volatile ones', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const p = recordingPersist();
+    const { log } = capture();
+    const service = new VariableService({ store, persist: p.persist, log });
+    expect(status('SetVariable', await service.handleCommand(set('Nv', [1])))).toBe(EfiStatus.SUCCESS);
+    expect(p.saved).toHaveLength(1);
+    expect(names(p.saved[0]!)).toContain('Nv');
+    expect(status('SetVariable', await service.handleCommand(set('Volatile', [1], 6)))).toBe(EfiStatus.SUCCESS);
+    expect(p.saved).toHaveLength(1);
+  });
+
+  it('rolls back and answers DEVICE_ERROR when the change cannot be saved', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const p = recordingPersist();
+    const { lines, log } = capture();
+    const service = new VariableService({ store, persist: p.persist, log });
+    await service.handleCommand(set('Kept', [1]));
+    p.failNext(1);
+    expect(status('SetVariable', await service.handleCommand(set('Kept', [2])))).toBe(EfiStatus.DEVICE_ERROR);
+    expect(status('SetVariable', await service.handleCommand(set('Lost', [3])))).toBe(EfiStatus.SUCCESS);
+    const reply = decodeResponse('GetVariable', await service.handleCommand(get('Kept')));
+    expect(reply.ok && reply.response.command === 'GetVariable' && [...reply.response.data!]).toEqual([1]);
+    expect(lines.some((l) => /^error: SetVariable "Kept" .*the NVRAM could not be saved \(disk full\)/.test(l))).toBe(true);
+    expect(lines.some((l) => /^warn: SetVariable "Kept" .*: DEVICE_ERROR/.test(l))).toBe(true);
+  });
+
+  it('with --nonpersistent keeps changes in memory only', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const service = new VariableService({ store, log: capture().log });
+    expect(status('SetVariable', await service.handleCommand(set('Nv', [1])))).toBe(EfiStatus.SUCCESS);
+    expect(store.getVariable(utf16le('Nv'), GUID)).toBeDefined();
+  });
+
+  it('handles requests one at a time: saves never overlap and answers keep their order', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const p = recordingPersist();
+    const service = new VariableService({ store, persist: p.persist, log: capture().log });
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => service.handleCommand(set(`V${i % 4}`, [i + 1]))));
+    expect(replies.every((r) => status('SetVariable', r) === EfiStatus.SUCCESS)).toBe(true);
+    expect(p.overlapped).toBe(false);
+    expect(p.saved).toHaveLength(20);
+    const last = p.saved[19]!.variables.find((v) => fromUtf16le(v.name) === 'V3')!;
+    expect([...last.data]).toEqual([20]);
+  });
+
+  it('raises the Secure Boot alert once, then answers ACCESS_DENIED', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    let alerts = 0;
+    const { lines, log } = capture();
+    const service = new VariableService({ store, log, notifySecureBootFailure: async () => void alerts++ });
+    const notify = buffer({ command: 'NotifySBFailure' });
+    expect(status('NotifySBFailure', await service.handleCommand(notify))).toBe(EfiStatus.SUCCESS);
+    expect(status('NotifySBFailure', await service.handleCommand(notify))).toBe(EfiStatus.ACCESS_DENIED);
+    expect(alerts).toBe(1);
+    expect(lines.some((l) => /^warn: NotifySBFailure/.test(l))).toBe(true);
+  });
+
+  it('answers DEVICE_ERROR when the alert cannot be raised, and SUCCESS (logged) without an alert channel', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const failing = new VariableService({ store, log: capture().log, notifySecureBootFailure: async () => Promise.reject(new Error('XAPI down')) });
+    expect(status('NotifySBFailure', await failing.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(EfiStatus.DEVICE_ERROR);
+    const fileBackend = new VariableService({ store, log: capture().log });
+    expect(status('NotifySBFailure', await fileBackend.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(EfiStatus.SUCCESS);
+  });
+
+  it('loads the verifier before dispatching an authenticated write, and not otherwise', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    let prepared = 0;
+    const service = new VariableService({ store, log: capture().log, prepareAuthenticatedWrite: async () => void prepared++ });
+    await service.handleCommand(set('Plain', [1]));
+    await service.handleCommand(get('Plain'));
+    expect(prepared).toBe(0);
+    await service.handleCommand(set('Signed', new Array(40).fill(0), 0x27));
+    expect(prepared).toBe(1);
+  });
+
+  it('logs failed requests with their EFI status name, routine ones only at debug level', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const { lines, log } = capture();
+    const service = new VariableService({ store, log });
+    await service.handleCommand(get('Missing'));
+    await service.handleCommand(buffer({ command: 'SetVariable', name: utf16le('SecureBoot'), guid: guidFromText('8be4df61-93ca-11d2-aa0d-00e098032b8c')!, data: Uint8Array.of(1), attributes: 6, atRuntime: false }));
+    const bad = new Uint8Array(Limits.BUFFER_SIZE);
+    bad[0] = 2;
+    await service.handleCommand(bad);
+    expect(lines).toContainEqual(expect.stringMatching(/^debug: GetVariable "Missing" 12345678-1234-5678-9abc-def012345678: NOT_FOUND$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^warn: SetVariable "SecureBoot" 8be4df61-93ca-11d2-aa0d-00e098032b8c attributes 0x6: WRITE_PROTECTED/));
+    expect(lines).toContainEqual(expect.stringMatching(/^warn: undecodable request: UNSUPPORTED \(protocol version 2 \(expected 1\)\)$/));
+  });
+
+  it('never rejects and always answers within the buffer, whatever the guest sends', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const service = new VariableService({ store, log: createLogger('error', { stdout: { write: () => true }, stderr: { write: () => true } }) });
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 5 }), async (bytes, command) => {
+        const request = new Uint8Array(Limits.BUFFER_SIZE);
+        request.set(bytes);
+        request.set([1, 0, 0, 0, command, 0, 0, 0]);
+        const reply = await service.handleCommand(request);
+        expect(reply.length).toBeGreaterThanOrEqual(8);
+        expect(reply.length).toBeLessThanOrEqual(Limits.BUFFER_SIZE);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -1,0 +1,192 @@
+/**
+ * The daemon's GuestHandler: requests from any transport, one at a time, through the
+ * VariableStore; a non-volatile change is made durable before the guest gets its answer, or rolled
+ * back and answered EFI_DEVICE_ERROR.
+ */
+import { hasTimeBasedAttr, type PendingChange, type StoreState, type VariableStore } from '@vmsb/efi';
+import { Command, decodeRequest, EfiStatus, encodeStatus, fromUtf16le, guidToText, PROTOCOL_VERSION, statusName } from '@vmsb/protocol';
+import type { GuestHandler } from './guest-handler.js';
+import type { Logger } from './log.js';
+
+export interface ServiceOptions {
+  readonly store: VariableStore;
+  /** Makes the NV state durable; absent with --nonpersistent (changes are kept in memory only). */
+  readonly persist?: (state: StoreState) => Promise<void>;
+  /** Raises the Secure Boot failure alert (xapidb); absent: the event is only logged. */
+  readonly notifySecureBootFailure?: () => Promise<void>;
+  /** Called before a TIME_BASED SetVariable is dispatched: loads the authenticator on first use. */
+  readonly prepareAuthenticatedWrite?: () => Promise<void>;
+  readonly log: Logger;
+}
+
+/** Statuses that are the normal flow of the protocol rather than failures worth a warning. */
+function isRoutine(command: string | undefined, status: bigint): boolean {
+  if (status === EfiStatus.BUFFER_TOO_SMALL) return command === 'GetVariable' || command === 'GetNextVariableName';
+  // Probing for a variable, reaching the end of the enumeration, deleting what is not there.
+  return status === EfiStatus.NOT_FOUND && (command === 'GetVariable' || command === 'GetNextVariableName' || command === 'SetVariable');
+}
+
+function statusBytes(status: bigint): Uint8Array {
+  const out = new Uint8Array(8);
+  encodeStatus(status, out);
+  return out;
+}
+
+/** A guest-supplied name fit for one log line: printable, bounded. */
+function printableName(name: Uint8Array): string {
+  const text = fromUtf16le(name.subarray(0, 128)).replace(/[^\x20-\x7e]/g, '?');
+  return JSON.stringify(name.length > 128 ? `${text}…` : text);
+}
+
+export class VariableService implements GuestHandler {
+  private tail: Promise<unknown> = Promise.resolve();
+  private sbAlertRaised = false;
+  private readonly options: ServiceOptions;
+
+  constructor(options: ServiceOptions) {
+    this.options = options;
+  }
+
+  handleCommand(request: Uint8Array): Promise<Uint8Array> {
+    return this.serialised(async () => {
+      try {
+        return await this.command(request);
+      } catch (e) {
+        // Nothing a guest sends may escape as an exception; answer as a failed device would.
+        this.options.log.error(`internal error while handling a request: ${(e as Error).stack ?? String(e)}`);
+        return statusBytes(EfiStatus.DEVICE_ERROR);
+      }
+    });
+  }
+
+  ppiRead(index: number, size: number): number {
+    try {
+      // The save file carries the PPI index register, which the transport keeps to itself; the
+      // address last accessed (register plus port offset, 0 for OVMF's accesses) stands in for it.
+      this.options.store.ppiIndex = index;
+      return this.options.store.ppiRead(index, size);
+    } catch (e) {
+      this.options.log.error(`internal error in a PPI read: ${(e as Error).message}`);
+      return 0;
+    }
+  }
+
+  ppiWrite(index: number, size: number, value: number): Promise<void> {
+    return this.serialised(async () => {
+      try {
+        this.options.store.ppiIndex = index;
+        const outcome = this.options.store.ppiWrite(index, size, value);
+        if (outcome.pending) await this.settle(outcome.pending, () => `PPI write at 0x${index.toString(16)}`);
+      } catch (e) {
+        this.options.log.error(`internal error in a PPI write: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /** Resolves once every request accepted so far has been answered. */
+  async drain(): Promise<void> {
+    for (;;) {
+      const tail = this.tail;
+      await tail;
+      if (tail === this.tail) return;
+    }
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(work);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Persists a pending change, then commits it; on failure rolls it back and returns rollback()'s value. */
+  private async settle<R>(pending: PendingChange<R>, what: () => string): Promise<{ ok: true } | { ok: false; rolledBack: R }> {
+    const { persist, log } = this.options;
+    if (persist === undefined) {
+      pending.commit();
+      return { ok: true };
+    }
+    try {
+      await persist(pending.state);
+    } catch (e) {
+      log.error(`${what()}: the NVRAM could not be saved (${(e as Error).message}); change rolled back, answering DEVICE_ERROR`);
+      return { ok: false, rolledBack: pending.rollback() };
+    }
+    pending.commit();
+    return { ok: true };
+  }
+
+  private async command(request: Uint8Array): Promise<Uint8Array> {
+    const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
+    const version = request.length >= 8 ? view.getUint32(0, true) : undefined;
+    const code = request.length >= 8 ? view.getUint32(4, true) : undefined;
+    if (version === PROTOCOL_VERSION && code === Command.NotifySBFailure) return this.notifySBFailure();
+    if (version === PROTOCOL_VERSION && code === Command.SetVariable && this.options.prepareAuthenticatedWrite) {
+      const decoded = decodeRequest(request);
+      if (decoded.ok && decoded.request.command === 'SetVariable' && hasTimeBasedAttr(decoded.request.attributes)) {
+        await this.options.prepareAuthenticatedWrite();
+      }
+    }
+
+    const outcome = this.options.store.dispatch(request);
+    let response = outcome.response;
+    let status = outcome.status;
+    let reason = outcome.reason;
+    if (outcome.pending) {
+      const settled = await this.settle(outcome.pending, () => describeRequest(request));
+      if (!settled.ok) {
+        response = settled.rolledBack;
+        status = EfiStatus.DEVICE_ERROR;
+        reason = 'the NVRAM could not be saved';
+      }
+    }
+    this.logOutcome(request, outcome.command, status, reason);
+    return response;
+  }
+
+  private logOutcome(request: Uint8Array, command: string | undefined, status: bigint, reason: string | undefined): void {
+    const { log } = this.options;
+    if (status === EfiStatus.SUCCESS || isRoutine(command, status)) {
+      if (log.enabled('debug')) log.debug(`${describeRequest(request)}: ${statusName(status)}`);
+      return;
+    }
+    log.warn(`${describeRequest(request)}: ${statusName(status)}${reason ? ` (${reason})` : ''}`);
+  }
+
+  private async notifySBFailure(): Promise<Uint8Array> {
+    const { log, notifySecureBootFailure } = this.options;
+    if (this.sbAlertRaised) {
+      log.info('NotifySBFailure: the alert was already raised by this daemon; ACCESS_DENIED');
+      return statusBytes(EfiStatus.ACCESS_DENIED);
+    }
+    this.sbAlertRaised = true;
+    log.warn('NotifySBFailure: the guest failed to pass Secure Boot verification');
+    if (notifySecureBootFailure === undefined) return statusBytes(EfiStatus.SUCCESS);
+    try {
+      await notifySecureBootFailure();
+      log.info('NotifySBFailure: VM_SECURE_BOOT_FAILED raised');
+      return statusBytes(EfiStatus.SUCCESS);
+    } catch (e) {
+      log.error(`NotifySBFailure: the alert could not be raised: ${(e as Error).message}; DEVICE_ERROR`);
+      return statusBytes(EfiStatus.DEVICE_ERROR);
+    }
+  }
+}
+
+/** "SetVariable "Boot0001" 8be4df61-…" for logs; decodes the private copy again (only when logging). */
+export function describeRequest(request: Uint8Array): string {
+  const decoded = decodeRequest(request);
+  // The store's reason says what is wrong with it.
+  if (!decoded.ok) return 'undecodable request';
+  const r = decoded.request;
+  switch (r.command) {
+    case 'GetVariable':
+    case 'SetVariable':
+      return `${r.command} ${printableName(r.name)} ${guidToText(r.guid)}${r.command === 'SetVariable' ? ` attributes 0x${r.attributes.toString(16)}` : ''}`;
+    case 'GetNextVariableName':
+      return r.name.length === 0 ? 'GetNextVariableName (first)' : `GetNextVariableName after ${printableName(r.name)} ${guidToText(r.guid)}`;
+    case 'QueryVariableInfo':
+      return `QueryVariableInfo attributes 0x${r.attributes.toString(16)}`;
+    case 'NotifySBFailure':
+      return 'NotifySBFailure';
+  }
+}

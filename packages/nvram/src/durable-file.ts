@@ -1,0 +1,86 @@
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+let sequence = 0;
+
+/** A failure of `replaceFile`; `replaced` says whether the new content may already be in place. */
+export class ReplaceError extends Error {
+  constructor(
+    message: string,
+    readonly replaced: boolean,
+  ) {
+    super(message);
+  }
+}
+
+function reason(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Replaces `path` with `bytes` so that a crash at any point leaves either the old or the new
+ * content, and the new one is on disk when the promise resolves: write a temporary file in the
+ * same directory, fsync it, rename it over `path`, fsync the directory.
+ */
+export async function replaceFile(path: string, bytes: Uint8Array): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${process.pid}.${++sequence}.tmp`);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(temp, 'wx', 0o600);
+    await handle.writeFile(bytes);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temp, path);
+  } catch (e) {
+    await handle?.close().catch(() => undefined);
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw new ReplaceError(`${path}: cannot write: ${reason(e)}`, false);
+  }
+  // The rename is durable only once the directory entry is.
+  try {
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch (e) {
+    throw new ReplaceError(`${path}: written but its directory could not be synced: ${reason(e)}`, true);
+  }
+}
+
+/**
+ * Reads a whole file of at most `maxSize` bytes. Resolves undefined when it does not exist; any
+ * other failure rejects with an Error naming the file.
+ */
+export async function readBoundedFile(path: string, maxSize: number): Promise<Uint8Array | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`${path}: cannot open: ${reason(e)}`);
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error(`${path}: not a regular file`);
+    if (stat.size > maxSize) throw new Error(`${path}: ${stat.size} bytes is larger than any valid VARS blob (${maxSize})`);
+    // Read at most maxSize + 1 so a file that grows under us is still caught.
+    const buffer = new Uint8Array(Math.min(stat.size, maxSize) + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length === buffer.length) throw new Error(`${path}: grew while being read`);
+    }
+    return buffer.subarray(0, length);
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith(`${path}:`)) throw e;
+    throw new Error(`${path}: cannot read: ${reason(e)}`);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
