@@ -1,30 +1,7 @@
-import { createHash, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
-import {
-  bitString,
-  booleanValue,
-  children,
-  content,
-  DerError,
-  encoding,
-  explicit,
-  expectElement,
-  nullValue,
-  octetString,
-  oid,
-  oidText,
-  readElement,
-  sequence,
-  setOf,
-  smallInteger,
-  Tag,
-  tlv,
-  unsignedInteger,
-  utf8String,
-  x509Time,
-  contextPrimitiveTag,
-  contextTag,
-  type Element,
-} from './der.js';
+import { createHash, createPublicKey, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
 import { keyBits, loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
 import { Oid } from './oids.js';
 import { decodePem, encodePem, looksLikePem, pemText } from './pem.js';
@@ -74,11 +51,11 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
   const notBefore = new Date(Math.floor((options.notBefore ?? new Date()).getTime() / 1000) * 1000);
   const notAfter = new Date(notBefore.getTime() + days * 86_400_000);
 
-  const spki = subjectPublicKeyInfo(subjectKey);
+  const spki = new pkijs.PublicKeyInfo({ schema: decodeDer(subjectPublicKeyInfo(subjectKey), 'SubjectPublicKeyInfo') });
   const ski = keyIdentifier(spki);
   const subject = distinguishedName(options.cn, options.organization);
 
-  let issuerName: Uint8Array;
+  let issuerName: pkijs.RelativeDistinguishedNames;
   let issuerKey: KeyObject;
   let authorityKeyId: Uint8Array;
   if (options.issuer === undefined) {
@@ -92,35 +69,45 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
     if (!bytesEqual(subjectPublicKeyInfo(issuerKey), fields.spki)) {
       throw new TypeError('the issuer key does not belong to the issuer certificate');
     }
-    issuerName = fields.subject;
-    authorityKeyId = fields.subjectKeyIdentifier ?? keyIdentifier(fields.spki);
+    // The issuer's subject Name, carried over byte for byte (pkijs re-emits a decoded Name as decoded).
+    issuerName = new pkijs.RelativeDistinguishedNames({ schema: decodeDer(fields.subject, 'issuer Name') });
+    authorityKeyId = fields.subjectKeyIdentifier ?? keyIdentifier(new pkijs.PublicKeyInfo({ schema: decodeDer(fields.spki, 'SubjectPublicKeyInfo') }));
   }
   const ca = options.ca ?? options.issuer === undefined;
 
-  const extensions = sequence(
-    extension(Oid.basicConstraints, true, ca ? sequence(booleanValue(true)) : sequence()),
-    // keyUsage bits: digitalSignature (0), keyCertSign (5), cRLSign (6); trailing zero bits dropped.
-    extension(Oid.keyUsage, true, ca ? bitString(Uint8Array.of(0x86), 1) : bitString(Uint8Array.of(0x80), 7)),
-    extension(Oid.subjectKeyIdentifier, false, octetString(ski)),
-    extension(Oid.authorityKeyIdentifier, false, sequence(tlv(contextPrimitiveTag(0), authorityKeyId))),
-  );
-  const signatureAlgorithm = sequence(oid(Oid.sha256WithRSAEncryption), nullValue());
-  const tbs = sequence(
-    explicit(0, smallInteger(2)),
-    unsignedInteger(serialMagnitude(options.serial)),
-    signatureAlgorithm,
-    issuerName,
-    sequence(x509Time(notBefore), x509Time(notAfter)),
+  const certificate = new pkijs.Certificate({
+    version: 2,
+    serialNumber: new asn1js.Integer({ valueHex: serialContent(options.serial) }),
+    signature: algorithmWithNull(Oid.sha256WithRSAEncryption),
+    issuer: issuerName,
+    notBefore: x509Time(notBefore),
+    notAfter: x509Time(notAfter),
     subject,
-    spki,
-    explicit(3, extensions),
-  );
-  const signature = new Uint8Array(sign('sha256', tbs, issuerKey));
-  const der = sequence(tbs, signatureAlgorithm, bitString(signature));
+    subjectPublicKeyInfo: spki,
+    extensions: [
+      // pkijs leaves cA out when false (DEFAULT FALSE), giving the empty SEQUENCE DER requires.
+      extension(Oid.basicConstraints, true, new pkijs.BasicConstraints({ cA: ca }).toSchema()),
+      // keyUsage bits: digitalSignature (0), keyCertSign (5), cRLSign (6); trailing zero bits dropped.
+      extension(
+        Oid.keyUsage,
+        true,
+        ca ? new asn1js.BitString({ valueHex: Uint8Array.of(0x86), unusedBits: 1 }) : new asn1js.BitString({ valueHex: Uint8Array.of(0x80), unusedBits: 7 }),
+      ),
+      extension(Oid.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: ski })),
+      extension(Oid.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: authorityKeyId }) }).toSchema()),
+    ],
+    signatureAlgorithm: algorithmWithNull(Oid.sha256WithRSAEncryption),
+  });
+  const tbs = toDer(certificate.encodeTBS());
+  // Signed here rather than with pkijs' asynchronous WebCrypto engine, so creation stays synchronous.
+  certificate.tbsView = tbs;
+  certificate.signatureValue = new asn1js.BitString({ valueHex: new Uint8Array(sign('sha256', tbs, issuerKey)) });
+  const der = toDer(certificate.toSchema());
   return { der, pem: certificateToPem(der) };
 }
 
-function serialMagnitude(serial: bigint | undefined): Uint8Array {
+/** INTEGER content octets of a serial number: positive, minimal, at most 20 octets. */
+function serialContent(serial: bigint | undefined): Uint8Array {
   if (serial === undefined) {
     const bytes = new Uint8Array(randomBytes(16));
     // Positive and exactly 16 octets: clear the sign bit, keep the top octet non-zero.
@@ -129,28 +116,40 @@ function serialMagnitude(serial: bigint | undefined): Uint8Array {
   }
   if (serial <= 0n) throw new RangeError('a certificate serial number must be positive');
   const hex = serial.toString(16);
-  const bytes = Uint8Array.from(Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex'));
-  if (bytes.length > 20 || (bytes.length === 20 && (bytes[0]! & 0x80) !== 0)) throw new RangeError('a certificate serial number is at most 20 octets');
+  const magnitude = Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex');
+  // A sign octet keeps a magnitude with its top bit set positive.
+  const bytes = Uint8Array.from((magnitude[0]! & 0x80) !== 0 ? [0, ...magnitude] : magnitude);
+  if (bytes.length > 20) throw new RangeError('a certificate serial number is at most 20 octets');
   return bytes;
 }
 
-function distinguishedName(cn: string, organization: string | undefined): Uint8Array {
-  const rdns: Uint8Array[] = [];
-  if (organization !== undefined && organization.length > 0) rdns.push(setOf(sequence(oid(Oid.organizationName), utf8String(organization))));
-  rdns.push(setOf(sequence(oid(Oid.commonName), utf8String(cn))));
-  return sequence(...rdns);
+/** UTCTime for years 1950..2049, GeneralizedTime otherwise (RFC 5280 §4.1.2.5), to the second. */
+function x509Time(date: Date): pkijs.Time {
+  const year = date.getUTCFullYear();
+  if (year < 0 || year > 9999) throw new RangeError(`year ${year} cannot be encoded in a certificate`);
+  return new pkijs.Time({ type: year >= 1950 && year < 2050 ? pkijs.TimeType.UTCTime : pkijs.TimeType.GeneralizedTime, value: date });
 }
 
-function extension(id: string, critical: boolean, value: Uint8Array): Uint8Array {
-  return critical ? sequence(oid(id), booleanValue(true), octetString(value)) : sequence(oid(id), octetString(value));
+/**
+ * O (when given) then CN, one RDN each. Built as a Name encoding and decoded again because pkijs'
+ * own RelativeDistinguishedNames encoder puts every attribute into a single (multi-valued) RDN.
+ */
+function distinguishedName(cn: string, organization: string | undefined): pkijs.RelativeDistinguishedNames {
+  const rdn = (type: string, value: string): asn1js.Set =>
+    new asn1js.Set({ value: [new pkijs.AttributeTypeAndValue({ type, value: new asn1js.Utf8String({ value }) }).toSchema()] });
+  const rdns: asn1js.Set[] = [];
+  if (organization !== undefined && organization.length > 0) rdns.push(rdn(Oid.organizationName, organization));
+  rdns.push(rdn(Oid.commonName, cn));
+  return new pkijs.RelativeDistinguishedNames({ schema: decodeDer(toDer(new asn1js.Sequence({ value: rdns })), 'Name') });
+}
+
+function extension(extnID: string, critical: boolean, value: asn1js.AsnType): pkijs.Extension {
+  return new pkijs.Extension({ extnID, critical, extnValue: value.toBER(false) });
 }
 
 /** SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 §4.2.1.2, method 1). */
-function keyIdentifier(spki: Uint8Array): Uint8Array {
-  const outer = expectElement(spki, 0, spki.length, Tag.SEQUENCE, 'SubjectPublicKeyInfo');
-  const [, key] = children(spki, outer);
-  if (key === undefined || key.tag !== Tag.BIT_STRING) throw new DerError('SubjectPublicKeyInfo without a key');
-  return new Uint8Array(createHash('sha1').update(spki.subarray(key.contentStart + 1, key.end)).digest());
+function keyIdentifier(spki: pkijs.PublicKeyInfo): Uint8Array {
+  return new Uint8Array(createHash('sha1').update(spki.subjectPublicKey.valueBlock.valueHexView).digest());
 }
 
 /** The parts of a certificate other structures copy byte for byte. */
@@ -166,47 +165,38 @@ export interface CertificateFields {
   /** The SubjectPublicKeyInfo element. */
   readonly spki: Uint8Array;
   readonly subjectKeyIdentifier?: Uint8Array;
+  /** The decoded certificate. */
+  readonly certificate: pkijs.Certificate;
 }
 
-/** Locates the TBSCertificate fields. Throws DerError on a malformed certificate. */
+/**
+ * Decodes a certificate with pkijs and locates the fields other structures copy, as views of their
+ * original encodings. Throws a TypeError on anything that is not one X.509 certificate.
+ */
 export function certificateFields(der: Uint8Array): CertificateFields {
-  const cert = expectElement(der, 0, der.length, Tag.SEQUENCE, 'Certificate');
-  if (cert.end !== der.length) throw new DerError(`${der.length - cert.end} bytes after the certificate`);
-  const tbsEl = expectElement(der, cert.contentStart, cert.end, Tag.SEQUENCE, 'TBSCertificate');
-  const fields = children(der, tbsEl);
-  let i = 0;
-  if (fields[0]?.tag === contextTag(0)) i++;
-  const need = (el: Element | undefined, tag: number, what: string): Element => {
-    if (el === undefined || el.tag !== tag) throw new DerError(`TBSCertificate: missing or malformed ${what}`);
-    return el;
-  };
-  const serial = need(fields[i], Tag.INTEGER, 'serialNumber');
-  need(fields[i + 1], Tag.SEQUENCE, 'signature');
-  const issuer = need(fields[i + 2], Tag.SEQUENCE, 'issuer');
-  need(fields[i + 3], Tag.SEQUENCE, 'validity');
-  const subject = need(fields[i + 4], Tag.SEQUENCE, 'subject');
-  const spki = need(fields[i + 5], Tag.SEQUENCE, 'subjectPublicKeyInfo');
-  let subjectKeyIdentifier: Uint8Array | undefined;
-  const extensions = fields.slice(i + 6).find((el) => el.tag === contextTag(3));
-  if (extensions !== undefined) {
-    const list = readElement(der, extensions.contentStart, extensions.end);
-    for (const ext of children(der, list)) {
-      const parts = children(der, ext);
-      if (parts[0]?.tag !== Tag.OID || oidText(der, parts[0]) !== Oid.subjectKeyIdentifier) continue;
-      const value = parts[parts.length - 1];
-      if (value?.tag !== Tag.OCTET_STRING) continue;
-      const inner = readElement(der, value.contentStart, value.end);
-      if (inner.tag === Tag.OCTET_STRING) subjectKeyIdentifier = content(der, inner);
-    }
+  const root = decodeDer(der, 'certificate');
+  let certificate: pkijs.Certificate;
+  try {
+    certificate = new pkijs.Certificate({ schema: root });
+  } catch (err) {
+    throw new TypeError(`not an X.509 certificate: ${err instanceof Error ? err.message : String(err)}`);
   }
+  // The schema matched, so the TBSCertificate's fields are where RFC 5280 puts them.
+  const tbsFields = ((root as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence).valueBlock.value;
+  const first = tbsFields[0]!.idBlock;
+  const spkiBlock = tbsFields[(first.tagClass === 3 && first.tagNumber === 0 ? 1 : 0) + 5]!;
+  const skiExtension = certificate.extensions?.find((e) => e.extnID === Oid.subjectKeyIdentifier);
+  const skiValue: unknown = skiExtension?.parsedValue;
+  const subjectKeyIdentifier = skiValue instanceof asn1js.OctetString ? skiValue.valueBlock.valueHexView : undefined;
   return {
     der,
-    tbs: encoding(der, tbsEl),
-    serialNumber: encoding(der, serial),
-    issuer: encoding(der, issuer),
-    subject: encoding(der, subject),
-    spki: encoding(der, spki),
+    tbs: certificate.tbsView,
+    serialNumber: certificate.serialNumber.valueBeforeDecodeView,
+    issuer: new Uint8Array(certificate.issuer.valueBeforeDecode),
+    subject: new Uint8Array(certificate.subject.valueBeforeDecode),
+    spki: spkiBlock.valueBeforeDecodeView,
     ...(subjectKeyIdentifier !== undefined ? { subjectKeyIdentifier } : {}),
+    certificate,
   };
 }
 
@@ -277,40 +267,112 @@ export interface CertificateInfo {
 export function parseCertificate(input: CertificateInput): CertificateInfo {
   const der = certificateDer(input);
   const fields = certificateFields(der);
-  const x = new X509Certificate(der);
+  const { certificate } = fields;
   const hex = (algorithm: string, bytes: Uint8Array): string => createHash(algorithm).update(bytes).digest('hex');
-  let selfSigned = false;
+  let publicKey: KeyObject | undefined;
   try {
-    selfSigned = x.checkIssued(x) && x.verify(x.publicKey);
+    publicKey = createPublicKey({ key: Buffer.from(fields.spki), format: 'der', type: 'spki' });
   } catch {
-    selfSigned = false;
+    publicKey = undefined; // a key type node:crypto does not know
   }
+  let selfSigned = false;
+  if (bytesEqual(fields.issuer, fields.subject) && publicKey !== undefined) {
+    try {
+      // The signature check is node:crypto's (every algorithm OpenSSL knows); parsing is pkijs'.
+      selfSigned = new X509Certificate(der).verify(publicKey);
+    } catch {
+      selfSigned = false;
+    }
+  }
+  const basicConstraints: unknown = certificate.extensions?.find((e) => e.extnID === Oid.basicConstraints)?.parsedValue;
+  const subject = nameAttributes(fields.subject);
   return {
     der,
-    subject: oneLine(x.subject),
-    issuer: oneLine(x.issuer),
-    commonName: commonNameOf(x.subject),
-    serialNumber: x.serialNumber.toUpperCase(),
-    notBefore: new Date(x.validFrom),
-    notAfter: new Date(x.validTo),
+    subject: formatName(subject),
+    issuer: formatName(nameAttributes(fields.issuer)),
+    commonName: subject.flat().reverse().find((a) => a.type === Oid.commonName && a.value !== undefined)?.value,
+    serialNumber: serialHex(certificate.serialNumber),
+    notBefore: certificate.notBefore.value,
+    notAfter: certificate.notAfter.value,
     sha256: hex('sha256', der),
     sha1: hex('sha1', der),
     spkiSha256: hex('sha256', fields.spki),
-    keyType: x.publicKey.asymmetricKeyType ?? 'unknown',
-    keyBits: keyBits(x.publicKey),
+    keyType: publicKey?.asymmetricKeyType ?? 'unknown',
+    keyBits: publicKey === undefined ? 0 : keyBits(publicKey),
     selfSigned,
-    ca: x.ca,
+    ca: basicConstraints instanceof pkijs.BasicConstraints && basicConstraints.cA,
   };
 }
 
-/** node:crypto prints a DN as one `KEY=value` per line. */
-function oneLine(dn: string): string {
-  return dn.split('\n').filter((l) => l.length > 0).join(', ');
+/** Short names OpenSSL prints for the attribute types met in certificate names. */
+const attributeNames: Readonly<Record<string, string>> = {
+  '2.5.4.3': 'CN',
+  '2.5.4.4': 'SN',
+  '2.5.4.5': 'serialNumber',
+  '2.5.4.6': 'C',
+  '2.5.4.7': 'L',
+  '2.5.4.8': 'ST',
+  '2.5.4.9': 'street',
+  '2.5.4.10': 'O',
+  '2.5.4.11': 'OU',
+  '2.5.4.12': 'title',
+  '2.5.4.17': 'postalCode',
+  '2.5.4.42': 'GN',
+  '2.5.4.43': 'initials',
+  '2.5.4.46': 'dnQualifier',
+  '2.5.4.97': 'organizationIdentifier',
+  '0.9.2342.19200300.100.1.1': 'UID',
+  '0.9.2342.19200300.100.1.25': 'DC',
+  '1.2.840.113549.1.9.1': 'emailAddress',
+};
+
+interface NameAttribute {
+  readonly type: string;
+  /** The value when it is a string. */
+  readonly value: string | undefined;
+  /** As printed: the string escaped, or `#` and the hex of the encoding for any other value (RFC 4514). */
+  readonly text: string;
 }
 
-function commonNameOf(dn: string): string | undefined {
-  const line = dn.split('\n').reverse().find((l) => l.startsWith('CN='));
-  return line?.slice(3);
+/**
+ * A Name's attributes grouped by RDN, in encoding order. Read from the Name's SETs directly
+ * because pkijs' RelativeDistinguishedNames flattens multi-valued RDNs into one list.
+ */
+function nameAttributes(name: Uint8Array): NameAttribute[][] {
+  const rdns = (decodeDer(name, 'Name') as asn1js.Sequence).valueBlock.value as asn1js.Set[];
+  return rdns.map((rdn) =>
+    rdn.valueBlock.value.map((schema) => {
+      const atv = new pkijs.AttributeTypeAndValue({ schema });
+      const v: unknown = atv.value;
+      if (v instanceof asn1js.BaseStringBlock) return { type: atv.type, value: v.getValue(), text: escapeValue(v.getValue()) };
+      return { type: atv.type, value: undefined, text: `#${Buffer.from((v as asn1js.BaseBlock).valueBeforeDecodeView).toString('hex')}` };
+    }),
+  );
+}
+
+/** One line, most significant RDN first, values escaped as RFC 4514 and node:crypto do. */
+function formatName(rdns: readonly (readonly NameAttribute[])[]): string {
+  return rdns.map((rdn) => rdn.map((a) => `${attributeNames[a.type] ?? a.type}=${a.text}`).join(' + ')).join(', ');
+}
+
+function escapeValue(value: string): string {
+  let out = '';
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    const code = c.charCodeAt(0);
+    if (code < 0x20 || code === 0x7f) out += `\\${code.toString(16).toUpperCase().padStart(2, '0')}`;
+    else if (',+"\\<>;'.includes(c) || (i === 0 && (c === '#' || c === ' ')) || (i === value.length - 1 && c === ' ')) out += `\\${c}`;
+    else out += c;
+  }
+  return out;
+}
+
+/** The serial number as upper-case hex of its magnitude, as OpenSSL prints it. */
+function serialHex(serial: asn1js.Integer): string {
+  const bytes = serial.valueBlock.valueHexView;
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  return Buffer.from(bytes.subarray(start)).toString('hex').toUpperCase();
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,25 +1,8 @@
 import { createHash, verify, X509Certificate } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
 import { certificateFields } from './certificate.js';
-import {
-  children,
-  concatBytes,
-  content,
-  contextTag,
-  DerError,
-  encoding,
-  expectElement,
-  nullValue,
-  octetString,
-  oid,
-  oidText,
-  readElement,
-  sequence,
-  setOf,
-  smallInteger,
-  Tag,
-  tlv,
-  type Element,
-} from './der.js';
 import { Oid } from './oids.js';
 
 /**
@@ -28,10 +11,19 @@ import { Oid } from './oids.js';
  * reproducible.
  */
 export function signedAttributesFor(digest: Uint8Array): Uint8Array {
-  return setOf(
-    sequence(oid(Oid.contentType), setOf(oid(Oid.data))),
-    sequence(oid(Oid.messageDigest), setOf(octetString(digest))),
-  );
+  const attributes = [
+    new pkijs.Attribute({ type: Oid.contentType, values: [new asn1js.ObjectIdentifier({ value: Oid.data })] }),
+    new pkijs.Attribute({ type: Oid.messageDigest, values: [new asn1js.OctetString({ valueHex: digest })] }),
+  ].map((a) => ({ schema: a.toSchema(), der: toDer(a.toSchema()) }));
+  // DER orders a SET OF by the encodings of its elements (X.690 §11.6); asn1js keeps insertion order.
+  attributes.sort((a, b) => compareBytes(a.der, b.der));
+  return toDer(new asn1js.Set({ value: attributes.map((a) => a.schema) }));
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
 }
 
 export interface SignedDataParts {
@@ -49,37 +41,54 @@ export interface SignedDataParts {
  * A detached PKCS#7 SignedData (no ContentInfo wrapper) in the profile UEFI specifies and efitools
  * and OpenSSL's PKCS7_sign produce: version 1, digest SHA-256, content type id-data with the content
  * absent, the certificates, one SignerInfo v1 identified by issuer and serial number, signature
- * algorithm rsaEncryption.
+ * algorithm rsaEncryption. The signature is made by the caller (synchronously, with node:crypto).
  */
 export function buildSignedData(parts: SignedDataParts): Uint8Array {
   const signer = certificateFields(parts.signer);
-  const sha256 = sequence(oid(Oid.sha256), nullValue());
-  const attributes: Uint8Array[] = [];
+  const certificates = [parts.signer, ...(parts.chain ?? [])].map(carriedCertificate);
+  let signedAttrs: pkijs.SignedAndUnsignedAttributes | undefined;
   if (parts.signedAttributes !== undefined) {
-    if (parts.signedAttributes[0] !== Tag.SET) throw new TypeError('signed attributes must be a DER SET');
-    // In SignerInfo the SET is carried as [0] IMPLICIT: same content, context tag.
-    attributes.push(concatBytes([Uint8Array.of(contextTag(0)), parts.signedAttributes.subarray(1)]));
+    const set = decodeDer(parts.signedAttributes, 'signed attributes');
+    if (!(set instanceof asn1js.Set)) throw new TypeError('signed attributes must be a DER SET');
+    // type 0: carried as [0] IMPLICIT, same content as the SET the signature covers.
+    signedAttrs = new pkijs.SignedAndUnsignedAttributes({ type: 0, attributes: set.valueBlock.value.map((a) => new pkijs.Attribute({ schema: a })) });
   }
-  const signerInfo = sequence(
-    smallInteger(1),
-    sequence(signer.issuer, signer.serialNumber),
-    sha256,
-    ...attributes,
-    sequence(oid(Oid.rsaEncryption), nullValue()),
-    octetString(parts.signature),
-  );
-  return sequence(
-    smallInteger(1),
-    setOf(sha256),
-    sequence(oid(Oid.data)),
-    tlv(contextTag(0), parts.signer, ...(parts.chain ?? [])),
-    setOf(signerInfo),
-  );
+  const signerInfo = new pkijs.SignerInfo({
+    version: 1,
+    sid: new pkijs.IssuerAndSerialNumber({ issuer: signer.certificate.issuer, serialNumber: signer.certificate.serialNumber }),
+    digestAlgorithm: algorithmWithNull(Oid.sha256),
+    ...(signedAttrs !== undefined ? { signedAttrs } : {}),
+    signatureAlgorithm: algorithmWithNull(Oid.rsaEncryption),
+    signature: new asn1js.OctetString({ valueHex: parts.signature }),
+  });
+  const signedData = new pkijs.SignedData({
+    // pkijs derives the version from the contents: 1 here (id-data, issuerAndSerialNumber, X.509 only).
+    digestAlgorithms: [algorithmWithNull(Oid.sha256)],
+    // No eContent: the signature is detached from the data it covers.
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: Oid.data }),
+    certificates,
+    signerInfos: [signerInfo],
+  });
+  return toDer(signedData.toSchema());
+}
+
+/**
+ * A certificate to embed. pkijs re-emits a decoded certificate from its parts, which reproduces a DER
+ * certificate exactly; anything else would change the signed bytes, so it is refused.
+ */
+function carriedCertificate(der: Uint8Array): pkijs.Certificate {
+  const { certificate } = certificateFields(der);
+  if (!equal(toDer(certificate.toSchema()), der)) throw new TypeError('a certificate to embed is not in DER form');
+  return certificate;
 }
 
 /** `SignedData` inside a ContentInfo (what `openssl cms -sign` writes and some firmware tools expect). */
 export function wrapContentInfo(signedData: Uint8Array): Uint8Array {
-  return sequence(oid(Oid.signedData), tlv(contextTag(0), signedData));
+  const contentInfo = new pkijs.ContentInfo({ contentType: Oid.signedData, content: decodeDer(signedData, 'SignedData') });
+  const out = toDer(contentInfo.toSchema());
+  // The decoded SignedData is re-emitted; make sure it came out as it went in.
+  if (!equal(out.subarray(out.length - signedData.length), signedData)) throw new TypeError('the SignedData is not in DER form');
+  return out;
 }
 
 /** A SignedData taken apart, with offsets resolved to byte views. */
@@ -105,97 +114,73 @@ export interface ParsedSignedData {
   };
 }
 
+/** Thrown when bytes are not PKCS#7 SignedData; the message is for the user. */
+export class Pkcs7Error extends Error {
+  override readonly name = 'Pkcs7Error';
+}
+
 /**
- * Parses PKCS#7/CMS SignedData, bare or in a ContentInfo. Throws DerError (a message for the user)
- * when the bytes are not DER SignedData. `bytes` is only read.
+ * Parses PKCS#7/CMS SignedData, bare or in a ContentInfo, with pkijs. Throws Pkcs7Error when the
+ * bytes are not SignedData. `bytes` is only read; the views returned are of a private copy.
  */
 export function parseSignedData(bytes: Uint8Array): ParsedSignedData {
-  let top = expectElement(bytes, 0, bytes.length, Tag.SEQUENCE, 'PKCS#7');
-  if (top.end !== bytes.length) throw new DerError(`${bytes.length - top.end} bytes after the PKCS#7 structure`);
-  let parts = children(bytes, top);
-  if (parts[0]?.tag === Tag.OID) {
-    // ContentInfo { contentType, [0] EXPLICIT content }.
-    if (oidText(bytes, parts[0]) !== Oid.signedData) throw new DerError(`ContentInfo holds ${oidText(bytes, parts[0])}, not signedData`);
-    const wrapped = parts[1];
-    if (wrapped === undefined || wrapped.tag !== contextTag(0)) throw new DerError('ContentInfo without content');
-    top = expectElement(bytes, wrapped.contentStart, wrapped.end, Tag.SEQUENCE, 'SignedData');
-    parts = children(bytes, top);
+  try {
+    return readSignedData(bytes);
+  } catch (err) {
+    if (err instanceof Pkcs7Error) throw err;
+    // pkijs and asn1js report a structure that does not fit the schema with plain Errors.
+    throw new Pkcs7Error(`not PKCS#7 SignedData: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const [version, digestSet, encap, ...rest] = parts;
-  if (version?.tag !== Tag.INTEGER) throw new DerError('SignedData: missing version');
-  if (digestSet?.tag !== Tag.SET) throw new DerError('SignedData: missing digestAlgorithms');
-  if (encap?.tag !== Tag.SEQUENCE) throw new DerError('SignedData: missing encapContentInfo');
-  const digestAlgorithms = children(bytes, digestSet).map((alg) => algorithmOid(bytes, alg));
-  const encapParts = children(bytes, encap);
+}
+
+function readSignedData(bytes: Uint8Array): ParsedSignedData {
+  let block = decodeDer(bytes, 'PKCS#7');
+  if (!(block instanceof asn1js.Sequence)) throw new Pkcs7Error('PKCS#7: not a SEQUENCE');
+  if (block.valueBlock.value[0] instanceof asn1js.ObjectIdentifier) {
+    const contentInfo = new pkijs.ContentInfo({ schema: block });
+    if (contentInfo.contentType !== Oid.signedData) throw new Pkcs7Error(`ContentInfo holds ${contentInfo.contentType}, not signedData`);
+    block = contentInfo.content as asn1js.AsnType;
+  }
+  const signedData = new pkijs.SignedData({ schema: block });
+  // The certificates as carried: pkijs re-encodes what it decodes, these are the original bytes.
   const certificates: Uint8Array[] = [];
-  let signerInfos: Element | undefined;
-  for (const el of rest) {
-    if (el.tag === contextTag(0)) {
-      for (const c of children(bytes, el)) if (c.tag === Tag.SEQUENCE) certificates.push(encoding(bytes, c));
-    } else if (el.tag === Tag.SET) {
-      signerInfos = el;
-    }
+  for (const field of (block as asn1js.Sequence).valueBlock.value) {
+    if (field.idBlock.tagClass !== 3 || field.idBlock.tagNumber !== 0) continue;
+    for (const c of (field as asn1js.Constructed).valueBlock.value) if (c instanceof asn1js.Sequence) certificates.push(c.valueBeforeDecodeView);
   }
-  if (signerInfos === undefined) throw new DerError('SignedData: missing signerInfos');
-  const infos = children(bytes, signerInfos);
-  const first = infos[0];
-  if (first === undefined || first.tag !== Tag.SEQUENCE) throw new DerError('SignedData: no SignerInfo');
-  const f = children(bytes, first);
-  if (f[0]?.tag !== Tag.INTEGER || f[1] === undefined || f[2] === undefined) throw new DerError('SignerInfo: truncated');
-  const signerVersion = content(bytes, f[0]).reduce((n, b) => n * 256 + b, 0);
-  let issuer: Uint8Array | undefined;
-  let serialNumber: Uint8Array | undefined;
-  if (f[1].tag === Tag.SEQUENCE) {
-    const ias = children(bytes, f[1]);
-    if (ias[0]?.tag !== Tag.SEQUENCE || ias[1]?.tag !== Tag.INTEGER) throw new DerError('SignerInfo: malformed issuerAndSerialNumber');
-    issuer = encoding(bytes, ias[0]);
-    serialNumber = encoding(bytes, ias[1]);
-  }
-  const digestAlgorithm = algorithmOid(bytes, f[2]);
-  let i = 3;
-  let signedAttributes: Uint8Array | undefined;
-  if (f[i]?.tag === contextTag(0)) {
-    const el = f[i]!;
-    signedAttributes = concatBytes([Uint8Array.of(Tag.SET), bytes.subarray(el.start + 1, el.end)]);
-    i++;
-  }
-  const sigAlg = f[i];
-  const sig = f[i + 1];
-  if (sigAlg === undefined || sig?.tag !== Tag.OCTET_STRING) throw new DerError('SignerInfo: missing signature');
+  const first = signedData.signerInfos[0];
+  if (first === undefined) throw new Pkcs7Error('SignedData: no SignerInfo');
+  const sid = first.sid as unknown;
+  const signedAttributes = first.signedAttrs?.encodedValue;
   return {
-    signedData: encoding(bytes, top),
-    digestAlgorithms,
-    hasContent: encapParts.length > 1,
+    signedData: block.valueBeforeDecodeView,
+    digestAlgorithms: signedData.digestAlgorithms.map((a) => a.algorithmId),
+    hasContent: signedData.encapContentInfo.eContent !== undefined,
     certificates,
-    signerInfoCount: infos.length,
+    signerInfoCount: signedData.signerInfos.length,
     signer: {
-      version: signerVersion,
-      ...(issuer !== undefined ? { issuer } : {}),
-      ...(serialNumber !== undefined ? { serialNumber } : {}),
-      digestAlgorithm,
-      ...(signedAttributes !== undefined ? { signedAttributes } : {}),
-      signatureAlgorithm: algorithmOid(bytes, sigAlg),
-      signature: content(bytes, sig),
+      version: first.version,
+      ...(sid instanceof pkijs.IssuerAndSerialNumber
+        ? { issuer: new Uint8Array(sid.issuer.valueBeforeDecode), serialNumber: sid.serialNumber.valueBeforeDecodeView }
+        : {}),
+      digestAlgorithm: first.digestAlgorithm.algorithmId,
+      // pkijs keeps the original encoding re-tagged as the SET the signature covers.
+      ...(signedAttributes !== undefined ? { signedAttributes: new Uint8Array(signedAttributes) } : {}),
+      signatureAlgorithm: first.signatureAlgorithm.algorithmId,
+      signature: first.signature.valueBlock.valueHexView,
     },
   };
 }
 
-function algorithmOid(bytes: Uint8Array, alg: Element): string {
-  if (alg.tag !== Tag.SEQUENCE) throw new DerError(`expected an AlgorithmIdentifier at offset ${alg.start}`);
-  const first = readElement(bytes, alg.contentStart, alg.end);
-  return oidText(bytes, first);
-}
-
 /**
  * A copy of `signedData` (bare) whose certificates field is replaced by `certificates`. Used when a
- * signature was made without embedding the signer's certificate (`openssl cms -nocerts`).
+ * signature was made without embedding the signer's certificate (`openssl cms -nocerts`). The rest
+ * is re-emitted by pkijs from the decoded structure, which reproduces DER exactly.
  */
 export function withCertificates(signedData: Uint8Array, certificates: readonly Uint8Array[]): Uint8Array {
-  const top = expectElement(signedData, 0, signedData.length, Tag.SEQUENCE, 'SignedData');
-  const parts = children(signedData, top);
-  const kept = parts.filter((el) => el.tag !== contextTag(0)).map((el) => encoding(signedData, el));
-  // certificates sits right after version, digestAlgorithms and encapContentInfo.
-  return sequence(...kept.slice(0, 3), tlv(contextTag(0), ...certificates), ...kept.slice(3));
+  const parsed = new pkijs.SignedData({ schema: decodeDer(signedData, 'SignedData') });
+  parsed.certificates = certificates.map(carriedCertificate);
+  return toDer(parsed.toSchema());
 }
 
 /**
@@ -236,12 +221,12 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
 }
 
 function messageDigestOf(attributes: Uint8Array): Uint8Array | undefined {
-  const set = expectElement(attributes, 0, attributes.length, Tag.SET, 'signed attributes');
-  for (const attr of children(attributes, set)) {
-    const [type, values] = children(attributes, attr);
-    if (type?.tag !== Tag.OID || values?.tag !== Tag.SET || oidText(attributes, type) !== Oid.messageDigest) continue;
-    const value = children(attributes, values)[0];
-    if (value?.tag === Tag.OCTET_STRING) return content(attributes, value);
+  const set = decodeDer(attributes, 'signed attributes');
+  if (!(set instanceof asn1js.Set)) return undefined;
+  for (const schema of set.valueBlock.value) {
+    const attribute = new pkijs.Attribute({ schema });
+    const value: unknown = attribute.values[0];
+    if (attribute.type === Oid.messageDigest && value instanceof asn1js.OctetString) return value.valueBlock.valueHexView;
   }
   return undefined;
 }
