@@ -1,0 +1,4 @@
+import { runAsProcess } from './lib/io.js';
+import { varstoreLs } from './lib/ls.js';
+
+runAsProcess(varstoreLs);

@@ -1,0 +1,4 @@
+import { runAsProcess } from './lib/io.js';
+import { varstoreRm } from './lib/rm.js';
+
+runAsProcess(varstoreRm);

@@ -1,0 +1,4 @@
+import { runAsProcess } from './lib/io.js';
+import { varstoreSbState } from './lib/sb-state.js';
+
+runAsProcess(varstoreSbState);

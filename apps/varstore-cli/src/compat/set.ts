@@ -1,0 +1,4 @@
+import { runAsProcess } from './lib/io.js';
+import { varstoreSet } from './lib/set.js';
+
+runAsProcess(varstoreSet);
