@@ -25,6 +25,7 @@ export {
 } from './authentication2.js';
 export {
   parseSignedData,
+  clearSignedDataCache,
   findSigner,
   signedContent,
   verifyWithAnchor,

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findSigner, parseSignedData, Pkcs7Limits, verifyWithAnchor, VerificationContext, type SignedData } from './pkcs7.js';
+import { clearSignedDataCache, findSigner, parseSignedData, Pkcs7Limits, verifyWithAnchor, VerificationContext, type SignedData } from './pkcs7.js';
 import { Pki, unwrapContentInfo, type Issued } from './testing/pki.js';
 import { parseCertificate, type Certificate } from './x509.js';
 
@@ -274,6 +274,77 @@ describe('PKCS#7 verification under UEFI rules', () => {
     trailing.set(s);
     expect(parseSignedData(trailing).ok).toBe(false);
     expect(parseSignedData(new Uint8Array(Pkcs7Limits.MAX_SIZE + 1)).ok).toBe(false);
+  });
+});
+
+describe('BER signatures', () => {
+  it('verifies a SignedData re-encoded with indefinite lengths, as openssl does', () => {
+    const content = randomBytes(50);
+    const cms = pki.sign(content, leaf, { extra: [inter], signedAttributes: true, wrapped: true });
+    const ber = indefinite(cms);
+    expect([ber[1], ber[ber.length - 1]]).toEqual([0x80, 0]);
+    const parsed = parseSignedData(ber);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    expect(parsed.signedData.wrapped).toBe(true);
+    expectAgreement({ content, cms: ber, signedData: parsed.signedData }, root, true);
+  });
+});
+
+/** ContentInfo and its [0] re-encoded with indefinite lengths (BER, as a streaming signer writes them). */
+function indefinite(cms: Uint8Array): Uint8Array {
+  const outer = readChildren(cms, headerLength(cms));
+  const [typeOid, explicit] = outer.map((c) => cms.subarray(c.start, c.end)) as [Uint8Array, Uint8Array];
+  const signedData = explicit.subarray(headerLength(explicit));
+  const eoc = Uint8Array.from([0, 0]);
+  return concat([Uint8Array.from([0x30, 0x80]), typeOid, Uint8Array.from([0xa0, 0x80]), signedData, eoc, eoc]);
+}
+
+describe('parsed-signature cache', () => {
+  it('reuses the parse of bytes seen before, and still verifies the signature over the current content', () => {
+    clearSignedDataCache();
+    const content = randomBytes(100);
+    const cms = pki.sign(content, leaf, { extra: [inter] });
+    const first = parseSignedData(cms);
+    const again = parseSignedData(cms.slice());
+    expect(first.ok && again.ok).toBe(true);
+    if (!first.ok || !again.ok) return;
+    expect(again.signedData).toBe(first.signedData);
+    // Structures are cached, verdicts are not: other content fails with the cached parse.
+    expect(verifyWithAnchor(new VerificationContext(again.signedData, content), cert(root)).ok).toBe(true);
+    const other = content.slice();
+    other[0]! ^= 1;
+    const r = verifyWithAnchor(new VerificationContext(again.signedData, other), cert(root));
+    expect(!r.ok && r.reason).toMatch(/does not verify/);
+    // Changing the input after parsing changes nothing cached.
+    cms[cms.length - 1]! ^= 1;
+    const changed = parseSignedData(cms);
+    expect(changed.ok && changed.signedData).not.toBe(first.signedData);
+    clearSignedDataCache();
+    const cold = parseSignedData(cms.slice());
+    expect(cold.ok && cold.signedData).not.toBe(changed.ok && changed.signedData);
+  });
+
+  it('keeps the 16 most recently used signatures', () => {
+    clearSignedDataCache();
+    const messages = Array.from({ length: 17 }, () => pki.sign(randomBytes(8), leaf));
+    const parsed = messages.map((m) => {
+      const r = parseSignedData(m);
+      if (!r.ok) throw new Error(r.reason);
+      return r.signedData;
+    });
+    // The first was evicted by the 17th; the second is still there.
+    expect(parseSignedData(messages[0]!).ok && (parseSignedData(messages[0]!) as { signedData: SignedData }).signedData).not.toBe(parsed[0]);
+    expect((parseSignedData(messages[2]!) as { signedData: SignedData }).signedData).toBe(parsed[2]);
+  });
+
+  it('refuses hostile structure before decoding: unclosed indefinite lengths and deep nesting', () => {
+    const unclosed = Uint8Array.from([0x30, 0x80, 0x06, 0x01, 0x2a]);
+    const r = parseSignedData(unclosed);
+    expect(!r.ok && r.reason).toMatch(/missing end-of-contents/);
+    let nested: Uint8Array = Uint8Array.from([0x05, 0x00]);
+    for (let i = 0; i < 200; i++) nested = Uint8Array.from([0x30, 0x82, nested.length >> 8, nested.length & 0xff, ...nested]);
+    const d = parseSignedData(nested);
+    expect(!d.ok && d.reason).toMatch(/nesting deeper than 32/);
   });
 });
 

@@ -1,21 +1,9 @@
 import { createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import {
-  DerError,
-  Tag,
-  bytesEqual,
-  children,
-  expect,
-  integerBytes,
-  isContext,
-  isUniversal,
-  octetString,
-  oid,
-  raw,
-  readRoot,
-  type Tlv,
-} from './der.js';
+import * as pkijs from 'pkijs';
+import { Tag, content, decodeDer, expect, isContext, isUniversal, kids, octetString, raw, type Node } from './asn1.js';
+import { DerError, bytesEqual, children, isContextTlv, precheckDer, type Tlv } from './der.js';
 import { CERTIFICATE_SIGNATURE_HASH, Oid, oidName } from './oids.js';
-import { caKind, certificateFromTlv, issuedBy, rsaKeyObject, selfIssued, type Certificate } from './x509.js';
+import { caKind, certificateFromNode, issuedBy, rsaKeyObject, selfIssued, type Certificate } from './x509.js';
 
 /** Bounds on the work one signature may cause (DESIGN.md §5). */
 export const Pkcs7Limits = {
@@ -57,101 +45,164 @@ export interface SignedData {
 export type SignedDataResult = { readonly ok: true; readonly signedData: SignedData } | { readonly ok: false; readonly reason: string };
 
 /**
- * Parses a DER (or BER) PKCS#7 SignedData, bare or wrapped in a ContentInfo, as found in
- * WIN_CERTIFICATE_UEFI_GUID.CertData. The input is copied first. Never throws.
+ * Parses a DER PKCS#7 SignedData, bare or wrapped in a ContentInfo, as found in
+ * WIN_CERTIFICATE_UEFI_GUID.CertData, with asn1js and pkijs after the bounded pre-check. Parsed
+ * messages are kept in a small cache keyed by their SHA-256 (a guest re-sends the same update), so
+ * a repeat costs a hash and a compare; the signature over the current content is still verified
+ * every time by VerificationContext. Never throws.
  */
 export function parseSignedData(der: Uint8Array): SignedDataResult {
   if (der.length === 0) return { ok: false, reason: 'the descriptor carries no PKCS#7 signature' };
   if (der.length > Pkcs7Limits.MAX_SIZE) return { ok: false, reason: `the PKCS#7 signature is ${der.length} bytes (limit ${Pkcs7Limits.MAX_SIZE})` };
+  const key = createHash('sha256').update(der).digest('hex');
+  const hit = signedDataCache.get(key, der);
+  if (hit !== undefined) return { ok: true, signedData: hit };
   try {
-    return { ok: true, signedData: signedDataFromRoot(readRoot(der.slice())) };
+    const signedData = signedDataFromBytes(der);
+    signedDataCache.set(key, der, signedData);
+    return { ok: true, signedData };
   } catch (e) {
     return { ok: false, reason: `malformed PKCS#7 signature: ${e instanceof DerError ? e.message : 'unreadable'}` };
   }
 }
 
-function signedDataFromRoot(root: Tlv): SignedData {
-  expect(root, Tag.SEQUENCE, 'PKCS#7');
-  const top = children(root);
+/**
+ * A small LRU of parsed signatures keyed by the SHA-256 of their bytes. Only parsed structures are
+ * kept, never verdicts; an entry also keeps the bytes, compared on a hit.
+ */
+class SignedDataCache {
+  private readonly entries = new Map<string, { readonly der: Uint8Array; readonly signedData: SignedData }>();
+
+  constructor(readonly capacity: number) {}
+
+  get(key: string, der: Uint8Array): SignedData | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined || !bytesEqual(entry.der, der)) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    return entry.signedData;
+  }
+
+  set(key: string, der: Uint8Array, signedData: SignedData): void {
+    this.entries.delete(key);
+    if (this.entries.size >= this.capacity) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done !== true) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, { der: der.slice(), signedData });
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+const signedDataCache = new SignedDataCache(16);
+
+/** Forgets every cached parsed signature (for measurements and tests; verification never needs it). */
+export function clearSignedDataCache(): void {
+  signedDataCache.clear();
+}
+
+function signedDataFromBytes(der: Uint8Array): SignedData {
+  // Bounds first: the structural pre-check (size, depth, definite lengths, no trailing bytes) and
+  // the certificate count, before asn1js and pkijs are asked to build anything.
+  const count = certificateCount(precheckDer(der, Pkcs7Limits.MAX_SIZE));
+  if (count > Pkcs7Limits.MAX_CERTIFICATES) throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} certificates`);
+  const root = expect(decodeDer(der, Pkcs7Limits.MAX_SIZE), Tag.SEQUENCE, 'PKCS#7');
+  let node = root;
   let wrapped = false;
-  let fields = top;
-  if (top[0] !== undefined && isUniversal(top[0], Tag.OID)) {
-    // ContentInfo { contentType, [0] EXPLICIT content }
-    const type = oid(top[0], 'ContentInfo contentType');
-    if (type !== Oid.SIGNED_DATA) throw new DerError(`ContentInfo holds ${type}, not SignedData`);
-    const explicit = top[1];
-    if (explicit === undefined || !isContext(explicit, 0) || top.length !== 2) throw new DerError('ContentInfo content is malformed');
-    const inner = children(explicit);
-    if (inner.length !== 1) throw new DerError('ContentInfo content is malformed');
-    fields = children(expect(inner[0], Tag.SEQUENCE, 'SignedData'));
+  if (isUniversal(kids(root)[0], Tag.OID)) {
+    const info = pkijsRead(() => new pkijs.ContentInfo({ schema: root }), 'ContentInfo');
+    if (info.contentType !== Oid.SIGNED_DATA) throw new DerError(`ContentInfo holds ${info.contentType}, not SignedData`);
+    if (kids(root).length !== 2 || kids(kids(root)[1]!).length !== 1) throw new DerError('ContentInfo content is malformed');
+    node = expect(info.content as Node, Tag.SEQUENCE, 'SignedData');
     wrapped = true;
   }
+  const fields = kids(node);
+  const sd = pkijsRead(() => new pkijs.SignedData({ schema: node }), 'SignedData');
+  if (fields.length !== 4 + (sd.certificates !== undefined ? 1 : 0) + (sd.crls !== undefined ? 1 : 0)) throw new DerError('SignedData has extra fields');
 
-  let i = 0;
-  integerBytes(fields[i++]!, 'SignedData version');
-  const digestSet = expect(fields[i++], Tag.SET, 'digestAlgorithms');
-  const digestAlgorithmOids = children(digestSet).map((alg) => algorithmOid(alg, 'digest algorithm'));
-  const encap = children(expect(fields[i++], Tag.SEQUENCE, 'contentInfo'));
-  const contentTypeOid = oid(encap[0]!, 'contentInfo contentType');
-  const hasEmbeddedContent = encap[1] !== undefined;
-  if (hasEmbeddedContent && (!isContext(encap[1]!, 0) || encap.length > 2)) throw new DerError('contentInfo content is malformed');
+  const digestAlgorithmOids = (sd.digestAlgorithms ?? []).map((a) => a.algorithmId);
+  const contentTypeOid = sd.encapContentInfo.eContentType;
+  const hasEmbeddedContent = sd.encapContentInfo.eContent !== undefined;
 
+  // pkijs reads the certificate set in order; the asn1js nodes give each one's exact encoding.
   const certificates: Certificate[] = [];
-  if (fields[i] !== undefined && isContext(fields[i]!, 0)) {
-    for (const c of children(fields[i]!)) {
+  const certNodes = fields.find((f) => isContext(f, 0));
+  if (sd.certificates !== undefined && certNodes !== undefined) {
+    const nodes = kids(certNodes);
+    sd.certificates.forEach((c, i) => {
+      const n = nodes[i];
       // Only X.509 certificates (SEQUENCE); the obsolete extended and attribute certificate choices carry tags.
-      if (!isUniversal(c, Tag.SEQUENCE)) continue;
-      if (certificates.length === Pkcs7Limits.MAX_CERTIFICATES) throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} certificates`);
-      certificates.push(certificateFromTlv(c));
-    }
-    i++;
+      if (!(c instanceof pkijs.Certificate) || !isUniversal(n, Tag.SEQUENCE)) return;
+      certificates.push(certificateFromNode(n, c));
+    });
   }
-  if (fields[i] !== undefined && isContext(fields[i]!, 1)) i++; // CRLs play no part in UEFI verification
-  const signerSet = children(expect(fields[i++], Tag.SET, 'signerInfos'));
-  if (fields[i] !== undefined) throw new DerError('SignedData has extra fields');
-  if (signerSet.length !== 1) throw new DerError(`${signerSet.length} SignerInfos (UEFI requires exactly one)`);
-  const signerInfo = parseSignerInfo(signerSet[0]!);
+
+  const signerInfos = sd.signerInfos;
+  if (signerInfos.length !== 1) throw new DerError(`${signerInfos.length} SignerInfos (UEFI requires exactly one)`);
+  const signerNode = kids(fields[fields.length - 1]!)[0]!;
+  const signerInfo = signerInfoFrom(signerInfos[0]!, signerNode);
   return { wrapped, digestAlgorithmOids, contentTypeOid, hasEmbeddedContent, certificates, signerInfo };
 }
 
-function algorithmOid(alg: Tlv, what: string): string {
-  expect(alg, Tag.SEQUENCE, what);
-  return oid(children(alg)[0]!, what);
+/** How many entries the SignedData's certificate set holds, read from the pre-checked structure. */
+function certificateCount(root: Tlv): number {
+  let fields = children(root);
+  if (fields[0] !== undefined && fields[0].cls === 0 && fields[0].tag === Tag.OID && fields[1] !== undefined && isContextTlv(fields[1], 0)) {
+    const inner = children(fields[1])[0];
+    if (inner === undefined || !inner.constructed) return 0;
+    fields = children(inner);
+  }
+  const set = fields.find((f) => isContextTlv(f, 0) && f.constructed);
+  return set === undefined ? 0 : children(set).length;
 }
 
-function parseSignerInfo(tlv: Tlv): SignerInfo {
-  const f = children(expect(tlv, Tag.SEQUENCE, 'SignerInfo'));
-  let i = 0;
-  integerBytes(f[i++]!, 'SignerInfo version');
-  const sid = f[i++];
-  if (sid === undefined || !isUniversal(sid, Tag.SEQUENCE)) {
+/** Runs a pkijs constructor, turning its schema errors into DerError. */
+function pkijsRead<T>(read: () => T, what: string): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof DerError) throw e;
+    throw new DerError(`not a valid ${what}${e instanceof Error ? ` (${e.message.slice(0, 120)})` : ''}`);
+  }
+}
+
+function signerInfoFrom(si: pkijs.SignerInfo, node: Node): SignerInfo {
+  const f = kids(node);
+  if (f.length !== 5 + (si.signedAttrs !== undefined ? 1 : 0) + (si.unsignedAttrs !== undefined ? 1 : 0)) throw new DerError('SignerInfo has extra fields');
+  if (!(si.sid instanceof pkijs.IssuerAndSerialNumber)) {
     throw new DerError('SignerInfo identifies its signer by key identifier (PKCS#7 as UEFI uses it needs issuer and serial number)');
   }
-  const [issuerTlv, serialTlv] = children(sid);
-  const issuer = raw(expect(issuerTlv, Tag.SEQUENCE, 'signer issuer'));
-  const serialNumber = integerBytes(serialTlv!, 'signer serial number');
-  const digestAlgorithmOid = algorithmOid(f[i++]!, 'SignerInfo digestAlgorithm');
+  const sid = kids(f[1]!);
+  const issuer = raw(expect(sid[0], Tag.SEQUENCE, 'signer issuer'));
+  const serialNumber = content(si.sid.serialNumber as unknown as Node);
+  if (serialNumber.length === 0) throw new DerError('signer serial number is not a valid INTEGER');
   let signedAttributes: Uint8Array | undefined;
   let messageDigest: Uint8Array | undefined;
-  if (f[i] !== undefined && isContext(f[i]!, 0)) {
-    const attrs = f[i++]!;
+  if (si.signedAttrs !== undefined) {
+    const attrs = f[3]!;
+    if (!isContext(attrs, 0) || !attrs.idBlock.isConstructed) throw new DerError('signed attributes are malformed');
     signedAttributes = raw(attrs);
-    messageDigest = findMessageDigest(attrs);
+    messageDigest = findMessageDigest(si.signedAttrs);
   }
-  const signatureAlgorithmOid = algorithmOid(f[i++]!, 'SignerInfo signatureAlgorithm');
-  const signature = octetString(expect(f[i++], Tag.OCTET_STRING, 'SignerInfo signature'), 'SignerInfo signature');
-  if (f[i] !== undefined && isContext(f[i]!, 1)) i++; // unsigned attributes are not covered by the signature
-  if (f[i] !== undefined) throw new DerError('SignerInfo has extra fields');
-  return { issuer, serialNumber, digestAlgorithmOid, signedAttributes, messageDigest, signatureAlgorithmOid, signature };
+  const signature = octetString(si.signature as unknown as Node, 'SignerInfo signature');
+  return {
+    issuer,
+    serialNumber,
+    digestAlgorithmOid: si.digestAlgorithm.algorithmId,
+    signedAttributes,
+    messageDigest,
+    signatureAlgorithmOid: si.signatureAlgorithm.algorithmId,
+    signature,
+  };
 }
 
-function findMessageDigest(attrs: Tlv): Uint8Array | undefined {
-  if (!attrs.constructed) throw new DerError('signed attributes are malformed');
-  for (const attr of children(attrs)) {
-    const [typeTlv, values] = children(expect(attr, Tag.SEQUENCE, 'signed attribute'));
-    if (oid(typeTlv!, 'signed attribute type') !== Oid.MESSAGE_DIGEST) continue;
-    const first = children(expect(values, Tag.SET, 'messageDigest values'))[0];
-    return octetString(expect(first, Tag.OCTET_STRING, 'messageDigest'), 'messageDigest');
+function findMessageDigest(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array | undefined {
+  for (const attr of attrs.attributes) {
+    if (attr.type !== Oid.MESSAGE_DIGEST) continue;
+    return octetString(attr.values[0] as Node | undefined, 'messageDigest');
   }
   return undefined;
 }

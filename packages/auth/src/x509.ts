@@ -1,26 +1,23 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import * as pkijs from 'pkijs';
 import {
-  DerError,
   Tag,
   bitFlags,
   bitStringBytes,
   booleanValue,
-  children,
   content,
-  encodeOid,
+  decodeDer,
   expect,
-  hex,
   integerBytes,
   isContext,
-  isOid,
   isUniversal,
+  kids,
   octetString,
-  oidText,
   raw,
-  readRoot,
   smallInteger,
-  type Tlv,
-} from './der.js';
+  type Node,
+} from './asn1.js';
+import { DerError, hex } from './der.js';
 import { HANDLED_CRITICAL_EXTENSIONS, NAME_ATTRIBUTES, Oid } from './oids.js';
 
 /** KeyUsage bits as numbered by RFC 5280 (bit 0 = digitalSignature). */
@@ -31,7 +28,7 @@ export const KeyUsage = {
 
 /** An RSA public key as the certificate carries it. */
 export interface RsaPublicKey {
-  /** PKCS#1 RSAPublicKey DER (fast to import, unlike SubjectPublicKeyInfo). */
+  /** PKCS#1 RSAPublicKey DER (the subjectPublicKey bits). */
   readonly pkcs1: Uint8Array;
   readonly modulusBits: number;
   readonly exponentBits: number;
@@ -81,68 +78,75 @@ export interface Certificate {
 
 export type CertificateResult = { readonly ok: true; readonly certificate: Certificate } | { readonly ok: false; readonly reason: string };
 
-/** Parses one DER certificate (no trailing bytes). Never throws. */
+/** Largest certificate accepted on its own (trust anchors, signature-list entries). */
+const MAX_CERTIFICATE_SIZE = 65536;
+
+/** Parses one DER certificate (no trailing bytes) from a private copy. Never throws. */
 export function parseCertificate(der: Uint8Array): CertificateResult {
   try {
-    const copy = der.slice();
-    return { ok: true, certificate: certificateFromTlv(readRoot(copy)) };
+    return { ok: true, certificate: certificateFromNode(decodeDer(der, MAX_CERTIFICATE_SIZE)) };
   } catch (e) {
     return { ok: false, reason: e instanceof DerError ? `not a valid X.509 certificate: ${e.message}` : 'not a valid X.509 certificate' };
   }
 }
 
-/** Parses the certificate encoded by `tlv` (its bytes must not change afterwards). Throws DerError. */
-export function certificateFromTlv(tlv: Tlv): Certificate {
-  expect(tlv, Tag.SEQUENCE, 'Certificate');
-  const [tbsTlv, sigAlgTlv, sigTlv, extra] = children(tlv);
-  if (extra !== undefined) throw new DerError('Certificate has extra fields');
-  expect(tbsTlv, Tag.SEQUENCE, 'tbsCertificate');
-  expect(sigAlgTlv, Tag.SEQUENCE, 'signatureAlgorithm');
-  const signature = bitStringBytes(sigTlv!, 'signatureValue');
-  const sigAlgOid = children(sigAlgTlv!)[0];
-  expect(sigAlgOid, Tag.OID, 'signatureAlgorithm');
+/** A pkijs reading of a decoded certificate, or DerError. */
+export function pkijsCertificate(node: Node): pkijs.Certificate {
+  try {
+    return new pkijs.Certificate({ schema: node });
+  } catch (e) {
+    throw new DerError(`not an X.509 Certificate (${e instanceof Error ? e.message.slice(0, 120) : 'schema mismatch'})`);
+  }
+}
 
-  const fields = children(tbsTlv!);
+/**
+ * Adapts a certificate decoded by asn1js (`node`) and read by pkijs (`cert`, from the same node)
+ * to the package's Certificate. pkijs validates the schema; the exact encodings of the parts UEFI
+ * hashes or compares byte for byte are taken from asn1js's views of the input. Throws DerError.
+ */
+export function certificateFromNode(node: Node, cert: pkijs.Certificate = pkijsCertificate(node)): Certificate {
+  const top = kids(expect(node, Tag.SEQUENCE, 'Certificate'));
+  if (top.length !== 3) throw new DerError('Certificate has extra fields');
+  const [tbsNode, sigAlgNode, sigNode] = top as [Node, Node, Node];
+  const signature = bitStringBytes(sigNode, 'signatureValue');
+
+  const fields = kids(expect(tbsNode, Tag.SEQUENCE, 'tbsCertificate'));
   let i = 0;
   let version = 1;
-  if (fields[i] !== undefined && isContext(fields[i]!, 0)) {
-    const v = children(fields[i]!);
+  if (isContext(fields[0], 0)) {
+    const v = kids(fields[0]);
     if (v.length !== 1) throw new DerError('version is malformed');
-    const n = smallInteger(v[0]!, 'version');
+    const n = smallInteger(v[0], 'version');
     if (n > 2) throw new DerError(`version ${n + 1} is unknown`);
     version = n + 1;
     i++;
   }
-  const serialNumber = integerBytes(fields[i++]!, 'serialNumber');
+  const serialNumber = integerBytes(fields[i++], 'serialNumber');
   const tbsSigAlg = expect(fields[i++], Tag.SEQUENCE, 'signature');
   const issuer = expect(fields[i++], Tag.SEQUENCE, 'issuer');
-  const validity = expect(fields[i++], Tag.SEQUENCE, 'validity');
+  const validity = kids(expect(fields[i++], Tag.SEQUENCE, 'validity'));
   const subject = expect(fields[i++], Tag.SEQUENCE, 'subject');
   const spki = expect(fields[i++], Tag.SEQUENCE, 'subjectPublicKeyInfo');
-  let extensions: Tlv | undefined;
+  let extensionsSeen = false;
   for (; i < fields.length; i++) {
-    const f = fields[i]!;
-    if (isContext(f, 1) || isContext(f, 2)) continue; // issuer/subject unique identifiers
-    if (isContext(f, 3)) {
-      if (extensions !== undefined) throw new DerError('extensions appear twice');
-      extensions = f;
+    if (isContext(fields[i], 1) || isContext(fields[i], 2)) continue; // issuer/subject unique identifiers
+    if (isContext(fields[i], 3) && !extensionsSeen) {
+      extensionsSeen = true;
       continue;
     }
     throw new DerError('tbsCertificate has an unexpected field');
   }
+  if (validity.length !== 2 || !validity.every(isTime)) throw new DerError('validity is malformed');
+  if (extensionsSeen && version !== 3) throw new DerError('extensions in a certificate that is not version 3');
 
-  const times = children(validity);
-  if (times.length !== 2 || !times.every(isTime)) throw new DerError('validity is malformed');
-  checkName(issuer, 'issuer');
-  checkName(subject, 'subject');
-  const key = parsePublicKey(spki);
-  const ext = parseExtensions(extensions, version);
-  return new ParsedCertificate(tlv, tbsTlv!, version, serialNumber, tbsSigAlg, sigAlgTlv!, sigAlgOid!, signature, issuer, subject, times[0]!, times[1]!, key, ext);
+  const key = parsePublicKey(spki, cert);
+  const ext = parseExtensions(cert.extensions ?? []);
+  return new ParsedCertificate(cert, node, tbsNode, version, serialNumber, tbsSigAlg, sigAlgNode, signature, issuer, subject, validity[0]!, validity[1]!, spki, key, ext);
 }
 
 /**
- * The parsed form. Text (names, dates, OIDs) is only needed for messages, so it is decoded on
- * first use rather than on the verification path.
+ * The parsed form, backed by the pkijs Certificate. Text (names, dates, OIDs) is only needed for
+ * messages, so it is built on first use rather than on the verification path.
  */
 class ParsedCertificate implements Certificate {
   readonly der: Uint8Array;
@@ -151,6 +155,8 @@ class ParsedCertificate implements Certificate {
   readonly subject: Uint8Array;
   readonly tbsSignatureAlgorithm: Uint8Array;
   readonly signatureAlgorithm: Uint8Array;
+  readonly signatureAlgorithmOid: string;
+  readonly publicKeyAlgorithmOid: string;
   readonly rsaPublicKey: RsaPublicKey | undefined;
   readonly basicConstraints: Certificate['basicConstraints'];
   readonly keyUsage: number | undefined;
@@ -159,36 +165,38 @@ class ParsedCertificate implements Certificate {
   readonly invalidExtension: string | undefined;
   readonly unhandledCriticalExtension: string | undefined;
   readonly authorityCertSerialNumber: Uint8Array | undefined;
-  private readonly keyOidTlv: Tlv;
+  /** subjectPublicKeyInfo encoding, which node:crypto imports the key from. */
+  readonly spki: Uint8Array;
   private issuerName: ParsedName | undefined;
   private subjectName: ParsedName | undefined;
-  private sigOid: string | undefined;
-  private keyOid: string | undefined;
 
   constructor(
-    tlv: Tlv,
-    tbs: Tlv,
+    readonly parsed: pkijs.Certificate,
+    node: Node,
+    tbs: Node,
     readonly version: number,
     readonly serialNumber: Uint8Array,
-    tbsSigAlg: Tlv,
-    sigAlg: Tlv,
-    private readonly sigAlgOidTlv: Tlv,
+    tbsSigAlg: Node,
+    sigAlg: Node,
     readonly signature: Uint8Array,
-    private readonly issuerTlv: Tlv,
-    private readonly subjectTlv: Tlv,
-    private readonly notBeforeTlv: Tlv,
-    private readonly notAfterTlv: Tlv,
-    key: ParsedKey,
+    issuer: Node,
+    subject: Node,
+    private readonly notBeforeNode: Node,
+    private readonly notAfterNode: Node,
+    spki: Node,
+    key: RsaPublicKey | undefined,
     ext: ParsedExtensions,
   ) {
-    this.der = raw(tlv);
+    this.der = raw(node);
     this.tbs = raw(tbs);
-    this.issuer = raw(issuerTlv);
-    this.subject = raw(subjectTlv);
+    this.issuer = raw(issuer);
+    this.subject = raw(subject);
     this.tbsSignatureAlgorithm = raw(tbsSigAlg);
     this.signatureAlgorithm = raw(sigAlg);
-    this.rsaPublicKey = key.rsa;
-    this.keyOidTlv = key.algorithm;
+    this.signatureAlgorithmOid = this.parsed.signatureAlgorithm.algorithmId;
+    this.publicKeyAlgorithmOid = this.parsed.subjectPublicKeyInfo.algorithm.algorithmId;
+    this.spki = raw(spki);
+    this.rsaPublicKey = key;
     this.basicConstraints = ext.basicConstraints;
     this.keyUsage = ext.keyUsage;
     this.subjectKeyIdentifier = ext.subjectKeyIdentifier;
@@ -203,45 +211,35 @@ class ParsedCertificate implements Certificate {
   }
 
   get issuerText(): string {
-    this.issuerName ??= parseName(this.issuerTlv, 'issuer');
+    this.issuerName ??= nameOf(this.parsed.issuer);
     return this.issuerName.text;
   }
 
   get subjectText(): string {
-    this.subjectName ??= parseName(this.subjectTlv, 'subject');
+    this.subjectName ??= nameOf(this.parsed.subject);
     return this.subjectName.text;
   }
 
   get commonName(): Uint8Array | undefined {
-    this.subjectName ??= parseName(this.subjectTlv, 'subject');
+    this.subjectName ??= nameOf(this.parsed.subject);
     return this.subjectName.commonName;
   }
 
   get notBefore(): string {
-    return timeText(this.notBeforeTlv);
+    return timeText(this.notBeforeNode);
   }
 
   get notAfter(): string {
-    return timeText(this.notAfterTlv);
-  }
-
-  get signatureAlgorithmOid(): string {
-    this.sigOid ??= oidText(this.sigAlgOidTlv);
-    return this.sigOid;
-  }
-
-  get publicKeyAlgorithmOid(): string {
-    this.keyOid ??= oidText(this.keyOidTlv);
-    return this.keyOid;
+    return timeText(this.notAfterNode);
   }
 }
 
-function isTime(t: Tlv): boolean {
-  return (isUniversal(t, Tag.UTC_TIME) || isUniversal(t, Tag.GENERALIZED_TIME)) && !t.constructed;
+function isTime(t: Node): boolean {
+  return (isUniversal(t, Tag.UTC_TIME) || isUniversal(t, Tag.GENERALIZED_TIME)) && !t.idBlock.isConstructed;
 }
 
 /** UTCTime/GeneralizedTime as `YYYY-MM-DDTHH:MM:SSZ` when it has the usual shape, else as written. */
-function timeText(t: Tlv): string {
+function timeText(t: Node): string {
   const s = Buffer.from(content(t)).toString('latin1');
   const m = (isUniversal(t, Tag.UTC_TIME) ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?Z$/ : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(?:\.\d+)?Z$/).exec(s);
   if (m === null) return s.replace(/[^\x20-\x7e]/g, '?');
@@ -250,38 +248,22 @@ function timeText(t: Tlv): string {
   return `${year}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6] ?? '00'}Z`;
 }
 
-/** Structure of a Name: SEQUENCE OF SET OF SEQUENCE { OID, value }. */
-function checkName(name: Tlv, what: string): void {
-  for (const rdn of children(name)) {
-    expect(rdn, Tag.SET, `${what} RDN`);
-    for (const atv of children(rdn)) {
-      expect(atv, Tag.SEQUENCE, `${what} attribute`);
-      const [typeTlv, valueTlv] = children(atv);
-      expect(typeTlv, Tag.OID, `${what} attribute type`);
-      if (valueTlv === undefined) throw new DerError(`${what} attribute has no value`);
-    }
-  }
-}
-
 interface ParsedName {
   readonly text: string;
   readonly commonName: Uint8Array | undefined;
 }
 
-function parseName(name: Tlv, what: string): ParsedName {
+/** Display text and first commonName of a pkijs Name (its attributes in encoded order). */
+function nameOf(name: pkijs.RelativeDistinguishedNames): ParsedName {
   const parts: string[] = [];
   let commonName: Uint8Array | undefined;
-  for (const rdn of children(name)) {
-    expect(rdn, Tag.SET, `${what} RDN`);
-    for (const atv of children(rdn)) {
-      expect(atv, Tag.SEQUENCE, `${what} attribute`);
-      const [typeTlv, valueTlv] = children(atv);
-      const type = oidText(typeTlv!);
-      if (valueTlv === undefined) throw new DerError(`${what} attribute has no value`);
-      const value = valueTlv.constructed ? undefined : content(valueTlv);
-      if (type === Oid.COMMON_NAME && commonName === undefined && value !== undefined) commonName = value;
-      parts.push(`${NAME_ATTRIBUTES.get(type) ?? type}=${value === undefined ? '#' + hex(raw(valueTlv)) : stringText(valueTlv.tag, value)}`);
-    }
+  for (const atv of name.typesAndValues) {
+    const value = atv.value as unknown as Node;
+    const primitive = !value.idBlock.isConstructed;
+    const bytes = primitive ? content(value) : undefined;
+    if (atv.type === Oid.COMMON_NAME && commonName === undefined && bytes !== undefined) commonName = bytes;
+    const tag = value.idBlock.tagClass === 1 ? value.idBlock.tagNumber : -1;
+    parts.push(`${NAME_ATTRIBUTES.get(atv.type) ?? atv.type}=${bytes === undefined ? '#' + hex(raw(value)) : stringText(tag, bytes)}`);
   }
   return { text: parts.join(', '), commonName };
 }
@@ -307,35 +289,26 @@ function stringText(tag: number, value: Uint8Array): string {
   return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-interface ParsedKey {
-  readonly algorithm: Tlv;
-  readonly rsa: RsaPublicKey | undefined;
+function parsePublicKey(spki: Node, cert: pkijs.Certificate): RsaPublicKey | undefined {
+  const parts = kids(spki);
+  if (parts.length !== 2) throw new DerError('subjectPublicKeyInfo has extra fields');
+  const keyBits = bitStringBytes(parts[1], 'subjectPublicKey');
+  return cert.subjectPublicKeyInfo.algorithm.algorithmId === Oid.RSA_ENCRYPTION ? parseRsaPublicKey(keyBits) : undefined;
 }
 
-function parsePublicKey(spki: Tlv): ParsedKey {
-  const [algTlv, keyTlv, extra] = children(spki);
-  if (extra !== undefined) throw new DerError('subjectPublicKeyInfo has extra fields');
-  expect(algTlv, Tag.SEQUENCE, 'subjectPublicKeyInfo algorithm');
-  const algorithm = expect(children(algTlv!)[0], Tag.OID, 'public key algorithm');
-  const keyBits = bitStringBytes(keyTlv!, 'subjectPublicKey');
-  return { algorithm, rsa: isOid(algorithm, RSA_ENCRYPTION) ? parseRsaPublicKey(keyBits) : undefined };
-}
-
-const RSA_ENCRYPTION = encodeOid(Oid.RSA_ENCRYPTION);
-const BASIC_CONSTRAINTS = encodeOid(Oid.BASIC_CONSTRAINTS);
-const KEY_USAGE = encodeOid(Oid.KEY_USAGE);
-const SUBJECT_KEY_IDENTIFIER = encodeOid(Oid.SUBJECT_KEY_IDENTIFIER);
-const AUTHORITY_KEY_IDENTIFIER = encodeOid(Oid.AUTHORITY_KEY_IDENTIFIER);
+/** Most bytes of DER inside one certificate field (extension values, public keys). */
+const MAX_INNER_SIZE = 16384;
 
 /** RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }; undefined when unusable. */
 function parseRsaPublicKey(bytes: Uint8Array): RsaPublicKey | undefined {
   try {
-    const seq = readRoot(bytes);
-    expect(seq, Tag.SEQUENCE, 'RSAPublicKey');
-    const [nTlv, eTlv, extra] = children(seq);
-    if (extra !== undefined) return undefined;
-    const modulusBits = positiveBits(integerBytes(nTlv!, 'modulus'));
-    const exponentBits = positiveBits(integerBytes(eTlv!, 'publicExponent'));
+    const node = decodeDer(bytes, MAX_INNER_SIZE);
+    const parts = kids(node);
+    // pkijs checks the schema; the INTEGERs are read as encoded (pkijs normalises them).
+    new pkijs.RSAPublicKey({ schema: node });
+    if (parts.length !== 2) return undefined;
+    const modulusBits = positiveBits(integerBytes(parts[0], 'modulus'));
+    const exponentBits = positiveBits(integerBytes(parts[1], 'publicExponent'));
     if (modulusBits === 0 || exponentBits < 2) return undefined;
     return { pkcs1: bytes, modulusBits, exponentBits };
   } catch {
@@ -343,9 +316,9 @@ function parseRsaPublicKey(bytes: Uint8Array): RsaPublicKey | undefined {
   }
 }
 
-/** Bit length of a positive INTEGER's content, or 0 when it is negative or zero. */
+/** Bit length of a positive INTEGER's content, or 0 when it is negative, zero or empty. */
 function positiveBits(b: Uint8Array): number {
-  if ((b[0]! & 0x80) !== 0) return 0;
+  if (b.length === 0 || (b[0]! & 0x80) !== 0) return 0;
   let i = 0;
   while (i < b.length && b[i] === 0) i++;
   if (i === b.length) return 0;
@@ -362,7 +335,12 @@ interface ParsedExtensions {
   unhandledCriticalExtension: string | undefined;
 }
 
-function parseExtensions(wrapper: Tlv | undefined, version: number): ParsedExtensions {
+/**
+ * The extensions chain building needs, from pkijs's Extension list. Their values are decoded here
+ * (bounded) rather than through pkijs's lazy `parsedValue`, so a malformed value marks the
+ * certificate instead of failing it, as OpenSSL does.
+ */
+function parseExtensions(extensions: readonly pkijs.Extension[]): ParsedExtensions {
   const out: ParsedExtensions = {
     basicConstraints: undefined,
     keyUsage: undefined,
@@ -372,53 +350,38 @@ function parseExtensions(wrapper: Tlv | undefined, version: number): ParsedExten
     invalidExtension: undefined,
     unhandledCriticalExtension: undefined,
   };
-  if (wrapper === undefined) return out;
-  if (version !== 3) throw new DerError('extensions in a certificate that is not version 3');
-  const inner = children(wrapper);
-  if (inner.length !== 1) throw new DerError('extensions are malformed');
   const seen = new Set<string>();
-  for (const extTlv of children(expect(inner[0], Tag.SEQUENCE, 'extensions'))) {
-    expect(extTlv, Tag.SEQUENCE, 'extension');
-    const parts = children(extTlv);
-    const idTlv = expect(parts[0], Tag.OID, 'extension id');
-    let critical = false;
-    let valueTlv = parts[1];
-    if (valueTlv !== undefined && isUniversal(valueTlv, Tag.BOOLEAN)) {
-      critical = booleanValue(valueTlv, 'extension critical flag');
-      valueTlv = parts[2];
-    }
-    const value = octetString(expect(valueTlv, Tag.OCTET_STRING, 'extension value'), 'extension value');
-    const seenKey = Buffer.from(content(idTlv)).toString('latin1');
-    if (seen.has(seenKey)) {
-      out.invalidExtension ??= `extension ${oidText(idTlv)} appears twice`;
+  for (const ext of extensions) {
+    const id = ext.extnID;
+    const value = octetString(ext.extnValue as unknown as Node, 'extension value');
+    if (seen.has(id)) {
+      out.invalidExtension ??= `extension ${id} appears twice`;
       continue;
     }
-    seen.add(seenKey);
+    seen.add(id);
     try {
-      if (isOid(idTlv, BASIC_CONSTRAINTS)) out.basicConstraints = parseBasicConstraints(value);
-      else if (isOid(idTlv, KEY_USAGE)) out.keyUsage = bitFlags(readRoot(value), 'keyUsage');
-      else if (isOid(idTlv, SUBJECT_KEY_IDENTIFIER)) out.subjectKeyIdentifier = octetString(readRoot(value), 'subjectKeyIdentifier');
-      else if (isOid(idTlv, AUTHORITY_KEY_IDENTIFIER)) {
+      if (id === Oid.BASIC_CONSTRAINTS) out.basicConstraints = parseBasicConstraints(value);
+      else if (id === Oid.KEY_USAGE) out.keyUsage = bitFlags(decodeDer(value, MAX_INNER_SIZE), 'keyUsage');
+      else if (id === Oid.SUBJECT_KEY_IDENTIFIER) out.subjectKeyIdentifier = octetString(decodeDer(value, MAX_INNER_SIZE), 'subjectKeyIdentifier');
+      else if (id === Oid.AUTHORITY_KEY_IDENTIFIER) {
         const akid = parseAuthorityKeyId(value);
         out.authorityKeyIdentifier = akid.keyIdentifier;
         out.authorityCertSerialNumber = akid.serialNumber;
-      }
-      else if (critical) {
-        const id = oidText(idTlv);
-        if (!HANDLED_CRITICAL_EXTENSIONS.has(id)) out.unhandledCriticalExtension ??= `unhandled critical extension ${id}`;
+      } else if (ext.critical && !HANDLED_CRITICAL_EXTENSIONS.has(id)) {
+        out.unhandledCriticalExtension ??= `unhandled critical extension ${id}`;
       }
     } catch (e) {
-      out.invalidExtension ??= `extension ${oidText(idTlv)} is malformed${e instanceof DerError ? `: ${e.message}` : ''}`;
+      out.invalidExtension ??= `extension ${id} is malformed${e instanceof DerError ? `: ${e.message}` : ''}`;
     }
   }
   return out;
 }
 
 function parseBasicConstraints(value: Uint8Array): { ca: boolean; pathLength: number | undefined } {
-  const seq = expect(readRoot(value), Tag.SEQUENCE, 'basicConstraints');
+  const seq = expect(decodeDer(value, MAX_INNER_SIZE), Tag.SEQUENCE, 'basicConstraints');
   let ca = false;
   let pathLength: number | undefined;
-  for (const f of children(seq)) {
+  for (const f of kids(seq)) {
     if (isUniversal(f, Tag.BOOLEAN)) ca = booleanValue(f, 'cA');
     else if (isUniversal(f, Tag.INTEGER)) pathLength = smallInteger(f, 'pathLenConstraint');
     else throw new DerError('basicConstraints has an unexpected field');
@@ -427,14 +390,15 @@ function parseBasicConstraints(value: Uint8Array): { ca: boolean; pathLength: nu
 }
 
 function parseAuthorityKeyId(value: Uint8Array): { keyIdentifier: Uint8Array | undefined; serialNumber: Uint8Array | undefined } {
-  const seq = expect(readRoot(value), Tag.SEQUENCE, 'authorityKeyIdentifier');
+  const seq = expect(decodeDer(value, MAX_INNER_SIZE), Tag.SEQUENCE, 'authorityKeyIdentifier');
   let keyIdentifier: Uint8Array | undefined;
   let serialNumber: Uint8Array | undefined;
-  for (const f of children(seq)) {
+  for (const f of kids(seq)) {
     if (isContext(f, 0) || isContext(f, 2)) {
-      if (f.constructed || f.contentEnd === f.contentStart) throw new DerError('authorityKeyIdentifier field is malformed');
-      if (isContext(f, 0)) keyIdentifier = content(f);
-      else serialNumber = content(f);
+      const c = content(f);
+      if (f.idBlock.isConstructed || c.length === 0) throw new DerError('authorityKeyIdentifier field is malformed');
+      if (isContext(f, 0)) keyIdentifier = c;
+      else serialNumber = c;
     } else if (!isContext(f, 1)) {
       throw new DerError('authorityKeyIdentifier has an unexpected field');
     }
@@ -495,7 +459,10 @@ export function rsaKeyObject(cert: Certificate): KeyObject | undefined {
   // (65537 in practice) so a hostile certificate cannot turn a verification into a private-key-sized job.
   if (rsa !== undefined && rsa.modulusBits >= 512 && rsa.modulusBits <= 16384 && rsa.exponentBits <= 64) {
     try {
-      key = createPublicKey({ key: Buffer.from(rsa.pkcs1.buffer, rsa.pkcs1.byteOffset, rsa.pkcs1.byteLength), format: 'der', type: 'pkcs1' });
+      key =
+        cert instanceof ParsedCertificate
+          ? createPublicKey({ key: Buffer.from(cert.spki.buffer, cert.spki.byteOffset, cert.spki.byteLength), format: 'der', type: 'spki' })
+          : createPublicKey({ key: Buffer.from(rsa.pkcs1.buffer, rsa.pkcs1.byteOffset, rsa.pkcs1.byteLength), format: 'der', type: 'pkcs1' });
     } catch {
       key = null;
     }
