@@ -3,3 +3,4 @@ export { parseArgs, usageText, type DaemonConfig, type ParsedArgs, type LogLevel
 export type { GuestHandler } from './guest-handler.js';
 export { VariableService, type ServiceOptions } from './service.js';
 export { BACKENDS, type Backend, type BackendLoader, type CreateBackend, type BackendContext } from './backends.js';
+export { AUTH_FILES, readAuthFiles, type AuthFile, type AuthFileSpec } from './provision.js';

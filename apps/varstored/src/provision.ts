@@ -34,7 +34,8 @@ export interface AuthFile extends AuthFileSpec {
 
 /**
  * Reads the auth files while the daemon still has the privileges to. Nothing is reported here:
- * the files matter only on a first boot, where `applyAuthFiles` says what was missing.
+ * the files matter only on a first boot, where `applyAuthFiles` says what was missing. The
+ * messages are the C daemon's; `varstore-sb-state` prints them as they are.
  */
 export async function readAuthFiles(dir: string): Promise<AuthFile[]> {
   const files: AuthFile[] = [];
@@ -55,9 +56,14 @@ export async function readAuthFiles(dir: string): Promise<AuthFile[]> {
       continue;
     }
     try {
-      const { size } = await handle.stat();
+      const info = await handle.stat();
+      const size = info.size;
+      if (!info.isFile()) {
+        files.push({ ...spec, path, problem: { kind: 'unreadable', message: `Failed to read '${path}': not a regular file` } });
+        continue;
+      }
       if (size > Limits.DATA_MAX) {
-        files.push({ ...spec, path, problem: { kind: 'too-large', message: `Auth file '${path}' is too large: ${size} bytes (at most ${Limits.DATA_MAX})` } });
+        files.push({ ...spec, path, problem: { kind: 'too-large', message: `Auth file '${path}' is too large: ${size}` } });
         continue;
       }
       const data = new Uint8Array(size);
