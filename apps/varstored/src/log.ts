@@ -38,3 +38,27 @@ export function createLogger(level: LogLevel, streams: LogStreams = process): Lo
     sink,
   };
 }
+
+/**
+ * Bounds what a guest can make the daemon log: every failed request is worth a line, but a guest
+ * that sends failing requests in a loop must not flood dom0's journal. A token bucket admits
+ * `burst` lines, then `perSecond`; the next line admitted says how many were dropped.
+ */
+export function guestCausedLog(log: Logger, burst = 50, perSecond = 5, now: () => number = Date.now): (level: LogLevel, message: string) => void {
+  let tokens = burst;
+  let last = now();
+  let dropped = 0;
+  return (level, message) => {
+    if (!log.enabled(level)) return;
+    const t = now();
+    tokens = Math.min(burst, tokens + ((t - last) / 1000) * perSecond);
+    last = t;
+    if (tokens < 1) {
+      dropped++;
+      return;
+    }
+    tokens -= 1;
+    log.sink(level, dropped === 0 ? message : `${message} (${dropped} earlier guest-caused messages suppressed)`);
+    dropped = 0;
+  };
+}

@@ -168,3 +168,29 @@ describe('VariableService', () => {
     );
   });
 });
+
+describe('what a guest can make the daemon log', () => {
+  it('a guest sending failing requests in a loop gets a bounded number of warnings', async () => {
+    const { lines, log } = capture();
+    const service = new VariableService({ store: VariableStore.create({ platform: { secureBoot: false, authEnforce: true } }), log });
+    const bad = set('', [1]); // empty name: INVALID_PARAMETER every time
+    for (let i = 0; i < 1000; i++) expect(status('SetVariable', await service.handleCommand(bad))).toBe(EfiStatus.INVALID_PARAMETER);
+    const warnings = lines.filter((l) => l.startsWith('warn: '));
+    expect(warnings.length).toBeGreaterThanOrEqual(1);
+    expect(warnings.length).toBeLessThanOrEqual(60);
+  });
+
+  it('admits a burst, then a steady rate, and says how many lines it dropped', async () => {
+    const { guestCausedLog } = await import('./log.js');
+    const { lines, log } = capture();
+    let now = 0;
+    const emit = guestCausedLog(log, 3, 1, () => now);
+    for (let i = 0; i < 10; i++) emit('warn', `m${i}`);
+    expect(lines).toEqual(['warn: m0', 'warn: m1', 'warn: m2']);
+    now += 1000;
+    emit('warn', 'later');
+    expect(lines.at(-1)).toBe('warn: later (7 earlier guest-caused messages suppressed)');
+    emit('warn', 'dropped again');
+    expect(lines).toHaveLength(4);
+  });
+});

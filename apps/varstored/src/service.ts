@@ -6,7 +6,7 @@
 import { hasTimeBasedAttr, type PendingChange, type StoreState, type VariableStore } from '@vmsb/efi';
 import { Command, decodeRequest, EfiStatus, encodeStatus, fromUtf16le, guidToText, PROTOCOL_VERSION, statusName } from '@vmsb/protocol';
 import type { GuestHandler } from './guest-handler.js';
-import type { Logger } from './log.js';
+import { guestCausedLog, type Logger } from './log.js';
 
 export interface ServiceOptions {
   readonly store: VariableStore;
@@ -42,9 +42,11 @@ export class VariableService implements GuestHandler {
   private tail: Promise<unknown> = Promise.resolve();
   private sbAlertRaised = false;
   private readonly options: ServiceOptions;
+  private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
 
   constructor(options: ServiceOptions) {
     this.options = options;
+    this.guestLog = guestCausedLog(options.log);
   }
 
   handleCommand(request: Uint8Array): Promise<Uint8Array> {
@@ -144,12 +146,9 @@ export class VariableService implements GuestHandler {
   }
 
   private logOutcome(request: Uint8Array, command: string | undefined, status: bigint, reason: string | undefined): void {
-    const { log } = this.options;
-    if (status === EfiStatus.SUCCESS || isRoutine(command, status)) {
-      if (log.enabled('debug')) log.debug(`${describeRequest(request)}: ${statusName(status)}`);
-      return;
-    }
-    log.warn(`${describeRequest(request)}: ${statusName(status)}${reason ? ` (${reason})` : ''}`);
+    const level = status === EfiStatus.SUCCESS || isRoutine(command, status) ? 'debug' : 'warn';
+    if (!this.options.log.enabled(level)) return;
+    this.guestLog(level, `${describeRequest(request)}: ${statusName(status)}${level === 'warn' && reason ? ` (${reason})` : ''}`);
   }
 
   private async notifySBFailure(): Promise<Uint8Array> {
