@@ -1,6 +1,10 @@
 /** What a transport calls for each guest access; see DESIGN.md §1 and §4.2. */
 export interface GuestHandler {
-  /** request: a private 65536-byte copy of the guest buffer. Resolves to the bytes to write back from offset 0 (<= 65536). Never rejects. */
+  /**
+   * request: a private 65536-byte copy of the guest buffer, valid until the returned promise
+   * settles (a transport may reuse it for the next request). Resolves to the bytes to write back
+   * from offset 0 (<= 65536). Never rejects.
+   */
   handleCommand(request: Uint8Array): Promise<Uint8Array>;
   ppiRead(index: number, size: number): number;
   ppiWrite(index: number, size: number, value: number): Promise<void>;

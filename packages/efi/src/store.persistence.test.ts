@@ -207,3 +207,22 @@ describe('state and restore', () => {
     expect(store.state()).toEqual(before);
   });
 });
+
+describe('the request buffer', () => {
+  it('keeps nothing of it: a transport may reuse its buffer for the next request', () => {
+    const store = newStore();
+    const buffer = setRequest('Reused', NV_BS_RT, Uint8Array.of(1, 2, 3));
+    const out = store.dispatch(buffer);
+    expect(out.status).toBe(S.SUCCESS);
+    out.pending!.commit();
+    const appended = setRequest('Reused', NV_BS_RT | 0x40, Uint8Array.of(4));
+    const out2 = store.dispatch(appended);
+    out2.pending!.commit();
+    // Scribble over both buffers, as the next frames would.
+    buffer.fill(0xee);
+    appended.fill(0xdd);
+    expect(store.getVariable(n('Reused'), V)?.data).toEqual(Uint8Array.of(1, 2, 3, 4));
+    expect(store.getVariable(n('Reused'), V)?.name).toEqual(n('Reused'));
+    expect(store.state().variables.find((v) => fromUtf16le(v.name) === 'Reused')?.guid).toEqual(V);
+  });
+});

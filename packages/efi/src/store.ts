@@ -246,18 +246,15 @@ export class VariableStore {
   // The guest's requests
 
   /**
-   * Handles one request from the guest buffer and returns the bytes to copy back. Reads `request`
-   * once (a private copy of at most 64 KiB); never throws.
+   * Handles one request from the guest buffer and returns the bytes to copy back; never throws.
+   * `request` must be the private copy of guest memory the transport made (DESIGN §5: guest memory
+   * is copied once, by the transport), unchanged during the call. It is decoded in place, at most
+   * its first 64 KiB, and nothing of it is kept: what the store keeps, it copies.
    */
   dispatch(request: Uint8Array): DispatchOutcome {
-    let copy: Uint8Array;
-    try {
-      copy = request instanceof Uint8Array ? request.slice(0, Limits.BUFFER_SIZE) : new Uint8Array(0);
-    } catch {
-      return statusOutcome(EfiStatus.DEVICE_ERROR, 'the request buffer could not be read');
-    }
+    if (!(request instanceof Uint8Array)) return statusOutcome(EfiStatus.DEVICE_ERROR, 'the request is not a byte array');
     if (this.pendingOpen) return statusOutcome(EfiStatus.DEVICE_ERROR, 'a previous change is still waiting for commit or rollback');
-    const decoded = decodeRequest(copy);
+    const decoded = decodeRequest(request);
     if (!decoded.ok) return statusOutcome(decoded.status, decoded.reason);
     const r = decoded.request;
     // Only SetVariable changes variables; reads need no undo point.

@@ -35,7 +35,7 @@ function echoHandler(echo = 16) {
     release: () => release?.(),
     handler: {
       handleCommand: async (request: Uint8Array): Promise<Uint8Array> => {
-        requests.push(request);
+        requests.push(request.slice()); // the transport reuses its buffer once the reply is out
         if (hold) {
           hold = false;
           await new Promise<void>((r) => {

@@ -115,6 +115,12 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
 class Connection {
   private readonly chunks: Buffer[] = [];
   private buffered = 0;
+  /** The guest buffer, private to this connection; requests are served one at a time. */
+  private readonly request = new Uint8Array(BUFFER_SIZE);
+  /** How much of `request` the last frame wrote (the rest is still zero). */
+  private used = 0;
+  /** Reading stopped because a whole frame is already waiting. */
+  private held = false;
   private busy: Promise<void> | undefined;
   private ended = false;
   private done = false;
@@ -131,6 +137,11 @@ class Connection {
     socket.on('data', (chunk: Buffer) => {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
+      // Never hold more than one frame beyond the one being served.
+      if (this.buffered >= HEADER + BUFFER_SIZE && !this.held) {
+        this.held = true;
+        socket.pause();
+      }
       this.pump();
     });
     socket.on('end', () => {
@@ -183,15 +194,14 @@ class Connection {
       }
       if (this.buffered >= HEADER + n) {
         const frame = this.take(HEADER + n);
-        // The guest buffer: what the client sent, then zeros, in memory of our own.
-        const request = new Uint8Array(BUFFER_SIZE);
-        request.set(frame.subarray(HEADER));
-        this.socket.pause();
-        this.busy = this.serve(request);
+        // The guest buffer: what the client sent, then zeros, in memory of our own. Only the part
+        // the previous frame wrote needs zeroing again.
+        if (this.used > n) this.request.fill(0, n, this.used);
+        this.request.set(frame.subarray(HEADER));
+        this.used = n;
+        this.busy = this.serve(this.request);
         return;
       }
-      // Never hold more than one frame: stop reading until the rest of this one is wanted.
-      if (this.buffered >= HEADER + BUFFER_SIZE) this.socket.pause();
     }
     if (this.ended) {
       if (this.buffered > 0) {
@@ -218,7 +228,10 @@ class Connection {
     } finally {
       this.busy = undefined;
       if (!this.socket.destroyed) {
-        this.socket.resume();
+        if (this.held && this.buffered < HEADER + BUFFER_SIZE) {
+          this.held = false;
+          this.socket.resume();
+        }
         this.pump();
       }
     }
