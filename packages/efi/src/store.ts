@@ -364,7 +364,8 @@ export class VariableStore {
     if (r.name.length > Limits.NAME_MAX) return status(EfiStatus.DEVICE_ERROR, `name of ${r.name.length} bytes exceeds ${Limits.NAME_MAX}`);
     const v = this.lookup(r.name, r.guid);
     if (v === undefined || (this.runtime && (v.attributes & Attr.RUNTIME_ACCESS) === 0)) {
-      return status(EfiStatus.NOT_FOUND, `no variable ${describe(r.name, r.guid)}${v === undefined ? '' : ' visible at runtime'}`);
+      // Probing for variables is most of a boot: a constant reason (the request names the variable).
+      return status(EfiStatus.NOT_FOUND, v === undefined ? 'no such variable' : 'the variable is not visible at runtime');
     }
     if (r.dataSize < v.data.length) {
       return { response: { command: 'GetVariable', status: EfiStatus.BUFFER_TOO_SMALL, requiredSize: v.data.length } };
