@@ -1,6 +1,7 @@
 import {
   Attr,
   Attrs,
+  efiTimeFromDate,
   efiTimeProblem,
   fromUtf16le,
   guidEquals,
@@ -167,7 +168,7 @@ export function parseAttributes(text: string): number {
  */
 export function parseTimestamp(text: string, now: Date): Uint8Array {
   const t = text.trim();
-  if (t === 'now') return serializeEfiTime(timeOf(now));
+  if (t === 'now') return serializeEfiTime(efiTimeFromDate(now));
   if (t === 'zero' || t === '0') return new Uint8Array(16);
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?)?(Z|[+-]00:?00)?$/.exec(t);
   if (m === null) throw usageError(`timestamp ${JSON.stringify(text)}: use now, zero, YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS" (UTC)`);
@@ -189,23 +190,7 @@ export function parseTimestamp(text: string, now: Date): Uint8Array {
   return serializeEfiTime(time);
 }
 
-function timeOf(date: Date): EfiTime {
-  return {
-    year: date.getUTCFullYear(),
-    month: date.getUTCMonth() + 1,
-    day: date.getUTCDate(),
-    hour: date.getUTCHours(),
-    minute: date.getUTCMinutes(),
-    second: date.getUTCSeconds(),
-    pad1: 0,
-    nanosecond: 0,
-    timeZone: 0,
-    daylight: 0,
-    pad2: 0,
-  };
-}
-
 /** The current time as a descriptor timestamp (UTC, to the second). */
 export function nowTimestamp(now: Date): Uint8Array {
-  return serializeEfiTime(timeOf(now));
+  return serializeEfiTime(efiTimeFromDate(now));
 }
