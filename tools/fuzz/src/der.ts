@@ -64,6 +64,11 @@ function parseAt(bytes: Uint8Array, start: number, limit: number, depth: number)
 export function encodeDer(node: DerNode): Uint8Array {
   const parts: Uint8Array[] = [];
   write(node, parts);
+  return concat(...parts);
+}
+
+/** The bytes of `parts`, one after another. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
   let total = 0;
   for (const p of parts) total += p.length;
   const out = new Uint8Array(total);
@@ -77,16 +82,7 @@ export function encodeDer(node: DerNode): Uint8Array {
 
 function contentOf(node: DerNode): Uint8Array {
   if (node.children === undefined) return node.content ?? new Uint8Array(0);
-  const parts = node.children.map(encodeDer);
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(...node.children.map(encodeDer));
 }
 
 function write(node: DerNode, parts: Uint8Array[]): void {

@@ -10,7 +10,7 @@ import { certificateDer } from '@vmsb/keys';
 import { BOOT_OPTIONS } from '@vmsb/guest-sim';
 import { guidFromText, Limits, utf16le } from '@vmsb/protocol';
 import { FUZZ_VENDOR, testKeys, type Corpus, type SeedWrite } from './corpus.js';
-import { allNodes, cloneNode, encodeDer, nest, parseDer, tlv, type DerNode, type LengthForm } from './der.js';
+import { allNodes, cloneNode, concat, encodeDer, nest, parseDer, tlv, type DerNode, type LengthForm } from './der.js';
 import type { Random } from './random.js';
 
 export interface FuzzInput {
@@ -764,14 +764,4 @@ function replace(node: DerNode, by: DerNode): void {
   else delete node.form;
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+export { concat };
