@@ -107,6 +107,28 @@ describe('VariableService', () => {
     expect([...last.data]).toEqual([20]);
   });
 
+  it('answers what needs no I/O synchronously, but never ahead of a change still being saved', async () => {
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const p = recordingPersist();
+    const service = new VariableService({ store, persist: p.persist, log: capture().log });
+    const probe = service.handleCommand(get('Nv'));
+    expect(probe).toBeInstanceOf(Uint8Array);
+    expect(status('GetVariable', probe as Uint8Array)).toBe(EfiStatus.NOT_FOUND);
+    const write = service.handleCommand(set('Nv', [5]));
+    expect(write).toBeInstanceOf(Promise);
+    // Queued behind the save: answered now, it would meet the store's open change.
+    const read = service.handleCommand(get('Nv'));
+    expect(read).toBeInstanceOf(Promise);
+    expect(p.saved).toHaveLength(0);
+    const [written, readBack] = await Promise.all([write, read]);
+    expect(status('SetVariable', written)).toBe(EfiStatus.SUCCESS);
+    const decoded = decodeResponse('GetVariable', readBack);
+    expect(decoded.ok && decoded.response.command === 'GetVariable' && [...decoded.response.data!]).toEqual([5]);
+    expect(p.saved).toHaveLength(1);
+    await service.drain();
+    expect(service.handleCommand(get('Nv'))).toBeInstanceOf(Uint8Array);
+  });
+
   it('raises the Secure Boot alert once, then answers ACCESS_DENIED', async () => {
     const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
     let alerts = 0;

@@ -40,6 +40,8 @@ function printableName(name: Uint8Array): string {
 
 export class VariableService implements GuestHandler {
   private tail: Promise<unknown> = Promise.resolve();
+  /** Requests and PPI writes accepted whose asynchronous part (persisting, alerting) is not over. */
+  private inFlight = 0;
   private sbAlertRaised = false;
   private readonly options: ServiceOptions;
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
@@ -49,16 +51,12 @@ export class VariableService implements GuestHandler {
     this.guestLog = guestCausedLog(options.log);
   }
 
-  handleCommand(request: Uint8Array): Promise<Uint8Array> {
-    return this.serialised(async () => {
-      try {
-        return await this.command(request);
-      } catch (e) {
-        // Nothing a guest sends may escape as an exception; answer as a failed device would.
-        this.options.log.error(`internal error while handling a request: ${(e as Error).stack ?? String(e)}`);
-        return statusBytes(EfiStatus.DEVICE_ERROR);
-      }
-    });
+  /**
+   * Answers synchronously when nothing is in flight and the request needs no I/O (reads, volatile
+   * writes, failures): most of a boot. Anything that must wait is serialised behind earlier work.
+   */
+  handleCommand(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    return this.serialised(() => this.commandOrDeviceError(request));
   }
 
   ppiRead(index: number, size: number): number {
@@ -74,15 +72,17 @@ export class VariableService implements GuestHandler {
   }
 
   ppiWrite(index: number, size: number, value: number): Promise<void> {
-    return this.serialised(async () => {
+    const done = this.serialised((): void | Promise<void> => {
+      const failed = (e: unknown): void => this.options.log.error(`internal error in a PPI write: ${(e as Error).message}`);
       try {
         this.options.store.ppiIndex = index;
         const outcome = this.options.store.ppiWrite(index, size, value);
-        if (outcome.pending) await this.settle(outcome.pending, () => `PPI write at 0x${index.toString(16)}`);
+        if (outcome.pending) return this.settle(outcome.pending, () => `PPI write at 0x${index.toString(16)}`).then(() => undefined, failed);
       } catch (e) {
-        this.options.log.error(`internal error in a PPI write: ${(e as Error).message}`);
+        failed(e);
       }
     });
+    return Promise.resolve(done);
   }
 
   /** Resolves once every request accepted so far has been answered. */
@@ -94,10 +94,36 @@ export class VariableService implements GuestHandler {
     }
   }
 
-  private serialised<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(work);
-    this.tail = run.catch(() => undefined);
-    return run;
+  /** Runs `work` now if nothing is in flight, else after everything accepted before it. */
+  private serialised<T>(work: () => T | Promise<T>): T | Promise<T> {
+    if (this.inFlight === 0) {
+      const result = work();
+      return result instanceof Promise ? this.hold(result) : result;
+    }
+    return this.hold(this.tail.then(work));
+  }
+
+  private hold<T>(work: Promise<T>): Promise<T> {
+    this.inFlight++;
+    this.tail = work.then(
+      () => void this.inFlight--,
+      () => void this.inFlight--,
+    );
+    return work;
+  }
+
+  private commandOrDeviceError(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    // Nothing a guest sends may escape as an exception; answer as a failed device would.
+    const failed = (e: unknown): Uint8Array => {
+      this.options.log.error(`internal error while handling a request: ${(e as Error).stack ?? String(e)}`);
+      return statusBytes(EfiStatus.DEVICE_ERROR);
+    };
+    try {
+      const response = this.command(request);
+      return response instanceof Promise ? response.catch(failed) : response;
+    } catch (e) {
+      return failed(e);
+    }
   }
 
   /** Persists a pending change, then commits it; on failure rolls it back and returns rollback()'s value. */
@@ -117,32 +143,35 @@ export class VariableService implements GuestHandler {
     return { ok: true };
   }
 
-  private async command(request: Uint8Array): Promise<Uint8Array> {
+  private command(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
     const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
     const version = request.length >= 8 ? view.getUint32(0, true) : undefined;
     const code = request.length >= 8 ? view.getUint32(4, true) : undefined;
     if (version === PROTOCOL_VERSION && code === Command.NotifySBFailure) return this.notifySBFailure();
-    if (version === PROTOCOL_VERSION && code === Command.SetVariable && this.options.prepareAuthenticatedWrite) {
+    const prepare = this.options.prepareAuthenticatedWrite;
+    if (version === PROTOCOL_VERSION && code === Command.SetVariable && prepare !== undefined) {
       const decoded = decodeRequest(request);
       if (decoded.ok && decoded.request.command === 'SetVariable' && hasTimeBasedAttr(decoded.request.attributes)) {
-        await this.options.prepareAuthenticatedWrite();
+        return prepare().then(() => this.dispatch(request));
       }
     }
+    return this.dispatch(request);
+  }
 
+  private dispatch(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
     const outcome = this.options.store.dispatch(request);
-    let response = outcome.response;
-    let status = outcome.status;
-    let reason = outcome.reason;
-    if (outcome.pending) {
-      const settled = await this.settle(outcome.pending, () => describeRequest(request));
-      if (!settled.ok) {
-        response = settled.rolledBack;
-        status = EfiStatus.DEVICE_ERROR;
-        reason = 'the NVRAM could not be saved';
-      }
+    if (outcome.pending === undefined) {
+      this.logOutcome(request, outcome.command, outcome.status, outcome.reason);
+      return outcome.response;
     }
-    this.logOutcome(request, outcome.command, status, reason);
-    return response;
+    return this.settle(outcome.pending, () => describeRequest(request)).then((settled) => {
+      if (settled.ok) {
+        this.logOutcome(request, outcome.command, outcome.status, outcome.reason);
+        return outcome.response;
+      }
+      this.logOutcome(request, outcome.command, EfiStatus.DEVICE_ERROR, 'the NVRAM could not be saved');
+      return settled.rolledBack;
+    });
   }
 
   private logOutcome(request: Uint8Array, command: string | undefined, status: bigint, reason: string | undefined): void {

@@ -122,7 +122,20 @@ const command = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('set' as const), name: names, attributes, data }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('get' as const), name: names }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('delete' as const), name: names }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('list' as const) }) },
 );
+
+/**
+ * GetNextVariableName walks the model's names in creation order (a rewrite keeps a name's place,
+ * a delete and re-create moves it last), hiding boot-service-only ones at runtime.
+ */
+function expectSameEnumeration(fw: FirmwareClient, model: Model): void {
+  const listed = fw
+    .listVariables()
+    .filter((v) => Buffer.from(v.guid).equals(Buffer.from(V)))
+    .map((v) => Buffer.from(v.name).toString('utf16le'));
+  expect(listed).toEqual([...model.vars].filter(([, v]) => !model.runtime || (v.attributes & 4) !== 0).map(([name]) => name));
+}
 
 describe('property: the store agrees with a plain reference model', () => {
   it('random Set/Get/Delete sequences give the same statuses and contents; the total never exceeds 131072', () => {
@@ -140,6 +153,9 @@ describe('property: the store agrees with a plain reference model', () => {
             const status = fw.setVariable(n(c.name), V, c.attributes, c.data);
             seen.add(status);
             expect(status).toBe(model.set(c.name, c.attributes, c.data, c.rt));
+          } else if (c.op === 'list') {
+            model.runtime ||= c.rt;
+            expectSameEnumeration(fw, model);
           } else if (c.op === 'delete') {
             expect(fw.setVariable(n(c.name), V, 0, new Uint8Array(0))).toBe(model.set(c.name, 0, new Uint8Array(0), c.rt));
           } else {
@@ -155,6 +171,7 @@ describe('property: the store agrees with a plain reference model', () => {
         for (const name of ['A', 'B', 'C', 'Dd', 'Eee']) {
           expect(same(store.getVariable(n(name), V)?.data, model.vars.get(name)?.data)).toBe(true);
         }
+        expectSameEnumeration(fw, model);
       }),
       runs(200),
     );

@@ -52,6 +52,13 @@ describe('GetVariable (authvars.md §7.4, varstored wire rules)', () => {
     const fw = client(newStore());
     expect(fw.getVariable(new Uint8Array(0), V).status).toBe(S.NOT_FOUND);
     expect(fw.getVariable(new Uint8Array(4098), V).status).toBe(S.DEVICE_ERROR);
+    // The host-side getter takes any length: a huge name is simply absent, and a long one is found.
+    const store = newStore();
+    expect(store.getVariable(new Uint8Array(1_000_000), V)).toBeUndefined();
+    const long = new Uint8Array(Limits.NAME_MAX).fill(0x41);
+    expect(client(store).setVariable(long, V, NV_BS, Uint8Array.of(7))).toBe(S.SUCCESS);
+    expect([...store.getVariable(long, V)!.data]).toEqual([7]);
+    expect(store.getVariable(long.subarray(0, Limits.NAME_MAX - 2), V)).toBeUndefined();
     expect(fw.getVariable(new Uint8Array(4096).fill(0x41), V).status).toBe(S.NOT_FOUND);
   });
 

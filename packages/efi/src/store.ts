@@ -58,7 +58,18 @@ type Key = string;
 
 /** Map key of (name, guid): byte-exact, as UEFI matches variables. */
 function keyOf(name: Uint8Array, guid: Uint8Array): Key {
-  return Buffer.from(guid.buffer, guid.byteOffset, guid.byteLength).toString('latin1') + Buffer.from(name.buffer, name.byteOffset, name.byteLength).toString('latin1');
+  return charPerByte(guid) + charPerByte(name);
+}
+
+const KEY_CHUNK = 4096;
+
+/** One char per byte (injective); cheap even before the JIT has warmed up, which a boot never waits for. */
+function charPerByte(bytes: Uint8Array): string {
+  // apply() takes the bytes as arguments: chunked, so that no length can overflow the stack.
+  if (bytes.length <= KEY_CHUNK) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  let s = '';
+  for (let i = 0; i < bytes.length; i += KEY_CHUNK) s += String.fromCharCode.apply(null, bytes.subarray(i, i + KEY_CHUNK) as unknown as number[]);
+  return s;
 }
 
 function footprint(v: Variable | undefined): number {
@@ -112,7 +123,10 @@ const fail = (status: bigint, reason: string): SetResult => ({ status, reason })
  * alerts are ports the owner supplies.
  */
 export class VariableStore {
+  /** Every variable, in enumeration order (insertion order: a new name goes last). */
   private vars = new Map<Key, Variable>();
+  /** Positions in `vars`, for GetNextVariableName; rebuilt after the set of names changes. */
+  private order: { readonly keys: readonly Key[]; readonly at: ReadonlyMap<Key, number> } | undefined;
   private morKey: Uint8Array = new Uint8Array(MOR_KEY_SIZE);
   private ppiFunc: Uint8Array = new Uint8Array(PPI_FUNC_SIZE);
   private ppiIdx = 0;
@@ -154,7 +168,7 @@ export class VariableStore {
     store.ppiFunc = fixedCopy(state.ppi?.func, PPI_FUNC_SIZE);
     store.ppiIdx = Number(state.ppi?.index ?? 0) >>> 0;
     if (options.resume) {
-      store.vars = loaded;
+      store.replaceVars(loaded);
       // A save file always holds the builtins; recreate any that are missing rather than run without them.
       for (const b of [...MODE_BUILTINS, Names.MemoryOverwriteRequestControl, Names.MemoryOverwriteRequestControlLock, Names.PPIBuffer, Names.Tcg2PhysicalPresenceFlagsLock]) {
         if (!store.vars.has(keyOf(b.name, b.guid))) store.putInternal(b, store.initialBuiltinValue(b, loaded));
@@ -168,7 +182,7 @@ export class VariableStore {
       store.putInternal(Names.Tcg2PhysicalPresenceFlagsLock, Uint8Array.of(0));
       for (const [key, v] of loaded) {
         if (store.vars.has(key) || !isNv(v)) continue;
-        store.vars.set(key, v);
+        store.putVar(key, v);
       }
     }
     return store;
@@ -350,7 +364,7 @@ export class VariableStore {
       else if (data !== undefined && at - PPI_FUNC_SIZE < data.length) data[at - PPI_FUNC_SIZE] = v & 0xff;
     }
     if (existing === undefined || data === undefined || bytesEqual(data, existing.data)) return {};
-    this.vars.set(key, makeVariable({ ...existing, data }));
+    this.putVar(key, makeVariable({ ...existing, data }));
     return { pending: this.openPending(before, () => undefined) };
   }
 
@@ -392,13 +406,14 @@ export class VariableStore {
       const key = keyOf(r.name, r.guid);
       const prev = this.vars.get(key);
       if (prev === undefined || !visible(prev)) return status(EfiStatus.INVALID_PARAMETER, `previous variable ${describe(r.name, r.guid)} does not exist`);
-      let found = false;
-      for (const [k, v] of this.vars) {
-        if (found && visible(v)) {
+      // An enumeration is n calls: finding the previous name by position keeps each one O(1).
+      const { keys, at } = this.enumeration();
+      for (let i = at.get(key)! + 1; i < keys.length; i++) {
+        const v = this.vars.get(keys[i]!)!;
+        if (visible(v)) {
           next = v;
           break;
         }
-        if (k === key) found = true;
       }
     }
     if (next === undefined) return status(EfiStatus.NOT_FOUND, 'end of the enumeration');
@@ -604,8 +619,8 @@ export class VariableStore {
     const used = this.usedStorage;
     const after = used - footprint(existing) + footprint(next);
     if (after > Limits.TOTAL_MAX && after > used) return fail(EfiStatus.OUT_OF_RESOURCES, `the store would hold ${after} bytes, more than ${Limits.TOTAL_MAX}`);
-    if (next === undefined) this.vars.delete(key);
-    else this.vars.set(key, next);
+    if (next === undefined) this.removeVar(key);
+    else this.putVar(key, next);
     const changed = existing === undefined || next === undefined || !variablesEqual(existing, next);
     return ok(changed && (isNv(existing) || isNv(next)));
   }
@@ -697,6 +712,29 @@ export class VariableStore {
     return [Names.PK, Names.KEK, Names.db, Names.dbx, Names.dbt].some((b) => this.is(b, name, guid));
   }
 
+  // Every change to `vars` goes through these three, which keep `order` in step.
+  private putVar(key: Key, v: Variable): void {
+    if (!this.vars.has(key)) this.order = undefined;
+    this.vars.set(key, v);
+  }
+
+  private removeVar(key: Key): void {
+    if (this.vars.delete(key)) this.order = undefined;
+  }
+
+  private replaceVars(vars: Map<Key, Variable>): void {
+    this.vars = vars;
+    this.order = undefined;
+  }
+
+  private enumeration(): { readonly keys: readonly Key[]; readonly at: ReadonlyMap<Key, number> } {
+    if (this.order === undefined) {
+      const keys = [...this.vars.keys()];
+      this.order = { keys, at: new Map(keys.map((k, i) => [k, i])) };
+    }
+    return this.order;
+  }
+
   private is(b: BuiltinName, name: Uint8Array, guid: Uint8Array): boolean {
     return guidEquals(b.guid, guid) && bytesEqual(b.name, name);
   }
@@ -710,7 +748,7 @@ export class VariableStore {
   private putInternal(b: BuiltinName, data: Uint8Array): void {
     const key = keyOf(b.name, b.guid);
     const existing = this.vars.get(key);
-    this.vars.set(key, makeVariable({ name: b.name, guid: b.guid, attributes: existing?.attributes ?? b.attributes, data, ...(existing === undefined ? {} : { timestamp: existing.timestamp, signerDigest: existing.signerDigest }) }));
+    this.putVar(key, makeVariable({ name: b.name, guid: b.guid, attributes: existing?.attributes ?? b.attributes, data, ...(existing === undefined ? {} : { timestamp: existing.timestamp, signerDigest: existing.signerDigest }) }));
   }
 
   private snapshot(): Snapshot {
@@ -718,7 +756,7 @@ export class VariableStore {
   }
 
   private restoreSnapshot(s: Snapshot): void {
-    this.vars = new Map(s.vars);
+    this.replaceVars(new Map(s.vars));
     this.morKey = s.morKey.slice();
     this.ppiFunc = s.ppiFunc.slice();
     this.ppiIdx = s.ppiIndex;

@@ -345,6 +345,40 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     expect(r.calls.map((c) => c.kind)).toEqual(['command', 'command']);
   });
 
+  it('completes a synchronous answer at once, and keeps arrival order between synchronous and asynchronous ones', async () => {
+    const slow = gate();
+    const seen: number[] = [];
+    const handler: GuestHandler = {
+      handleCommand(request) {
+        seen.push(request[0]!);
+        // 0x01 waits for I/O (a write being persisted); the others answer synchronously (reads).
+        if (request[0] === 0x01) return slow.opened.then(() => Uint8Array.of(0xa1));
+        return Uint8Array.of(0xb0 | request[0]!);
+      },
+      ppiRead: () => 0,
+      ppiWrite: async () => undefined,
+    };
+    await start(handler);
+    fx.writeBuffer(0x10, Uint8Array.of(0x02));
+    expect((await fx.out(0, 0x100, 4, 0x10)).outcome).toBe('completed');
+    expect(fx.readBuffer(0x10, 1)[0]).toBe(0xb2);
+
+    fx.writeBuffer(0x20, Uint8Array.of(0x01));
+    fx.writeBuffer(0x30, Uint8Array.of(0x03));
+    const waiting = fx.out(0, 0x100, 4, 0x20);
+    await until(() => seen.length === 2, 'the asynchronous command to reach the handler');
+    const queued = fx.out(1, 0x100, 4, 0x30);
+    await until(() => fx.slotState(1) === Ioreq.STATE_INPROCESS, "vCPU 1's command to be taken");
+    // The synchronous one is not answered ahead of the one before it.
+    expect(seen).toEqual([0x02, 0x01]);
+    slow.open();
+    expect((await waiting).outcome).toBe('completed');
+    expect((await queued).outcome).toBe('completed');
+    expect(seen).toEqual([0x02, 0x01, 0x03]);
+    expect(fx.readBuffer(0x20, 1)[0]).toBe(0xa1);
+    expect(fx.readBuffer(0x30, 1)[0]).toBe(0xb3);
+  });
+
   it('answers EFI_DEVICE_ERROR when the handler fails, and keeps serving', async () => {
     let mode = 'reject';
     const handler: GuestHandler = {
@@ -353,6 +387,8 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
         if (mode === 'throw') throw new Error('synchronous failure');
         if (mode === 'too-long') return Promise.resolve(new Uint8Array(BUFFER_SIZE + 1));
         if (mode === 'not-bytes') return Promise.resolve('nope' as unknown as Uint8Array);
+        if (mode === 'sync-too-long') return new Uint8Array(BUFFER_SIZE + 1);
+        if (mode === 'sync-not-bytes') return 'nope' as unknown as Uint8Array;
         return Promise.resolve(Uint8Array.of(request[0]!, 0x55));
       },
       ppiRead() {
@@ -363,7 +399,7 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
       },
     };
     await start(handler);
-    for (const m of ['reject', 'throw', 'too-long', 'not-bytes']) {
+    for (const m of ['reject', 'throw', 'too-long', 'not-bytes', 'sync-too-long', 'sync-not-bytes']) {
       mode = m;
       fx.writeBuffer(0x10, Uint8Array.of(0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0x99));
       expect((await fx.out(0, 0x100, 4, 0x10)).outcome, m).toBe('completed');
@@ -371,7 +407,7 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
       expect(buffer.subarray(0, 8).equals(DEVICE_ERROR), m).toBe(true);
       expect(buffer[8]).toBe(0x99);
     }
-    expect(logs.filter((l) => l.level === 'error' && /EFI_DEVICE_ERROR/.test(l.message))).toHaveLength(4);
+    expect(logs.filter((l) => l.level === 'error' && /EFI_DEVICE_ERROR/.test(l.message))).toHaveLength(6);
 
     expect(await fx.in(1, 0x108, 4)).toMatchObject({ outcome: 'completed', value: 0 });
     expect((await fx.out(1, 0x108, 1, 7)).outcome).toBe('completed');

@@ -149,47 +149,67 @@ export class IoreqServerImpl implements IoreqServer {
   }
 
   private pump(): void {
-    if (this.running) return;
-    const job = this.queue.shift();
-    if (!job) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const resolve of waiters) resolve();
-      return;
-    }
-    this.running = true;
-    // Starts synchronously, so a PPI read is answered before this poll wake-up returns.
-    void this.execute(job).then(() => {
+    // Synchronous jobs (PPI reads, commands answered without I/O) complete in this loop, before
+    // this poll wake-up returns; an asynchronous one resumes the loop when it settles.
+    while (!this.running) {
+      const job = this.queue.shift();
+      if (!job) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const resolve of waiters) resolve();
+        return;
+      }
+      this.running = true;
+      const pending = this.execute(job);
+      if (pending !== undefined) {
+        void pending.then(() => {
+          this.running = false;
+          this.pump();
+        });
+        return;
+      }
       this.running = false;
-      this.pump();
-    });
+    }
   }
 
-  private async execute(job: Job): Promise<void> {
-    try {
-      await job.run();
-    } catch (e) {
+  private execute(job: Job): Promise<void> | undefined {
+    const lastResort = (e: unknown): void => {
       // run() handles the handler's failures; this is a last resort so the vCPU is released.
       this.log('error', `vCPU ${job.vcpu}: request failed: ${describe(e)}`);
       this.complete(job.vcpu, undefined);
+    };
+    try {
+      const outcome = job.run();
+      return outcome instanceof Promise ? outcome.catch(lastResort) : undefined;
+    } catch (e) {
+      lastResort(e);
+      return undefined;
     }
   }
 
-  private async runCommand(vcpu: number, request: Uint8Array): Promise<void> {
-    let response: Uint8Array;
-    try {
-      const result: unknown = await this.handler.handleCommand(request);
-      if (result instanceof Uint8Array && result.length <= Limits.BUFFER_SIZE) {
-        response = result;
-      } else {
-        this.log('error', `vCPU ${vcpu}: the handler returned no valid response; answering EFI_DEVICE_ERROR`);
-        response = deviceErrorResponse();
-      }
-    } catch (e) {
+  private runCommand(vcpu: number, request: Uint8Array): Promise<void> | void {
+    const failed = (e: unknown): void => {
       this.log('error', `vCPU ${vcpu}: the handler failed (${describe(e)}); answering EFI_DEVICE_ERROR`);
-      response = deviceErrorResponse();
+      this.complete(vcpu, deviceErrorResponse());
+    };
+    let result: unknown;
+    try {
+      result = this.handler.handleCommand(request);
+    } catch (e) {
+      failed(e);
+      return;
     }
-    this.complete(vcpu, response);
+    if (result instanceof Promise) return result.then((response: unknown) => this.completeCommand(vcpu, response), failed);
+    this.completeCommand(vcpu, result);
+  }
+
+  private completeCommand(vcpu: number, result: unknown): void {
+    if (result instanceof Uint8Array && result.length <= Limits.BUFFER_SIZE) {
+      this.complete(vcpu, result);
+    } else {
+      this.log('error', `vCPU ${vcpu}: the handler returned no valid response; answering EFI_DEVICE_ERROR`);
+      this.complete(vcpu, deviceErrorResponse());
+    }
   }
 
   private runPpiRead(vcpu: number, index: number, size: number): void {

@@ -10,10 +10,12 @@ export type Logger = (level: LogLevel, message: string) => void;
 export interface GuestHandler {
   /**
    * `request` is a private 65536-byte copy of the guest's buffer, taken once when the guest wrote the
-   * buffer's frame number to port 0x100. Resolves to the bytes to write back from offset 0 (at most
-   * 65536). Should never reject; if it does, or returns something else, the guest gets EFI_DEVICE_ERROR.
+   * buffer's frame number to port 0x100. The bytes to write back from offset 0 (at most 65536),
+   * returned directly (the request is then completed before this poll wake-up returns) or as a
+   * promise. Should never throw or reject; if it does, or answers something else, the guest gets
+   * EFI_DEVICE_ERROR.
    */
-  handleCommand(request: Uint8Array): Promise<Uint8Array>;
+  handleCommand(request: Uint8Array): Uint8Array | Promise<Uint8Array>;
   /** A 1-, 2- or 4-byte read of the TPM PPI data port (0x108) at `index` (the PPI index register plus the byte offset within the port). */
   ppiRead(index: number, size: number): number;
   /** A 1-, 2- or 4-byte write of the TPM PPI data port (0x108) at `index`. */

@@ -3,6 +3,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../log.js';
 import { startUnixTransport, type UnixTransport } from './unix.js';
@@ -196,6 +197,55 @@ describe('guest-simulation transport', () => {
     await closing;
     await c.waitClosed();
     await expect(stat(path)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('reassembles frames however their bytes are split, answering synchronous and asynchronous handlers in order', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.uint8Array({ maxLength: 200 }), { minLength: 1, maxLength: 10 }),
+        fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 10 }),
+        async (payloads, cuts, deferred) => {
+          const seen: Uint8Array[] = [];
+          const handler = {
+            // Reads answer synchronously, writes being saved later: both kinds, in any mix.
+            handleCommand: (request: Uint8Array): Uint8Array | Promise<Uint8Array> => {
+              const later = deferred[seen.length % deferred.length]!;
+              seen.push(request.slice());
+              const reply = request.slice(0, 8);
+              return later ? new Promise((r) => setImmediate(() => r(reply))) : reply;
+            },
+          };
+          const t = await startUnixTransport({ path: join(dir, `sock${run++}`), handler, log });
+          try {
+            const c = await Client.connect(join(dir, `sock${run - 1}`));
+            const stream = Buffer.concat(payloads.map((p) => Buffer.concat([Buffer.from(Uint32Array.of(p.length).buffer), p])));
+            for (let at = 0, i = 0; at < stream.length; i++) {
+              const end = Math.min(stream.length, at + cuts[i % cuts.length]!);
+              c.socket.write(stream.subarray(at, end));
+              at = end;
+              await new Promise((r) => setImmediate(r));
+            }
+            for (const p of payloads) {
+              const want = new Uint8Array(8);
+              want.set(p.subarray(0, 8));
+              expect([...(await c.reply())]).toEqual([...want]);
+            }
+            expect(seen).toHaveLength(payloads.length);
+            for (const [i, p] of payloads.entries()) {
+              expect(Buffer.from(seen[i]!.subarray(0, p.length)).equals(p)).toBe(true);
+              // The rest of the guest buffer is zero, whatever the frames before it held.
+              expect(seen[i]!.subarray(p.length).every((b) => b === 0)).toBe(true);
+            }
+            c.socket.destroy();
+          } finally {
+            await t.close();
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
   });
 
   it('takes over a socket left by a dead daemon, but not a live one or a regular file', async () => {

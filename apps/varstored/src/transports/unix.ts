@@ -6,7 +6,7 @@
  * connection; the daemon keeps serving.
  */
 import { chmod, lstat, rm } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, Socket, type Server } from 'node:net';
 import { Limits } from '@vmsb/protocol';
 import type { GuestHandler } from '../guest-handler.js';
 import type { Logger } from '../log.js';
@@ -69,7 +69,9 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
     }
   };
 
-  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+  // Accepted sockets start paused: a waiting client is not read until its turn, and the active one
+  // is read through Connection's own buffer.
+  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
     socket.on('error', (e) => log.debug(`guest-sim: connection error: ${e.message}`));
     if (stopping) {
       socket.destroy();
@@ -79,7 +81,6 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
       active = new Connection(socket, nextId++, handler, log, activateNext);
     } else {
       // One guest at a time: the others wait, unread, until it is their turn.
-      socket.pause();
       waiting.push(socket);
       socket.once('close', () => {
         const i = waiting.indexOf(socket);
@@ -112,49 +113,66 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
   };
 }
 
+/**
+ * Re-wraps an accepted socket so that reads land in `buffer` (Node's `onread` option) instead of a
+ * fresh allocation per read pushed through the stream machinery: that machinery was the largest
+ * cost per request. net.Server has no `onread` option, so this takes the accepted socket's handle
+ * (`_handle`, undocumented but unchanged since Node 12) and detaches the original from it; the
+ * original is then destroyed, which releases the server's count of it without closing anything.
+ */
+function adoptWithReadBuffer(socket: Socket, buffer: Uint8Array, onRead: (bytes: number) => boolean): Socket {
+  const original = socket as unknown as { _handle: object | null };
+  const handle = original._handle;
+  if (handle === null || typeof handle !== 'object') throw new Error('this Node.js version gives accepted sockets no handle to read from');
+  const adopted = new Socket({ handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer, callback: onRead } } as ConstructorParameters<typeof Socket>[0]);
+  original._handle = null;
+  socket.destroy();
+  return adopted;
+}
+
 class Connection {
-  private readonly chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly socket: Socket;
+  /** Where the kernel's bytes land, one read at a time; parsed at once into `request`. */
+  private readonly readBuffer = Buffer.allocUnsafe(HEADER + BUFFER_SIZE);
   /** The guest buffer, private to this connection; requests are served one at a time. */
   private readonly request = new Uint8Array(BUFFER_SIZE);
   /** How much of `request` the last frame wrote (the rest is still zero). */
   private used = 0;
-  /** Reading stopped because a whole frame is already waiting. */
-  private held = false;
+  /** The frame being received: header bytes so far, then its length and body bytes so far. */
+  private readonly header = Buffer.alloc(HEADER);
+  private headerHave = 0;
+  private frameLength = 0;
+  private bodyHave = 0;
+  /** Bytes that arrived while a request was in flight, kept (copied) until it is answered. */
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
   private busy: Promise<void> | undefined;
   private ended = false;
   private done = false;
   private stopping = false;
 
   constructor(
-    private readonly socket: Socket,
+    accepted: Socket,
     private readonly id: number,
     private readonly handler: Pick<GuestHandler, 'handleCommand'>,
     private readonly log: Logger,
     private readonly onClosed: () => void,
   ) {
     log.debug(`guest-sim: client ${id} connected`);
-    socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-      // Never hold more than one frame beyond the one being served.
-      if (this.buffered >= HEADER + BUFFER_SIZE && !this.held) {
-        this.held = true;
-        socket.pause();
-      }
-      this.pump();
-    });
-    socket.on('end', () => {
+    this.socket = adoptWithReadBuffer(accepted, this.readBuffer, (n) => this.onRead(n));
+    this.socket.on('error', (e) => log.debug(`guest-sim: connection error: ${e.message}`));
+    this.socket.on('end', () => {
       this.ended = true;
-      this.pump();
+      this.atRest();
     });
-    socket.on('close', () => {
+    this.socket.on('close', () => {
       if (this.done) return;
       this.done = true;
       log.debug(`guest-sim: client ${id} disconnected`);
       onClosed();
     });
-    socket.resume();
+    // Flowing, so that 'end' is emitted; the data itself only ever reaches onRead.
+    this.socket.resume();
   }
 
   /** Waits for the request in flight (if any) and its answer, then closes the connection. */
@@ -170,70 +188,131 @@ class Connection {
     this.socket.destroy();
   }
 
-  private peekLength(): number {
-    const head = this.chunks[0]!.length >= HEADER ? this.chunks[0]! : Buffer.concat(this.chunks);
-    return head.readUInt32LE(0);
-  }
-
-  private take(n: number): Buffer {
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    this.chunks.length = 0;
-    if (all.length > n) this.chunks.push(all.subarray(n));
-    this.buffered -= n;
-    return all.subarray(0, n);
-  }
-
-  private pump(): void {
-    if (this.busy !== undefined || this.socket.destroyed || this.stopping) return;
-    if (this.buffered >= HEADER) {
-      const n = this.peekLength();
-      if (n > BUFFER_SIZE) {
-        this.log.warn(`guest-sim: client ${this.id} sent a ${n}-byte frame, larger than the ${BUFFER_SIZE}-byte guest buffer; closing the connection`);
-        this.close();
-        return;
-      }
-      if (this.buffered >= HEADER + n) {
-        const frame = this.take(HEADER + n);
-        // The guest buffer: what the client sent, then zeros, in memory of our own. Only the part
-        // the previous frame wrote needs zeroing again.
-        if (this.used > n) this.request.fill(0, n, this.used);
-        this.request.set(frame.subarray(HEADER));
-        this.used = n;
-        this.busy = this.serve(this.request);
-        return;
-      }
+  /** `n` new bytes at the start of readBuffer; returning false stops reading until resumed. */
+  private onRead(n: number): boolean {
+    const bytes = this.readBuffer.subarray(0, n);
+    if (this.busy !== undefined || this.held.length > 0) {
+      // Never hold more than one frame beyond the one being served.
+      this.hold(bytes);
+      return this.heldBytes < HEADER + BUFFER_SIZE;
     }
-    if (this.ended) {
-      if (this.buffered > 0) {
-        const expected = this.buffered >= HEADER ? `${HEADER + this.peekLength()}` : `at least ${HEADER}`;
-        this.log.warn(`guest-sim: client ${this.id} closed mid-frame (${this.buffered} of ${expected} bytes); dropping it`);
-        this.close();
-      } else {
-        this.socket.end();
-      }
-    }
+    const used = this.consume(bytes);
+    // A request went asynchronous: keep what follows it for later.
+    if (used < bytes.length) this.hold(bytes.subarray(used));
+    return this.heldBytes < HEADER + BUFFER_SIZE;
   }
 
-  private async serve(request: Uint8Array): Promise<void> {
-    try {
-      const response = await this.handler.handleCommand(request);
-      if (response.length > BUFFER_SIZE) throw new Error(`response of ${response.length} bytes exceeds the guest buffer`);
-      const out = Buffer.allocUnsafe(HEADER + response.length);
-      out.writeUInt32LE(response.length, 0);
-      out.set(response, HEADER);
-      if (!this.socket.destroyed) this.socket.write(out);
-    } catch (e) {
-      this.log.error(`guest-sim: client ${this.id}: ${(e as Error).message}; closing the connection`);
-      this.close();
-    } finally {
-      this.busy = undefined;
-      if (!this.socket.destroyed) {
-        if (this.held && this.buffered < HEADER + BUFFER_SIZE) {
-          this.held = false;
-          this.socket.resume();
+  private hold(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.held.push(Buffer.from(bytes));
+    this.heldBytes += bytes.length;
+  }
+
+  /**
+   * Parses `bytes` into frames, serving each as it completes, until a request is in flight (or
+   * the connection is closing); returns how many bytes it took.
+   */
+  private consume(bytes: Uint8Array): number {
+    let at = 0;
+    while (at < bytes.length) {
+      if (this.busy !== undefined || this.socket.destroyed || this.stopping) return at;
+      if (this.headerHave < HEADER) {
+        const take = Math.min(HEADER - this.headerHave, bytes.length - at);
+        this.header.set(bytes.subarray(at, at + take), this.headerHave);
+        this.headerHave += take;
+        at += take;
+        if (this.headerHave < HEADER) return at;
+        const n = this.header.readUInt32LE(0);
+        if (n > BUFFER_SIZE) {
+          this.log.warn(`guest-sim: client ${this.id} sent a ${n}-byte frame, larger than the ${BUFFER_SIZE}-byte guest buffer; closing the connection`);
+          this.close();
+          return at;
         }
-        this.pump();
+        // The guest buffer: what the client sends, then zeros. Only the part the previous frame
+        // wrote needs zeroing again.
+        if (this.used > n) this.request.fill(0, n, this.used);
+        this.used = n;
+        this.frameLength = n;
+        this.bodyHave = 0;
+      } else {
+        const take = Math.min(this.frameLength - this.bodyHave, bytes.length - at);
+        this.request.set(bytes.subarray(at, at + take), this.bodyHave);
+        this.bodyHave += take;
+        at += take;
+      }
+      if (this.bodyHave === this.frameLength) {
+        this.headerHave = 0;
+        this.serve(this.request);
       }
     }
+    return at;
+  }
+
+  /** Answers `request`: at once when the handler answers synchronously, else when its promise settles. */
+  private serve(request: Uint8Array): void {
+    let result: Uint8Array | Promise<Uint8Array>;
+    try {
+      result = this.handler.handleCommand(request);
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      this.reply(result);
+      return;
+    }
+    this.busy = result
+      .then(
+        (response) => this.reply(response),
+        (e: unknown) => this.fail(e),
+      )
+      .finally(() => {
+        this.busy = undefined;
+        this.resumeHeld();
+      });
+  }
+
+  /** After an asynchronous answer: parses what arrived meanwhile, then reads again. */
+  private resumeHeld(): void {
+    while (this.held.length > 0 && this.busy === undefined && !this.socket.destroyed && !this.stopping) {
+      const chunk = this.held[0]!;
+      const used = this.consume(chunk);
+      this.heldBytes -= used;
+      if (used < chunk.length) this.held[0] = chunk.subarray(used);
+      else this.held.shift();
+    }
+    if (this.busy !== undefined || this.socket.destroyed || this.stopping) return;
+    this.socket.resume();
+    this.atRest();
+  }
+
+  /** Once nothing is buffered or in flight: a client that has ended gets its side closed too. */
+  private atRest(): void {
+    if (!this.ended || this.busy !== undefined || this.held.length > 0 || this.socket.destroyed || this.stopping) return;
+    if (this.headerHave > 0) {
+      const expected = this.headerHave < HEADER ? `at least ${HEADER}` : `${HEADER + this.frameLength}`;
+      const have = this.headerHave < HEADER ? this.headerHave : HEADER + this.bodyHave;
+      this.log.warn(`guest-sim: client ${this.id} closed mid-frame (${have} of ${expected} bytes); dropping it`);
+      this.close();
+    } else {
+      this.socket.end();
+    }
+  }
+
+  private reply(response: Uint8Array): void {
+    if (response.length > BUFFER_SIZE) {
+      this.fail(new Error(`response of ${response.length} bytes exceeds the guest buffer`));
+      return;
+    }
+    if (this.socket.destroyed) return;
+    const out = Buffer.allocUnsafe(HEADER + response.length);
+    out.writeUInt32LE(response.length, 0);
+    out.set(response, HEADER);
+    this.socket.write(out);
+  }
+
+  private fail(e: unknown): void {
+    this.log.error(`guest-sim: client ${this.id}: ${(e as Error).message}; closing the connection`);
+    this.close();
   }
 }

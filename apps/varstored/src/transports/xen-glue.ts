@@ -37,7 +37,7 @@ export class DeferredHandler implements GuestHandler {
     this.resolveTarget(handler);
   }
 
-  handleCommand(request: Uint8Array): Promise<Uint8Array> {
+  handleCommand(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
     return this.target ? this.target.handleCommand(request) : this.ready.then((h) => h.handleCommand(request));
   }
 
