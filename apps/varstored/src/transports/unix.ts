@@ -57,15 +57,25 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
   const waiting: Socket[] = [];
   let stopping = false;
 
+  /** Serves `socket` as the guest; false (the socket closed, and logged) if it cannot be read. */
+  const activate = (socket: Socket): boolean => {
+    const id = nextId++;
+    try {
+      active = new Connection(socket, id, handler, log, activateNext);
+      return true;
+    } catch (e) {
+      log.error(`guest-sim: client ${id}: cannot serve the connection: ${(e as Error).message}`);
+      socket.destroy();
+      return false;
+    }
+  };
+
   const activateNext = (): void => {
     active = undefined;
     if (stopping) return;
     while (waiting.length > 0) {
       const socket = waiting.shift()!;
-      if (!socket.destroyed) {
-        active = new Connection(socket, nextId++, handler, log, activateNext);
-        return;
-      }
+      if (!socket.destroyed && activate(socket)) return;
     }
   };
 
@@ -78,7 +88,7 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
       return;
     }
     if (active === undefined) {
-      active = new Connection(socket, nextId++, handler, log, activateNext);
+      activate(socket);
     } else {
       // One guest at a time: the others wait, unread, until it is their turn.
       waiting.push(socket);
