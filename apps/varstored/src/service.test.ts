@@ -158,6 +158,11 @@ describe('VariableService', () => {
     expect(prepared).toBe(0);
     await service.handleCommand(set('Signed', new Array(40).fill(0), 0x27));
     expect(prepared).toBe(1);
+    // Once prepared, an authenticated write is dispatched like any other: synchronously when it is refused.
+    const again = service.handleCommand(set('Signed', new Array(40).fill(0), 0x27));
+    expect(again).toBeInstanceOf(Uint8Array);
+    expect(status('SetVariable', again as Uint8Array)).toBe(EfiStatus.SECURITY_VIOLATION);
+    expect(prepared).toBe(1);
   });
 
   it('logs failed requests with their EFI status name, routine ones only at debug level', async () => {

@@ -14,7 +14,10 @@ export interface ServiceOptions {
   readonly persist?: (state: StoreState) => Promise<void>;
   /** Raises the Secure Boot failure alert (xapidb); absent: the event is only logged. */
   readonly notifySecureBootFailure?: () => Promise<void>;
-  /** Called before a TIME_BASED SetVariable is dispatched: loads the authenticator on first use. */
+  /**
+   * Called before the first TIME_BASED SetVariable is dispatched: loads the authenticator. Called
+   * once; if loading failed, the authenticator itself refuses every authenticated write.
+   */
   readonly prepareAuthenticatedWrite?: () => Promise<void>;
   readonly log: Logger;
 }
@@ -42,6 +45,8 @@ export class VariableService implements GuestHandler {
   private tail: Promise<unknown> = Promise.resolve();
   /** Requests and PPI writes accepted whose asynchronous part (persisting, alerting) is not over. */
   private inFlight = 0;
+  /** prepareAuthenticatedWrite has run: SetVariable needs no look at its attributes any more. */
+  private authenticatorPrepared = false;
   private sbAlertRaised = false;
   private readonly options: ServiceOptions;
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
@@ -149,10 +154,13 @@ export class VariableService implements GuestHandler {
     const code = request.length >= 8 ? view.getUint32(4, true) : undefined;
     if (version === PROTOCOL_VERSION && code === Command.NotifySBFailure) return this.notifySBFailure();
     const prepare = this.options.prepareAuthenticatedWrite;
-    if (version === PROTOCOL_VERSION && code === Command.SetVariable && prepare !== undefined) {
+    if (!this.authenticatorPrepared && prepare !== undefined && version === PROTOCOL_VERSION && code === Command.SetVariable) {
       const decoded = decodeRequest(request);
       if (decoded.ok && decoded.request.command === 'SetVariable' && hasTimeBasedAttr(decoded.request.attributes)) {
-        return prepare().then(() => this.dispatch(request));
+        return prepare().then(() => {
+          this.authenticatorPrepared = true;
+          return this.dispatch(request);
+        });
       }
     }
     return this.dispatch(request);
