@@ -25,7 +25,12 @@ const paths = {
   pidfile: join(dir, 'varstored.pid'),
   auth: join(dir, 'auth'),
 };
-const indent = (text, prefix = '  ') => text.trimEnd().split('\n').map((l) => `${prefix}${l}`).join('\n');
+const indent = (text, prefix = '  ') =>
+  text
+    .trimEnd()
+    .split('\n')
+    .map((l) => `${prefix}${l}`)
+    .join('\n');
 const section = (title) => console.log(`\n== ${title}`);
 
 /** Demo keys (PK, KEK, db) as first-boot auth files, when openssl and efitools are installed. */
@@ -46,7 +51,23 @@ async function makeKeys() {
   const owner = '77fa9abd-0359-4d32-bd60-28f4e78f784b';
   const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'ignore', cwd: paths.auth });
   for (const name of ['PK', 'KEK', 'db']) {
-    run('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3650', '-subj', `/CN=vmsb demo ${name}/`, '-keyout', `${name}.key`, '-out', `${name}.crt`]);
+    run('openssl', [
+      'req',
+      '-new',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-sha256',
+      '-days',
+      '3650',
+      '-subj',
+      `/CN=vmsb demo ${name}/`,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+    ]);
     run('cert-to-efi-sig-list', ['-g', owner, `${name}.crt`, `${name}.esl`]);
   }
   run('sign-efi-sig-list', ['-g', owner, '-k', 'KEK.key', '-c', 'KEK.crt', 'db', 'db.esl', 'db.auth']);
@@ -57,12 +78,20 @@ async function makeKeys() {
 
 function startDaemon() {
   const args = [
-    '--domain', '1',
-    '--transport', `unix:${paths.socket}`,
-    '--backend', 'file', '--arg', `path:${paths.nvram}`,
-    '--pidfile', paths.pidfile,
-    '--arg', `auth-dir:${paths.auth}`,
-    '--platform', 'secureboot=true',
+    '--domain',
+    '1',
+    '--transport',
+    `unix:${paths.socket}`,
+    '--backend',
+    'file',
+    '--arg',
+    `path:${paths.nvram}`,
+    '--pidfile',
+    paths.pidfile,
+    '--arg',
+    `auth-dir:${paths.auth}`,
+    '--platform',
+    'secureboot=true',
   ];
   console.log(`$ apps/varstored/bin/varstored ${args.join(' ').replaceAll(dir, '$TMP')}`);
   const child = spawn(process.execPath, [varstored, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -134,11 +163,15 @@ try {
   const present = new Set((await fw.enumerate()).map((r) => r.name));
   const kept = first.created.filter((name) => present.has(name));
   await connection.close();
-  console.log(`  of the ${first.created.length} variables the first boot created, ${kept.length} are here: ${kept.join(', ')}`);
+  console.log(
+    `  of the ${first.created.length} variables the first boot created, ${kept.length} are here: ${kept.join(', ')}`,
+  );
   console.log(`  (the others were volatile: ${first.created.filter((n) => !kept.includes(n)).join(', ')})`);
 
   const second = await boot('second boot');
-  console.log(`  MTC went from ${first.monotonicCounter} to ${second.monotonicCounter}; boot order kept: ${second.bootOrder.join(', ')}`);
+  console.log(
+    `  MTC went from ${first.monotonicCounter} to ${second.monotonicCounter}; boot order kept: ${second.bootOrder.join(', ')}`,
+  );
   await stop(daemon);
 } finally {
   await rm(dir, { recursive: true, force: true });

@@ -17,10 +17,29 @@ function usageError(...argv: string[]): string {
 describe('the C daemon command line, as xenopsd passes it', () => {
   it('accepts the full xenopsd invocation', () => {
     const c = run(
-      '--domain', '7', '--chroot', '/var/run/xen/varstored-root-7', '--depriv', '--uid', '65542', '--gid', '65542',
-      '--backend', 'xapidb', '--arg', 'socket:/xapi-depriv-socket', '--pidfile', '/var/run/xen/varstored-7.pid',
-      '--arg', 'uuid:0f7a3e0c-4b9e-4f5e-9c51-6d0d6f4f3f11', '--nonpersistent', '--resume', '--arg', 'resume:/efi-vars-resume.dat',
-      '--arg', 'save:/efi-vars-save.dat',
+      '--domain',
+      '7',
+      '--chroot',
+      '/var/run/xen/varstored-root-7',
+      '--depriv',
+      '--uid',
+      '65542',
+      '--gid',
+      '65542',
+      '--backend',
+      'xapidb',
+      '--arg',
+      'socket:/xapi-depriv-socket',
+      '--pidfile',
+      '/var/run/xen/varstored-7.pid',
+      '--arg',
+      'uuid:0f7a3e0c-4b9e-4f5e-9c51-6d0d6f4f3f11',
+      '--nonpersistent',
+      '--resume',
+      '--arg',
+      'resume:/efi-vars-resume.dat',
+      '--arg',
+      'save:/efi-vars-save.dat',
     );
     expect(c).toMatchObject({
       domid: 7,
@@ -38,7 +57,10 @@ describe('the C daemon command line, as xenopsd passes it', () => {
       transport: { kind: 'xen' },
       logLevel: 'info',
     });
-    expect(Object.fromEntries(c.backendArgs)).toEqual({ socket: '/xapi-depriv-socket', uuid: '0f7a3e0c-4b9e-4f5e-9c51-6d0d6f4f3f11' });
+    expect(Object.fromEntries(c.backendArgs)).toEqual({
+      socket: '/xapi-depriv-socket',
+      uuid: '0f7a3e0c-4b9e-4f5e-9c51-6d0d6f4f3f11',
+    });
   });
 
   it('defaults as the C daemon: xapidb with its socket, no pidfile, uid/gid unchanged, persistent', () => {
@@ -54,7 +76,10 @@ describe('the C daemon command line, as xenopsd passes it', () => {
     expect(run('--domain', '0x10', '--arg', 'uuid:u').domid).toBe(16);
     expect(run('--domain', '010', '--arg', 'uuid:u').domid).toBe(8);
     expect(run('--domain', '0', '--arg', 'uuid:u').domid).toBe(0);
-    expect(run('--domain', '1', '--uid', '0x3e8', '--gid', '1000', '--arg', 'uuid:u')).toMatchObject({ uid: 1000, gid: 1000 });
+    expect(run('--domain', '1', '--uid', '0x3e8', '--gid', '1000', '--arg', 'uuid:u')).toMatchObject({
+      uid: 1000,
+      gid: 1000,
+    });
   });
 
   it('takes --opt=value and unambiguous prefixes, as getopt_long', () => {
@@ -65,8 +90,22 @@ describe('the C daemon command line, as xenopsd passes it', () => {
 
   it('accepts the additions: unix transport, file backend, platform, auth dir, log level', () => {
     const c = run(
-      '--domain', '1', '--transport', 'unix:/tmp/vm1.sock', '--backend', 'file', '--arg', 'path:/tmp/vm1.vars',
-      '--platform', 'secureboot=true', '--platform', 'auth-enforce=false', '--arg', 'auth-dir:/tmp/keys', '--log-level', 'warn',
+      '--domain',
+      '1',
+      '--transport',
+      'unix:/tmp/vm1.sock',
+      '--backend',
+      'file',
+      '--arg',
+      'path:/tmp/vm1.vars',
+      '--platform',
+      'secureboot=true',
+      '--platform',
+      'auth-enforce=false',
+      '--arg',
+      'auth-dir:/tmp/keys',
+      '--log-level',
+      'warn',
     );
     expect(c).toMatchObject({
       transport: { kind: 'unix', path: '/tmp/vm1.sock' },
@@ -85,7 +124,21 @@ describe('the C daemon command line, as xenopsd passes it', () => {
 
   it('prints help on --help', () => {
     expect(parseArgs(['--help']).kind).toBe('help');
-    for (const option of ['--domain', '--resume', '--nonpersistent', '--depriv', '--uid', '--gid', '--chroot', '--pidfile', '--backend', '--arg', '--transport', '--platform', '--log-level']) {
+    for (const option of [
+      '--domain',
+      '--resume',
+      '--nonpersistent',
+      '--depriv',
+      '--uid',
+      '--gid',
+      '--chroot',
+      '--pidfile',
+      '--backend',
+      '--arg',
+      '--transport',
+      '--platform',
+      '--log-level',
+    ]) {
       expect(usageText()).toContain(option);
     }
   });
@@ -120,7 +173,10 @@ describe('usage errors (one line; the daemon exits 2)', () => {
     [['--domain', '1', '--arg', 'uuid:u', '--platform', 'secureboot=yes'], /must be true or false/],
     [['--domain', '1', '--arg', 'uuid:u', '--platform', 'colour=blue'], /unknown --platform key 'colour'/],
     [['--domain', '1', '--arg', 'uuid:u', '--log-level', 'loud'], /invalid log level 'loud'/],
-    [['--domain', '1', '--arg', 'uuid:u', '--chroot', 'relative/dir'], /--chroot relative\/dir: must be an absolute path/],
+    [
+      ['--domain', '1', '--arg', 'uuid:u', '--chroot', 'relative/dir'],
+      /--chroot relative\/dir: must be an absolute path/,
+    ],
   ])('%j', (argv, message) => {
     const text = usageError(...argv);
     expect(text).toMatch(message);
@@ -129,7 +185,20 @@ describe('usage errors (one line; the daemon exits 2)', () => {
 
   it('never throws, whatever the arguments', () => {
     const token = fc.oneof(
-      fc.constantFrom('--domain', '--resume', '--arg', '--backend', '--platform', '--transport', '--uid', '--pidfile', '--help', '--', '-x', '--do'),
+      fc.constantFrom(
+        '--domain',
+        '--resume',
+        '--arg',
+        '--backend',
+        '--platform',
+        '--transport',
+        '--uid',
+        '--pidfile',
+        '--help',
+        '--',
+        '-x',
+        '--do',
+      ),
       fc.string({ maxLength: 12 }),
     );
     fc.assert(

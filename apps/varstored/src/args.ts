@@ -66,7 +66,11 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: 'backend', argument: '<backend>', help: 'xapidb (default) or file' },
   { name: 'arg', argument: '<name>:<val>', help: 'uuid:, socket: (xapidb); path: (file); save:, resume:, auth-dir:' },
   { name: 'transport', argument: 'xen|unix:<path>', help: 'xen (default) or the guest-simulation socket' },
-  { name: 'platform', argument: '<key>=<value>', help: 'secureboot=true|false, auth-enforce=true|false (xenstore wins under Xen)' },
+  {
+    name: 'platform',
+    argument: '<key>=<value>',
+    help: 'secureboot=true|false, auth-enforce=true|false (xenstore wins under Xen)',
+  },
   { name: 'log-level', argument: 'error|warn|info|debug', help: 'default info' },
   { name: 'help', help: 'print this help' },
 ];
@@ -81,7 +85,10 @@ export function usageText(program = 'varstored'): string {
 }
 
 /** Options whose --arg keys each backend accepts; `required` must be present. */
-const BACKEND_KEYS: Record<BackendName, { readonly accepted: readonly string[]; readonly required: readonly string[] }> = {
+const BACKEND_KEYS: Record<
+  BackendName,
+  { readonly accepted: readonly string[]; readonly required: readonly string[] }
+> = {
   xapidb: { accepted: ['uuid', 'socket'], required: ['uuid'] },
   // xenopsd always passes uuid: and socket:; the file backend does not need them.
   file: { accepted: ['path', 'uuid', 'socket'], required: ['path'] },
@@ -227,7 +234,8 @@ function parse(argv: readonly string[]): ParsedArgs {
         break;
       }
       case 'log-level':
-        if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new UsageError(`invalid log level '${v}' (error, warn, info, debug)`);
+        if (!(LOG_LEVELS as readonly string[]).includes(v))
+          throw new UsageError(`invalid log level '${v}' (error, warn, info, debug)`);
         logLevel = v as LogLevel;
         break;
       default:
@@ -242,14 +250,17 @@ function parse(argv: readonly string[]): ParsedArgs {
   const keys = BACKEND_KEYS[chosen];
   for (const key of args.keys()) {
     if (!COMMON_KEYS.includes(key) && !keys.accepted.includes(key)) {
-      throw new UsageError(`backend '${chosen}' does not take --arg ${key}: (it takes ${[...keys.accepted, ...COMMON_KEYS].map((k) => `${k}:`).join(', ')})`);
+      throw new UsageError(
+        `backend '${chosen}' does not take --arg ${key}: (it takes ${[...keys.accepted, ...COMMON_KEYS].map((k) => `${k}:`).join(', ')})`,
+      );
     }
   }
   for (const key of keys.required) {
-    if (!args.has(key)) throw new UsageError(`backend '${chosen}' requires --arg ${key}:<${key === 'path' ? 'file' : key}>`);
+    if (!args.has(key))
+      throw new UsageError(`backend '${chosen}' requires --arg ${key}:<${key === 'path' ? 'file' : key}>`);
   }
   const resumePath = args.get('resume');
-  if (resumePath !== undefined && !resume) throw new UsageError("--arg resume: is only valid with --resume");
+  if (resumePath !== undefined && !resume) throw new UsageError('--arg resume: is only valid with --resume');
   if (resume && resumePath === undefined) throw new UsageError('--resume requires --arg resume:<file>');
   const authDir = args.get('auth-dir') ?? DEFAULT_AUTH_DIR;
   if (chroot !== undefined && !isAbsolute(chroot)) throw new UsageError(`--chroot ${chroot}: must be an absolute path`);

@@ -1,5 +1,13 @@
 export { main, type Streams } from './main.js';
-export { parseArgs, usageText, type DaemonConfig, type ParsedArgs, type LogLevel, type Transport, type BackendName } from './args.js';
+export {
+  parseArgs,
+  usageText,
+  type DaemonConfig,
+  type ParsedArgs,
+  type LogLevel,
+  type Transport,
+  type BackendName,
+} from './args.js';
 export type { GuestHandler } from './guest-handler.js';
 export { VariableService, type ServiceOptions } from './service.js';
 export { BACKENDS, type Backend, type BackendLoader, type CreateBackend, type BackendContext } from './backends.js';

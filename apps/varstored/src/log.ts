@@ -44,7 +44,12 @@ export function createLogger(level: LogLevel, streams: LogStreams = process): Lo
  * that sends failing requests in a loop must not flood dom0's journal. A token bucket admits
  * `burst` lines, then `perSecond`; the next line admitted says how many were dropped.
  */
-export function guestCausedLog(log: Logger, burst = 50, perSecond = 5, now: () => number = Date.now): (level: LogLevel, message: string) => void {
+export function guestCausedLog(
+  log: Logger,
+  burst = 50,
+  perSecond = 5,
+  now: () => number = Date.now,
+): (level: LogLevel, message: string) => void {
   let tokens = burst;
   let last = now();
   let dropped = 0;

@@ -15,7 +15,13 @@ import { lockPidfile, type PidfileLock } from './pidfile.js';
 import { applyAuthFiles, type AuthFile, readAuthFiles } from './provision.js';
 import { VariableService } from './service.js';
 import { startUnixTransport, type UnixTransport } from './transports/unix.js';
-import { importXen, startXenTransport, XenUnavailable, type XenModule, type XenTransport } from './transports/xen-glue.js';
+import {
+  importXen,
+  startXenTransport,
+  XenUnavailable,
+  type XenModule,
+  type XenTransport,
+} from './transports/xen-glue.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type StopSignal = (typeof SIGNALS)[number];
@@ -75,7 +81,9 @@ class Daemon {
       return await this.serveUntilStopped(store, service);
     } catch (e) {
       if (e instanceof XenUnavailable && this.config.transport.kind === 'xen') {
-        this.streams.stderr.write(`varstored: the Xen transport is unavailable: ${e.message}; use --transport unix:<path> to run without Xen\n`);
+        this.streams.stderr.write(
+          `varstored: the Xen transport is unavailable: ${e.message}; use --transport unix:<path> to run without Xen\n`,
+        );
       } else if (e instanceof StartupError || e instanceof XenUnavailable) {
         this.log.error(e.message);
       } else {
@@ -114,7 +122,9 @@ class Daemon {
     const authenticator = new LazyAuthenticator(log);
     if (config.chroot !== undefined) {
       // Inside the chroot no module can be loaded any more: load the verifier now.
-      await authenticator.load().catch((e: Error) => log.error(`authenticated variables: ${e.message}; authenticated writes will be refused`));
+      await authenticator
+        .load()
+        .catch((e: Error) => log.error(`authenticated variables: ${e.message}; authenticated writes will be refused`));
     }
     await this.dropPrivileges(xen);
 
@@ -165,7 +175,14 @@ class Daemon {
   private async dropPrivileges(loaded: XenModule | undefined): Promise<void> {
     const { chroot, uid, gid, depriv } = this.config;
     if (chroot === undefined && uid === 0 && gid === 0 && !depriv) return;
-    const wanted = [chroot !== undefined && '--chroot', uid !== 0 && '--uid', gid !== 0 && '--gid', depriv && '--depriv'].filter(Boolean).join(', ');
+    const wanted = [
+      chroot !== undefined && '--chroot',
+      uid !== 0 && '--uid',
+      gid !== 0 && '--gid',
+      depriv && '--depriv',
+    ]
+      .filter(Boolean)
+      .join(', ');
     // The pidfile lives outside the chroot and may not be writable by the unprivileged user, so it
     // is written now, as the C daemon writes it at start; readiness is then the socket (unix) or
     // xenstore's varstored-pid (Xen), both of which still come last.
@@ -175,11 +192,18 @@ class Daemon {
       try {
         xen = await importXen();
       } catch (e) {
-        throw new StartupError(`${wanted}: privilege dropping needs the Xen support package, which is unavailable: ${(e as Error).message}`);
+        throw new StartupError(
+          `${wanted}: privilege dropping needs the Xen support package, which is unavailable: ${(e as Error).message}`,
+        );
       }
     }
     try {
-      xen.dropPrivileges({ depriv, ...(chroot !== undefined ? { chroot } : {}), ...(uid !== 0 ? { uid } : {}), ...(gid !== 0 ? { gid } : {}) });
+      xen.dropPrivileges({
+        depriv,
+        ...(chroot !== undefined ? { chroot } : {}),
+        ...(uid !== 0 ? { uid } : {}),
+        ...(gid !== 0 ? { gid } : {}),
+      });
     } catch (e) {
       throw new StartupError(`Failed to drop privileges (${wanted}): ${(e as Error).message}`);
     }
@@ -203,7 +227,10 @@ class Daemon {
     }
     const stored = await guard(backend.store.load());
     if (stored !== undefined) {
-      const store = restoreStore(() => VariableStore.restore(stored, { ...options, resume: false }), backend.description);
+      const store = restoreStore(
+        () => VariableStore.restore(stored, { ...options, resume: false }),
+        backend.description,
+      );
       log.info(`Loaded ${stored.variables.length} variables`);
       return store;
     }
@@ -214,7 +241,9 @@ class Daemon {
         await authenticator.load();
       } catch (e) {
         const paths = authFiles.filter((f) => f.data !== undefined).map((f) => f.path);
-        throw new StartupError(`Cannot apply ${paths.join(', ')}: signed provisioning is unavailable: ${(e as Error).message}`);
+        throw new StartupError(
+          `Cannot apply ${paths.join(', ')}: signed provisioning is unavailable: ${(e as Error).message}`,
+        );
       }
     }
     const applied = await guard(applyAuthFiles(store, authFiles, persist, log));

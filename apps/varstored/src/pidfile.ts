@@ -52,7 +52,9 @@ export async function lockPidfile(path: string): Promise<PidfileLock> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       const holder = await lockHolder(lockName);
-      throw new PidfileLocked(`Failed to lock pidfile '${path}': it is held by another varstored${holder ? ` (pid ${holder})` : ''}`);
+      throw new PidfileLocked(
+        `Failed to lock pidfile '${path}': it is held by another varstored${holder ? ` (pid ${holder})` : ''}`,
+      );
     }
     throw new Error(`Failed to lock pidfile '${path}': ${(e as Error).message}`);
   }
@@ -105,4 +107,3 @@ function lockHolder(name: string): Promise<string | undefined> {
     socket.setTimeout(1000, finish);
   });
 }
-

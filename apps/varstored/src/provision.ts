@@ -59,22 +59,38 @@ export async function readAuthFiles(dir: string): Promise<AuthFile[]> {
       const info = await handle.stat();
       const size = info.size;
       if (!info.isFile()) {
-        files.push({ ...spec, path, problem: { kind: 'unreadable', message: `Failed to read '${path}': not a regular file` } });
+        files.push({
+          ...spec,
+          path,
+          problem: { kind: 'unreadable', message: `Failed to read '${path}': not a regular file` },
+        });
         continue;
       }
       if (size > Limits.DATA_MAX) {
-        files.push({ ...spec, path, problem: { kind: 'too-large', message: `Auth file '${path}' is too large: ${size}` } });
+        files.push({
+          ...spec,
+          path,
+          problem: { kind: 'too-large', message: `Auth file '${path}' is too large: ${size}` },
+        });
         continue;
       }
       const data = new Uint8Array(size);
       const { bytesRead } = await handle.read(data, 0, size, 0);
       if (bytesRead !== size) {
-        files.push({ ...spec, path, problem: { kind: 'unreadable', message: `Failed to read '${path}': ${bytesRead} of ${size} bytes` } });
+        files.push({
+          ...spec,
+          path,
+          problem: { kind: 'unreadable', message: `Failed to read '${path}': ${bytesRead} of ${size} bytes` },
+        });
         continue;
       }
       files.push({ ...spec, path, data });
     } catch (e) {
-      files.push({ ...spec, path, problem: { kind: 'unreadable', message: `Failed to read '${path}': ${(e as Error).message}` } });
+      files.push({
+        ...spec,
+        path,
+        problem: { kind: 'unreadable', message: `Failed to read '${path}': ${(e as Error).message}` },
+      });
     } finally {
       await handle.close();
     }
@@ -118,7 +134,9 @@ export async function applyAuthFiles(
     const attributes = Attrs.NV_BS_RT_AT | (file.append ? Attr.APPEND_WRITE : 0);
     const outcome = store.setVariable(utf16le(file.name), file.guid, attributes, file.data);
     if (outcome.status !== EfiStatus.SUCCESS) {
-      throw new Error(`Failed to execute auth data ${file.path}: ${statusName(outcome.status)}${outcome.reason ? ` (${outcome.reason})` : ''}`);
+      throw new Error(
+        `Failed to execute auth data ${file.path}: ${statusName(outcome.status)}${outcome.reason ? ` (${outcome.reason})` : ''}`,
+      );
     }
     if (outcome.pending) {
       if (persist === undefined) {

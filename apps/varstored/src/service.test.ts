@@ -1,5 +1,14 @@
 import { type StoreState, VariableStore } from '@vmsb/efi';
-import { decodeResponse, EfiStatus, encodeRequest, fromUtf16le, guidFromText, Limits, type Request, utf16le } from '@vmsb/protocol';
+import {
+  decodeResponse,
+  EfiStatus,
+  encodeRequest,
+  fromUtf16le,
+  guidFromText,
+  Limits,
+  type Request,
+  utf16le,
+} from '@vmsb/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from './log.js';
@@ -15,8 +24,16 @@ function buffer(request: Request): Uint8Array {
 }
 
 const set = (name: string, data: number[], attributes = NV_BS_RT): Uint8Array =>
-  buffer({ command: 'SetVariable', name: utf16le(name), guid: GUID, data: Uint8Array.from(data), attributes, atRuntime: false });
-const get = (name: string): Uint8Array => buffer({ command: 'GetVariable', name: utf16le(name), guid: GUID, dataSize: 4096, atRuntime: false });
+  buffer({
+    command: 'SetVariable',
+    name: utf16le(name),
+    guid: GUID,
+    data: Uint8Array.from(data),
+    attributes,
+    atRuntime: false,
+  });
+const get = (name: string): Uint8Array =>
+  buffer({ command: 'GetVariable', name: utf16le(name), guid: GUID, dataSize: 4096, atRuntime: false });
 
 function status(command: 'SetVariable' | 'GetVariable' | 'NotifySBFailure', reply: Uint8Array): bigint {
   const decoded = decodeResponse(command, reply);
@@ -58,7 +75,8 @@ function recordingPersist() {
   };
 }
 
-const names = (s: StoreState): string[] => s.variables.filter((v) => (v.attributes & 1) !== 0).map((v) => fromUtf16le(v.name));
+const names = (s: StoreState): string[] =>
+  s.variables.filter((v) => (v.attributes & 1) !== 0).map((v) => fromUtf16le(v.name));
 
 describe('VariableService', () => {
   it('makes a non-volatile change durable before answering, and skips volatile ones', async () => {
@@ -84,7 +102,9 @@ describe('VariableService', () => {
     expect(status('SetVariable', await service.handleCommand(set('Lost', [3])))).toBe(EfiStatus.SUCCESS);
     const reply = decodeResponse('GetVariable', await service.handleCommand(get('Kept')));
     expect(reply.ok && reply.response.command === 'GetVariable' && [...reply.response.data!]).toEqual([1]);
-    expect(lines.some((l) => /^error: SetVariable "Kept" .*the NVRAM could not be saved \(disk full\)/.test(l))).toBe(true);
+    expect(lines.some((l) => /^error: SetVariable "Kept" .*the NVRAM could not be saved \(disk full\)/.test(l))).toBe(
+      true,
+    );
     expect(lines.some((l) => /^warn: SetVariable "Kept" .*: DEVICE_ERROR/.test(l))).toBe(true);
   });
 
@@ -99,7 +119,9 @@ describe('VariableService', () => {
     const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
     const p = recordingPersist();
     const service = new VariableService({ store, persist: p.persist, log: capture().log });
-    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => service.handleCommand(set(`V${i % 4}`, [i + 1]))));
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => service.handleCommand(set(`V${i % 4}`, [i + 1]))),
+    );
     expect(replies.every((r) => status('SetVariable', r) === EfiStatus.SUCCESS)).toBe(true);
     expect(p.overlapped).toBe(false);
     expect(p.saved).toHaveLength(20);
@@ -143,16 +165,28 @@ describe('VariableService', () => {
 
   it('answers DEVICE_ERROR when the alert cannot be raised, and SUCCESS (logged) without an alert channel', async () => {
     const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
-    const failing = new VariableService({ store, log: capture().log, notifySecureBootFailure: async () => Promise.reject(new Error('XAPI down')) });
-    expect(status('NotifySBFailure', await failing.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(EfiStatus.DEVICE_ERROR);
+    const failing = new VariableService({
+      store,
+      log: capture().log,
+      notifySecureBootFailure: async () => Promise.reject(new Error('XAPI down')),
+    });
+    expect(status('NotifySBFailure', await failing.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(
+      EfiStatus.DEVICE_ERROR,
+    );
     const fileBackend = new VariableService({ store, log: capture().log });
-    expect(status('NotifySBFailure', await fileBackend.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(EfiStatus.SUCCESS);
+    expect(status('NotifySBFailure', await fileBackend.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(
+      EfiStatus.SUCCESS,
+    );
   });
 
   it('loads the verifier before dispatching an authenticated write, and not otherwise', async () => {
     const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
     let prepared = 0;
-    const service = new VariableService({ store, log: capture().log, prepareAuthenticatedWrite: async () => void prepared++ });
+    const service = new VariableService({
+      store,
+      log: capture().log,
+      prepareAuthenticatedWrite: async () => void prepared++,
+    });
     await service.handleCommand(set('Plain', [1]));
     await service.handleCommand(get('Plain'));
     expect(prepared).toBe(0);
@@ -170,18 +204,38 @@ describe('VariableService', () => {
     const { lines, log } = capture();
     const service = new VariableService({ store, log });
     await service.handleCommand(get('Missing'));
-    await service.handleCommand(buffer({ command: 'SetVariable', name: utf16le('SecureBoot'), guid: guidFromText('8be4df61-93ca-11d2-aa0d-00e098032b8c')!, data: Uint8Array.of(1), attributes: 6, atRuntime: false }));
+    await service.handleCommand(
+      buffer({
+        command: 'SetVariable',
+        name: utf16le('SecureBoot'),
+        guid: guidFromText('8be4df61-93ca-11d2-aa0d-00e098032b8c')!,
+        data: Uint8Array.of(1),
+        attributes: 6,
+        atRuntime: false,
+      }),
+    );
     const bad = new Uint8Array(Limits.BUFFER_SIZE);
     bad[0] = 2;
     await service.handleCommand(bad);
-    expect(lines).toContainEqual(expect.stringMatching(/^debug: GetVariable "Missing" 12345678-1234-5678-9abc-def012345678: NOT_FOUND$/));
-    expect(lines).toContainEqual(expect.stringMatching(/^warn: SetVariable "SecureBoot" 8be4df61-93ca-11d2-aa0d-00e098032b8c attributes 0x6: WRITE_PROTECTED/));
-    expect(lines).toContainEqual(expect.stringMatching(/^warn: undecodable request: UNSUPPORTED \(protocol version 2 \(expected 1\)\)$/));
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^debug: GetVariable "Missing" 12345678-1234-5678-9abc-def012345678: NOT_FOUND$/),
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        /^warn: SetVariable "SecureBoot" 8be4df61-93ca-11d2-aa0d-00e098032b8c attributes 0x6: WRITE_PROTECTED/,
+      ),
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^warn: undecodable request: UNSUPPORTED \(protocol version 2 \(expected 1\)\)$/),
+    );
   });
 
   it('never rejects and always answers within the buffer, whatever the guest sends', async () => {
     const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
-    const service = new VariableService({ store, log: createLogger('error', { stdout: { write: () => true }, stderr: { write: () => true } }) });
+    const service = new VariableService({
+      store,
+      log: createLogger('error', { stdout: { write: () => true }, stderr: { write: () => true } }),
+    });
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 5 }), async (bytes, command) => {
         const request = new Uint8Array(Limits.BUFFER_SIZE);
@@ -199,9 +253,13 @@ describe('VariableService', () => {
 describe('what a guest can make the daemon log', () => {
   it('a guest sending failing requests in a loop gets a bounded number of warnings', async () => {
     const { lines, log } = capture();
-    const service = new VariableService({ store: VariableStore.create({ platform: { secureBoot: false, authEnforce: true } }), log });
+    const service = new VariableService({
+      store: VariableStore.create({ platform: { secureBoot: false, authEnforce: true } }),
+      log,
+    });
     const bad = set('', [1]); // empty name: INVALID_PARAMETER every time
-    for (let i = 0; i < 1000; i++) expect(status('SetVariable', await service.handleCommand(bad))).toBe(EfiStatus.INVALID_PARAMETER);
+    for (let i = 0; i < 1000; i++)
+      expect(status('SetVariable', await service.handleCommand(bad))).toBe(EfiStatus.INVALID_PARAMETER);
     const warnings = lines.filter((l) => l.startsWith('warn: '));
     expect(warnings.length).toBeGreaterThanOrEqual(1);
     expect(warnings.length).toBeLessThanOrEqual(60);

@@ -4,7 +4,16 @@
  * back and answered EFI_DEVICE_ERROR.
  */
 import { hasTimeBasedAttr, type PendingChange, type StoreState, type VariableStore } from '@vmsb/efi';
-import { Command, decodeRequest, EfiStatus, encodeStatus, fromUtf16le, guidToText, PROTOCOL_VERSION, statusName } from '@vmsb/protocol';
+import {
+  Command,
+  decodeRequest,
+  EfiStatus,
+  encodeStatus,
+  fromUtf16le,
+  guidToText,
+  PROTOCOL_VERSION,
+  statusName,
+} from '@vmsb/protocol';
 import type { GuestHandler } from './guest-handler.js';
 import { guestCausedLog, type Logger } from './log.js';
 
@@ -26,7 +35,10 @@ export interface ServiceOptions {
 function isRoutine(command: string | undefined, status: bigint): boolean {
   if (status === EfiStatus.BUFFER_TOO_SMALL) return command === 'GetVariable' || command === 'GetNextVariableName';
   // Probing for a variable, reaching the end of the enumeration, deleting what is not there.
-  return status === EfiStatus.NOT_FOUND && (command === 'GetVariable' || command === 'GetNextVariableName' || command === 'SetVariable');
+  return (
+    status === EfiStatus.NOT_FOUND &&
+    (command === 'GetVariable' || command === 'GetNextVariableName' || command === 'SetVariable')
+  );
 }
 
 function statusBytes(status: bigint): Uint8Array {
@@ -78,11 +90,16 @@ export class VariableService implements GuestHandler {
 
   ppiWrite(index: number, size: number, value: number): Promise<void> {
     const done = this.serialised((): void | Promise<void> => {
-      const failed = (e: unknown): void => this.options.log.error(`internal error in a PPI write: ${(e as Error).message}`);
+      const failed = (e: unknown): void =>
+        this.options.log.error(`internal error in a PPI write: ${(e as Error).message}`);
       try {
         this.options.store.ppiIndex = index;
         const outcome = this.options.store.ppiWrite(index, size, value);
-        if (outcome.pending) return this.settle(outcome.pending, () => `PPI write at 0x${index.toString(16)}`).then(() => undefined, failed);
+        if (outcome.pending)
+          return this.settle(outcome.pending, () => `PPI write at 0x${index.toString(16)}`).then(
+            () => undefined,
+            failed,
+          );
       } catch (e) {
         failed(e);
       }
@@ -132,7 +149,10 @@ export class VariableService implements GuestHandler {
   }
 
   /** Persists a pending change, then commits it; on failure rolls it back and returns rollback()'s value. */
-  private async settle<R>(pending: PendingChange<R>, what: () => string): Promise<{ ok: true } | { ok: false; rolledBack: R }> {
+  private async settle<R>(
+    pending: PendingChange<R>,
+    what: () => string,
+  ): Promise<{ ok: true } | { ok: false; rolledBack: R }> {
     const { persist, log } = this.options;
     if (persist === undefined) {
       pending.commit();
@@ -141,7 +161,9 @@ export class VariableService implements GuestHandler {
     try {
       await persist(pending.state);
     } catch (e) {
-      log.error(`${what()}: the NVRAM could not be saved (${(e as Error).message}); change rolled back, answering DEVICE_ERROR`);
+      log.error(
+        `${what()}: the NVRAM could not be saved (${(e as Error).message}); change rolled back, answering DEVICE_ERROR`,
+      );
       return { ok: false, rolledBack: pending.rollback() };
     }
     pending.commit();
@@ -154,7 +176,12 @@ export class VariableService implements GuestHandler {
     const code = request.length >= 8 ? view.getUint32(4, true) : undefined;
     if (version === PROTOCOL_VERSION && code === Command.NotifySBFailure) return this.notifySBFailure();
     const prepare = this.options.prepareAuthenticatedWrite;
-    if (!this.authenticatorPrepared && prepare !== undefined && version === PROTOCOL_VERSION && code === Command.SetVariable) {
+    if (
+      !this.authenticatorPrepared &&
+      prepare !== undefined &&
+      version === PROTOCOL_VERSION &&
+      code === Command.SetVariable
+    ) {
       const decoded = decodeRequest(request);
       if (decoded.ok && decoded.request.command === 'SetVariable' && hasTimeBasedAttr(decoded.request.attributes)) {
         return prepare().then(() => {
@@ -182,10 +209,18 @@ export class VariableService implements GuestHandler {
     });
   }
 
-  private logOutcome(request: Uint8Array, command: string | undefined, status: bigint, reason: string | undefined): void {
+  private logOutcome(
+    request: Uint8Array,
+    command: string | undefined,
+    status: bigint,
+    reason: string | undefined,
+  ): void {
     const level = status === EfiStatus.SUCCESS || isRoutine(command, status) ? 'debug' : 'warn';
     if (!this.options.log.enabled(level)) return;
-    this.guestLog(level, `${describeRequest(request)}: ${statusName(status)}${level === 'warn' && reason ? ` (${reason})` : ''}`);
+    this.guestLog(
+      level,
+      `${describeRequest(request)}: ${statusName(status)}${level === 'warn' && reason ? ` (${reason})` : ''}`,
+    );
   }
 
   private async notifySBFailure(): Promise<Uint8Array> {
@@ -219,7 +254,9 @@ export function describeRequest(request: Uint8Array): string {
     case 'SetVariable':
       return `${r.command} ${printableName(r.name)} ${guidToText(r.guid)}${r.command === 'SetVariable' ? ` attributes 0x${r.attributes.toString(16)}` : ''}`;
     case 'GetNextVariableName':
-      return r.name.length === 0 ? 'GetNextVariableName (first)' : `GetNextVariableName after ${printableName(r.name)} ${guidToText(r.guid)}`;
+      return r.name.length === 0
+        ? 'GetNextVariableName (first)'
+        : `GetNextVariableName after ${printableName(r.name)} ${guidToText(r.guid)}`;
     case 'QueryVariableInfo':
       return `QueryVariableInfo attributes 0x${r.attributes.toString(16)}`;
     case 'NotifySBFailure':

@@ -43,7 +43,10 @@ esl.set(kekCa, 44);
 const kek = makeVariable({ name: utf16le('KEK'), guid: Guids.GLOBAL_VARIABLE, attributes: 0x27, data: esl });
 // PK holds the same certificate: the PK rule is tried first and fails (the signer is not the PK).
 const pk = makeVariable({ name: utf16le('PK'), guid: Guids.GLOBAL_VARIABLE, attributes: 0x27, data: esl });
-const byName = new Map([['KEK', kek], ['PK', pk]]);
+const byName = new Map([
+  ['KEK', kek],
+  ['PK', pk],
+]);
 const view = {
   get: (name) => byName.get(Buffer.from(name).toString('utf16le')),
   setupMode: false,
@@ -63,7 +66,8 @@ function time(label, iterations, fn) {
 
 const N = Number(process.env.VMSB_BENCH_ITERATIONS ?? 2000);
 const COLD = Number(process.env.VMSB_BENCH_COLD_ITERATIONS ?? 300);
-const dbxContent = () => signedContent(DBX, Guids.IMAGE_SECURITY_DATABASE, 0x67, d.descriptor.timestamp, d.descriptor.payload);
+const dbxContent = () =>
+  signedContent(DBX, Guids.IMAGE_SECURITY_DATABASE, 0x67, d.descriptor.timestamp, d.descriptor.payload);
 const pkcs7Verify = () => {
   const p = parseSignedData(d.descriptor.certData);
   const r = verifyWithAnchor(new VerificationContext(p.signedData, dbxContent()), anchor);
@@ -74,7 +78,12 @@ const authVerify = (a, req) => {
   if (r.status !== 0n) throw new Error(r.reason);
   return r;
 };
-const existing = makeVariable({ name: DBX, guid: Guids.IMAGE_SECURITY_DATABASE, attributes: 0x27, data: d.descriptor.payload });
+const existing = makeVariable({
+  name: DBX,
+  guid: Guids.IMAGE_SECURITY_DATABASE,
+  attributes: 0x27,
+  data: d.descriptor.payload,
+});
 const results = [
   time('raw crypto.verify (same signature, key imported)', N, () => verify('sha256', content, signerKey, sig)),
   time('PKCS#7 parse + content signature + chain to KEK CA 2011, cold (signature cache cleared)', COLD, () => {
@@ -82,10 +91,14 @@ const results = [
     pkcs7Verify();
   }),
   time('PKCS#7 parse + content signature + chain to KEK CA 2011, warm (parsed signature cached)', N, pkcs7Verify),
-  time('Authenticator.verify (dbx append, KEK holds KEK CA 2011), cold (signature cache cleared; KEK parsed once)', COLD, () => {
-    clearSignedDataCache();
-    authVerify(authenticator, request);
-  }),
+  time(
+    'Authenticator.verify (dbx append, KEK holds KEK CA 2011), cold (signature cache cleared; KEK parsed once)',
+    COLD,
+    () => {
+      clearSignedDataCache();
+      authVerify(authenticator, request);
+    },
+  ),
   time('Authenticator.verify (same), fully cold (new authenticator: KEK and PK parsed too)', COLD, () => {
     clearSignedDataCache();
     authVerify(createAuthenticator(), request);
@@ -100,5 +113,8 @@ const results = [
 const rawAgain = time('raw crypto.verify, again at the end', N, () => verify('sha256', content, signerKey, sig));
 results.push(rawAgain);
 const base = Math.min(results[0].us, rawAgain.us);
-for (const r of results) console.log(`${r.us.toFixed(1).padStart(8)} µs  ${(r.us / base).toFixed(1).padStart(6)}×  ${r.label}`);
-console.log(`sha256 of the dbx payload: ${createHash('sha256').update(d.descriptor.payload).digest('hex').slice(0, 16)}…  (${N} iterations warm, ${COLD} cold)`);
+for (const r of results)
+  console.log(`${r.us.toFixed(1).padStart(8)} µs  ${(r.us / base).toFixed(1).padStart(6)}×  ${r.label}`);
+console.log(
+  `sha256 of the dbx payload: ${createHash('sha256').update(d.descriptor.payload).digest('hex').slice(0, 16)}…  (${N} iterations warm, ${COLD} cold)`,
+);

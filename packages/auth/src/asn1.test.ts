@@ -33,8 +33,12 @@ describe('bounded asn1js decoding', () => {
   });
 
   it('reads OIDs, negative INTEGERs, BIT STRING flags and constructed OCTET STRINGs', () => {
-    expect(oid(decodeDer(Uint8Array.from([0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]), 100), 'oid')).toBe('1.2.840.113549.1.7.2');
-    expect(integerBytes(decodeDer(Uint8Array.from([0x02, 0x02, 0xed, 0xcc]), 100), 'i')).toEqual(Uint8Array.from([0xed, 0xcc]));
+    expect(
+      oid(decodeDer(Uint8Array.from([0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]), 100), 'oid'),
+    ).toBe('1.2.840.113549.1.7.2');
+    expect(integerBytes(decodeDer(Uint8Array.from([0x02, 0x02, 0xed, 0xcc]), 100), 'i')).toEqual(
+      Uint8Array.from([0xed, 0xcc]),
+    );
     expect(() => integerBytes(decodeDer(Uint8Array.from([0x02, 0x00]), 100), 'i')).toThrow(DerError);
     // keyUsage digitalSignature | keyCertSign | cRLSign = bits 0, 5, 6.
     expect(bitFlags(decodeDer(Uint8Array.from([0x03, 0x02, 0x01, 0x86]), 100), 'ku')).toBe(0b1100001);

@@ -42,7 +42,8 @@ export function decodeDer(bytes: Uint8Array, maxSize: number): Node {
     parseEmbedded: false,
   });
   if (decoded.offset === -1) throw new DerError(decoded.result.error || 'undecodable');
-  if (decoded.offset !== bytes.length) throw new DerError(`${bytes.length - decoded.offset} bytes follow the encoded value`);
+  if (decoded.offset !== bytes.length)
+    throw new DerError(`${bytes.length - decoded.offset} bytes follow the encoded value`);
   return decoded.result as Node;
 }
 
@@ -76,7 +77,8 @@ export function expect(node: Node | undefined, tag: number, what: string): Node 
   if (node === undefined) throw new DerError(`${what} is missing`);
   if (!isUniversal(node, tag)) throw new DerError(`${what} has an unexpected type`);
   const mustConstruct = tag === Tag.SEQUENCE || tag === Tag.SET;
-  if (mustConstruct !== node.idBlock.isConstructed && tag !== Tag.OCTET_STRING) throw new DerError(`${what} has the wrong form`);
+  if (mustConstruct !== node.idBlock.isConstructed && tag !== Tag.OCTET_STRING)
+    throw new DerError(`${what} has the wrong form`);
   return node;
 }
 
@@ -100,7 +102,8 @@ export function smallInteger(node: Node | undefined, what: string): number {
 export function oid(node: Node | undefined, what: string): string {
   const n = expect(node, Tag.OID, what) as asn1js.ObjectIdentifier;
   const text = n.valueBlock.toString();
-  if (n.valueBlock.error !== '' || text === '' || content(n).length === 0) throw new DerError(`${what} is not a valid OID`);
+  if (n.valueBlock.error !== '' || text === '' || content(n).length === 0)
+    throw new DerError(`${what} is not a valid OID`);
   return text;
 }
 
@@ -109,7 +112,8 @@ export function octetString(node: Node | undefined, what: string): Uint8Array {
   const n = expect(node, Tag.OCTET_STRING, what);
   if (!n.idBlock.isConstructed) return content(n);
   const parts = kids(n).map((c) => {
-    if (!isUniversal(c, Tag.OCTET_STRING) || c.idBlock.isConstructed) throw new DerError(`${what} has a piece that is not a primitive OCTET STRING`);
+    if (!isUniversal(c, Tag.OCTET_STRING) || c.idBlock.isConstructed)
+      throw new DerError(`${what} has a piece that is not a primitive OCTET STRING`);
     return content(c);
   });
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

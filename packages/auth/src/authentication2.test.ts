@@ -7,8 +7,21 @@ import { time } from './testing/pki.js';
 
 const STAMP = time(2024, 5, 6, 7, 8, 9);
 
-function descriptor(fields: { length?: number; certificateType?: number; certType?: Uint8Array; stamp?: Uint8Array; cert?: number; payload?: number } = {}): Uint8Array {
-  const d = buildAuthentication2(fields.stamp ?? STAMP, new Uint8Array(fields.cert ?? 10).fill(0x30), new Uint8Array(fields.payload ?? 5).fill(0xee));
+function descriptor(
+  fields: {
+    length?: number;
+    certificateType?: number;
+    certType?: Uint8Array;
+    stamp?: Uint8Array;
+    cert?: number;
+    payload?: number;
+  } = {},
+): Uint8Array {
+  const d = buildAuthentication2(
+    fields.stamp ?? STAMP,
+    new Uint8Array(fields.cert ?? 10).fill(0x30),
+    new Uint8Array(fields.payload ?? 5).fill(0xee),
+  );
   const v = new DataView(d.buffer);
   if (fields.length !== undefined) v.setUint32(16, fields.length, true);
   if (fields.certificateType !== undefined) v.setUint16(22, fields.certificateType, true);
@@ -51,7 +64,15 @@ describe('EFI_VARIABLE_AUTHENTICATION_2', () => {
   });
 
   it('requires Pad1, Nanosecond, TimeZone, Daylight and Pad2 to be zero', () => {
-    for (const [offset, value] of [[7, 1], [8, 1], [11, 0x80], [12, 1], [13, 0x07], [14, 1], [15, 1]] as const) {
+    for (const [offset, value] of [
+      [7, 1],
+      [8, 1],
+      [11, 0x80],
+      [12, 1],
+      [13, 0x07],
+      [14, 1],
+      [15, 1],
+    ] as const) {
       const stamp = STAMP.slice();
       stamp[offset] = value;
       expect(problem(descriptor({ stamp })), `byte ${offset}`).toBe('timestamp-fields');

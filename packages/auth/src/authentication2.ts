@@ -51,12 +51,16 @@ export function parseAuthentication2(data: Uint8Array): Authentication2Result {
     reason,
   });
   if (data.length < AUTHENTICATION2_HEADER_SIZE) {
-    return fail('malformed-descriptor', `the data (${data.length} bytes) is shorter than an EFI_VARIABLE_AUTHENTICATION_2 header (40)`);
+    return fail(
+      'malformed-descriptor',
+      `the data (${data.length} bytes) is shorter than an EFI_VARIABLE_AUTHENTICATION_2 header (40)`,
+    );
   }
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const length = view.getUint32(16, true);
   if (length < WIN_CERTIFICATE_UEFI_GUID_SIZE) return fail('malformed-descriptor', `dwLength ${length} is below 24`);
-  if (length > data.length - 16) return fail('malformed-descriptor', `dwLength ${length} runs past the ${data.length} bytes of data`);
+  if (length > data.length - 16)
+    return fail('malformed-descriptor', `dwLength ${length} runs past the ${data.length} bytes of data`);
   const timestamp = data.subarray(0, 16);
   const time = parseEfiTime(timestamp)!;
   const fieldProblem = authTimestampProblem(time);
@@ -65,7 +69,10 @@ export function parseAuthentication2(data: Uint8Array): Authentication2Result {
   const certificateType = view.getUint16(22, true);
   const certType = data.subarray(24, 40);
   if (certificateType !== WIN_CERT_TYPE_EFI_GUID) {
-    return fail('certificate-type', `wCertificateType is 0x${certificateType.toString(16)}, not WIN_CERT_TYPE_EFI_GUID (0x0ef1)`);
+    return fail(
+      'certificate-type',
+      `wCertificateType is 0x${certificateType.toString(16)}, not WIN_CERT_TYPE_EFI_GUID (0x0ef1)`,
+    );
   }
   if (!guidEquals(certType, Guids.CERT_PKCS7)) {
     return fail('certificate-type', `CertType is ${guidToText(certType)}, not EFI_CERT_TYPE_PKCS7_GUID`);

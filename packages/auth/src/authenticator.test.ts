@@ -1,4 +1,13 @@
-import { Guids, makeVariable, serializeSignatureLists, signatureListOfCertificate, utf16le, type AuthenticatedWrite, type StoreView, type Variable } from '@vmsb/efi';
+import {
+  Guids,
+  makeVariable,
+  serializeSignatureLists,
+  signatureListOfCertificate,
+  utf16le,
+  type AuthenticatedWrite,
+  type StoreView,
+  type Variable,
+} from '@vmsb/efi';
 import { EfiStatus } from '@vmsb/protocol';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,7 +47,8 @@ function view(vars: readonly Variable[], setupMode = false, authEnforce = true):
   };
 }
 
-const esl = (...certs: Issued[]): Uint8Array => serializeSignatureLists(certs.map((c) => signatureListOfCertificate(c.der, Guids.MICROSOFT)));
+const esl = (...certs: Issued[]): Uint8Array =>
+  serializeSignatureLists(certs.map((c) => signatureListOfCertificate(c.der, Guids.MICROSOFT)));
 
 function userMode(): StoreView {
   return view([variable('PK', esl(pk)), variable('KEK', esl(kekCa))]);
@@ -63,7 +73,15 @@ describe('authenticator', () => {
   it('explains a success: signer, anchor, chain and who else could have signed', () => {
     const data = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer, extra: [kekCa] });
     const e = createAuthenticator().explain(request('db', data), userMode());
-    expect(e).toMatchObject({ status: EfiStatus.SUCCESS, statusName: 'SUCCESS', code: undefined, kind: 'db', mode: 'user', append: false, timestamp: '2021-01-01T00:00:00' });
+    expect(e).toMatchObject({
+      status: EfiStatus.SUCCESS,
+      statusName: 'SUCCESS',
+      code: undefined,
+      kind: 'db',
+      mode: 'user',
+      append: false,
+      timestamp: '2021-01-01T00:00:00',
+    });
     expect(e.signer?.subject).toBe('CN=Unit db Signer');
     expect(e.trustedBy?.subject).toBe('CN=Unit KEK CA');
     expect(e.chain?.map((c) => c.subject)).toEqual(['CN=Unit db Signer', 'CN=Unit KEK CA']);
@@ -71,24 +89,38 @@ describe('authenticator', () => {
     expect(e.certificates?.map((c) => c.subject).sort()).toEqual(['CN=Unit KEK CA', 'CN=Unit db Signer']);
     expect(e.payloadSize).toBe(esl(rogue).length);
     expect(e.signatureChecks).toBe(2);
-    expect(e.reason).toMatch(/^db \(d719b2cb-3d3a-4596-a3bc-dad00e67656f\): signed by "CN=Unit db Signer" \(sha256 [0-9a-f]{16}…\), trusted through "CN=Unit KEK CA"/);
+    expect(e.reason).toMatch(
+      /^db \(d719b2cb-3d3a-4596-a3bc-dad00e67656f\): signed by "CN=Unit db Signer" \(sha256 [0-9a-f]{16}…\), trusted through "CN=Unit KEK CA"/,
+    );
   });
 
   it('explains failures with a code, and names the expected and the actual signer', () => {
     const auth = createAuthenticator();
-    const byRogue = auth.explain(request('KEK', authenticated(pki, { name: 'KEK', payload: esl(rogue), timestamp: time(2021), signer: rogue })), userMode());
+    const byRogue = auth.explain(
+      request('KEK', authenticated(pki, { name: 'KEK', payload: esl(rogue), timestamp: time(2021), signer: rogue })),
+      userMode(),
+    );
     expect(byRogue).toMatchObject({ status: EfiStatus.SECURITY_VIOLATION, code: 'wrong-signer', kind: 'KEK' });
     expect(byRogue.signer?.subject).toBe('CN=Unit Rogue');
     expect(byRogue.allowedSigners?.map((c) => c.subject)).toEqual(['CN=Unit PK']);
     expect(byRogue.reason).toMatch(/signed by "CN=Unit Rogue".*expected the enrolled PK "CN=Unit PK"/);
 
     const stale = auth.explain(
-      request('db', authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2019), signer: pk }), { existing: variable('db', esl(pk), time(2020)) }),
+      request('db', authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2019), signer: pk }), {
+        existing: variable('db', esl(pk), time(2020)),
+      }),
       userMode(),
     );
-    expect(stale).toMatchObject({ code: 'stale-timestamp', timestamp: '2019-01-01T00:00:00', storedTimestamp: '2020-01-01T00:00:00' });
+    expect(stale).toMatchObject({
+      code: 'stale-timestamp',
+      timestamp: '2019-01-01T00:00:00',
+      storedTimestamp: '2020-01-01T00:00:00',
+    });
 
-    const unsigned = auth.explain(request('db', authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021) })), userMode());
+    const unsigned = auth.explain(
+      request('db', authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021) })),
+      userMode(),
+    );
     expect(unsigned.code).toBe('no-signature');
     const garbage = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer: pk });
     garbage[45]! ^= 0xff;
@@ -96,10 +128,19 @@ describe('authenticator', () => {
     const tampered = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer: pk });
     tampered[tampered.length - 1]! ^= 1;
     expect(auth.explain(request('db', tampered), userMode()).code).toBe('bad-signature');
-    const list = auth.explain(request('db', authenticated(pki, { name: 'db', payload: Uint8Array.of(1), timestamp: time(2021), signer: pk })), userMode());
+    const list = auth.explain(
+      request('db', authenticated(pki, { name: 'db', payload: Uint8Array.of(1), timestamp: time(2021), signer: pk })),
+      userMode(),
+    );
     expect(list).toMatchObject({ status: EfiStatus.INVALID_PARAMETER, code: 'malformed-list' });
-    expect(auth.explain(request('db', Uint8Array.of(1, 2, 3)), userMode())).toMatchObject({ code: 'malformed-descriptor', mode: 'user' });
-    expect(explainAuthenticatedWrite(request('db', Uint8Array.of(1)), view([], true))).toMatchObject({ code: 'malformed-descriptor', mode: 'setup' });
+    expect(auth.explain(request('db', Uint8Array.of(1, 2, 3)), userMode())).toMatchObject({
+      code: 'malformed-descriptor',
+      mode: 'user',
+    });
+    expect(explainAuthenticatedWrite(request('db', Uint8Array.of(1)), view([], true))).toMatchObject({
+      code: 'malformed-descriptor',
+      mode: 'setup',
+    });
     expect(auth.explain(request('db', Uint8Array.of(1)), view([], false, false)).mode).toBe('permissive');
   });
 
@@ -110,15 +151,25 @@ describe('authenticator', () => {
       return r.certificate;
     };
     const utf8 = cert(pki.issue('Digest UTF8', { subject: '/O=Org/CN=Zoë Signer/CN=Second' }));
-    expect(Buffer.from(privateSignerDigest(utf8)!).toString('hex')).toBe(createHash('sha256').update(Buffer.from('Zoë Signer', 'utf8')).update(utf8.tbs).digest('hex'));
+    expect(Buffer.from(privateSignerDigest(utf8)!).toString('hex')).toBe(
+      createHash('sha256').update(Buffer.from('Zoë Signer', 'utf8')).update(utf8.tbs).digest('hex'),
+    );
     // A BMPString starts with a NUL byte: the C string OpenSSL returns is empty.
     const bmp = cert(pki.issue('Digest BMP', { subject: '/CN=Zoë', stringMask: 'pkix' }));
-    expect(Buffer.from(privateSignerDigest(bmp)!).toString('hex')).toBe(createHash('sha256').update(bmp.tbs).digest('hex'));
+    expect(Buffer.from(privateSignerDigest(bmp)!).toString('hex')).toBe(
+      createHash('sha256').update(bmp.tbs).digest('hex'),
+    );
     expect(privateSignerDigest(cert(pki.issue('No CN', { subject: '/O=Nameless' })))).toBeUndefined();
   });
 
   it('guards the attributes of PK/KEK/db/dbx/dbt itself', () => {
-    const data = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer: pk, attributes: 0x23 });
+    const data = authenticated(pki, {
+      name: 'db',
+      payload: esl(rogue),
+      timestamp: time(2021),
+      signer: pk,
+      attributes: 0x23,
+    });
     const r = createAuthenticator().verify(request('db', data, { attributes: 0x23 }), userMode());
     expect(r.status).toBe(EfiStatus.INVALID_PARAMETER);
     expect(r.reason).toMatch(/NV\|BS\|RT\|AT \(0x27\), got 0x23/);
@@ -134,28 +185,48 @@ describe('authenticator', () => {
     expect(r.payload).toEqual(payload);
     expect(r.timestamp).toEqual(time(2021));
     expect(r.signerDigest).toBeUndefined();
-    const refused = createAuthenticator().verify(request('KEK', authenticated(pki, { name: 'KEK', payload: esl(rogue), timestamp: time(2021), signer: rogue })), userMode());
+    const refused = createAuthenticator().verify(
+      request('KEK', authenticated(pki, { name: 'KEK', payload: esl(rogue), timestamp: time(2021), signer: rogue })),
+      userMode(),
+    );
     expect(refused.payload).toBeUndefined();
     expect(refused.timestamp).toBeUndefined();
   });
 
   it('never throws, and approves only well-formed writes, whatever the guest sends', () => {
     const auth = createAuthenticator();
-    const valid = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer: signer, extra: [kekCa] });
+    const valid = authenticated(pki, {
+      name: 'db',
+      payload: esl(rogue),
+      timestamp: time(2021),
+      signer: signer,
+      extra: [kekCa],
+    });
     const names = fc.constantFrom('PK', 'KEK', 'db', 'dbx', 'Private');
     const mutation = fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 1, max: 255 })), { maxLength: 4 });
     fc.assert(
-      fc.property(names, mutation, fc.boolean(), fc.boolean(), fc.boolean(), fc.nat(valid.length), (name, flips, setup, enforce, append, cut) => {
-        const data = valid.slice(0, Math.max(cut, 0) === 0 ? valid.length : cut);
-        for (const [at, x] of flips) if (at < data.length) data[at]! ^= x;
-        const r = auth.verify(request(name, data, { append }), view(setup ? [] : [variable('PK', esl(pk)), variable('KEK', esl(kekCa))], setup, enforce));
-        expect(typeof r.status).toBe('bigint');
-        expect(typeof r.reason).toBe('string');
-        if (r.status === EfiStatus.SUCCESS) {
-          expect(r.payload).toBeInstanceOf(Uint8Array);
-          expect(r.timestamp?.length).toBe(16);
-        }
-      }),
+      fc.property(
+        names,
+        mutation,
+        fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
+        fc.nat(valid.length),
+        (name, flips, setup, enforce, append, cut) => {
+          const data = valid.slice(0, Math.max(cut, 0) === 0 ? valid.length : cut);
+          for (const [at, x] of flips) if (at < data.length) data[at]! ^= x;
+          const r = auth.verify(
+            request(name, data, { append }),
+            view(setup ? [] : [variable('PK', esl(pk)), variable('KEK', esl(kekCa))], setup, enforce),
+          );
+          expect(typeof r.status).toBe('bigint');
+          expect(typeof r.reason).toBe('string');
+          if (r.status === EfiStatus.SUCCESS) {
+            expect(r.payload).toBeInstanceOf(Uint8Array);
+            expect(r.timestamp?.length).toBe(16);
+          }
+        },
+      ),
       { numRuns: 300 },
     );
     fc.assert(

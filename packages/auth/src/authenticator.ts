@@ -272,18 +272,31 @@ class Decision {
     this.descriptor = d;
     const secureBootVariable = this.kind !== 'private';
 
-    if (secureBootVariable && (request.attributes >>> 0) !== SECURE_BOOT_ATTRIBUTES) {
-      return this.fail(EfiStatus.INVALID_PARAMETER, 'attributes', `${this.kind} must have attributes NV|BS|RT|AT (0x27), got 0x${(request.attributes >>> 0).toString(16)}`);
+    if (secureBootVariable && request.attributes >>> 0 !== SECURE_BOOT_ATTRIBUTES) {
+      return this.fail(
+        EfiStatus.INVALID_PARAMETER,
+        'attributes',
+        `${this.kind} must have attributes NV|BS|RT|AT (0x27), got 0x${(request.attributes >>> 0).toString(16)}`,
+      );
     }
     if (this.kind === 'PK' && request.append && this.existing !== undefined) {
-      return this.fail(EfiStatus.INVALID_PARAMETER, 'pk-append', 'APPEND_WRITE to an enrolled PK (it holds exactly one certificate)');
+      return this.fail(
+        EfiStatus.INVALID_PARAMETER,
+        'pk-append',
+        'APPEND_WRITE to an enrolled PK (it holds exactly one certificate)',
+      );
     }
 
     // Setup mode (PK/KEK/db/dbx/dbt only) and permissive mode skip signatures and timestamp order.
     // Private variables are always verified: even permissive mode only relaxes their signer binding.
     const verifySignature = secureBootVariable ? this.mode === 'user' : true;
     const checkOrder = this.mode !== 'permissive' && !(secureBootVariable && this.mode === 'setup');
-    if (checkOrder && !request.append && this.existing !== undefined && compareEfiTimeBytes(d.timestamp, this.existing.timestamp) <= 0) {
+    if (
+      checkOrder &&
+      !request.append &&
+      this.existing !== undefined &&
+      compareEfiTimeBytes(d.timestamp, this.existing.timestamp) <= 0
+    ) {
       return this.fail(
         EfiStatus.SECURITY_VIOLATION,
         'stale-timestamp',
@@ -293,7 +306,13 @@ class Decision {
 
     let signerDigest: Uint8Array | undefined;
     if (verifySignature) {
-      const content = signedContent(request.name, request.guid, request.attributes | (request.append ? Attr.APPEND_WRITE : 0), d.timestamp, d.payload);
+      const content = signedContent(
+        request.name,
+        request.guid,
+        request.attributes | (request.append ? Attr.APPEND_WRITE : 0),
+        d.timestamp,
+        d.payload,
+      );
       const failure = this.readSignature(d, content);
       if (failure !== undefined) return failure;
       const outcome = secureBootVariable ? this.authorizeSecureBootWrite() : this.authorizePrivateWrite();
@@ -304,9 +323,13 @@ class Decision {
     let payload: Uint8Array;
     if (secureBootVariable) {
       const database = checkSignatureDatabase(d.payload, this.kind === 'PK', this.cache);
-      if (!database.ok) return this.fail(EfiStatus.INVALID_PARAMETER, 'malformed-list', `${this.kind} payload: ${database.reason}`);
+      if (!database.ok)
+        return this.fail(EfiStatus.INVALID_PARAMETER, 'malformed-list', `${this.kind} payload: ${database.reason}`);
       // Appends to KEK/db/dbx/dbt add only what is not there yet (a PK append cannot reach here).
-      payload = request.append && this.existing !== undefined ? filterAppendedSignatures(this.existing.data, d.payload, database.lists) : copy(d.payload);
+      payload =
+        request.append && this.existing !== undefined
+          ? filterAppendedSignatures(this.existing.data, d.payload, database.lists)
+          : copy(d.payload);
     } else {
       payload = copy(d.payload);
     }
@@ -315,7 +338,8 @@ class Decision {
 
   /** Parses the PKCS#7 and checks its content signature (independent of who may sign). */
   private readSignature(d: Authentication2, content: Uint8Array): Evaluation | undefined {
-    if (d.certData.length === 0) return this.fail(EfiStatus.SECURITY_VIOLATION, 'no-signature', 'the descriptor carries no signature');
+    if (d.certData.length === 0)
+      return this.fail(EfiStatus.SECURITY_VIOLATION, 'no-signature', 'the descriptor carries no signature');
     const sd = parseSignedData(d.certData);
     if (!sd.ok) return this.fail(EfiStatus.SECURITY_VIOLATION, 'malformed-signature', sd.reason);
     this.certificates = sd.signedData.certificates;
@@ -349,7 +373,13 @@ class Decision {
       this.allowed = allowed;
       const expected = pkCert === undefined ? 'no PK certificate is enrolled' : `the enrolled PK ${short(pkCert)}`;
       const why = reasons.length > 0 ? reasons.join('; ') : `signed by ${short(signer)}, expected ${expected}`;
-      return { evaluation: this.fail(EfiStatus.SECURITY_VIOLATION, 'wrong-signer', `${this.kind} must be signed by the PK: ${why}`) };
+      return {
+        evaluation: this.fail(
+          EfiStatus.SECURITY_VIOLATION,
+          'wrong-signer',
+          `${this.kind} must be signed by the PK: ${why}`,
+        ),
+      };
     }
 
     // db/dbx/dbt: otherwise any X.509 certificate in KEK, each tried as a (partial-chain) trust anchor.
@@ -366,7 +396,10 @@ class Decision {
       }
     }
     this.allowed = allowed;
-    const who = allowed.length === 0 ? 'no PK or KEK certificate is enrolled' : `allowed: ${allowed.map((c) => short(c)).join('; ')}`;
+    const who =
+      allowed.length === 0
+        ? 'no PK or KEK certificate is enrolled'
+        : `allowed: ${allowed.map((c) => short(c)).join('; ')}`;
     const detail = reasons.filter((r) => !r.startsWith('signer ')).join('; ');
     return {
       evaluation: this.fail(
@@ -377,7 +410,11 @@ class Decision {
     };
   }
 
-  private authorized(r: ChainResult & { ok: true }, anchor: Certificate, allowed: readonly Certificate[]): { signerDigest: undefined } {
+  private authorized(
+    r: ChainResult & { ok: true },
+    anchor: Certificate,
+    allowed: readonly Certificate[],
+  ): { signerDigest: undefined } {
     this.trustedBy = anchor;
     this.chain = r.chain;
     this.allowed = allowed;
@@ -389,7 +426,13 @@ class Decision {
     const signer = this.signer!;
     const digest = privateSignerDigest(signer);
     if (digest === undefined) {
-      return { evaluation: this.fail(EfiStatus.SECURITY_VIOLATION, 'wrong-signer', `the signer ${short(signer)} has no commonName to bind the variable to`) };
+      return {
+        evaluation: this.fail(
+          EfiStatus.SECURITY_VIOLATION,
+          'wrong-signer',
+          `the signer ${short(signer)} has no commonName to bind the variable to`,
+        ),
+      };
     }
     const existing = this.existing;
     if (existing !== undefined && this.mode !== 'permissive' && !bytesEqual(digest, existing.signerDigest)) {
@@ -416,7 +459,13 @@ class Decision {
     return t === undefined ? undefined : formatEfiTime(t);
   }
 
-  private explanation(status: bigint, code: AuthFailureCode | undefined, reason: string, payloadSize?: number, storedPayloadSize?: number): AuthExplanation {
+  private explanation(
+    status: bigint,
+    code: AuthFailureCode | undefined,
+    reason: string,
+    payloadSize?: number,
+    storedPayloadSize?: number,
+  ): AuthExplanation {
     const d = this.descriptor;
     const stored = this.storedTimestamp();
     return {
@@ -443,7 +492,11 @@ class Decision {
 
   private fail(status: bigint, code: AuthFailureCode, why: string): Evaluation {
     const reason = `${describeVariable(this.request.name, this.request.guid)}: ${why}`;
-    return { status, reason, explanation: () => this.explanation(status, code, reason, this.descriptor?.payload.length) };
+    return {
+      status,
+      reason,
+      explanation: () => this.explanation(status, code, reason, this.descriptor?.payload.length),
+    };
   }
 
   private succeed(payload: Uint8Array, timestamp: Uint8Array, signerDigest: Uint8Array | undefined): Evaluation {
@@ -462,7 +515,8 @@ class Decision {
       payload,
       timestamp,
       ...(signerDigest !== undefined ? { signerDigest } : {}),
-      explanation: () => this.explanation(EfiStatus.SUCCESS, undefined, reason, this.descriptor?.payload.length, payload.length),
+      explanation: () =>
+        this.explanation(EfiStatus.SUCCESS, undefined, reason, this.descriptor?.payload.length, payload.length),
     };
   }
 }

@@ -6,7 +6,13 @@ import { children, DerError, MAX_DER_DEPTH, precheckDer, readRoot, readTlv, type
 // asn1js (the decoder the pre-check guards) is the oracle for the structure the pre-check walks.
 
 type Node =
-  | { readonly cls: number; readonly tag: number; readonly constructed: true; readonly indefinite: boolean; readonly children: readonly Node[] }
+  | {
+      readonly cls: number;
+      readonly tag: number;
+      readonly constructed: true;
+      readonly indefinite: boolean;
+      readonly children: readonly Node[];
+    }
   | { readonly cls: number; readonly tag: number; readonly constructed: false; readonly value: Uint8Array };
 
 function identifier(cls: number, constructed: boolean, tag: number): number[] {
@@ -35,7 +41,11 @@ function lengthOctets(n: number, padded: boolean): number[] {
 
 function encode(node: Node, padded = false): Uint8Array {
   if (!node.constructed) {
-    return Uint8Array.from([...identifier(node.cls, false, node.tag), ...lengthOctets(node.value.length, padded), ...node.value]);
+    return Uint8Array.from([
+      ...identifier(node.cls, false, node.tag),
+      ...lengthOctets(node.value.length, padded),
+      ...node.value,
+    ]);
   }
   const body = node.children.flatMap((c) => [...encode(c, padded)]);
   if (node.indefinite) return Uint8Array.from([...identifier(node.cls, true, node.tag), 0x80, ...body, 0, 0]);
@@ -48,15 +58,27 @@ const tagNumber = fc.oneof(fc.integer({ min: 0, max: 30 }), fc.integer({ min: 31
 const { node: nodeArb } = fc.letrec<{ node: Node }>((tie) => ({
   node: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
-    fc.record({ cls: tagClass, tag: tagNumber, constructed: fc.constant(false as const), value: fc.uint8Array({ maxLength: 40 }) }),
-    fc.record({ cls: fc.constant(0), tag: fc.constant(4), constructed: fc.constant(false as const), value: fc.uint8Array({ maxLength: 300 }) }),
     fc.record({
-      cls: fc.oneof(tagClass, fc.constant(0)),
+      cls: tagClass,
       tag: tagNumber,
-      constructed: fc.constant(true as const),
-      indefinite: fc.boolean(),
-      children: fc.array(tie('node'), { maxLength: 4 }),
-    }).map((n) => (n.cls === 0 ? { ...n, tag: n.tag % 2 === 0 ? 16 : 17 } : n)),
+      constructed: fc.constant(false as const),
+      value: fc.uint8Array({ maxLength: 40 }),
+    }),
+    fc.record({
+      cls: fc.constant(0),
+      tag: fc.constant(4),
+      constructed: fc.constant(false as const),
+      value: fc.uint8Array({ maxLength: 300 }),
+    }),
+    fc
+      .record({
+        cls: fc.oneof(tagClass, fc.constant(0)),
+        tag: tagNumber,
+        constructed: fc.constant(true as const),
+        indefinite: fc.boolean(),
+        children: fc.array(tie('node'), { maxLength: 4 }),
+      })
+      .map((n) => (n.cls === 0 ? { ...n, tag: n.tag % 2 === 0 ? 16 : 17 } : n)),
   ),
 }));
 
@@ -73,7 +95,9 @@ function compare(ours: Tlv, theirs: asn1js.AsnType, node: Node): void {
     return;
   }
   const mine = children(ours);
-  const theirChildren = ((theirs as asn1js.Constructed).valueBlock.value ?? []).filter((c) => !(c instanceof asn1js.EndOfContent));
+  const theirChildren = ((theirs as asn1js.Constructed).valueBlock.value ?? []).filter(
+    (c) => !(c instanceof asn1js.EndOfContent),
+  );
   expect(mine.length).toBe(node.children.length);
   expect(theirChildren.length).toBe(node.children.length);
   mine.forEach((c, i) => compare(c, theirChildren[i]!, node.children[i]!));
@@ -124,10 +148,14 @@ describe('DER pre-check', () => {
     expect(() => precheckDer(Uint8Array.from([0x04, 0x01, 0xaa, 0x00]), 100)).toThrow(/1 bytes follow/);
     expect(() => precheckDer(Uint8Array.from([0x04, 0x05, 0xaa]), 100)).toThrow(/only 1 remain/);
     expect(() => precheckDer(Uint8Array.from([0x04, 0x84, 0xff, 0xff, 0xff, 0xff]), 100)).toThrow(DerError);
-    expect(() => precheckDer(Uint8Array.from([0x04, 0x80, 0x00, 0x00]), 100)).toThrow(/indefinite length on a primitive/);
+    expect(() => precheckDer(Uint8Array.from([0x04, 0x80, 0x00, 0x00]), 100)).toThrow(
+      /indefinite length on a primitive/,
+    );
     expect(() => precheckDer(Uint8Array.from([0x30, 0x80, 0x04, 0x00]), 100)).toThrow(/end-of-contents/);
     // An unclosed indefinite length below the root is caught before anything is decoded.
-    expect(() => precheckDer(Uint8Array.from([0x30, 0x04, 0x30, 0x80, 0x05, 0x00]), 100)).toThrow(/end-of-contents for the element at offset 2/);
+    expect(() => precheckDer(Uint8Array.from([0x30, 0x04, 0x30, 0x80, 0x05, 0x00]), 100)).toThrow(
+      /end-of-contents for the element at offset 2/,
+    );
     expect(() => precheckDer(Uint8Array.from([0x30, 0x80, 0x05, 0x00, 0x00, 0x00]), 100)).not.toThrow();
     expect(() => precheckDer(Uint8Array.from([0x05, 0x00]), 1)).toThrow(/limit 1/);
     const deep = new Uint8Array(2 * (MAX_DER_DEPTH + 2));

@@ -60,7 +60,8 @@ export function readTlv(bytes: Uint8Array, offset: number, limit: number, depth 
     let q = p;
     for (;;) {
       if (q + 2 > limit) throw new DerError(`missing end-of-contents for the element at offset ${offset}`);
-      if (bytes[q] === 0 && bytes[q + 1] === 0) return { bytes, cls, constructed, tag, start: offset, contentStart: p, contentEnd: q, end: q + 2, depth };
+      if (bytes[q] === 0 && bytes[q + 1] === 0)
+        return { bytes, cls, constructed, tag, start: offset, contentStart: p, contentEnd: q, end: q + 2, depth };
       q = readTlv(bytes, q, limit, depth + 1).end;
     }
   }
@@ -78,8 +79,19 @@ export function readTlv(bytes: Uint8Array, offset: number, limit: number, depth 
       length = length * 256 + b;
     }
   }
-  if (length > limit - p) throw new DerError(`element at offset ${offset} is ${length} bytes but only ${limit - p} remain`);
-  return { bytes, cls, constructed, tag, start: offset, contentStart: p, contentEnd: p + length, end: p + length, depth };
+  if (length > limit - p)
+    throw new DerError(`element at offset ${offset} is ${length} bytes but only ${limit - p} remain`);
+  return {
+    bytes,
+    cls,
+    constructed,
+    tag,
+    start: offset,
+    contentStart: p,
+    contentEnd: p + length,
+    end: p + length,
+    depth,
+  };
 }
 
 /** The header of `bytes` as exactly one element (no trailing bytes). */

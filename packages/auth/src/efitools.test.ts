@@ -1,5 +1,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Attr, Guids, guidToText, serializeSignatureLists, signatureListOfHashes, utf16le, VariableStore } from '@vmsb/efi';
+import {
+  Attr,
+  Guids,
+  guidToText,
+  serializeSignatureLists,
+  signatureListOfHashes,
+  utf16le,
+  VariableStore,
+} from '@vmsb/efi';
 import { statusName } from '@vmsb/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAuthentication2 } from './authentication2.js';
@@ -25,11 +33,22 @@ beforeAll(() => {
 afterAll(() => pki.dispose());
 
 function hashes(...values: number[]): Uint8Array {
-  return serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, values.map((v) => new Uint8Array(32).fill(v)), Guids.MICROSOFT)]);
+  return serializeSignatureLists([
+    signatureListOfHashes(
+      Guids.CERT_SHA256,
+      values.map((v) => new Uint8Array(32).fill(v)),
+      Guids.MICROSOFT,
+    ),
+  ]);
 }
 
 /** The bundle sign-efi-sig-list would sign (`-o`). */
-function efitoolsBundle(variable: string, payload: Uint8Array, timestamp: string, options: { append?: boolean; vendor?: Uint8Array } = {}): Uint8Array {
+function efitoolsBundle(
+  variable: string,
+  payload: Uint8Array,
+  timestamp: string,
+  options: { append?: boolean; vendor?: Uint8Array } = {},
+): Uint8Array {
   const inPath = pki.path('bundle-in.esl');
   const outPath = pki.path('bundle.bin');
   writeFileSync(inPath, payload);
@@ -56,12 +75,27 @@ describe('interoperability with efitools', () => {
       ['dbx', false, undefined],
       ['MyVariable', false, Guids.CITRIX],
     ] as const) {
-      const auth = pki.efitoolsAuth(variable, payload, pk, { timestamp: '2024-02-29 23:59:58', append, ...(vendor === undefined ? {} : { vendorGuid: vendor }) });
+      const auth = pki.efitoolsAuth(variable, payload, pk, {
+        timestamp: '2024-02-29 23:59:58',
+        append,
+        ...(vendor === undefined ? {} : { vendorGuid: vendor }),
+      });
       const d = parseAuthentication2(auth);
       expect(d.ok).toBe(true);
       if (!d.ok) return;
-      const ours = signedContent(utf16le(variable), vendor ?? guidFor(variable), ATTRS | (append ? Attr.APPEND_WRITE : 0), d.descriptor.timestamp, d.descriptor.payload);
-      expect(ours, variable).toEqual(efitoolsBundle(variable, payload, '2024-02-29 23:59:58', { append, ...(vendor === undefined ? {} : { vendor }) }));
+      const ours = signedContent(
+        utf16le(variable),
+        vendor ?? guidFor(variable),
+        ATTRS | (append ? Attr.APPEND_WRITE : 0),
+        d.descriptor.timestamp,
+        d.descriptor.payload,
+      );
+      expect(ours, variable).toEqual(
+        efitoolsBundle(variable, payload, '2024-02-29 23:59:58', {
+          append,
+          ...(vendor === undefined ? {} : { vendor }),
+        }),
+      );
       expect(d.descriptor.time).toMatchObject({ year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 58 });
     }
   });
@@ -73,7 +107,10 @@ describe('interoperability with efitools', () => {
       KEK: pki.efitoolsAuth('KEK', pki.esl(kek), pk, { timestamp: '2021-08-11 12:20:51' }),
       PK: pki.efitoolsAuth('PK', pki.esl(pk), pk, { timestamp: '2021-08-11 12:20:52' }),
     };
-    const store = VariableStore.create({ platform: { secureBoot: true, authEnforce: true }, authenticator: createAuthenticator() });
+    const store = VariableStore.create({
+      platform: { secureBoot: true, authEnforce: true },
+      authenticator: createAuthenticator(),
+    });
     expect(statusName(set(store, 'dbx', files.dbx, true))).toBe('SUCCESS');
     expect(statusName(set(store, 'db', files.db))).toBe('SUCCESS');
     expect(statusName(set(store, 'KEK', files.KEK))).toBe('SUCCESS');
@@ -95,10 +132,19 @@ describe('interoperability with efitools', () => {
   });
 
   it('verifies a private variable signed by sign-efi-sig-list', () => {
-    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true }, authenticator: createAuthenticator() });
-    const first = pki.efitoolsAuth('MyVariable', hashes(1), other, { timestamp: '2021-08-11 12:20:49', vendorGuid: Guids.CITRIX });
+    const store = VariableStore.create({
+      platform: { secureBoot: false, authEnforce: true },
+      authenticator: createAuthenticator(),
+    });
+    const first = pki.efitoolsAuth('MyVariable', hashes(1), other, {
+      timestamp: '2021-08-11 12:20:49',
+      vendorGuid: Guids.CITRIX,
+    });
     expect(statusName(set(store, 'MyVariable', first, false, Guids.CITRIX))).toBe('SUCCESS');
-    const byPk = pki.efitoolsAuth('MyVariable', hashes(2), pk, { timestamp: '2021-08-11 12:20:50', vendorGuid: Guids.CITRIX });
+    const byPk = pki.efitoolsAuth('MyVariable', hashes(2), pk, {
+      timestamp: '2021-08-11 12:20:50',
+      vendorGuid: Guids.CITRIX,
+    });
     expect(statusName(set(store, 'MyVariable', byPk, false, Guids.CITRIX))).toBe('SECURITY_VIOLATION');
   });
 });

@@ -49,4 +49,8 @@ export {
 } from './x509.js';
 export { CertificateCache } from './cache.js';
 export { signatureDatabaseProblem, filterAppendedSignatures, platformKeyCertificate } from './lists.js';
-export { verifyAuthenticatedData, type AuthenticatedDataToVerify, type AuthenticatedDataVerification } from './verify.js';
+export {
+  verifyAuthenticatedData,
+  type AuthenticatedDataToVerify,
+  type AuthenticatedDataVerification,
+} from './verify.js';

@@ -18,7 +18,11 @@ import { rsaKeyObject } from './x509.js';
  * X.509 entry a certificate with an RSA key. A PK holds exactly one X.509 certificate. An empty
  * payload (a deletion) is always acceptable.
  */
-export function signatureDatabaseProblem(payload: Uint8Array, isPk: boolean, cache: CertificateCache): string | undefined {
+export function signatureDatabaseProblem(
+  payload: Uint8Array,
+  isPk: boolean,
+  cache: CertificateCache,
+): string | undefined {
   const r = checkSignatureDatabase(payload, isPk, cache);
   return r.ok ? undefined : r.reason;
 }
@@ -34,17 +38,22 @@ export function checkSignatureDatabase(
   if (!checked.ok) return checked;
   if (isPk) {
     const count = checked.lists.reduce((n, l) => n + l.signatures.length, 0);
-    if (count !== 1) return { ok: false, reason: `PK must hold exactly one certificate, the payload holds ${count} entries` };
+    if (count !== 1)
+      return { ok: false, reason: `PK must hold exactly one certificate, the payload holds ${count} entries` };
   }
   let offset = 0;
   for (const list of checked.lists) {
     if (guidEquals(list.type, Guids.CERT_X509)) {
       for (let i = 0; i < list.signatures.length; i++) {
         const parsed = cache.parse(list.signatures[i]!.data);
-        if (!parsed.ok) return { ok: false, reason: `signature list at offset ${offset}, entry ${i}: ${parsed.reason}` };
+        if (!parsed.ok)
+          return { ok: false, reason: `signature list at offset ${offset}, entry ${i}: ${parsed.reason}` };
         if (rsaKeyObject(parsed.certificate) === undefined) {
           const algorithm = oidName(parsed.certificate.publicKeyAlgorithmOid);
-          return { ok: false, reason: `signature list at offset ${offset}, entry ${i}: the certificate's key (${algorithm}) is not a usable RSA key` };
+          return {
+            ok: false,
+            reason: `signature list at offset ${offset}, entry ${i}: the certificate's key (${algorithm}) is not a usable RSA key`,
+          };
         }
       }
     } else if (isPk) {
@@ -64,8 +73,13 @@ export function checkSignatureDatabase(
  * parse (nothing to compare against). `incoming` must be well-formed; `incomingLists`, when given,
  * are its already parsed lists.
  */
-export function filterAppendedSignatures(existing: Uint8Array, incoming: Uint8Array, incomingLists?: readonly SignatureList[]): Uint8Array {
-  const newLists = incomingLists !== undefined ? { ok: true as const, lists: incomingLists } : parseSignatureLists(incoming);
+export function filterAppendedSignatures(
+  existing: Uint8Array,
+  incoming: Uint8Array,
+  incomingLists?: readonly SignatureList[],
+): Uint8Array {
+  const newLists =
+    incomingLists !== undefined ? { ok: true as const, lists: incomingLists } : parseSignatureLists(incoming);
   if (!newLists.ok) throw new RangeError(`appended data is not signature lists: ${newLists.reason}`);
   const old = parseSignatureLists(existing);
   if (!old.ok || old.lists.length === 0) return new Uint8Array(incoming);

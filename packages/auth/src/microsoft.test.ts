@@ -21,8 +21,19 @@ function context(attributes: number) {
   if (!d.ok) throw new Error(d.reason);
   const sd = parseSignedData(d.descriptor.certData);
   if (!sd.ok) throw new Error(sd.reason);
-  const content = signedContent(DBX, Guids.IMAGE_SECURITY_DATABASE, attributes, d.descriptor.timestamp, d.descriptor.payload);
-  return { descriptor: d.descriptor, signedData: sd.signedData, content, ctx: new VerificationContext(sd.signedData, content) };
+  const content = signedContent(
+    DBX,
+    Guids.IMAGE_SECURITY_DATABASE,
+    attributes,
+    d.descriptor.timestamp,
+    d.descriptor.payload,
+  );
+  return {
+    descriptor: d.descriptor,
+    signedData: sd.signedData,
+    content,
+    ctx: new VerificationContext(sd.signedData, content),
+  };
 }
 
 function anchor(der: Uint8Array) {
@@ -46,7 +57,9 @@ describe('Microsoft DBXUpdate (amd64)', () => {
   it('serializes the signed content to the published check value', () => {
     const { content } = context(APPEND_ATTRS);
     expect(content.length).toBe(21334);
-    expect(createHash('sha256').update(content).digest('hex')).toBe('4f65577594d9fef1e76b0dc93fb6a11a443f22fc9b3f24c61b02a9286e85d68e');
+    expect(createHash('sha256').update(content).digest('hex')).toBe(
+      '4f65577594d9fef1e76b0dc93fb6a11a443f22fc9b3f24c61b02a9286e85d68e',
+    );
   });
 
   it('verifies as an append against KEK CA 2011, through the leaf it carries', () => {
@@ -76,11 +89,18 @@ describe('Microsoft DBXUpdate (amd64)', () => {
     const payload = d.descriptor.payload.slice();
     payload[100]! ^= 1;
     const cases = [
-      signedContent(utf16le('db'), Guids.IMAGE_SECURITY_DATABASE, APPEND_ATTRS, d.descriptor.timestamp, d.descriptor.payload),
+      signedContent(
+        utf16le('db'),
+        Guids.IMAGE_SECURITY_DATABASE,
+        APPEND_ATTRS,
+        d.descriptor.timestamp,
+        d.descriptor.payload,
+      ),
       signedContent(DBX, Guids.GLOBAL_VARIABLE, APPEND_ATTRS, d.descriptor.timestamp, d.descriptor.payload),
       signedContent(DBX, Guids.IMAGE_SECURITY_DATABASE, APPEND_ATTRS, d.descriptor.timestamp, payload),
     ];
-    for (const content of cases) expect(verifyWithAnchor(new VerificationContext(sd.signedData, content), anchor(kekCa2011)).ok).toBe(false);
+    for (const content of cases)
+      expect(verifyWithAnchor(new VerificationContext(sd.signedData, content), anchor(kekCa2011)).ok).toBe(false);
   });
 
   it('does not verify against KEK 2K CA 2023', () => {
@@ -91,14 +111,26 @@ describe('Microsoft DBXUpdate (amd64)', () => {
   });
 
   it('verifies offline through verifyAuthenticatedData, and explains the non-append failure', () => {
-    const ok = verifyAuthenticatedData({ name: 'dbx', guid: Guids.IMAGE_SECURITY_DATABASE, attributes: APPEND_ATTRS, data: dbxUpdate, trusted: [kek2kCa2023, kekCa2011] });
+    const ok = verifyAuthenticatedData({
+      name: 'dbx',
+      guid: Guids.IMAGE_SECURITY_DATABASE,
+      attributes: APPEND_ATTRS,
+      data: dbxUpdate,
+      trusted: [kek2kCa2023, kekCa2011],
+    });
     expect(ok.ok).toBe(true);
     if (ok.ok) {
       expect(ok.trustedBy.subject).toContain('Microsoft Corporation KEK CA 2011');
       expect(ok.timestamp).toBe('2010-03-06T19:17:21');
       expect(ok.trustedBy.sha256).toBe(createHash('sha256').update(kekCa2011).digest('hex'));
     }
-    const bad = verifyAuthenticatedData({ name: 'dbx', guid: Guids.IMAGE_SECURITY_DATABASE, attributes: REPLACE_ATTRS, data: dbxUpdate, trusted: [kekCa2011] });
+    const bad = verifyAuthenticatedData({
+      name: 'dbx',
+      guid: Guids.IMAGE_SECURITY_DATABASE,
+      attributes: REPLACE_ATTRS,
+      data: dbxUpdate,
+      trusted: [kekCa2011],
+    });
     expect(bad.ok).toBe(false);
     if (!bad.ok) {
       expect(bad.code).toBe('bad-signature');

@@ -3,7 +3,15 @@ import { readFileSync } from 'node:fs';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clearSignedDataCache, findSigner, parseSignedData, Pkcs7Limits, verifyWithAnchor, VerificationContext, type SignedData } from './pkcs7.js';
+import {
+  clearSignedDataCache,
+  findSigner,
+  parseSignedData,
+  Pkcs7Limits,
+  verifyWithAnchor,
+  VerificationContext,
+  type SignedData,
+} from './pkcs7.js';
 import { Pki, unwrapContentInfo, type Issued } from './testing/pki.js';
 import { parseCertificate, type Certificate } from './x509.js';
 
@@ -24,10 +32,23 @@ beforeAll(() => {
   pki = new Pki();
   root = pki.issue('Test Root CA');
   inter = pki.issue('Test Intermediate CA', { issuer: root, ca: true, keyUsage: 'critical, keyCertSign, cRLSign' });
-  leaf = pki.issue('Test Signer', { issuer: inter, keyUsage: 'digitalSignature', extraExtensions: ['extendedKeyUsage = 1.3.6.1.4.1.311.79.1'] });
+  leaf = pki.issue('Test Signer', {
+    issuer: inter,
+    keyUsage: 'digitalSignature',
+    extraExtensions: ['extendedKeyUsage = 1.3.6.1.4.1.311.79.1'],
+  });
   // A signer whose certificate, and its issuer's, expired long ago: dates are never checked.
-  const oldInter = pki.issue('Old Intermediate CA', { issuer: root, ca: true, notBefore: '20080101000000Z', notAfter: '20120101000000Z' });
-  expiredLeaf = pki.issue('Expired Signer', { issuer: oldInter, notBefore: '20100101000000Z', notAfter: '20110101000000Z' });
+  const oldInter = pki.issue('Old Intermediate CA', {
+    issuer: root,
+    ca: true,
+    notBefore: '20080101000000Z',
+    notAfter: '20120101000000Z',
+  });
+  expiredLeaf = pki.issue('Expired Signer', {
+    issuer: oldInter,
+    notBefore: '20100101000000Z',
+    notAfter: '20110101000000Z',
+  });
   expiredLeaf = { ...expiredLeaf, chain: oldInter } as Issued & { chain: Issued };
   unrelated = pki.issue('Unrelated Root');
   nonCaInter = pki.issue('Not A CA', { issuer: root, ca: false });
@@ -49,7 +70,11 @@ interface Signed {
   readonly signedData: SignedData;
 }
 
-function sign(signer: Issued, options: Parameters<Pki['sign']>[2] = {}, content: Uint8Array = randomBytes(300)): Signed {
+function sign(
+  signer: Issued,
+  options: Parameters<Pki['sign']>[2] = {},
+  content: Uint8Array = randomBytes(300),
+): Signed {
   const cms = pki.sign(content, signer, { ...options, wrapped: true });
   const parsed = parseSignedData(options.wrapped === true ? cms : unwrapContentInfo(cms));
   if (!parsed.ok) throw new Error(parsed.reason);
@@ -74,7 +99,11 @@ describe('PKCS#7 verification under UEFI rules', () => {
     expectAgreement(s, leaf, true);
     expectAgreement(s, unrelated, false);
     const r = verdict(s, root);
-    expect(r.ok && r.chain.map((c) => c.subjectText)).toEqual(['CN=Test Signer', 'CN=Test Intermediate CA', 'CN=Test Root CA']);
+    expect(r.ok && r.chain.map((c) => c.subjectText)).toEqual([
+      'CN=Test Signer',
+      'CN=Test Intermediate CA',
+      'CN=Test Root CA',
+    ]);
   });
 
   it('needs the intermediate in the message to reach the root', () => {
@@ -137,9 +166,18 @@ describe('PKCS#7 verification under UEFI rules', () => {
           signedAttrs: new pkijs.SignedAndUnsignedAttributes({
             type: 0,
             attributes: [
-              new pkijs.Attribute({ type: '1.2.840.113549.1.9.3', values: [new asn1js.ObjectIdentifier({ value: '1.2.840.113549.1.7.1' })] }),
-              new pkijs.Attribute({ type: '1.2.840.113549.1.9.5', values: [new asn1js.UTCTime({ valueDate: new Date(Date.UTC(2012, 0, 1)) })] }),
-              new pkijs.Attribute({ type: '1.2.840.113549.1.9.4', values: [new asn1js.OctetString({ valueHex: createHash('sha256').update(content).digest() })] }),
+              new pkijs.Attribute({
+                type: '1.2.840.113549.1.9.3',
+                values: [new asn1js.ObjectIdentifier({ value: '1.2.840.113549.1.7.1' })],
+              }),
+              new pkijs.Attribute({
+                type: '1.2.840.113549.1.9.5',
+                values: [new asn1js.UTCTime({ valueDate: new Date(Date.UTC(2012, 0, 1)) })],
+              }),
+              new pkijs.Attribute({
+                type: '1.2.840.113549.1.9.4',
+                values: [new asn1js.OctetString({ valueHex: createHash('sha256').update(content).digest() })],
+              }),
             ],
           }),
         }),
@@ -148,10 +186,14 @@ describe('PKCS#7 verification under UEFI rules', () => {
     });
     await sd.sign(key as never, 0, 'SHA-256', content);
     const bare = new Uint8Array(sd.toSchema(true).toBER());
-    const cms = new Uint8Array(new pkijs.ContentInfo({ contentType: '1.2.840.113549.1.7.2', content: sd.toSchema(true) }).toSchema().toBER());
+    const cms = new Uint8Array(
+      new pkijs.ContentInfo({ contentType: '1.2.840.113549.1.7.2', content: sd.toSchema(true) }).toSchema().toBER(),
+    );
     const parsed = parseSignedData(bare);
     if (!parsed.ok) throw new Error(parsed.reason);
-    expect(parsed.signedData.signerInfo.messageDigest).toEqual(new Uint8Array(createHash('sha256').update(content).digest()));
+    expect(parsed.signedData.signerInfo.messageDigest).toEqual(
+      new Uint8Array(createHash('sha256').update(content).digest()),
+    );
     expectAgreement({ content, cms, signedData: parsed.signedData }, root, true);
     expectAgreement({ content, cms, signedData: parsed.signedData }, root, false, content.subarray(1));
   });
@@ -184,7 +226,23 @@ describe('PKCS#7 verification under UEFI rules', () => {
   it('finds a signer with a negative serial number', () => {
     const neg = pki.path('neg.key');
     const negPem = pki.path('neg.pem');
-    pkiRun(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', neg, '-out', negPem, '-subj', '/CN=Negative Serial', '-set_serial', '-4660', '-days', '3']);
+    pkiRun([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      neg,
+      '-out',
+      negPem,
+      '-subj',
+      '/CN=Negative Serial',
+      '-set_serial',
+      '-4660',
+      '-days',
+      '3',
+    ]);
     const der = new Uint8Array(pkiRun(['x509', '-in', negPem, '-outform', 'DER']));
     const issued: Issued = { name: 'neg', keyPath: neg, certPath: negPem, der };
     const c = cert(issued);
@@ -219,7 +277,8 @@ describe('PKCS#7 verification under UEFI rules', () => {
   it('picks issuers as openssl does: by name and key identifier, first match, no backtracking', () => {
     // Look-alike CAs (same name, other keys) are told apart by the signer's authority key identifier.
     const decoys: Issued[] = [];
-    for (let i = 0; i < 3; i++) decoys.push(pki.issue('Test Intermediate CA', { issuer: root, ca: true, key: 'rsa:1024' }));
+    for (let i = 0; i < 3; i++)
+      decoys.push(pki.issue('Test Intermediate CA', { issuer: root, ca: true, key: 'rsa:1024' }));
     const s = sign(leaf, { extra: [...decoys, inter] });
     expectAgreement(s, root, true);
     const ctx = new VerificationContext(s.signedData, s.content);
@@ -247,7 +306,11 @@ describe('PKCS#7 verification under UEFI rules', () => {
   });
 
   it('refuses a chain through a certificate with an unhandled critical extension', () => {
-    const odd = pki.issue('Odd CA', { issuer: root, ca: true, extraExtensions: ['1.3.6.1.4.1.99999.1 = critical, ASN1:NULL'] });
+    const odd = pki.issue('Odd CA', {
+      issuer: root,
+      ca: true,
+      extraExtensions: ['1.3.6.1.4.1.99999.1 = critical, ASN1:NULL'],
+    });
     const under = pki.issue('Under Odd CA', { issuer: odd });
     const s = sign(under, { extra: [odd] });
     expectAgreement(s, root, false);
@@ -269,7 +332,10 @@ describe('PKCS#7 verification under UEFI rules', () => {
       const r = parseSignedData(s.subarray(0, cut));
       expect(r.ok).toBe(false);
     }
-    expect(parseSignedData(new Uint8Array(0))).toEqual({ ok: false, reason: 'the descriptor carries no PKCS#7 signature' });
+    expect(parseSignedData(new Uint8Array(0))).toEqual({
+      ok: false,
+      reason: 'the descriptor carries no PKCS#7 signature',
+    });
     const trailing = new Uint8Array(s.length + 1);
     trailing.set(s);
     expect(parseSignedData(trailing).ok).toBe(false);
@@ -333,7 +399,9 @@ describe('parsed-signature cache', () => {
       return r.signedData;
     });
     // The first was evicted by the 17th; the second is still there.
-    expect(parseSignedData(messages[0]!).ok && (parseSignedData(messages[0]!) as { signedData: SignedData }).signedData).not.toBe(parsed[0]);
+    expect(
+      parseSignedData(messages[0]!).ok && (parseSignedData(messages[0]!) as { signedData: SignedData }).signedData,
+    ).not.toBe(parsed[0]);
     expect((parseSignedData(messages[2]!) as { signedData: SignedData }).signedData).toBe(parsed[2]);
   });
 
@@ -342,7 +410,8 @@ describe('parsed-signature cache', () => {
     const r = parseSignedData(unclosed);
     expect(!r.ok && r.reason).toMatch(/missing end-of-contents/);
     let nested: Uint8Array = Uint8Array.from([0x05, 0x00]);
-    for (let i = 0; i < 200; i++) nested = Uint8Array.from([0x30, 0x82, nested.length >> 8, nested.length & 0xff, ...nested]);
+    for (let i = 0; i < 200; i++)
+      nested = Uint8Array.from([0x30, 0x82, nested.length >> 8, nested.length & 0xff, ...nested]);
     const d = parseSignedData(nested);
     expect(!d.ok && d.reason).toMatch(/nesting deeper than 32/);
   });
@@ -394,7 +463,14 @@ function readChildren(b: Uint8Array, from: number): { start: number; end: number
 
 function tlv(tag: number, body: Uint8Array): Uint8Array {
   const n = body.length;
-  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  const len =
+    n < 0x80
+      ? [n]
+      : n < 0x100
+        ? [0x81, n]
+        : n < 0x10000
+          ? [0x82, n >> 8, n & 0xff]
+          : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
   return concat([Uint8Array.from([tag, ...len]), body]);
 }
 

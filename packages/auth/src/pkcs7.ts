@@ -42,7 +42,9 @@ export interface SignedData {
   readonly signerInfo: SignerInfo;
 }
 
-export type SignedDataResult = { readonly ok: true; readonly signedData: SignedData } | { readonly ok: false; readonly reason: string };
+export type SignedDataResult =
+  | { readonly ok: true; readonly signedData: SignedData }
+  | { readonly ok: false; readonly reason: string };
 
 /**
  * Parses a DER PKCS#7 SignedData, bare or wrapped in a ContentInfo, as found in
@@ -53,7 +55,8 @@ export type SignedDataResult = { readonly ok: true; readonly signedData: SignedD
  */
 export function parseSignedData(der: Uint8Array): SignedDataResult {
   if (der.length === 0) return { ok: false, reason: 'the descriptor carries no PKCS#7 signature' };
-  if (der.length > Pkcs7Limits.MAX_SIZE) return { ok: false, reason: `the PKCS#7 signature is ${der.length} bytes (limit ${Pkcs7Limits.MAX_SIZE})` };
+  if (der.length > Pkcs7Limits.MAX_SIZE)
+    return { ok: false, reason: `the PKCS#7 signature is ${der.length} bytes (limit ${Pkcs7Limits.MAX_SIZE})` };
   const key = createHash('sha256').update(der).digest('hex');
   const hit = signedDataCache.get(key, der);
   if (hit !== undefined) return { ok: true, signedData: hit };
@@ -108,20 +111,24 @@ function signedDataFromBytes(der: Uint8Array): SignedData {
   // Bounds first: the structural pre-check (size, depth, definite lengths, no trailing bytes) and
   // the certificate count, before asn1js and pkijs are asked to build anything.
   const count = certificateCount(precheckDer(der, Pkcs7Limits.MAX_SIZE));
-  if (count > Pkcs7Limits.MAX_CERTIFICATES) throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} certificates`);
+  if (count > Pkcs7Limits.MAX_CERTIFICATES)
+    throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} certificates`);
   const root = expect(decodeDer(der, Pkcs7Limits.MAX_SIZE), Tag.SEQUENCE, 'PKCS#7');
   let node = root;
   let wrapped = false;
   if (isUniversal(kids(root)[0], Tag.OID)) {
     const info = pkijsRead(() => new pkijs.ContentInfo({ schema: root }), 'ContentInfo');
-    if (info.contentType !== Oid.SIGNED_DATA) throw new DerError(`ContentInfo holds ${info.contentType}, not SignedData`);
-    if (kids(root).length !== 2 || kids(kids(root)[1]!).length !== 1) throw new DerError('ContentInfo content is malformed');
+    if (info.contentType !== Oid.SIGNED_DATA)
+      throw new DerError(`ContentInfo holds ${info.contentType}, not SignedData`);
+    if (kids(root).length !== 2 || kids(kids(root)[1]!).length !== 1)
+      throw new DerError('ContentInfo content is malformed');
     node = expect(info.content as Node, Tag.SEQUENCE, 'SignedData');
     wrapped = true;
   }
   const fields = kids(node);
   const sd = pkijsRead(() => new pkijs.SignedData({ schema: node }), 'SignedData');
-  if (fields.length !== 4 + (sd.certificates !== undefined ? 1 : 0) + (sd.crls !== undefined ? 1 : 0)) throw new DerError('SignedData has extra fields');
+  if (fields.length !== 4 + (sd.certificates !== undefined ? 1 : 0) + (sd.crls !== undefined ? 1 : 0))
+    throw new DerError('SignedData has extra fields');
 
   const digestAlgorithmOids = (sd.digestAlgorithms ?? []).map((a) => a.algorithmId);
   const contentTypeOid = sd.encapContentInfo.eContentType;
@@ -150,7 +157,13 @@ function signedDataFromBytes(der: Uint8Array): SignedData {
 /** How many entries the SignedData's certificate set holds, read from the pre-checked structure. */
 function certificateCount(root: Tlv): number {
   let fields = children(root);
-  if (fields[0] !== undefined && fields[0].cls === 0 && fields[0].tag === Tag.OID && fields[1] !== undefined && isContextTlv(fields[1], 0)) {
+  if (
+    fields[0] !== undefined &&
+    fields[0].cls === 0 &&
+    fields[0].tag === Tag.OID &&
+    fields[1] !== undefined &&
+    isContextTlv(fields[1], 0)
+  ) {
     const inner = children(fields[1])[0];
     if (inner === undefined || !inner.constructed) return 0;
     fields = children(inner);
@@ -171,9 +184,12 @@ function pkijsRead<T>(read: () => T, what: string): T {
 
 function signerInfoFrom(si: pkijs.SignerInfo, node: Node): SignerInfo {
   const f = kids(node);
-  if (f.length !== 5 + (si.signedAttrs !== undefined ? 1 : 0) + (si.unsignedAttrs !== undefined ? 1 : 0)) throw new DerError('SignerInfo has extra fields');
+  if (f.length !== 5 + (si.signedAttrs !== undefined ? 1 : 0) + (si.unsignedAttrs !== undefined ? 1 : 0))
+    throw new DerError('SignerInfo has extra fields');
   if (!(si.sid instanceof pkijs.IssuerAndSerialNumber)) {
-    throw new DerError('SignerInfo identifies its signer by key identifier (PKCS#7 as UEFI uses it needs issuer and serial number)');
+    throw new DerError(
+      'SignerInfo identifies its signer by key identifier (PKCS#7 as UEFI uses it needs issuer and serial number)',
+    );
   }
   const sid = kids(f[1]!);
   const issuer = raw(expect(sid[0], Tag.SEQUENCE, 'signer issuer'));
@@ -209,7 +225,9 @@ function findMessageDigest(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array
 
 /** The certificate in the message that SignerInfo names, if any. */
 export function findSigner(sd: SignedData): Certificate | undefined {
-  return sd.certificates.find((c) => bytesEqual(c.issuer, sd.signerInfo.issuer) && bytesEqual(c.serialNumber, sd.signerInfo.serialNumber));
+  return sd.certificates.find(
+    (c) => bytesEqual(c.issuer, sd.signerInfo.issuer) && bytesEqual(c.serialNumber, sd.signerInfo.serialNumber),
+  );
 }
 
 /**
@@ -241,30 +259,69 @@ export class VerificationContext {
     const sd = this.signedData;
     const si = sd.signerInfo;
     const signer = findSigner(sd);
-    if (signer === undefined) return { ok: false, code: 'signer-missing', reason: 'the signer certificate named by SignerInfo is not in the message' };
+    if (signer === undefined)
+      return {
+        ok: false,
+        code: 'signer-missing',
+        reason: 'the signer certificate named by SignerInfo is not in the message',
+      };
     if (sd.digestAlgorithmOids[0] !== Oid.SHA256) {
       const first = sd.digestAlgorithmOids[0];
-      return { ok: false, code: 'unsupported-algorithm', signer, reason: `the message's digest algorithm is ${first === undefined ? 'missing' : oidName(first)} (only SHA-256 is accepted)` };
+      return {
+        ok: false,
+        code: 'unsupported-algorithm',
+        signer,
+        reason: `the message's digest algorithm is ${first === undefined ? 'missing' : oidName(first)} (only SHA-256 is accepted)`,
+      };
     }
     if (si.digestAlgorithmOid !== Oid.SHA256) {
-      return { ok: false, code: 'unsupported-algorithm', signer, reason: `the signer's digest algorithm is ${oidName(si.digestAlgorithmOid)} (only SHA-256 is accepted)` };
+      return {
+        ok: false,
+        code: 'unsupported-algorithm',
+        signer,
+        reason: `the signer's digest algorithm is ${oidName(si.digestAlgorithmOid)} (only SHA-256 is accepted)`,
+      };
     }
     if (si.signatureAlgorithmOid !== Oid.RSA_ENCRYPTION && si.signatureAlgorithmOid !== Oid.SHA256_WITH_RSA) {
-      return { ok: false, code: 'unsupported-algorithm', signer, reason: `the signature algorithm is ${oidName(si.signatureAlgorithmOid)} (only RSA PKCS#1 v1.5 is accepted)` };
+      return {
+        ok: false,
+        code: 'unsupported-algorithm',
+        signer,
+        reason: `the signature algorithm is ${oidName(si.signatureAlgorithmOid)} (only RSA PKCS#1 v1.5 is accepted)`,
+      };
     }
     const key = rsaKeyObject(signer);
-    if (key === undefined) return { ok: false, code: 'unsupported-algorithm', signer, reason: `the signer's public key (${oidName(signer.publicKeyAlgorithmOid)}) is not a usable RSA key` };
+    if (key === undefined)
+      return {
+        ok: false,
+        code: 'unsupported-algorithm',
+        signer,
+        reason: `the signer's public key (${oidName(signer.publicKeyAlgorithmOid)}) is not a usable RSA key`,
+      };
     let signed: Uint8Array = this.content;
     if (si.signedAttributes !== undefined) {
-      if (si.messageDigest === undefined) return { ok: false, code: 'bad-signature', signer, reason: 'the signed attributes carry no messageDigest' };
+      if (si.messageDigest === undefined)
+        return { ok: false, code: 'bad-signature', signer, reason: 'the signed attributes carry no messageDigest' };
       const digest = createHash('sha256').update(this.content).digest();
-      if (!bytesEqual(digest, si.messageDigest)) return { ok: false, code: 'bad-signature', signer, reason: 'the messageDigest attribute does not match the signed content' };
+      if (!bytesEqual(digest, si.messageDigest))
+        return {
+          ok: false,
+          code: 'bad-signature',
+          signer,
+          reason: 'the messageDigest attribute does not match the signed content',
+        };
       // The signature covers the attributes re-tagged as a SET OF (RFC 5652 §5.4).
       const set = si.signedAttributes.slice();
       set[0] = 0x31;
       signed = set;
     }
-    if (!this.rsaVerify('sha256', signed, key, si.signature)) return { ok: false, code: 'bad-signature', signer, reason: 'the signature does not verify over the signed content' };
+    if (!this.rsaVerify('sha256', signed, key, si.signature))
+      return {
+        ok: false,
+        code: 'bad-signature',
+        signer,
+        reason: 'the signature does not verify over the signed content',
+      };
     return { ok: true, signer };
   }
 
@@ -359,10 +416,18 @@ export function verifyWithAnchor(ctx: VerificationContext, anchor: Certificate):
   // Last resort, as OpenSSL's partial-chain rule: the signer is itself the trusted certificate.
   if (!trusted && bytesEqual(signer.der, anchor.der)) trusted = true;
   if (!trusted) {
-    return { ok: false, signer, reason: `signer ${signer.subjectText} (issuer ${signer.issuerText}) does not chain to ${anchor.subjectText}` };
+    return {
+      ok: false,
+      signer,
+      reason: `signer ${signer.subjectText} (issuer ${signer.issuerText}) does not chain to ${anchor.subjectText}`,
+    };
   }
   if (chain.length > Pkcs7Limits.MAX_CHAIN_LENGTH) {
-    return { ok: false, signer, reason: `the chain from ${signer.subjectText} to ${anchor.subjectText} is longer than ${Pkcs7Limits.MAX_CHAIN_LENGTH} certificates` };
+    return {
+      ok: false,
+      signer,
+      reason: `the chain from ${signer.subjectText} to ${anchor.subjectText} is longer than ${Pkcs7Limits.MAX_CHAIN_LENGTH} certificates`,
+    };
   }
   const problem = extensionProblem(chain);
   if (problem !== undefined) return { ok: false, signer, reason: problem };
@@ -370,7 +435,11 @@ export function verifyWithAnchor(ctx: VerificationContext, anchor: Certificate):
   for (let i = chain.length - 2; i >= 0; i--) {
     if (!ctx.linkVerifies(chain[i]!, chain[i + 1]!)) {
       const why = ctx.exhausted ? ' (signature-check budget exhausted)' : '';
-      return { ok: false, signer, reason: `the signature of ${chain[i]!.subjectText} does not verify with the key of ${chain[i + 1]!.subjectText}${why}` };
+      return {
+        ok: false,
+        signer,
+        reason: `the signature of ${chain[i]!.subjectText} does not verify with the key of ${chain[i + 1]!.subjectText}${why}`,
+      };
     }
   }
   return { ok: true, signer, chain };
@@ -385,7 +454,8 @@ function extensionProblem(chain: readonly Certificate[]): string | undefined {
     if (i > 0) {
       const kind = caKind(c);
       const top = i === chain.length - 1;
-      if (kind === 0 || (!top && kind !== 1)) return `certificate ${c.subjectText} issues ${chain[i - 1]!.subjectText} but is not a CA`;
+      if (kind === 0 || (!top && kind !== 1))
+        return `certificate ${c.subjectText} issues ${chain[i - 1]!.subjectText} but is not a CA`;
       const pathLength = c.basicConstraints?.pathLength;
       if (i > 1 && pathLength !== undefined && below > pathLength) {
         return `certificate ${c.subjectText} allows ${pathLength} intermediate CAs below it, the chain has ${below}`;
@@ -397,7 +467,13 @@ function extensionProblem(chain: readonly Certificate[]): string | undefined {
 }
 
 /** The UEFI serialization that an EFI_VARIABLE_AUTHENTICATION_2 signature covers (UEFI 2.10 §8.2.6). */
-export function signedContent(name: Uint8Array, guid: Uint8Array, attributes: number, timestamp: Uint8Array, payload: Uint8Array): Uint8Array {
+export function signedContent(
+  name: Uint8Array,
+  guid: Uint8Array,
+  attributes: number,
+  timestamp: Uint8Array,
+  payload: Uint8Array,
+): Uint8Array {
   const out = new Uint8Array(name.length + 16 + 4 + 16 + payload.length);
   let at = 0;
   out.set(name, at);

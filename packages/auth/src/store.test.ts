@@ -41,7 +41,11 @@ beforeAll(() => {
   kekCa = pki.issue('Test KEK CA', { keyUsage: 'critical, keyCertSign, digitalSignature' });
   dbInter = pki.issue('Test db Intermediate', { issuer: kekCa, ca: true });
   dbSigner = pki.issue('Test db Signer', { issuer: dbInter });
-  expiredDbSigner = pki.issue('Expired db Signer', { issuer: kekCa, notBefore: '20090101000000Z', notAfter: '20100101000000Z' });
+  expiredDbSigner = pki.issue('Expired db Signer', {
+    issuer: kekCa,
+    notBefore: '20090101000000Z',
+    notAfter: '20100101000000Z',
+  });
   rogue = pki.issue('Test Platform Key', { subject: '/CN=Rogue Key' });
   // The same key and subject as the PK, another serial: a different certificate.
   pkReissued = pki.issue('Test Platform Key', { keyPath: pk.keyPath });
@@ -77,15 +81,29 @@ function esl(...certs: Issued[]): Uint8Array {
 }
 
 function hashes(...values: number[]): Uint8Array {
-  return serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, values.map((v) => new Uint8Array(32).fill(v)), Guids.MICROSOFT)]);
+  return serializeSignatureLists([
+    signatureListOfHashes(
+      Guids.CERT_SHA256,
+      values.map((v) => new Uint8Array(32).fill(v)),
+      Guids.MICROSOFT,
+    ),
+  ]);
 }
 
 function byte(store: VariableStore, name: string): number | undefined {
   return store.getVariable(utf16le(name), Guids.GLOBAL_VARIABLE)?.data[0];
 }
 
-function modes(store: VariableStore): { setup: number | undefined; secureBoot: number | undefined; deployed: number | undefined } {
-  return { setup: byte(store, 'SetupMode'), secureBoot: byte(store, 'SecureBoot'), deployed: byte(store, 'DeployedMode') };
+function modes(store: VariableStore): {
+  setup: number | undefined;
+  secureBoot: number | undefined;
+  deployed: number | undefined;
+} {
+  return {
+    setup: byte(store, 'SetupMode'),
+    secureBoot: byte(store, 'SecureBoot'),
+    deployed: byte(store, 'DeployedMode'),
+  };
 }
 
 function value(store: VariableStore, name: string, guid = guidFor(name)) {
@@ -107,12 +125,21 @@ describe('Secure Boot keys through VariableStore', () => {
     expect(modes(store)).toEqual({ setup: 1, secureBoot: 0, deployed: 0 });
     // Setup mode: no signature needed (edk2, PcdRequireSelfSignedPk=FALSE), any signature accepted.
     expectStatus(write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2021) }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'db', payload: hashes(1), timestamp: time(2021), signer: rogue }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(1), timestamp: time(2021), signer: rogue }),
+      EfiStatus.SUCCESS,
+    );
     // ...and no timestamp order either.
     expectStatus(write(store, { name: 'db', payload: hashes(2), timestamp: time(2000) }), EfiStatus.SUCCESS);
     // The payload must still be a well-formed database.
-    expectStatus(write(store, { name: 'KEK', payload: Uint8Array.of(1, 2, 3), timestamp: time(2022) }), EfiStatus.INVALID_PARAMETER);
-    expectStatus(write(store, { name: 'PK', payload: esl(pk, rogue), timestamp: time(2022) }), EfiStatus.INVALID_PARAMETER);
+    expectStatus(
+      write(store, { name: 'KEK', payload: Uint8Array.of(1, 2, 3), timestamp: time(2022) }),
+      EfiStatus.INVALID_PARAMETER,
+    );
+    expectStatus(
+      write(store, { name: 'PK', payload: esl(pk, rogue), timestamp: time(2022) }),
+      EfiStatus.INVALID_PARAMETER,
+    );
     expectStatus(write(store, { name: 'PK', payload: hashes(1), timestamp: time(2022) }), EfiStatus.INVALID_PARAMETER);
     expect(modes(store)).toEqual({ setup: 1, secureBoot: 0, deployed: 0 });
 
@@ -127,31 +154,69 @@ describe('Secure Boot keys through VariableStore', () => {
     const kekUpdate = { name: 'KEK', payload: esl(kek), timestamp: time(2023) };
     const byRogue = write(store, { ...kekUpdate, signer: rogue });
     expectStatus(byRogue, EfiStatus.SECURITY_VIOLATION);
-    expect(byRogue.reason).toMatch(/KEK must be signed by the PK: signed by "CN=Rogue Key".*expected the enrolled PK "CN=Test Platform Key"/);
+    expect(byRogue.reason).toMatch(
+      /KEK must be signed by the PK: signed by "CN=Rogue Key".*expected the enrolled PK "CN=Test Platform Key"/,
+    );
     expectStatus(write(store, { ...kekUpdate, signer: kek }), EfiStatus.SECURITY_VIOLATION);
     expectStatus(write(store, { ...kekUpdate, signer: pkReissued }), EfiStatus.SECURITY_VIOLATION);
     expectStatus(write(store, { ...kekUpdate }), EfiStatus.SECURITY_VIOLATION); // unsigned
     expectStatus(write(store, { ...kekUpdate, signer: pk }), EfiStatus.SUCCESS);
     expect(value(store, 'KEK')?.data).toEqual(esl(kek));
-    expectStatus(write(store, { name: 'PK', payload: esl(pk), timestamp: time(2023), signer: rogue }), EfiStatus.SECURITY_VIOLATION);
+    expectStatus(
+      write(store, { name: 'PK', payload: esl(pk), timestamp: time(2023), signer: rogue }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
     expectStatus(write(store, { name: 'PK', payload: esl(pk), timestamp: time(2023), signer: pk }), EfiStatus.SUCCESS);
   });
 
   it('lets the PK or any KEK certificate (directly or through a chain) sign db, dbx and dbt', () => {
     const store = enrolled();
-    expectStatus(write(store, { name: 'db', payload: hashes(2), timestamp: time(2021), signer: kek }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'db', payload: hashes(3), timestamp: time(2022), signer: pk }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'db', payload: hashes(4), timestamp: time(2023), signer: dbSigner, extra: [dbInter] }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(2), timestamp: time(2021), signer: kek }),
+      EfiStatus.SUCCESS,
+    );
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(3), timestamp: time(2022), signer: pk }),
+      EfiStatus.SUCCESS,
+    );
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(4), timestamp: time(2023), signer: dbSigner, extra: [dbInter] }),
+      EfiStatus.SUCCESS,
+    );
     // The signer's certificate expired in 2010: dates are not checked.
-    expectStatus(write(store, { name: 'db', payload: hashes(5), timestamp: time(2024), signer: expiredDbSigner, extra: [kekCa] }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(5), timestamp: time(2024), signer: expiredDbSigner, extra: [kekCa] }),
+      EfiStatus.SUCCESS,
+    );
     // Without its intermediate in the message the signer does not chain to the KEK CA.
     const lost = write(store, { name: 'db', payload: hashes(6), timestamp: time(2025), signer: dbSigner });
     expectStatus(lost, EfiStatus.SECURITY_VIOLATION);
-    expect(lost.reason).toMatch(/signed by "CN=Test db Signer".*chains to none of them; allowed: "CN=Test Platform Key".*"CN=Test KEK".*"CN=Test KEK CA"/);
-    expectStatus(write(store, { name: 'dbx', payload: hashes(9), timestamp: time(2021), signer: rogue }), EfiStatus.SECURITY_VIOLATION);
-    expectStatus(write(store, { name: 'dbx', payload: hashes(9), timestamp: time(2021), signer: kek }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'dbt', payload: hashes(9), timestamp: time(2021), signer: kek }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'dbx', payload: hashes(9), timestamp: time(2022), signer: kek, signedAttributes: true, wrapped: true }), EfiStatus.SUCCESS);
+    expect(lost.reason).toMatch(
+      /signed by "CN=Test db Signer".*chains to none of them; allowed: "CN=Test Platform Key".*"CN=Test KEK".*"CN=Test KEK CA"/,
+    );
+    expectStatus(
+      write(store, { name: 'dbx', payload: hashes(9), timestamp: time(2021), signer: rogue }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
+    expectStatus(
+      write(store, { name: 'dbx', payload: hashes(9), timestamp: time(2021), signer: kek }),
+      EfiStatus.SUCCESS,
+    );
+    expectStatus(
+      write(store, { name: 'dbt', payload: hashes(9), timestamp: time(2021), signer: kek }),
+      EfiStatus.SUCCESS,
+    );
+    expectStatus(
+      write(store, {
+        name: 'dbx',
+        payload: hashes(9),
+        timestamp: time(2022),
+        signer: kek,
+        signedAttributes: true,
+        wrapped: true,
+      }),
+      EfiStatus.SUCCESS,
+    );
   });
 
   it('needs strictly newer timestamps, except for appends, which keep the later one', () => {
@@ -165,46 +230,106 @@ describe('Secure Boot keys through VariableStore', () => {
     expectStatus(write(store, { ...update, timestamp: time(2022, 6, 1, 11, 59, 59) }), EfiStatus.SECURITY_VIOLATION);
     expectStatus(write(store, { ...update, timestamp: time(2022, 6, 1, 12, 0, 1) }), EfiStatus.SUCCESS);
 
-    expectStatus(write(store, { name: 'db', payload: hashes(3), timestamp: time(2001), signer: kek, append: true }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(3), timestamp: time(2001), signer: kek, append: true }),
+      EfiStatus.SUCCESS,
+    );
     const db = value(store, 'db')!;
     expect(db.data).toEqual(Uint8Array.from([...hashes(2), ...hashes(3)]));
     expect(parseEfiTime(db.timestamp)).toMatchObject({ year: 2022, second: 1 });
-    expectStatus(write(store, { name: 'db', payload: hashes(4), timestamp: time(2030), signer: kek, append: true }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(4), timestamp: time(2030), signer: kek, append: true }),
+      EfiStatus.SUCCESS,
+    );
     expect(parseEfiTime(value(store, 'db')!.timestamp)?.year).toBe(2030);
   });
 
   it('de-duplicates appends to signature databases, and checks the size limit after the merge', () => {
     const store = enrolled();
-    expectStatus(write(store, { name: 'dbx', payload: hashes(1, 2), timestamp: time(2021), signer: kek }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'dbx', payload: hashes(2, 3), timestamp: time(2021), signer: kek, append: true }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'dbx', payload: hashes(1, 2), timestamp: time(2021), signer: kek }),
+      EfiStatus.SUCCESS,
+    );
+    expectStatus(
+      write(store, { name: 'dbx', payload: hashes(2, 3), timestamp: time(2021), signer: kek, append: true }),
+      EfiStatus.SUCCESS,
+    );
     expect(value(store, 'dbx')?.data).toEqual(Uint8Array.from([...hashes(1, 2), ...hashes(3)]));
-    expectStatus(write(store, { name: 'dbx', payload: hashes(1, 3), timestamp: time(2021), signer: kek, append: true }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'dbx', payload: hashes(1, 3), timestamp: time(2021), signer: kek, append: true }),
+      EfiStatus.SUCCESS,
+    );
     expect(value(store, 'dbx')?.data).toEqual(Uint8Array.from([...hashes(1, 2), ...hashes(3)]));
     // KEK appends are de-duplicated too (edk2), and signed by the PK.
-    expectStatus(write(store, { name: 'KEK', payload: esl(kek, rogue), timestamp: time(2021), signer: pk, append: true }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'KEK', payload: esl(kek, rogue), timestamp: time(2021), signer: pk, append: true }),
+      EfiStatus.SUCCESS,
+    );
     expect(value(store, 'KEK')?.data).toEqual(Uint8Array.from([...esl(kek, kekCa), ...esl(rogue)]));
 
     // 1100 hashes (52828 bytes) fit; 200 more would not, unless they are already there.
-    const big = serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, Array.from({ length: 1100 }, (_, i) => sha(i)), Guids.MICROSOFT)]);
+    const big = serializeSignatureLists([
+      signatureListOfHashes(
+        Guids.CERT_SHA256,
+        Array.from({ length: 1100 }, (_, i) => sha(i)),
+        Guids.MICROSOFT,
+      ),
+    ]);
     expectStatus(write(store, { name: 'dbx', payload: big, timestamp: time(2022), signer: kek }), EfiStatus.SUCCESS);
-    const more = serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, Array.from({ length: 200 }, (_, i) => sha(i + 1000)), Guids.MICROSOFT)]);
+    const more = serializeSignatureLists([
+      signatureListOfHashes(
+        Guids.CERT_SHA256,
+        Array.from({ length: 200 }, (_, i) => sha(i + 1000)),
+        Guids.MICROSOFT,
+      ),
+    ]);
     const tooBig = write(store, { name: 'dbx', payload: more, timestamp: time(2022), signer: kek, append: true });
     expectStatus(tooBig, EfiStatus.OUT_OF_RESOURCES);
-    const already = serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, Array.from({ length: 200 }, (_, i) => sha(i + 500)), Guids.MICROSOFT)]);
-    expectStatus(write(store, { name: 'dbx', payload: already, timestamp: time(2022), signer: kek, append: true }), EfiStatus.SUCCESS);
+    const already = serializeSignatureLists([
+      signatureListOfHashes(
+        Guids.CERT_SHA256,
+        Array.from({ length: 200 }, (_, i) => sha(i + 500)),
+        Guids.MICROSOFT,
+      ),
+    ]);
+    expectStatus(
+      write(store, { name: 'dbx', payload: already, timestamp: time(2022), signer: kek, append: true }),
+      EfiStatus.SUCCESS,
+    );
     expect(value(store, 'dbx')?.data).toEqual(big);
   });
 
   it('refuses an append to the PK and malformed databases even when correctly signed', () => {
     const store = enrolled();
-    expectStatus(write(store, { name: 'PK', payload: esl(rogue), timestamp: time(2023), signer: pk, append: true }), EfiStatus.INVALID_PARAMETER);
-    expectStatus(write(store, { name: 'PK', payload: esl(pk, rogue), timestamp: time(2023), signer: pk }), EfiStatus.INVALID_PARAMETER);
-    expectStatus(write(store, { name: 'KEK', payload: Uint8Array.of(0, 1), timestamp: time(2023), signer: pk }), EfiStatus.INVALID_PARAMETER);
+    expectStatus(
+      write(store, { name: 'PK', payload: esl(rogue), timestamp: time(2023), signer: pk, append: true }),
+      EfiStatus.INVALID_PARAMETER,
+    );
+    expectStatus(
+      write(store, { name: 'PK', payload: esl(pk, rogue), timestamp: time(2023), signer: pk }),
+      EfiStatus.INVALID_PARAMETER,
+    );
+    expectStatus(
+      write(store, { name: 'KEK', payload: Uint8Array.of(0, 1), timestamp: time(2023), signer: pk }),
+      EfiStatus.INVALID_PARAMETER,
+    );
     const ecEsl = esl(pki.issue('EC KEK', { key: 'ec' }));
-    expectStatus(write(store, { name: 'KEK', payload: ecEsl, timestamp: time(2023), signer: pk }), EfiStatus.INVALID_PARAMETER);
+    expectStatus(
+      write(store, { name: 'KEK', payload: ecEsl, timestamp: time(2023), signer: pk }),
+      EfiStatus.INVALID_PARAMETER,
+    );
     // A signature made for an append does not authorise a replacement.
-    const appendData = authenticated(pki, { name: 'db', payload: hashes(7), timestamp: time(2024), signer: kek, append: true });
-    expectStatus(write(store, { name: 'db', payload: hashes(7), timestamp: time(2024), data: appendData }), EfiStatus.SECURITY_VIOLATION);
+    const appendData = authenticated(pki, {
+      name: 'db',
+      payload: hashes(7),
+      timestamp: time(2024),
+      signer: kek,
+      append: true,
+    });
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(7), timestamp: time(2024), data: appendData }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
   });
 
   it('deletes with a signed empty payload: PK deletion returns to setup mode, keys stay', () => {
@@ -212,32 +337,65 @@ describe('Secure Boot keys through VariableStore', () => {
     // Plain deletes cannot touch authenticated variables.
     const plain = store.setVariable(utf16le('db'), Guids.IMAGE_SECURITY_DATABASE, 0, new Uint8Array(0));
     expect(plain.status).not.toBe(EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'db', payload: new Uint8Array(0), timestamp: time(2023), signer: rogue }), EfiStatus.SECURITY_VIOLATION);
-    expectStatus(write(store, { name: 'db', payload: new Uint8Array(0), timestamp: time(2023), signer: kek }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'db', payload: new Uint8Array(0), timestamp: time(2023), signer: rogue }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
+    expectStatus(
+      write(store, { name: 'db', payload: new Uint8Array(0), timestamp: time(2023), signer: kek }),
+      EfiStatus.SUCCESS,
+    );
     expect(value(store, 'db')).toBeUndefined();
 
-    expectStatus(write(store, { name: 'PK', payload: new Uint8Array(0), timestamp: time(2023), signer: kek }), EfiStatus.SECURITY_VIOLATION);
+    expectStatus(
+      write(store, { name: 'PK', payload: new Uint8Array(0), timestamp: time(2023), signer: kek }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
     expect(modes(store)).toEqual({ setup: 0, secureBoot: 1, deployed: 1 });
-    expectStatus(write(store, { name: 'PK', payload: new Uint8Array(0), timestamp: time(2023), signer: pk }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'PK', payload: new Uint8Array(0), timestamp: time(2023), signer: pk }),
+      EfiStatus.SUCCESS,
+    );
     expect(modes(store)).toEqual({ setup: 1, secureBoot: 0, deployed: 0 });
     expect(value(store, 'KEK')?.data).toEqual(esl(kek, kekCa));
     // Setup mode again: unsigned KEK, then a new PK by anyone.
     expectStatus(write(store, { name: 'KEK', payload: esl(rogue), timestamp: time(2000) }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'PK', payload: esl(rogue), timestamp: time(2000), signer: kek }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'PK', payload: esl(rogue), timestamp: time(2000), signer: kek }),
+      EfiStatus.SUCCESS,
+    );
     expect(modes(store)).toEqual({ setup: 0, secureBoot: 1, deployed: 1 });
-    expectStatus(write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2001), signer: pk }), EfiStatus.SECURITY_VIOLATION);
-    expectStatus(write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2001), signer: rogue }), EfiStatus.SUCCESS);
+    expectStatus(
+      write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2001), signer: pk }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
+    expectStatus(
+      write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2001), signer: rogue }),
+      EfiStatus.SUCCESS,
+    );
   });
 
   it('accepts anything well-formed for PK/KEK/db/dbx when auth-enforce=false (permissive)', () => {
     const store = enrolled(false);
     expectStatus(write(store, { name: 'KEK', payload: esl(rogue), timestamp: time(1999) }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'db', payload: hashes(8), timestamp: time(1998), signer: rogue }), EfiStatus.SUCCESS);
-    expectStatus(write(store, { name: 'PK', payload: esl(rogue), timestamp: time(1997), append: true }), EfiStatus.INVALID_PARAMETER);
-    expectStatus(write(store, { name: 'KEK', payload: Uint8Array.of(9), timestamp: time(2030) }), EfiStatus.INVALID_PARAMETER);
+    expectStatus(
+      write(store, { name: 'db', payload: hashes(8), timestamp: time(1998), signer: rogue }),
+      EfiStatus.SUCCESS,
+    );
+    expectStatus(
+      write(store, { name: 'PK', payload: esl(rogue), timestamp: time(1997), append: true }),
+      EfiStatus.INVALID_PARAMETER,
+    );
+    expectStatus(
+      write(store, { name: 'KEK', payload: Uint8Array.of(9), timestamp: time(2030) }),
+      EfiStatus.INVALID_PARAMETER,
+    );
     const badPad = authenticated(pki, { name: 'KEK', payload: esl(kek), timestamp: time(2030) });
     badPad[7] = 1;
-    expectStatus(write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2030), data: badPad }), EfiStatus.SECURITY_VIOLATION);
+    expectStatus(
+      write(store, { name: 'KEK', payload: esl(kek), timestamp: time(2030), data: badPad }),
+      EfiStatus.SECURITY_VIOLATION,
+    );
     expectStatus(write(store, { name: 'PK', payload: new Uint8Array(0), timestamp: time(1990) }), EfiStatus.SUCCESS);
     expect(modes(store)).toEqual({ setup: 1, secureBoot: 0, deployed: 0 });
   });
@@ -348,7 +506,9 @@ describe("Microsoft's DBXUpdate through VariableStore", () => {
     const store = enrolled();
     const r = store.setVariable(utf16le('dbx'), Guids.IMAGE_SECURITY_DATABASE, ATTRS | Attr.APPEND_WRITE, dbxUpdate);
     expectStatus(r, EfiStatus.SECURITY_VIOLATION);
-    expect(r.reason).toMatch(/signed by "C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, CN=Microsoft Windows UEFI Key Exchange Key"/);
+    expect(r.reason).toMatch(
+      /signed by "C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, CN=Microsoft Windows UEFI Key Exchange Key"/,
+    );
   });
 
   it('an unsigned descriptor is not a signature in user mode', () => {

@@ -19,9 +19,17 @@ describe.skipIf(!existsSync(DIR))('uefistored test vectors', () => {
   it('serializes PK.auth to the published check value', () => {
     const d = parseAuthentication2(read('PK.auth'));
     if (!d.ok) throw new Error(d.reason);
-    const content = signedContent(utf16le('PK'), Guids.GLOBAL_VARIABLE, 0x27, d.descriptor.timestamp, d.descriptor.payload);
+    const content = signedContent(
+      utf16le('PK'),
+      Guids.GLOBAL_VARIABLE,
+      0x27,
+      d.descriptor.timestamp,
+      d.descriptor.payload,
+    );
     expect(content.length).toBe(1379);
-    expect(createHash('sha256').update(content).digest('hex')).toBe('41f82fee79ddfcbd70a3f684d132492ae9c6b96bda7cc9b9a771dc0b22f70309');
+    expect(createHash('sha256').update(content).digest('hex')).toBe(
+      '41f82fee79ddfcbd70a3f684d132492ae9c6b96bda7cc9b9a771dc0b22f70309',
+    );
   });
 
   it('verifies each file with the key that signed it, and only with it', () => {
@@ -40,7 +48,12 @@ describe.skipIf(!existsSync(DIR))('uefistored test vectors', () => {
       ['badPK.auth', 'PK', false, badPk, [pk]],
     ];
     for (const [file, variable, append, signer, others] of cases) {
-      const input = { name: variable, guid: guidFor(variable), attributes: ATTRS | (append ? Attr.APPEND_WRITE : 0), data: read(file) };
+      const input = {
+        name: variable,
+        guid: guidFor(variable),
+        attributes: ATTRS | (append ? Attr.APPEND_WRITE : 0),
+        data: read(file),
+      };
       const ok = verifyAuthenticatedData({ ...input, trusted: [signer] });
       expect(ok.ok, `${file}: ${ok.ok ? '' : ok.reason}`).toBe(true);
       expect(verifyAuthenticatedData({ ...input, trusted: others }).ok, file).toBe(false);
@@ -53,16 +66,30 @@ describe.skipIf(!existsSync(DIR))('uefistored test vectors', () => {
       expect(d.ok).toBe(true);
       if (!d.ok) continue;
       expect(Buffer.from(d.descriptor.certData.subarray(4, 15)).toString('hex')).toBe('06092a864886f70d010702');
-      const r = verifyAuthenticatedData({ name: 'db', guid: Guids.IMAGE_SECURITY_DATABASE, attributes: ATTRS, data: read(file), trusted: [] });
+      const r = verifyAuthenticatedData({
+        name: 'db',
+        guid: Guids.IMAGE_SECURITY_DATABASE,
+        attributes: ATTRS,
+        data: read(file),
+        trusted: [],
+      });
       // Parsed and signature-checked up to the (absent) trust decision.
       expect(!r.ok && r.code).toBe('wrong-signer');
     }
   });
 
   it('runs the uefistored scenario through VariableStore', () => {
-    const store = VariableStore.create({ platform: { secureBoot: true, authEnforce: true }, authenticator: createAuthenticator() });
+    const store = VariableStore.create({
+      platform: { secureBoot: true, authEnforce: true },
+      authenticator: createAuthenticator(),
+    });
     const set = (variable: string, file: string, append = false): string => {
-      const r = store.setVariable(utf16le(variable), guidFor(variable), ATTRS | (append ? Attr.APPEND_WRITE : 0), read(file));
+      const r = store.setVariable(
+        utf16le(variable),
+        guidFor(variable),
+        ATTRS | (append ? Attr.APPEND_WRITE : 0),
+        read(file),
+      );
       r.pending?.commit();
       return statusName(r.status);
     };

@@ -27,7 +27,12 @@ export type AuthenticatedDataVerification =
       /** A view of the payload inside `data`. */
       readonly payload: Uint8Array;
     }
-  | { readonly ok: false; readonly code: AuthFailureCode; readonly reason: string; readonly signer?: CertificateSummary };
+  | {
+      readonly ok: false;
+      readonly code: AuthFailureCode;
+      readonly reason: string;
+      readonly signer?: CertificateSummary;
+    };
 
 /**
  * Checks a signed variable update (a .auth file) offline, with the same descriptor rules and PKCS#7
@@ -38,16 +43,28 @@ export function verifyAuthenticatedData(input: AuthenticatedDataToVerify): Authe
   const parsed = parseAuthentication2(input.data);
   if (!parsed.ok) return { ok: false, code: parsed.problem, reason: parsed.reason };
   const d = parsed.descriptor;
-  if (d.certData.length === 0) return { ok: false, code: 'no-signature', reason: 'the descriptor carries no signature' };
+  if (d.certData.length === 0)
+    return { ok: false, code: 'no-signature', reason: 'the descriptor carries no signature' };
   const sd = parseSignedData(d.certData);
   if (!sd.ok) return { ok: false, code: 'malformed-signature', reason: sd.reason };
   const name = typeof input.name === 'string' ? utf16le(input.name) : input.name;
-  const ctx = new VerificationContext(sd.signedData, signedContent(name, input.guid, input.attributes, d.timestamp, d.payload));
+  const ctx = new VerificationContext(
+    sd.signedData,
+    signedContent(name, input.guid, input.attributes, d.timestamp, d.payload),
+  );
   const content = ctx.contentSignature();
   if (!content.ok) {
     const code: AuthFailureCode = content.code === 'signer-missing' ? 'malformed-signature' : content.code;
-    const hint = content.code === 'bad-signature' && (input.attributes & Attr.APPEND_WRITE) === 0 ? ' (if this is an append update, include APPEND_WRITE 0x40 in the attributes)' : '';
-    return { ok: false, code, reason: content.reason + hint, ...(content.signer !== undefined ? { signer: summarizeCertificate(content.signer) } : {}) };
+    const hint =
+      content.code === 'bad-signature' && (input.attributes & Attr.APPEND_WRITE) === 0
+        ? ' (if this is an append update, include APPEND_WRITE 0x40 in the attributes)'
+        : '';
+    return {
+      ok: false,
+      code,
+      reason: content.reason + hint,
+      ...(content.signer !== undefined ? { signer: summarizeCertificate(content.signer) } : {}),
+    };
   }
   const cache = new CertificateCache(input.trusted.length + 1);
   const reasons: string[] = [];

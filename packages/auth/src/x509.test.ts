@@ -2,7 +2,16 @@ import { X509Certificate, createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pki, fixture, type Issued } from './testing/pki.js';
-import { caKind, fingerprint, issuedBy, KeyUsage, parseCertificate, rsaKeyObject, serialHex, type Certificate } from './x509.js';
+import {
+  caKind,
+  fingerprint,
+  issuedBy,
+  KeyUsage,
+  parseCertificate,
+  rsaKeyObject,
+  serialHex,
+  type Certificate,
+} from './x509.js';
 
 // node:crypto's X509Certificate (OpenSSL underneath) is the oracle for what a certificate says.
 
@@ -12,7 +21,10 @@ let leaf: Issued;
 
 beforeAll(() => {
   pki = new Pki();
-  root = pki.issue('X509 Root', { subject: '/C=GB/O=Example Ltd/CN=X509 Root', keyUsage: 'critical, keyCertSign, cRLSign' });
+  root = pki.issue('X509 Root', {
+    subject: '/C=GB/O=Example Ltd/CN=X509 Root',
+    keyUsage: 'critical, keyCertSign, cRLSign',
+  });
   leaf = pki.issue('X509 Leaf', { issuer: root, keyUsage: 'digitalSignature', serial: '7fedcba987654321' });
 });
 
@@ -44,18 +56,24 @@ describe('X.509 certificates', () => {
     expect(r.keyUsage).toBe(KeyUsage.KEY_CERT_SIGN | (1 << 6));
     expect(l.keyUsage).toBe(KeyUsage.DIGITAL_SIGNATURE);
     expect(l.authorityKeyIdentifier).toEqual(r.subjectKeyIdentifier);
-    expect(issuedBy(l, r)).toBe(new X509Certificate(Buffer.from(leaf.der)).checkIssued(new X509Certificate(Buffer.from(root.der))));
+    expect(issuedBy(l, r)).toBe(
+      new X509Certificate(Buffer.from(leaf.der)).checkIssued(new X509Certificate(Buffer.from(root.der))),
+    );
     expect(issuedBy(r, l)).toBe(false);
     expect(caKind(r)).toBe(1);
     expect(caKind(l)).toBe(0);
     // tbsCertificate is what the issuer signed.
     expect(createHash('sha256').update(l.tbs).digest().length).toBe(32);
-    expect(new X509Certificate(Buffer.from(leaf.der)).verify(new X509Certificate(Buffer.from(root.der)).publicKey)).toBe(true);
+    expect(
+      new X509Certificate(Buffer.from(leaf.der)).verify(new X509Certificate(Buffer.from(root.der)).publicKey),
+    ).toBe(true);
   });
 
   it("reads Microsoft's KEK CA 2011", () => {
     const c = parse(fixture('microsoft/MicCorKEKCA2011_2011-06-24.der'));
-    expect(c.subjectText).toBe('C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, CN=Microsoft Corporation KEK CA 2011');
+    expect(c.subjectText).toBe(
+      'C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, CN=Microsoft Corporation KEK CA 2011',
+    );
     expect(serialHex(c)).toBe('610ad188000000000003');
     expect(c.notAfter).toBe('2026-06-24T20:51:29Z');
     expect(c.chainProblem).toBeUndefined();
@@ -64,7 +82,23 @@ describe('X.509 certificates', () => {
   it('reads a negative serial number', () => {
     const key = pki.path('neg.key');
     const pem = pki.path('neg.pem');
-    pkiRun(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', pem, '-subj', '/CN=Neg', '-set_serial', '-1', '-days', '1']);
+    pkiRun([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      pem,
+      '-subj',
+      '/CN=Neg',
+      '-set_serial',
+      '-1',
+      '-days',
+      '1',
+    ]);
     const c = parse(new Uint8Array(pkiRun(['x509', '-in', pem, '-outform', 'DER'])));
     expect(serialHex(c)).toBe('ff');
   });
@@ -90,7 +124,11 @@ describe('X.509 certificates', () => {
   });
 
   it('flags unhandled critical and duplicated extensions, but still parses', () => {
-    const odd = parse(pki.issue('Odd', { extraExtensions: ['1.3.6.1.4.1.99999.7 = critical, ASN1:NULL', '1.3.6.1.4.1.99999.8 = ASN1:NULL'] }).der);
+    const odd = parse(
+      pki.issue('Odd', {
+        extraExtensions: ['1.3.6.1.4.1.99999.7 = critical, ASN1:NULL', '1.3.6.1.4.1.99999.8 = ASN1:NULL'],
+      }).der,
+    );
     expect(odd.unhandledCriticalExtension).toBe('unhandled critical extension 1.3.6.1.4.1.99999.7');
     expect(odd.chainProblem).toBeDefined();
     // Rename the second extension to the first one's OID: a duplicate (the signature no longer matters here).

@@ -76,7 +76,9 @@ export interface Certificate {
   readonly authorityCertSerialNumber: Uint8Array | undefined;
 }
 
-export type CertificateResult = { readonly ok: true; readonly certificate: Certificate } | { readonly ok: false; readonly reason: string };
+export type CertificateResult =
+  | { readonly ok: true; readonly certificate: Certificate }
+  | { readonly ok: false; readonly reason: string };
 
 /** Largest certificate accepted on its own (trust anchors, signature-list entries). */
 const MAX_CERTIFICATE_SIZE = 65536;
@@ -86,7 +88,10 @@ export function parseCertificate(der: Uint8Array): CertificateResult {
   try {
     return { ok: true, certificate: certificateFromNode(decodeDer(der, MAX_CERTIFICATE_SIZE)) };
   } catch (e) {
-    return { ok: false, reason: e instanceof DerError ? `not a valid X.509 certificate: ${e.message}` : 'not a valid X.509 certificate' };
+    return {
+      ok: false,
+      reason: e instanceof DerError ? `not a valid X.509 certificate: ${e.message}` : 'not a valid X.509 certificate',
+    };
   }
 }
 
@@ -95,7 +100,9 @@ export function pkijsCertificate(node: Node): pkijs.Certificate {
   try {
     return new pkijs.Certificate({ schema: node });
   } catch (e) {
-    throw new DerError(`not an X.509 Certificate (${e instanceof Error ? e.message.slice(0, 120) : 'schema mismatch'})`);
+    throw new DerError(
+      `not an X.509 Certificate (${e instanceof Error ? e.message.slice(0, 120) : 'schema mismatch'})`,
+    );
   }
 }
 
@@ -141,7 +148,23 @@ export function certificateFromNode(node: Node, cert: pkijs.Certificate = pkijsC
 
   const key = parsePublicKey(spki, cert);
   const ext = parseExtensions(cert.extensions ?? []);
-  return new ParsedCertificate(cert, node, tbsNode, version, serialNumber, tbsSigAlg, sigAlgNode, signature, issuer, subject, validity[0]!, validity[1]!, spki, key, ext);
+  return new ParsedCertificate(
+    cert,
+    node,
+    tbsNode,
+    version,
+    serialNumber,
+    tbsSigAlg,
+    sigAlgNode,
+    signature,
+    issuer,
+    subject,
+    validity[0]!,
+    validity[1]!,
+    spki,
+    key,
+    ext,
+  );
 }
 
 /**
@@ -241,7 +264,11 @@ function isTime(t: Node): boolean {
 /** UTCTime/GeneralizedTime as `YYYY-MM-DDTHH:MM:SSZ` when it has the usual shape, else as written. */
 function timeText(t: Node): string {
   const s = Buffer.from(content(t)).toString('latin1');
-  const m = (isUniversal(t, Tag.UTC_TIME) ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?Z$/ : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(?:\.\d+)?Z$/).exec(s);
+  const m = (
+    isUniversal(t, Tag.UTC_TIME)
+      ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?Z$/
+      : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(?:\.\d+)?Z$/
+  ).exec(s);
   if (m === null) return s.replace(/[^\x20-\x7e]/g, '?');
   let year = m[1]!;
   if (year.length === 2) year = (Number(year) >= 50 ? '19' : '20') + year;
@@ -263,7 +290,9 @@ function nameOf(name: pkijs.RelativeDistinguishedNames): ParsedName {
     const bytes = primitive ? content(value) : undefined;
     if (atv.type === Oid.COMMON_NAME && commonName === undefined && bytes !== undefined) commonName = bytes;
     const tag = value.idBlock.tagClass === 1 ? value.idBlock.tagNumber : -1;
-    parts.push(`${NAME_ATTRIBUTES.get(atv.type) ?? atv.type}=${bytes === undefined ? '#' + hex(raw(value)) : stringText(tag, bytes)}`);
+    parts.push(
+      `${NAME_ATTRIBUTES.get(atv.type) ?? atv.type}=${bytes === undefined ? '#' + hex(raw(value)) : stringText(tag, bytes)}`,
+    );
   }
   return { text: parts.join(', '), commonName };
 }
@@ -293,7 +322,9 @@ function parsePublicKey(spki: Node, cert: pkijs.Certificate): RsaPublicKey | und
   const parts = kids(spki);
   if (parts.length !== 2) throw new DerError('subjectPublicKeyInfo has extra fields');
   const keyBits = bitStringBytes(parts[1], 'subjectPublicKey');
-  return cert.subjectPublicKeyInfo.algorithm.algorithmId === Oid.RSA_ENCRYPTION ? parseRsaPublicKey(keyBits) : undefined;
+  return cert.subjectPublicKeyInfo.algorithm.algorithmId === Oid.RSA_ENCRYPTION
+    ? parseRsaPublicKey(keyBits)
+    : undefined;
 }
 
 /** Most bytes of DER inside one certificate field (extension values, public keys). */
@@ -362,7 +393,8 @@ function parseExtensions(extensions: readonly pkijs.Extension[]): ParsedExtensio
     try {
       if (id === Oid.BASIC_CONSTRAINTS) out.basicConstraints = parseBasicConstraints(value);
       else if (id === Oid.KEY_USAGE) out.keyUsage = bitFlags(decodeDer(value, MAX_INNER_SIZE), 'keyUsage');
-      else if (id === Oid.SUBJECT_KEY_IDENTIFIER) out.subjectKeyIdentifier = octetString(decodeDer(value, MAX_INNER_SIZE), 'subjectKeyIdentifier');
+      else if (id === Oid.SUBJECT_KEY_IDENTIFIER)
+        out.subjectKeyIdentifier = octetString(decodeDer(value, MAX_INNER_SIZE), 'subjectKeyIdentifier');
       else if (id === Oid.AUTHORITY_KEY_IDENTIFIER) {
         const akid = parseAuthorityKeyId(value);
         out.authorityKeyIdentifier = akid.keyIdentifier;
@@ -389,7 +421,10 @@ function parseBasicConstraints(value: Uint8Array): { ca: boolean; pathLength: nu
   return { ca, pathLength };
 }
 
-function parseAuthorityKeyId(value: Uint8Array): { keyIdentifier: Uint8Array | undefined; serialNumber: Uint8Array | undefined } {
+function parseAuthorityKeyId(value: Uint8Array): {
+  keyIdentifier: Uint8Array | undefined;
+  serialNumber: Uint8Array | undefined;
+} {
   const seq = expect(decodeDer(value, MAX_INNER_SIZE), Tag.SEQUENCE, 'authorityKeyIdentifier');
   let keyIdentifier: Uint8Array | undefined;
   let serialNumber: Uint8Array | undefined;
@@ -419,8 +454,13 @@ export function issuedBy(subject: Certificate, issuer: Certificate): boolean {
   if (subject.authorityKeyIdentifier !== undefined && issuer.subjectKeyIdentifier !== undefined) {
     if (!equalBytes(subject.authorityKeyIdentifier, issuer.subjectKeyIdentifier)) return false;
   }
-  if (subject.authorityCertSerialNumber !== undefined && !equalBytes(subject.authorityCertSerialNumber, issuer.serialNumber)) return false;
-  if (isRsaSignatureAlgorithm(subject.signatureAlgorithmOid) !== (issuer.publicKeyAlgorithmOid === Oid.RSA_ENCRYPTION)) return false;
+  if (
+    subject.authorityCertSerialNumber !== undefined &&
+    !equalBytes(subject.authorityCertSerialNumber, issuer.serialNumber)
+  )
+    return false;
+  if (isRsaSignatureAlgorithm(subject.signatureAlgorithmOid) !== (issuer.publicKeyAlgorithmOid === Oid.RSA_ENCRYPTION))
+    return false;
   if (issuer.keyUsage !== undefined && (issuer.keyUsage & KeyUsage.KEY_CERT_SIGN) === 0) return false;
   return true;
 }
@@ -461,8 +501,16 @@ export function rsaKeyObject(cert: Certificate): KeyObject | undefined {
     try {
       key =
         cert instanceof ParsedCertificate
-          ? createPublicKey({ key: Buffer.from(cert.spki.buffer, cert.spki.byteOffset, cert.spki.byteLength), format: 'der', type: 'spki' })
-          : createPublicKey({ key: Buffer.from(rsa.pkcs1.buffer, rsa.pkcs1.byteOffset, rsa.pkcs1.byteLength), format: 'der', type: 'pkcs1' });
+          ? createPublicKey({
+              key: Buffer.from(cert.spki.buffer, cert.spki.byteOffset, cert.spki.byteLength),
+              format: 'der',
+              type: 'spki',
+            })
+          : createPublicKey({
+              key: Buffer.from(rsa.pkcs1.buffer, rsa.pkcs1.byteOffset, rsa.pkcs1.byteLength),
+              format: 'der',
+              type: 'pkcs1',
+            });
     } catch {
       key = null;
     }

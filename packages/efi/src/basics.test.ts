@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { Attr, formatAttributes, hasAppendAttr, hasRuntimeAccess, hasTimeBasedAttr, isNonVolatile } from './attributes.js';
+import {
+  Attr,
+  formatAttributes,
+  hasAppendAttr,
+  hasRuntimeAccess,
+  hasTimeBasedAttr,
+  isNonVolatile,
+} from './attributes.js';
 import { Guids, guid, guidEquals, guidToText } from './guid.js';
 import { isVariable, makeVariable, nameProblem, utf16le, variableName, variablesEqual } from './variable.js';
 

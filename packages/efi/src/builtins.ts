@@ -22,8 +22,16 @@ export const Names = {
   DeployedMode: builtin('DeployedMode', Guids.GLOBAL_VARIABLE, Attrs.BS_RT),
   SecureBoot: builtin('SecureBoot', Guids.GLOBAL_VARIABLE, Attrs.BS_RT),
   VendorKeys: builtin('VendorKeys', Guids.GLOBAL_VARIABLE, Attrs.BS_RT),
-  MemoryOverwriteRequestControl: builtin('MemoryOverwriteRequestControl', Guids.MEMORY_OVERWRITE_CONTROL, Attrs.NV_BS_RT),
-  MemoryOverwriteRequestControlLock: builtin('MemoryOverwriteRequestControlLock', Guids.MEMORY_OVERWRITE_CONTROL_LOCK, Attrs.NV_BS_RT),
+  MemoryOverwriteRequestControl: builtin(
+    'MemoryOverwriteRequestControl',
+    Guids.MEMORY_OVERWRITE_CONTROL,
+    Attrs.NV_BS_RT,
+  ),
+  MemoryOverwriteRequestControlLock: builtin(
+    'MemoryOverwriteRequestControlLock',
+    Guids.MEMORY_OVERWRITE_CONTROL_LOCK,
+    Attrs.NV_BS_RT,
+  ),
   PPIBuffer: builtin('PPIBuffer', Guids.TCG2_PHYSICAL_PRESENCE, Attrs.NV_BS_RT),
   Tcg2PhysicalPresenceFlagsLock: builtin('Tcg2PhysicalPresenceFlagsLock', Guids.TCG2_PHYSICAL_PRESENCE, Attrs.NV_BS_RT),
   /** Written by OVMF; guarded by Tcg2PhysicalPresenceFlagsLock. */

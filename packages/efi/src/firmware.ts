@@ -18,7 +18,10 @@ export class FirmwareClient {
    * A client of a store's `dispatch`, settling every pending change at once: `persist(state)`
    * returning true commits it, false rolls it back (the guest then sees DEVICE_ERROR).
    */
-  static forStore(store: { dispatch(request: Uint8Array): DispatchOutcome }, persist: (state: StoreState) => boolean = () => true): FirmwareClient {
+  static forStore(
+    store: { dispatch(request: Uint8Array): DispatchOutcome },
+    persist: (state: StoreState) => boolean = () => true,
+  ): FirmwareClient {
     return new FirmwareClient((request) => {
       const outcome = store.dispatch(request);
       if (outcome.pending === undefined) return outcome.response;
@@ -35,7 +38,8 @@ export class FirmwareClient {
     const buffer = new Uint8Array(Limits.BUFFER_SIZE);
     encodeRequest(request, buffer);
     const reply = this.handler(buffer);
-    if (reply.length > Limits.BUFFER_SIZE) throw new RangeError(`a reply of ${reply.length} bytes does not fit the guest buffer`);
+    if (reply.length > Limits.BUFFER_SIZE)
+      throw new RangeError(`a reply of ${reply.length} bytes does not fit the guest buffer`);
     // The daemon writes the reply over the request; the rest of the buffer keeps what was there.
     buffer.set(reply, 0);
     const decoded = decodeResponse(request.command, buffer);
@@ -43,23 +47,37 @@ export class FirmwareClient {
     return decoded;
   }
 
-  getVariable(name: Uint8Array, guid: Uint8Array, dataSize: number = Limits.DATA_MAX): { status: bigint; attributes?: number; data?: Uint8Array; requiredSize?: number } {
+  getVariable(
+    name: Uint8Array,
+    guid: Uint8Array,
+    dataSize: number = Limits.DATA_MAX,
+  ): { status: bigint; attributes?: number; data?: Uint8Array; requiredSize?: number } {
     const r = this.call({ command: 'GetVariable', name, guid, dataSize, atRuntime: this.atRuntime }).response;
     if (r.command !== 'GetVariable') throw new Error('reply to another command');
     return { status: r.status, ...pick(r, 'attributes', 'data', 'requiredSize') };
   }
 
   setVariable(name: Uint8Array, guid: Uint8Array, attributes: number, data: Uint8Array): bigint {
-    return this.call({ command: 'SetVariable', name, guid, attributes, data, atRuntime: this.atRuntime }).response.status;
+    return this.call({ command: 'SetVariable', name, guid, attributes, data, atRuntime: this.atRuntime }).response
+      .status;
   }
 
-  getNextVariableName(name: Uint8Array, guid: Uint8Array, nameSize: number = Limits.NAME_MAX + 2): { status: bigint; name?: Uint8Array; guid?: Uint8Array; requiredSize?: number } {
+  getNextVariableName(
+    name: Uint8Array,
+    guid: Uint8Array,
+    nameSize: number = Limits.NAME_MAX + 2,
+  ): { status: bigint; name?: Uint8Array; guid?: Uint8Array; requiredSize?: number } {
     const r = this.call({ command: 'GetNextVariableName', nameSize, name, guid, atRuntime: this.atRuntime }).response;
     if (r.command !== 'GetNextVariableName') throw new Error('reply to another command');
     return { status: r.status, ...pick(r, 'name', 'guid', 'requiredSize') };
   }
 
-  queryVariableInfo(attributes: number): { status: bigint; maximumStorageSize?: number; remainingStorageSize?: number; maximumVariableSize?: number } {
+  queryVariableInfo(attributes: number): {
+    status: bigint;
+    maximumStorageSize?: number;
+    remainingStorageSize?: number;
+    maximumVariableSize?: number;
+  } {
     const r = this.call({ command: 'QueryVariableInfo', attributes }).response;
     if (r.command !== 'QueryVariableInfo') throw new Error('reply to another command');
     return { status: r.status, ...pick(r, 'maximumStorageSize', 'remainingStorageSize', 'maximumVariableSize') };

@@ -76,5 +76,22 @@ export type {
 } from './types.js';
 export { VariableStore } from './store.js';
 export { FirmwareClient, type RequestHandler } from './firmware.js';
-export { Names, type BuiltinName, MODE_BUILTINS, signatureSupportValue, MorLockState, MOR_KEY_SIZE, PPI_BUFFER_SIZE, PPI_FUNC_SIZE, PPI_REGION_SIZE } from './builtins.js';
-export { uefiVariableCheck, variableProperty, isHwErrRecName, devicePathProblem, type VariableProperty, type CheckFailure } from './var-check.js';
+export {
+  Names,
+  type BuiltinName,
+  MODE_BUILTINS,
+  signatureSupportValue,
+  MorLockState,
+  MOR_KEY_SIZE,
+  PPI_BUFFER_SIZE,
+  PPI_FUNC_SIZE,
+  PPI_REGION_SIZE,
+} from './builtins.js';
+export {
+  uefiVariableCheck,
+  variableProperty,
+  isHwErrRecName,
+  devicePathProblem,
+  type VariableProperty,
+  type CheckFailure,
+} from './var-check.js';

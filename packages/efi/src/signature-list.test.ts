@@ -32,12 +32,23 @@ function header(type: Uint8Array, listSize: number, headerSize: number, signatur
   return out;
 }
 
-const sha256List = (count: number, fill = 1) => signatureListOfHashes(Guids.CERT_SHA256, Array.from({ length: count }, (_, i) => new Uint8Array(32).fill(fill + i)), OWNER);
+const sha256List = (count: number, fill = 1) =>
+  signatureListOfHashes(
+    Guids.CERT_SHA256,
+    Array.from({ length: count }, (_, i) => new Uint8Array(32).fill(fill + i)),
+    OWNER,
+  );
 
 describe('the signature type table', () => {
   it('has the fixed data sizes of ImageAuthentication.h', () => {
     const size = (name: string) => SignatureTypes.find((t) => t.name === name)?.dataSize;
-    expect([size('CERT_SHA1'), size('CERT_SHA224'), size('CERT_SHA256'), size('CERT_SHA384'), size('CERT_SHA512')]).toEqual([20, 28, 32, 48, 64]);
+    expect([
+      size('CERT_SHA1'),
+      size('CERT_SHA224'),
+      size('CERT_SHA256'),
+      size('CERT_SHA384'),
+      size('CERT_SHA512'),
+    ]).toEqual([20, 28, 32, 48, 64]);
     expect([size('CERT_RSA2048'), size('CERT_RSA2048_SHA256'), size('CERT_RSA2048_SHA1')]).toEqual([256, 256, 256]);
     expect([size('CERT_X509_SHA256'), size('CERT_X509_SHA384'), size('CERT_X509_SHA512')]).toEqual([48, 64, 80]);
     expect(size('CERT_X509')).toBeUndefined();
@@ -52,7 +63,11 @@ describe('parseSignatureLists / serializeSignatureLists', () => {
   });
 
   it('round-trips lists of every fixed-size type and X.509 lists', () => {
-    const lists: SignatureList[] = [sha256List(3), signatureListOfCertificate(new Uint8Array(700).fill(0x30), OWNER), signatureListOfHashes(Guids.CERT_X509_SHA256, [new Uint8Array(48)], OWNER)];
+    const lists: SignatureList[] = [
+      sha256List(3),
+      signatureListOfCertificate(new Uint8Array(700).fill(0x30), OWNER),
+      signatureListOfHashes(Guids.CERT_X509_SHA256, [new Uint8Array(48)], OWNER),
+    ];
     const bytes = serializeSignatureLists(lists);
     expect(bytes.length).toBe(28 + 3 * 48 + 28 + 716 + 28 + 64);
     const parsed = parseSignatureLists(bytes);
@@ -82,7 +97,10 @@ describe('parseSignatureLists / serializeSignatureLists', () => {
         type,
         header,
         signatureSize: 16 + dataSize,
-        signatures: Array.from({ length: count }, (_, i) => ({ owner: new Uint8Array(16).fill(i), data: new Uint8Array(dataSize).fill(seed + i) })),
+        signatures: Array.from({ length: count }, (_, i) => ({
+          owner: new Uint8Array(16).fill(i),
+          data: new Uint8Array(dataSize).fill(seed + i),
+        })),
       }));
     fc.assert(
       fc.property(fc.array(list, { maxLength: 5 }), (lists) => {
@@ -112,8 +130,23 @@ describe('parseSignatureLists / serializeSignatureLists', () => {
     ['header larger than the list', header(Guids.CERT_SHA256, 28, 1, 48)],
     ['SignatureSize 0', header(Guids.CERT_SHA256, 28, 0, 0)],
     ['SignatureSize below 16', header(Guids.CERT_SHA256, 28, 0, 15)],
-    ['body not a multiple of SignatureSize', (() => { const b = new Uint8Array(28 + 50); b.set(header(Guids.CERT_SHA256, 78, 0, 48)); return b; })()],
-    ['a valid list followed by garbage', (() => { const l = serializeSignatureLists([sha256List(1)]); const b = new Uint8Array(l.length + 3); b.set(l); return b; })()],
+    [
+      'body not a multiple of SignatureSize',
+      (() => {
+        const b = new Uint8Array(28 + 50);
+        b.set(header(Guids.CERT_SHA256, 78, 0, 48));
+        return b;
+      })(),
+    ],
+    [
+      'a valid list followed by garbage',
+      (() => {
+        const l = serializeSignatureLists([sha256List(1)]);
+        const b = new Uint8Array(l.length + 3);
+        b.set(l);
+        return b;
+      })(),
+    ],
   ];
   it.each(malformed)('rejects %s', (_what, bytes) => {
     const parsed = parseSignatureLists(bytes);
@@ -121,7 +154,16 @@ describe('parseSignatureLists / serializeSignatureLists', () => {
   });
 
   it('serialize refuses inconsistent lists', () => {
-    expect(() => serializeSignatureLists([{ type: Guids.CERT_SHA256, header: new Uint8Array(0), signatureSize: 48, signatures: [{ owner: OWNER, data: new Uint8Array(31) }] }])).toThrow(RangeError);
+    expect(() =>
+      serializeSignatureLists([
+        {
+          type: Guids.CERT_SHA256,
+          header: new Uint8Array(0),
+          signatureSize: 48,
+          signatures: [{ owner: OWNER, data: new Uint8Array(31) }],
+        },
+      ]),
+    ).toThrow(RangeError);
     expect(() => signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(20)], OWNER)).toThrow(RangeError);
     expect(() => signatureListOfHashes(Guids.CERT_X509, [new Uint8Array(20)], OWNER)).toThrow(RangeError);
   });
@@ -129,18 +171,59 @@ describe('parseSignatureLists / serializeSignatureLists', () => {
 
 describe('checkSignatureLists (edk2 CheckSignatureListFormat rules)', () => {
   it('accepts supported types with their fixed sizes', () => {
-    expect(checkSignatureLists(serializeSignatureLists([sha256List(2), signatureListOfCertificate(new Uint8Array(10), OWNER)])).ok).toBe(true);
+    expect(
+      checkSignatureLists(
+        serializeSignatureLists([sha256List(2), signatureListOfCertificate(new Uint8Array(10), OWNER)]),
+      ).ok,
+    ).toBe(true);
     expect(checkSignatureLists(new Uint8Array(0)).ok).toBe(true);
   });
 
   const bad: [string, Uint8Array, object?][] = [
-    ['an unknown type', serializeSignatureLists([{ type: new Uint8Array(16).fill(9), header: new Uint8Array(0), signatureSize: 48, signatures: [{ owner: OWNER, data: new Uint8Array(32) }] }])],
-    ['SM3 (not supported by edk2)', serializeSignatureLists([signatureListOfHashes(Guids.CERT_SM3, [new Uint8Array(32)], OWNER)])],
-    ['a SHA256 list with SignatureSize 49', serializeSignatureLists([{ type: Guids.CERT_SHA256, header: new Uint8Array(0), signatureSize: 49, signatures: [{ owner: OWNER, data: new Uint8Array(33) }] }])],
-    ['a non-empty SignatureHeader', serializeSignatureLists([{ type: Guids.CERT_SHA256, header: new Uint8Array(4), signatureSize: 48, signatures: [{ owner: OWNER, data: new Uint8Array(32) }] }])],
+    [
+      'an unknown type',
+      serializeSignatureLists([
+        {
+          type: new Uint8Array(16).fill(9),
+          header: new Uint8Array(0),
+          signatureSize: 48,
+          signatures: [{ owner: OWNER, data: new Uint8Array(32) }],
+        },
+      ]),
+    ],
+    [
+      'SM3 (not supported by edk2)',
+      serializeSignatureLists([signatureListOfHashes(Guids.CERT_SM3, [new Uint8Array(32)], OWNER)]),
+    ],
+    [
+      'a SHA256 list with SignatureSize 49',
+      serializeSignatureLists([
+        {
+          type: Guids.CERT_SHA256,
+          header: new Uint8Array(0),
+          signatureSize: 49,
+          signatures: [{ owner: OWNER, data: new Uint8Array(33) }],
+        },
+      ]),
+    ],
+    [
+      'a non-empty SignatureHeader',
+      serializeSignatureLists([
+        {
+          type: Guids.CERT_SHA256,
+          header: new Uint8Array(4),
+          signatureSize: 48,
+          signatures: [{ owner: OWNER, data: new Uint8Array(32) }],
+        },
+      ]),
+    ],
     ['an empty list', serializeSignatureLists([sha256List(0)])],
     ['two entries where one is allowed (PK)', serializeSignatureLists([sha256List(2)]), { maxSignatures: 1 }],
-    ['one entry in each of two lists where one is allowed (PK)', serializeSignatureLists([sha256List(1), sha256List(1, 9)]), { maxSignatures: 1 }],
+    [
+      'one entry in each of two lists where one is allowed (PK)',
+      serializeSignatureLists([sha256List(1), sha256List(1, 9)]),
+      { maxSignatures: 1 },
+    ],
   ];
   it.each(bad)('rejects %s', (_what, bytes, options) => {
     const result = checkSignatureLists(bytes, options ?? {});
@@ -170,7 +253,25 @@ describe.skipIf(!tools)('cross-check with efitools (an independent ESL writer)',
   it('cert-to-efi-sig-list output parses to the certificate, owner and sizes; we serialize the same bytes', () => {
     const key = join(dir, 'k.pem');
     const cert = join(dir, 'c.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=vmsb test'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=vmsb test',
+      ],
+      { stdio: 'ignore' },
+    );
     const der = new Uint8Array(execFileSync('openssl', ['x509', '-in', cert, '-outform', 'DER']));
     const owner = '77fa9abd-0359-4d32-bd60-28f4e78f784b';
     execFileSync('cert-to-efi-sig-list', ['-g', owner, cert, join(dir, 'c.esl')], { stdio: 'ignore' });

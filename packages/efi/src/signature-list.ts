@@ -33,21 +33,77 @@ export interface SignatureTypeInfo {
 
 /** The signature types of ImageAuthentication.h with their fixed entry sizes. */
 export const SignatureTypes: readonly SignatureTypeInfo[] = [
-  { name: 'CERT_SHA256', guid: Guids.CERT_SHA256, kind: 'hash', dataSize: 32, hashAlgorithm: 'sha256', supported: true },
+  {
+    name: 'CERT_SHA256',
+    guid: Guids.CERT_SHA256,
+    kind: 'hash',
+    dataSize: 32,
+    hashAlgorithm: 'sha256',
+    supported: true,
+  },
   { name: 'CERT_RSA2048', guid: Guids.CERT_RSA2048, kind: 'rsa2048', dataSize: 256, supported: true },
   { name: 'CERT_RSA2048_SHA256', guid: Guids.CERT_RSA2048_SHA256, kind: 'rsa2048', dataSize: 256, supported: true },
   { name: 'CERT_SHA1', guid: Guids.CERT_SHA1, kind: 'hash', dataSize: 20, hashAlgorithm: 'sha1', supported: true },
   { name: 'CERT_RSA2048_SHA1', guid: Guids.CERT_RSA2048_SHA1, kind: 'rsa2048', dataSize: 256, supported: true },
   { name: 'CERT_X509', guid: Guids.CERT_X509, kind: 'x509', dataSize: undefined, supported: true },
-  { name: 'CERT_SHA224', guid: Guids.CERT_SHA224, kind: 'hash', dataSize: 28, hashAlgorithm: 'sha224', supported: true },
-  { name: 'CERT_SHA384', guid: Guids.CERT_SHA384, kind: 'hash', dataSize: 48, hashAlgorithm: 'sha384', supported: true },
-  { name: 'CERT_SHA512', guid: Guids.CERT_SHA512, kind: 'hash', dataSize: 64, hashAlgorithm: 'sha512', supported: true },
+  {
+    name: 'CERT_SHA224',
+    guid: Guids.CERT_SHA224,
+    kind: 'hash',
+    dataSize: 28,
+    hashAlgorithm: 'sha224',
+    supported: true,
+  },
+  {
+    name: 'CERT_SHA384',
+    guid: Guids.CERT_SHA384,
+    kind: 'hash',
+    dataSize: 48,
+    hashAlgorithm: 'sha384',
+    supported: true,
+  },
+  {
+    name: 'CERT_SHA512',
+    guid: Guids.CERT_SHA512,
+    kind: 'hash',
+    dataSize: 64,
+    hashAlgorithm: 'sha512',
+    supported: true,
+  },
   // TBS hash followed by the 16-byte EFI_TIME TimeOfRevocation.
-  { name: 'CERT_X509_SHA256', guid: Guids.CERT_X509_SHA256, kind: 'x509-hash', dataSize: 48, hashAlgorithm: 'sha256', supported: true },
-  { name: 'CERT_X509_SHA384', guid: Guids.CERT_X509_SHA384, kind: 'x509-hash', dataSize: 64, hashAlgorithm: 'sha384', supported: true },
-  { name: 'CERT_X509_SHA512', guid: Guids.CERT_X509_SHA512, kind: 'x509-hash', dataSize: 80, hashAlgorithm: 'sha512', supported: true },
+  {
+    name: 'CERT_X509_SHA256',
+    guid: Guids.CERT_X509_SHA256,
+    kind: 'x509-hash',
+    dataSize: 48,
+    hashAlgorithm: 'sha256',
+    supported: true,
+  },
+  {
+    name: 'CERT_X509_SHA384',
+    guid: Guids.CERT_X509_SHA384,
+    kind: 'x509-hash',
+    dataSize: 64,
+    hashAlgorithm: 'sha384',
+    supported: true,
+  },
+  {
+    name: 'CERT_X509_SHA512',
+    guid: Guids.CERT_X509_SHA512,
+    kind: 'x509-hash',
+    dataSize: 80,
+    hashAlgorithm: 'sha512',
+    supported: true,
+  },
   { name: 'CERT_SM3', guid: Guids.CERT_SM3, kind: 'hash', dataSize: 32, hashAlgorithm: 'sm3', supported: false },
-  { name: 'CERT_X509_SM3', guid: Guids.CERT_X509_SM3, kind: 'x509-hash', dataSize: 48, hashAlgorithm: 'sm3', supported: false },
+  {
+    name: 'CERT_X509_SM3',
+    guid: Guids.CERT_X509_SM3,
+    kind: 'x509-hash',
+    dataSize: 48,
+    hashAlgorithm: 'sm3',
+    supported: false,
+  },
 ];
 
 /** The table entry for a SignatureType GUID, or undefined when the type is unknown. */
@@ -62,7 +118,7 @@ export const SIGNATURE_OWNER_SIZE = 16;
 
 export type SignatureListsResult =
   | { readonly ok: true; readonly lists: readonly SignatureList[] }
-  | { readonly ok: false; readonly reason: string; /** byte offset of the offending list */ readonly offset: number };
+  | { readonly ok: false; readonly reason: string /** byte offset of the offending list */; readonly offset: number };
 
 /**
  * Splits a variable value into EFI_SIGNATURE_LISTs, checking only structure: every list holds its
@@ -76,21 +132,31 @@ export function parseSignatureLists(bytes: Uint8Array): SignatureListsResult {
   let offset = 0;
   while (offset < bytes.length) {
     const remaining = bytes.length - offset;
-    const fail = (reason: string): SignatureListsResult => ({ ok: false, reason: `signature list at offset ${offset}: ${reason}`, offset });
-    if (remaining < SIGNATURE_LIST_HEADER_SIZE) return fail(`${remaining} trailing bytes are shorter than a list header (28)`);
+    const fail = (reason: string): SignatureListsResult => ({
+      ok: false,
+      reason: `signature list at offset ${offset}: ${reason}`,
+      offset,
+    });
+    if (remaining < SIGNATURE_LIST_HEADER_SIZE)
+      return fail(`${remaining} trailing bytes are shorter than a list header (28)`);
     const listSize = view.getUint32(offset + 16, true);
     const headerSize = view.getUint32(offset + 20, true);
     const signatureSize = view.getUint32(offset + 24, true);
     if (listSize < SIGNATURE_LIST_HEADER_SIZE) return fail(`SignatureListSize ${listSize} is below 28`);
     if (listSize > remaining) return fail(`SignatureListSize ${listSize} exceeds the ${remaining} bytes left`);
-    if (headerSize > listSize - SIGNATURE_LIST_HEADER_SIZE) return fail(`SignatureHeaderSize ${headerSize} does not fit in the list`);
+    if (headerSize > listSize - SIGNATURE_LIST_HEADER_SIZE)
+      return fail(`SignatureHeaderSize ${headerSize} does not fit in the list`);
     if (signatureSize < SIGNATURE_OWNER_SIZE) return fail(`SignatureSize ${signatureSize} is below 16`);
     const body = listSize - SIGNATURE_LIST_HEADER_SIZE - headerSize;
-    if (body % signatureSize !== 0) return fail(`${body} bytes of entries are not a multiple of SignatureSize ${signatureSize}`);
+    if (body % signatureSize !== 0)
+      return fail(`${body} bytes of entries are not a multiple of SignatureSize ${signatureSize}`);
     const start = offset + SIGNATURE_LIST_HEADER_SIZE + headerSize;
     const signatures: SignatureData[] = [];
     for (let at = start; at < start + body; at += signatureSize) {
-      signatures.push({ owner: bytes.subarray(at, at + SIGNATURE_OWNER_SIZE), data: bytes.subarray(at + SIGNATURE_OWNER_SIZE, at + signatureSize) });
+      signatures.push({
+        owner: bytes.subarray(at, at + SIGNATURE_OWNER_SIZE),
+        data: bytes.subarray(at + SIGNATURE_OWNER_SIZE, at + signatureSize),
+      });
     }
     lists.push({
       type: bytes.subarray(offset, offset + 16),
@@ -122,13 +188,19 @@ export function checkSignatureLists(bytes: Uint8Array, options: SignatureListFor
   let offset = 0;
   let count = 0;
   for (const list of parsed.lists) {
-    const fail = (reason: string): SignatureListsResult => ({ ok: false, reason: `signature list at offset ${offset}: ${reason}`, offset });
+    const fail = (reason: string): SignatureListsResult => ({
+      ok: false,
+      reason: `signature list at offset ${offset}: ${reason}`,
+      offset,
+    });
     const info = signatureTypeOf(list.type);
     if (info === undefined) return fail(`unknown SignatureType ${guidToText(list.type)}`);
     if (!info.supported) return fail(`unsupported SignatureType ${info.name}`);
     if (list.header.length !== 0) return fail(`SignatureHeaderSize ${list.header.length} is not 0 for ${info.name}`);
     if (info.dataSize !== undefined && list.signatureSize !== SIGNATURE_OWNER_SIZE + info.dataSize) {
-      return fail(`SignatureSize ${list.signatureSize} is not ${SIGNATURE_OWNER_SIZE + info.dataSize} for ${info.name}`);
+      return fail(
+        `SignatureSize ${list.signatureSize} is not ${SIGNATURE_OWNER_SIZE + info.dataSize} for ${info.name}`,
+      );
     }
     if (list.signatures.length === 0 && options.allowEmptyLists !== true) return fail('the list has no entries');
     count += list.signatures.length;
@@ -154,9 +226,12 @@ export function serializeSignatureLists(lists: readonly SignatureList[]): Uint8A
   for (const list of lists) {
     if (list.type.length !== 16) throw new RangeError(`a SignatureType is 16 bytes, got ${list.type.length}`);
     for (const s of list.signatures) {
-      if (s.owner.length !== SIGNATURE_OWNER_SIZE) throw new RangeError(`a SignatureOwner is 16 bytes, got ${s.owner.length}`);
+      if (s.owner.length !== SIGNATURE_OWNER_SIZE)
+        throw new RangeError(`a SignatureOwner is 16 bytes, got ${s.owner.length}`);
       if (SIGNATURE_OWNER_SIZE + s.data.length !== list.signatureSize) {
-        throw new RangeError(`an entry of ${SIGNATURE_OWNER_SIZE + s.data.length} bytes in a list of SignatureSize ${list.signatureSize}`);
+        throw new RangeError(
+          `an entry of ${SIGNATURE_OWNER_SIZE + s.data.length} bytes in a list of SignatureSize ${list.signatureSize}`,
+        );
       }
     }
     total += signatureListSize(list);
@@ -182,17 +257,33 @@ export function serializeSignatureLists(lists: readonly SignatureList[]): Uint8A
 
 /** A list holding one X.509 certificate (DER), as cert-to-efi-sig-list builds it. */
 export function signatureListOfCertificate(der: Uint8Array, owner: Uint8Array): SignatureList {
-  return { type: Guids.CERT_X509, header: new Uint8Array(0), signatureSize: SIGNATURE_OWNER_SIZE + der.length, signatures: [{ owner, data: der }] };
+  return {
+    type: Guids.CERT_X509,
+    header: new Uint8Array(0),
+    signatureSize: SIGNATURE_OWNER_SIZE + der.length,
+    signatures: [{ owner, data: der }],
+  };
 }
 
 /** A list of hashes of one type (e.g. CERT_SHA256), all with the same owner. Throws RangeError on a wrong hash size. */
-export function signatureListOfHashes(type: Uint8Array, hashes: readonly Uint8Array[], owner: Uint8Array): SignatureList {
+export function signatureListOfHashes(
+  type: Uint8Array,
+  hashes: readonly Uint8Array[],
+  owner: Uint8Array,
+): SignatureList {
   const info = signatureTypeOf(type);
-  if (info === undefined || info.dataSize === undefined) throw new RangeError(`${guidToText(type)} is not a fixed-size signature type`);
+  if (info === undefined || info.dataSize === undefined)
+    throw new RangeError(`${guidToText(type)} is not a fixed-size signature type`);
   for (const h of hashes) {
-    if (h.length !== info.dataSize) throw new RangeError(`a ${info.name} entry is ${info.dataSize} bytes, got ${h.length}`);
+    if (h.length !== info.dataSize)
+      throw new RangeError(`a ${info.name} entry is ${info.dataSize} bytes, got ${h.length}`);
   }
-  return { type, header: new Uint8Array(0), signatureSize: SIGNATURE_OWNER_SIZE + info.dataSize, signatures: hashes.map((data) => ({ owner, data })) };
+  return {
+    type,
+    header: new Uint8Array(0),
+    signatureSize: SIGNATURE_OWNER_SIZE + info.dataSize,
+    signatures: hashes.map((data) => ({ owner, data })),
+  };
 }
 
 /** Every X.509 certificate (DER) in the lists, in order, with its owner. */
@@ -213,7 +304,12 @@ export function signatureHashes(
   for (const list of lists) {
     const info = signatureTypeOf(list.type);
     // Entries of the wrong size for their type are not hashes of that type: skip them.
-    if (info === undefined || info.dataSize === undefined || list.signatureSize !== SIGNATURE_OWNER_SIZE + info.dataSize) continue;
+    if (
+      info === undefined ||
+      info.dataSize === undefined ||
+      list.signatureSize !== SIGNATURE_OWNER_SIZE + info.dataSize
+    )
+      continue;
     if (info.kind === 'hash') {
       for (const s of list.signatures) out.push({ type: info, owner: s.owner, hash: s.data });
     } else if (info.kind === 'x509-hash') {

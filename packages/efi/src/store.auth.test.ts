@@ -26,7 +26,9 @@ describe('the authentication seam', () => {
 
   it('stores the approved payload, timestamp and signer digest; GetVariable returns only the payload', () => {
     const digest = new Uint8Array(32).fill(0xab);
-    const store = newStore({ authenticator: new RecordingAuthenticator((r) => ({ ...approve(r), signerDigest: digest })) });
+    const store = newStore({
+      authenticator: new RecordingAuthenticator((r) => ({ ...approve(r), signerDigest: digest })),
+    });
     const fw = client(store);
     expect(fw.setVariable(n('X'), V, NV_BS_RT_AT, auth2(bytes(9, 8), t(5)))).toBe(S.SUCCESS);
     expect(fw.getVariable(n('X'), V)).toEqual({ status: S.SUCCESS, attributes: NV_BS_RT_AT, data: bytes(9, 8) });
@@ -72,7 +74,10 @@ describe('the authentication seam', () => {
   });
 
   it('a refusal is returned as is and changes nothing', () => {
-    const auth = new RecordingAuthenticator(() => ({ status: S.SECURITY_VIOLATION, reason: 'signed by the wrong key' }));
+    const auth = new RecordingAuthenticator(() => ({
+      status: S.SECURITY_VIOLATION,
+      reason: 'signed by the wrong key',
+    }));
     const store = newStore({ authenticator: auth });
     const before = store.state();
     const fw = client(store);
@@ -111,7 +116,10 @@ describe('Secure Boot modes follow PK (varstored builtins, edk2 transitions)', (
 
   it('enrolling PK enters user mode; SecureBoot needs the platform setting', () => {
     for (const secureBoot of [true, false]) {
-      const store = newStore({ authenticator: new RecordingAuthenticator(), platform: { secureBoot, authEnforce: true } });
+      const store = newStore({
+        authenticator: new RecordingAuthenticator(),
+        platform: { secureBoot, authEnforce: true },
+      });
       const fw = client(store);
       expect(mode(fw)).toEqual([1, 0, 0, 0]);
       expect(fw.setVariable(n('KEK'), G, NV_BS_RT_AT, auth2(bytes(1)))).toBe(S.SUCCESS);
@@ -144,7 +152,9 @@ describe('Secure Boot modes follow PK (varstored builtins, edk2 transitions)', (
   });
 
   it('a failed PK write changes no mode', () => {
-    const fw = client(newStore({ authenticator: new RecordingAuthenticator(() => ({ status: S.SECURITY_VIOLATION })) }));
+    const fw = client(
+      newStore({ authenticator: new RecordingAuthenticator(() => ({ status: S.SECURITY_VIOLATION })) }),
+    );
     expect(fw.setVariable(n('PK'), G, NV_BS_RT_AT, auth2(bytes(1)))).toBe(S.SECURITY_VIOLATION);
     expect(mode(fw)).toEqual([1, 0, 0, 0]);
   });

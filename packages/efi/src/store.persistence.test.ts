@@ -101,8 +101,17 @@ describe('state and restore', () => {
     expect(fw.setVariable(n('Nv'), V, NV_BS_RT, bytes(1))).toBe(S.SUCCESS);
     expect(fw.setVariable(n('Vol'), V, BS_RT, bytes(2))).toBe(S.SUCCESS);
     expect(fw.setVariable(n('PK'), G, NV_BS_RT_AT, auth2(bytes(3), { year: 2022 }))).toBe(S.SUCCESS);
-    expect(fw.setVariable(n('MemoryOverwriteRequestControl'), Guids.MEMORY_OVERWRITE_CONTROL, NV_BS_RT, bytes(1))).toBe(S.SUCCESS);
-    expect(fw.setVariable(n('MemoryOverwriteRequestControlLock'), Guids.MEMORY_OVERWRITE_CONTROL_LOCK, NV_BS_RT, bytes(1, 2, 3, 4, 5, 6, 7, 8))).toBe(S.SUCCESS);
+    expect(fw.setVariable(n('MemoryOverwriteRequestControl'), Guids.MEMORY_OVERWRITE_CONTROL, NV_BS_RT, bytes(1))).toBe(
+      S.SUCCESS,
+    );
+    expect(
+      fw.setVariable(
+        n('MemoryOverwriteRequestControlLock'),
+        Guids.MEMORY_OVERWRITE_CONTROL_LOCK,
+        NV_BS_RT,
+        bytes(1, 2, 3, 4, 5, 6, 7, 8),
+      ),
+    ).toBe(S.SUCCESS);
     store.ppiIndex = 7;
     store.ppiWrite(3, 1, 9);
     return store;
@@ -125,9 +134,13 @@ describe('state and restore', () => {
     expect(fw.getVariable(n('SecureBoot'), G).data).toEqual(bytes(0));
     expect(fw.getVariable(n('DeployedMode'), G).data).toEqual(bytes(1));
     expect(fw.getVariable(n('MemoryOverwriteRequestControl'), Guids.MEMORY_OVERWRITE_CONTROL).data).toEqual(bytes(0));
-    expect(fw.getVariable(n('MemoryOverwriteRequestControlLock'), Guids.MEMORY_OVERWRITE_CONTROL_LOCK).data).toEqual(bytes(0));
+    expect(fw.getVariable(n('MemoryOverwriteRequestControlLock'), Guids.MEMORY_OVERWRITE_CONTROL_LOCK).data).toEqual(
+      bytes(0),
+    );
     expect(fw.getVariable(n('Tcg2PhysicalPresenceFlagsLock'), Guids.TCG2_PHYSICAL_PRESENCE).data).toEqual(bytes(0));
-    expect(booted.getVariable(n('PK'), G)!.timestamp).toEqual(saved.variables.find((v) => fromUtf16le(v.name) === 'PK')!.timestamp);
+    expect(booted.getVariable(n('PK'), G)!.timestamp).toEqual(
+      saved.variables.find((v) => fromUtf16le(v.name) === 'PK')!.timestamp,
+    );
     const names = fw.listVariables().map((v) => fromUtf16le(v.name));
     expect(names.slice(0, 10)).toEqual([
       'SignatureSupport',
@@ -145,17 +158,32 @@ describe('state and restore', () => {
   });
 
   it('a new boot keeps a saved PPIBuffer and creates a missing one', () => {
-    const ppi = makeVariable({ name: n('PPIBuffer'), guid: Guids.TCG2_PHYSICAL_PRESENCE, attributes: NV_BS_RT, data: new Uint8Array(48).fill(3) });
-    const kept = VariableStore.restore({ variables: [ppi], morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } }, { platform, resume: false });
+    const ppi = makeVariable({
+      name: n('PPIBuffer'),
+      guid: Guids.TCG2_PHYSICAL_PRESENCE,
+      attributes: NV_BS_RT,
+      data: new Uint8Array(48).fill(3),
+    });
+    const kept = VariableStore.restore(
+      { variables: [ppi], morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } },
+      { platform, resume: false },
+    );
     expect(kept.ppiRead(0x100, 1)).toBe(3);
-    const created = VariableStore.restore({ variables: [], morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } }, { platform, resume: false });
+    const created = VariableStore.restore(
+      { variables: [], morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } },
+      { platform, resume: false },
+    );
     expect(created.getVariable(n('PPIBuffer'), Guids.TCG2_PHYSICAL_PRESENCE)!.data).toEqual(new Uint8Array(48));
   });
 
   it('loads names stored with a terminator (old blobs) and refuses what could never have been stored', () => {
     const base: StoreState = { variables: [], morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } };
-    const v = (name: Uint8Array, data: Uint8Array, attributes = NV_BS_RT, guid = V) => makeVariable({ name, guid, attributes, data });
-    const withNul = VariableStore.restore({ ...base, variables: [v(bytes(0x41, 0, 0, 0), bytes(1))] }, { platform, resume: true });
+    const v = (name: Uint8Array, data: Uint8Array, attributes = NV_BS_RT, guid = V) =>
+      makeVariable({ name, guid, attributes, data });
+    const withNul = VariableStore.restore(
+      { ...base, variables: [v(bytes(0x41, 0, 0, 0), bytes(1))] },
+      { platform, resume: true },
+    );
     expect(withNul.getVariable(n('A'), V)?.data).toEqual(bytes(1));
     const bad: [string, StoreState][] = [
       ['empty data', { ...base, variables: [v(n('A'), new Uint8Array(0))] }],

@@ -69,7 +69,8 @@ class Model {
       next = { attributes: stored, data: payload.slice() };
     }
     const before = this.used();
-    const footprint = (v: { data: Uint8Array } | undefined) => (v === undefined ? 0 : name.length * 2 + v.data.length + 128);
+    const footprint = (v: { data: Uint8Array } | undefined) =>
+      v === undefined ? 0 : name.length * 2 + v.data.length + 128;
     const after = before - footprint(e) + footprint(next);
     if (after > Limits.TOTAL_MAX && after > before) return S.OUT_OF_RESOURCES;
     if (next === undefined) this.vars.delete(name);
@@ -134,7 +135,9 @@ function expectSameEnumeration(fw: FirmwareClient, model: Model): void {
     .listVariables()
     .filter((v) => Buffer.from(v.guid).equals(Buffer.from(V)))
     .map((v) => Buffer.from(v.name).toString('utf16le'));
-  expect(listed).toEqual([...model.vars].filter(([, v]) => !model.runtime || (v.attributes & 4) !== 0).map(([name]) => name));
+  expect(listed).toEqual(
+    [...model.vars].filter(([, v]) => !model.runtime || (v.attributes & 4) !== 0).map(([name]) => name),
+  );
 }
 
 describe('property: the store agrees with a plain reference model', () => {
@@ -157,7 +160,9 @@ describe('property: the store agrees with a plain reference model', () => {
             model.runtime ||= c.rt;
             expectSameEnumeration(fw, model);
           } else if (c.op === 'delete') {
-            expect(fw.setVariable(n(c.name), V, 0, new Uint8Array(0))).toBe(model.set(c.name, 0, new Uint8Array(0), c.rt));
+            expect(fw.setVariable(n(c.name), V, 0, new Uint8Array(0))).toBe(
+              model.set(c.name, 0, new Uint8Array(0), c.rt),
+            );
           } else {
             const got = fw.getVariable(n(c.name), V);
             const want = model.get(c.name, c.rt);
@@ -176,7 +181,15 @@ describe('property: the store agrees with a plain reference model', () => {
       runs(200),
     );
     // The generator must reach every outcome, or the agreement above proves little.
-    for (const s of [S.SUCCESS, S.NOT_FOUND, S.INVALID_PARAMETER, S.OUT_OF_RESOURCES, S.WRITE_PROTECTED, S.UNSUPPORTED, S.SECURITY_VIOLATION]) {
+    for (const s of [
+      S.SUCCESS,
+      S.NOT_FOUND,
+      S.INVALID_PARAMETER,
+      S.OUT_OF_RESOURCES,
+      S.WRITE_PROTECTED,
+      S.UNSUPPORTED,
+      S.SECURITY_VIOLATION,
+    ]) {
       expect(seen.has(s), `status 0x${s.toString(16)} never produced`).toBe(true);
     }
   }, 60_000);
@@ -192,8 +205,26 @@ const anyRequest: fc.Arbitrary<Request> = fc.oneof(
   }),
   fc.record({
     command: fc.constant('SetVariable' as const),
-    name: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.constantFrom(n('PK'), n('KEK'), n('db'), n('dbx'), n('BootOrder'), n('Boot0001'), n('SetupMode'), n('MemoryOverwriteRequestControlLock'))),
-    guid: fc.constantFrom(V, G, Guids.IMAGE_SECURITY_DATABASE, Guids.MEMORY_OVERWRITE_CONTROL_LOCK, Guids.TCG2_PHYSICAL_PRESENCE),
+    name: fc.oneof(
+      fc.uint8Array({ maxLength: 40 }),
+      fc.constantFrom(
+        n('PK'),
+        n('KEK'),
+        n('db'),
+        n('dbx'),
+        n('BootOrder'),
+        n('Boot0001'),
+        n('SetupMode'),
+        n('MemoryOverwriteRequestControlLock'),
+      ),
+    ),
+    guid: fc.constantFrom(
+      V,
+      G,
+      Guids.IMAGE_SECURITY_DATABASE,
+      Guids.MEMORY_OVERWRITE_CONTROL_LOCK,
+      Guids.TCG2_PHYSICAL_PRESENCE,
+    ),
     data: fc.uint8Array({ maxLength: 600 }),
     attributes: fc.oneof(fc.integer({ min: 0, max: 0xff }), fc.nat()),
     atRuntime: fc.boolean(),
@@ -213,7 +244,14 @@ describe('property: dispatch never throws and never answers more than the buffer
   it('for well-formed requests with arbitrary fields, then corrupted bytes', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(anyRequest, fc.array(fc.tuple(fc.nat({ max: 700 }), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.boolean()), { maxLength: 25 }),
+        fc.array(
+          fc.tuple(
+            anyRequest,
+            fc.array(fc.tuple(fc.nat({ max: 700 }), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+            fc.boolean(),
+          ),
+          { maxLength: 25 },
+        ),
         (steps) => {
           const store = newStore({ authenticator: new RecordingAuthenticator(), notifySBFailure: () => S.SUCCESS });
           for (const [request, corruptions, persistOk] of steps) {

@@ -41,7 +41,12 @@ describe('QueryVariableInfo (authvars.md §7.3, in edk2 order; sizes as varstore
     const store = newStore();
     const fw = client(store);
     const before = fw.queryVariableInfo(NV_BS_RT);
-    expect(before).toEqual({ status: S.SUCCESS, maximumStorageSize: 131072, remainingStorageSize: 131072 - store.usedStorage, maximumVariableSize: 57344 });
+    expect(before).toEqual({
+      status: S.SUCCESS,
+      maximumStorageSize: 131072,
+      remainingStorageSize: 131072 - store.usedStorage,
+      maximumVariableSize: 57344,
+    });
     expect(fw.setVariable(n('Abc'), V, NV_BS_RT, new Uint8Array(1000))).toBe(S.SUCCESS);
     expect(fw.queryVariableInfo(BS).remainingStorageSize).toBe(before.remainingStorageSize! - (6 + 1000 + 128));
   });
@@ -81,7 +86,10 @@ describe('GetVariable (authvars.md §7.4, varstored wire rules)', () => {
     const fw = client(store);
     expect(fw.setVariable(n('Big'), V, NV_BS_RT, new Uint8Array(Limits.DATA_MAX).fill(7))).toBe(S.SUCCESS);
     const buffer = new Uint8Array(Limits.BUFFER_SIZE);
-    encodeRequest({ command: 'GetVariable', name: n('Big'), guid: V, dataSize: Limits.DATA_MAX, atRuntime: false }, buffer);
+    encodeRequest(
+      { command: 'GetVariable', name: n('Big'), guid: V, dataSize: Limits.DATA_MAX, atRuntime: false },
+      buffer,
+    );
     const out = store.dispatch(buffer);
     expect(out.response.length).toBe(8 + 4 + 8 + Limits.DATA_MAX);
     expect(out.response.length).toBeLessThanOrEqual(Limits.BUFFER_SIZE);
@@ -105,12 +113,24 @@ describe('GetNextVariableName (authvars.md §7.5)', () => {
     for (const name of ['B', 'A', 'C']) expect(fw.setVariable(n(name), V, BS, bytes(1))).toBe(S.SUCCESS);
     expect(fw.setVariable(n('B'), V, BS, bytes(2))).toBe(S.SUCCESS);
     const names = fw.listVariables().map((v) => fromUtf16le(v.name));
-    expect(names.slice(0, 6)).toEqual(['SignatureSupport', 'SetupMode', 'AuditMode', 'DeployedMode', 'SecureBoot', 'VendorKeys']);
+    expect(names.slice(0, 6)).toEqual([
+      'SignatureSupport',
+      'SetupMode',
+      'AuditMode',
+      'DeployedMode',
+      'SecureBoot',
+      'VendorKeys',
+    ]);
     expect(names.slice(-3)).toEqual(['B', 'A', 'C']);
     // Deleted and created again: last.
     expect(fw.setVariable(n('B'), V, BS, new Uint8Array(0))).toBe(S.SUCCESS);
     expect(fw.setVariable(n('B'), V, BS, bytes(3))).toBe(S.SUCCESS);
-    expect(fw.listVariables().map((v) => fromUtf16le(v.name)).slice(-3)).toEqual(['A', 'C', 'B']);
+    expect(
+      fw
+        .listVariables()
+        .map((v) => fromUtf16le(v.name))
+        .slice(-3),
+    ).toEqual(['A', 'C', 'B']);
   });
 
   it('each visible variable exactly once, then NOT_FOUND', () => {
@@ -139,7 +159,11 @@ describe('GetNextVariableName (authvars.md §7.5)', () => {
     // AuditMode (18 bytes + NUL) is followed by DeployedMode (24 bytes + NUL).
     expect(fw.getNextVariableName(n('AuditMode'), G, 19).status).toBe(S.INVALID_PARAMETER);
     expect(fw.getNextVariableName(n('AuditMode'), G, 20)).toEqual({ status: S.BUFFER_TOO_SMALL, requiredSize: 26 });
-    expect(fw.getNextVariableName(n('AuditMode'), G, 26)).toEqual({ status: S.SUCCESS, name: n('DeployedMode'), guid: G });
+    expect(fw.getNextVariableName(n('AuditMode'), G, 26)).toEqual({
+      status: S.SUCCESS,
+      name: n('DeployedMode'),
+      guid: G,
+    });
   });
 
   it('a previous name over 4096 bytes → DEVICE_ERROR', () => {
@@ -219,7 +243,13 @@ describe('NotifySBFailure', () => {
 
   it('passes the port status through, and a throwing port becomes DEVICE_ERROR', () => {
     expect(client(newStore({ notifySBFailure: () => S.DEVICE_ERROR })).notifySBFailure()).toBe(S.DEVICE_ERROR);
-    const fw = client(newStore({ notifySBFailure: () => { throw new Error('xapi down'); } }));
+    const fw = client(
+      newStore({
+        notifySBFailure: () => {
+          throw new Error('xapi down');
+        },
+      }),
+    );
     expect(fw.notifySBFailure()).toBe(S.DEVICE_ERROR);
     expect(fw.notifySBFailure()).toBe(S.ACCESS_DENIED);
   });
@@ -248,7 +278,10 @@ describe('undecodable requests', () => {
   it('reads the caller buffer once: changing it during or after dispatch changes nothing stored', () => {
     const store = newStore();
     const b = new Uint8Array(Limits.BUFFER_SIZE);
-    encodeRequest({ command: 'SetVariable', name: n('X'), guid: V, data: bytes(1, 2, 3), attributes: NV_BS_RT, atRuntime: false }, b);
+    encodeRequest(
+      { command: 'SetVariable', name: n('X'), guid: V, data: bytes(1, 2, 3), attributes: NV_BS_RT, atRuntime: false },
+      b,
+    );
     const out = store.dispatch(b);
     out.pending?.commit();
     b.fill(0xee);

@@ -41,7 +41,14 @@ import type {
   StoreView,
 } from './types.js';
 import { uefiVariableCheck } from './var-check.js';
-import { SIGNER_DIGEST_SIZE, bytesEqual, makeVariable, nameProblem, variablesEqual, type Variable } from './variable.js';
+import {
+  SIGNER_DIGEST_SIZE,
+  bytesEqual,
+  makeVariable,
+  nameProblem,
+  variablesEqual,
+  type Variable,
+} from './variable.js';
 
 /** sizeof(EFI_VARIABLE_AUTHENTICATION) of the deprecated counter-based scheme. */
 const AUTHINFO_SIZE = 560;
@@ -68,7 +75,8 @@ function charPerByte(bytes: Uint8Array): string {
   // apply() takes the bytes as arguments: chunked, so that no length can overflow the stack.
   if (bytes.length <= KEY_CHUNK) return String.fromCharCode.apply(null, bytes as unknown as number[]);
   let s = '';
-  for (let i = 0; i < bytes.length; i += KEY_CHUNK) s += String.fromCharCode.apply(null, bytes.subarray(i, i + KEY_CHUNK) as unknown as number[]);
+  for (let i = 0; i < bytes.length; i += KEY_CHUNK)
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + KEY_CHUNK) as unknown as number[]);
   return s;
 }
 
@@ -139,7 +147,10 @@ export class VariableStore {
   private readonly log: (level: LogLevel, message: string) => void;
 
   private constructor(options: StoreOptions, runtime: boolean) {
-    this.platform = { secureBoot: options.platform.secureBoot === true, authEnforce: options.platform.authEnforce !== false };
+    this.platform = {
+      secureBoot: options.platform.secureBoot === true,
+      authEnforce: options.platform.authEnforce !== false,
+    };
     this.authenticator = options.authenticator;
     this.notifySBFailure = options.notifySBFailure;
     this.log = options.log ?? (() => undefined);
@@ -148,7 +159,10 @@ export class VariableStore {
 
   /** A store for a first boot: the builtins only. */
   static create(options: StoreOptions): VariableStore {
-    return VariableStore.restore({ variables: [], morKey: new Uint8Array(MOR_KEY_SIZE), ppi: { index: 0, func: new Uint8Array(PPI_FUNC_SIZE) } }, { ...options, resume: false });
+    return VariableStore.restore(
+      { variables: [], morKey: new Uint8Array(MOR_KEY_SIZE), ppi: { index: 0, func: new Uint8Array(PPI_FUNC_SIZE) } },
+      { ...options, resume: false },
+    );
   }
 
   /**
@@ -170,7 +184,13 @@ export class VariableStore {
     if (options.resume) {
       store.replaceVars(loaded);
       // A save file always holds the builtins; recreate any that are missing rather than run without them.
-      for (const b of [...MODE_BUILTINS, Names.MemoryOverwriteRequestControl, Names.MemoryOverwriteRequestControlLock, Names.PPIBuffer, Names.Tcg2PhysicalPresenceFlagsLock]) {
+      for (const b of [
+        ...MODE_BUILTINS,
+        Names.MemoryOverwriteRequestControl,
+        Names.MemoryOverwriteRequestControlLock,
+        Names.PPIBuffer,
+        Names.Tcg2PhysicalPresenceFlagsLock,
+      ]) {
         if (!store.vars.has(keyOf(b.name, b.guid))) store.putInternal(b, store.initialBuiltinValue(b, loaded));
       }
     } else {
@@ -203,7 +223,9 @@ export class VariableStore {
         return Uint8Array.of(1);
       case Names.PPIBuffer: {
         const saved = loaded.get(keyOf(b.name, b.guid));
-        return saved !== undefined && (saved.attributes & Attr.NON_VOLATILE) !== 0 ? saved.data : new Uint8Array(PPI_BUFFER_SIZE);
+        return saved !== undefined && (saved.attributes & Attr.NON_VOLATILE) !== 0
+          ? saved.data
+          : new Uint8Array(PPI_BUFFER_SIZE);
       }
       default:
         return Uint8Array.of(0);
@@ -266,8 +288,10 @@ export class VariableStore {
    * its first 64 KiB, and nothing of it is kept: what the store keeps, it copies.
    */
   dispatch(request: Uint8Array): DispatchOutcome {
-    if (!(request instanceof Uint8Array)) return statusOutcome(EfiStatus.DEVICE_ERROR, 'the request is not a byte array');
-    if (this.pendingOpen) return statusOutcome(EfiStatus.DEVICE_ERROR, 'a previous change is still waiting for commit or rollback');
+    if (!(request instanceof Uint8Array))
+      return statusOutcome(EfiStatus.DEVICE_ERROR, 'the request is not a byte array');
+    if (this.pendingOpen)
+      return statusOutcome(EfiStatus.DEVICE_ERROR, 'a previous change is still waiting for commit or rollback');
     const decoded = decodeRequest(request);
     if (!decoded.ok) return statusOutcome(decoded.status, decoded.reason);
     const r = decoded.request;
@@ -287,15 +311,21 @@ export class VariableStore {
           if (r.atRuntime) this.runtime = true;
           const result = this.set(r, this.runtime);
           const response = this.encode({ command: 'SetVariable', status: result.status });
-          if (result.persist !== true) return withReason({ response, command: 'SetVariable', status: result.status }, result.reason);
-          const pending = this.openPending(before!, () => this.encode({ command: 'SetVariable', status: EfiStatus.DEVICE_ERROR }));
+          if (result.persist !== true)
+            return withReason({ response, command: 'SetVariable', status: result.status }, result.reason);
+          const pending = this.openPending(before!, () =>
+            this.encode({ command: 'SetVariable', status: EfiStatus.DEVICE_ERROR }),
+          );
           return withReason({ response, command: 'SetVariable', status: result.status, pending }, result.reason);
         }
       }
     } catch (e) {
       // Nothing a guest sends should get here; if it does, leave the store as it was.
       if (before !== undefined) this.restoreSnapshot(before);
-      return { ...statusOutcome(EfiStatus.DEVICE_ERROR, `internal error: ${e instanceof Error ? e.message : String(e)}`), command: r.command };
+      return {
+        ...statusOutcome(EfiStatus.DEVICE_ERROR, `internal error: ${e instanceof Error ? e.message : String(e)}`),
+        command: r.command,
+      };
     }
   }
 
@@ -303,19 +333,30 @@ export class VariableStore {
    * SetVariable from inside the host (first-boot provisioning, tools): the same rules as a guest
    * request at boot time (or at runtime when asked). Never throws.
    */
-  setVariable(name: Uint8Array, guid: Uint8Array, attributes: number, data: Uint8Array, options: { atRuntime?: boolean } = {}): SetOutcome {
-    if (this.pendingOpen) return { status: EfiStatus.DEVICE_ERROR, reason: 'a previous change is still waiting for commit or rollback' };
+  setVariable(
+    name: Uint8Array,
+    guid: Uint8Array,
+    attributes: number,
+    data: Uint8Array,
+    options: { atRuntime?: boolean } = {},
+  ): SetOutcome {
+    if (this.pendingOpen)
+      return { status: EfiStatus.DEVICE_ERROR, reason: 'a previous change is still waiting for commit or rollback' };
     const before = this.snapshot();
     try {
       if (!(name instanceof Uint8Array) || !(guid instanceof Uint8Array) || !(data instanceof Uint8Array)) {
         return { status: EfiStatus.INVALID_PARAMETER, reason: 'name, guid and data must be byte arrays' };
       }
       const result = this.set({ name, guid, attributes: Number(attributes) >>> 0, data }, options.atRuntime === true);
-      const outcome: SetOutcome = result.reason === undefined ? { status: result.status } : { status: result.status, reason: result.reason };
+      const outcome: SetOutcome =
+        result.reason === undefined ? { status: result.status } : { status: result.status, reason: result.reason };
       return result.persist === true ? { ...outcome, pending: this.openPending(before, () => undefined) } : outcome;
     } catch (e) {
       this.restoreSnapshot(before);
-      return { status: EfiStatus.DEVICE_ERROR, reason: `internal error: ${e instanceof Error ? e.message : String(e)}` };
+      return {
+        status: EfiStatus.DEVICE_ERROR,
+        reason: `internal error: ${e instanceof Error ? e.message : String(e)}`,
+      };
     }
   }
 
@@ -373,13 +414,20 @@ export class VariableStore {
 
   private handleGetVariable(r: GetVariableRequest): { response: Response; reason?: string } {
     if (r.atRuntime) this.runtime = true;
-    const status = (s: bigint, reason: string) => ({ response: { command: 'GetVariable' as const, status: s }, reason });
+    const status = (s: bigint, reason: string) => ({
+      response: { command: 'GetVariable' as const, status: s },
+      reason,
+    });
     if (r.name.length === 0) return status(EfiStatus.NOT_FOUND, 'empty name');
-    if (r.name.length > Limits.NAME_MAX) return status(EfiStatus.DEVICE_ERROR, `name of ${r.name.length} bytes exceeds ${Limits.NAME_MAX}`);
+    if (r.name.length > Limits.NAME_MAX)
+      return status(EfiStatus.DEVICE_ERROR, `name of ${r.name.length} bytes exceeds ${Limits.NAME_MAX}`);
     const v = this.lookup(r.name, r.guid);
     if (v === undefined || (this.runtime && (v.attributes & Attr.RUNTIME_ACCESS) === 0)) {
       // Probing for variables is most of a boot: a constant reason (the request names the variable).
-      return status(EfiStatus.NOT_FOUND, v === undefined ? 'no such variable' : 'the variable is not visible at runtime');
+      return status(
+        EfiStatus.NOT_FOUND,
+        v === undefined ? 'no such variable' : 'the variable is not visible at runtime',
+      );
     }
     if (r.dataSize < v.data.length) {
       return { response: { command: 'GetVariable', status: EfiStatus.BUFFER_TOO_SMALL, requiredSize: v.data.length } };
@@ -389,10 +437,15 @@ export class VariableStore {
 
   private handleGetNext(r: GetNextVariableNameRequest): { response: Response; reason?: string } {
     if (r.atRuntime) this.runtime = true;
-    const status = (s: bigint, reason: string) => ({ response: { command: 'GetNextVariableName' as const, status: s }, reason });
-    if (r.name.length > Limits.NAME_MAX) return status(EfiStatus.DEVICE_ERROR, `name of ${r.name.length} bytes exceeds ${Limits.NAME_MAX}`);
+    const status = (s: bigint, reason: string) => ({
+      response: { command: 'GetNextVariableName' as const, status: s },
+      reason,
+    });
+    if (r.name.length > Limits.NAME_MAX)
+      return status(EfiStatus.DEVICE_ERROR, `name of ${r.name.length} bytes exceeds ${Limits.NAME_MAX}`);
     // The caller's buffer must hold the previous name and its terminator (edk2: NUL within VariableNameSize).
-    if (r.nameSize < r.name.length + 2) return status(EfiStatus.INVALID_PARAMETER, `name buffer of ${r.nameSize} bytes cannot hold the previous name`);
+    if (r.nameSize < r.name.length + 2)
+      return status(EfiStatus.INVALID_PARAMETER, `name buffer of ${r.nameSize} bytes cannot hold the previous name`);
     const visible = (v: Variable): boolean => !this.runtime || (v.attributes & Attr.RUNTIME_ACCESS) !== 0;
     let next: Variable | undefined;
     if (r.name.length === 0) {
@@ -405,7 +458,8 @@ export class VariableStore {
     } else {
       const key = keyOf(r.name, r.guid);
       const prev = this.vars.get(key);
-      if (prev === undefined || !visible(prev)) return status(EfiStatus.INVALID_PARAMETER, `previous variable ${describe(r.name, r.guid)} does not exist`);
+      if (prev === undefined || !visible(prev))
+        return status(EfiStatus.INVALID_PARAMETER, `previous variable ${describe(r.name, r.guid)} does not exist`);
       // An enumeration is n calls: finding the previous name by position keeps each one O(1).
       const { keys, at } = this.enumeration();
       for (let i = at.get(key)! + 1; i < keys.length; i++) {
@@ -418,24 +472,40 @@ export class VariableStore {
     }
     if (next === undefined) return status(EfiStatus.NOT_FOUND, 'end of the enumeration');
     if (r.nameSize < next.name.length + 2) {
-      return { response: { command: 'GetNextVariableName', status: EfiStatus.BUFFER_TOO_SMALL, requiredSize: next.name.length + 2 } };
+      return {
+        response: {
+          command: 'GetNextVariableName',
+          status: EfiStatus.BUFFER_TOO_SMALL,
+          requiredSize: next.name.length + 2,
+        },
+      };
     }
-    return { response: { command: 'GetNextVariableName', status: EfiStatus.SUCCESS, name: next.name, guid: next.guid } };
+    return {
+      response: { command: 'GetNextVariableName', status: EfiStatus.SUCCESS, name: next.name, guid: next.guid },
+    };
   }
 
   private handleQuery(r: QueryVariableInfoRequest): { response: Response; reason?: string } {
     const a = r.attributes >>> 0;
-    const status = (s: bigint, reason: string) => ({ response: { command: 'QueryVariableInfo' as const, status: s }, reason });
+    const status = (s: bigint, reason: string) => ({
+      response: { command: 'QueryVariableInfo' as const, status: s },
+      reason,
+    });
     // edk2 VariableServiceQueryVariableInfo, in its order.
     if (a === 0) return status(EfiStatus.INVALID_PARAMETER, 'no attributes');
-    if ((a & Attr.AUTHENTICATED_WRITE_ACCESS) !== 0) return status(EfiStatus.UNSUPPORTED, 'AUTHENTICATED_WRITE_ACCESS is deprecated');
+    if ((a & Attr.AUTHENTICATED_WRITE_ACCESS) !== 0)
+      return status(EfiStatus.UNSUPPORTED, 'AUTHENTICATED_WRITE_ACCESS is deprecated');
     if ((a & ATTRIBUTES_MASK) === 0) return status(EfiStatus.UNSUPPORTED, 'no supported attribute');
     if ((a & ATTRIBUTES_MASK) === Attr.NON_VOLATILE) return status(EfiStatus.INVALID_PARAMETER, 'NON_VOLATILE alone');
-    if ((a & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === Attr.RUNTIME_ACCESS) return status(EfiStatus.INVALID_PARAMETER, 'RUNTIME_ACCESS without BOOTSERVICE_ACCESS');
-    if (this.runtime && (a & Attr.RUNTIME_ACCESS) === 0) return status(EfiStatus.INVALID_PARAMETER, 'at runtime RUNTIME_ACCESS is required');
-    if ((a & (Attr.NON_VOLATILE | Attr.HARDWARE_ERROR_RECORD)) === Attr.HARDWARE_ERROR_RECORD) return status(EfiStatus.INVALID_PARAMETER, 'HARDWARE_ERROR_RECORD without NON_VOLATILE');
+    if ((a & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === Attr.RUNTIME_ACCESS)
+      return status(EfiStatus.INVALID_PARAMETER, 'RUNTIME_ACCESS without BOOTSERVICE_ACCESS');
+    if (this.runtime && (a & Attr.RUNTIME_ACCESS) === 0)
+      return status(EfiStatus.INVALID_PARAMETER, 'at runtime RUNTIME_ACCESS is required');
+    if ((a & (Attr.NON_VOLATILE | Attr.HARDWARE_ERROR_RECORD)) === Attr.HARDWARE_ERROR_RECORD)
+      return status(EfiStatus.INVALID_PARAMETER, 'HARDWARE_ERROR_RECORD without NON_VOLATILE');
     // No hardware error record storage (OVMF's PcdHwErrStorageSize = 0), whatever else is set.
-    if ((a & Attr.HARDWARE_ERROR_RECORD) !== 0) return status(EfiStatus.UNSUPPORTED, 'no hardware error record storage');
+    if ((a & Attr.HARDWARE_ERROR_RECORD) !== 0)
+      return status(EfiStatus.UNSUPPORTED, 'no hardware error record storage');
     const used = this.usedStorage;
     return {
       response: {
@@ -449,18 +519,28 @@ export class VariableStore {
   }
 
   private handleNotify(): { response: Response; reason?: string } {
-    const respond = (s: bigint, reason?: string) => ({ response: { command: 'NotifySBFailure' as const, status: s }, ...(reason === undefined ? {} : { reason }) });
-    if (this.notifySBFailure === undefined) return respond(EfiStatus.UNSUPPORTED, 'no Secure Boot failure alert is configured');
+    const respond = (s: bigint, reason?: string) => ({
+      response: { command: 'NotifySBFailure' as const, status: s },
+      ...(reason === undefined ? {} : { reason }),
+    });
+    if (this.notifySBFailure === undefined)
+      return respond(EfiStatus.UNSUPPORTED, 'no Secure Boot failure alert is configured');
     // One alert per daemon instance, as varstored: a guest must not flood the toolstack.
-    if (this.sbFailureNotified) return respond(EfiStatus.ACCESS_DENIED, 'the Secure Boot failure alert was already raised');
+    if (this.sbFailureNotified)
+      return respond(EfiStatus.ACCESS_DENIED, 'the Secure Boot failure alert was already raised');
     this.sbFailureNotified = true;
     let s: bigint;
     try {
       s = this.notifySBFailure();
     } catch (e) {
-      return respond(EfiStatus.DEVICE_ERROR, `the Secure Boot failure alert failed: ${e instanceof Error ? e.message : String(e)}`);
+      return respond(
+        EfiStatus.DEVICE_ERROR,
+        `the Secure Boot failure alert failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
-    return typeof s === 'bigint' ? respond(s) : respond(EfiStatus.DEVICE_ERROR, 'the Secure Boot failure alert returned no status');
+    return typeof s === 'bigint'
+      ? respond(s)
+      : respond(EfiStatus.DEVICE_ERROR, 'the Secure Boot failure alert returned no status');
   }
 
   // -------------------------------------------------------------------------------------------
@@ -472,11 +552,16 @@ export class VariableStore {
     const attributes = r.attributes >>> 0;
     // varstored's wire limits.
     if (name.length === 0) return fail(EfiStatus.INVALID_PARAMETER, 'empty name');
-    if (name.length > Limits.NAME_MAX) return fail(EfiStatus.DEVICE_ERROR, `name of ${name.length} bytes exceeds ${Limits.NAME_MAX}`);
+    if (name.length > Limits.NAME_MAX)
+      return fail(EfiStatus.DEVICE_ERROR, `name of ${name.length} bytes exceeds ${Limits.NAME_MAX}`);
     const badName = nameProblem(name);
     if (badName !== undefined) return fail(EfiStatus.INVALID_PARAMETER, badName);
     if (guid.length !== 16) return fail(EfiStatus.INVALID_PARAMETER, 'a vendor GUID is 16 bytes');
-    if (data.length > Limits.BUFFER_SIZE) return fail(EfiStatus.OUT_OF_RESOURCES, `data of ${data.length} bytes exceeds the ${Limits.BUFFER_SIZE}-byte buffer`);
+    if (data.length > Limits.BUFFER_SIZE)
+      return fail(
+        EfiStatus.OUT_OF_RESOURCES,
+        `data of ${data.length} bytes exceeds the ${Limits.BUFFER_SIZE}-byte buffer`,
+      );
     const what = describe(name, guid);
 
     // Attribute combinations.
@@ -484,13 +569,20 @@ export class VariableStore {
     const AT = Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
     const aw = (attributes & AW) !== 0;
     const at = (attributes & AT) !== 0;
-    if ((attributes & ~(ATTRIBUTES_MASK | AW)) !== 0) return fail(EfiStatus.INVALID_PARAMETER, `reserved attribute bits in ${formatAttributes(attributes)}`);
+    if ((attributes & ~(ATTRIBUTES_MASK | AW)) !== 0)
+      return fail(EfiStatus.INVALID_PARAMETER, `reserved attribute bits in ${formatAttributes(attributes)}`);
     if ((attributes & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === Attr.RUNTIME_ACCESS) {
-      return fail(aw ? EfiStatus.UNSUPPORTED : EfiStatus.INVALID_PARAMETER, 'RUNTIME_ACCESS without BOOTSERVICE_ACCESS');
+      return fail(
+        aw ? EfiStatus.UNSUPPORTED : EfiStatus.INVALID_PARAMETER,
+        'RUNTIME_ACCESS without BOOTSERVICE_ACCESS',
+      );
     }
-    if ((attributes & ATTRIBUTES_MASK) === Attr.NON_VOLATILE) return fail(aw ? EfiStatus.UNSUPPORTED : EfiStatus.INVALID_PARAMETER, 'NON_VOLATILE alone');
-    if (!aw && !at && (attributes & Attr.HARDWARE_ERROR_RECORD) !== 0) return fail(EfiStatus.INVALID_PARAMETER, 'hardware error records are not supported');
-    if (aw && at) return fail(EfiStatus.UNSUPPORTED, 'both AUTHENTICATED_WRITE_ACCESS and TIME_BASED_AUTHENTICATED_WRITE_ACCESS');
+    if ((attributes & ATTRIBUTES_MASK) === Attr.NON_VOLATILE)
+      return fail(aw ? EfiStatus.UNSUPPORTED : EfiStatus.INVALID_PARAMETER, 'NON_VOLATILE alone');
+    if (!aw && !at && (attributes & Attr.HARDWARE_ERROR_RECORD) !== 0)
+      return fail(EfiStatus.INVALID_PARAMETER, 'hardware error records are not supported');
+    if (aw && at)
+      return fail(EfiStatus.UNSUPPORTED, 'both AUTHENTICATED_WRITE_ACCESS and TIME_BASED_AUTHENTICATED_WRITE_ACCESS');
 
     // The payload: what would be stored.
     let payload: Uint8Array;
@@ -498,15 +590,23 @@ export class VariableStore {
       if (data.length !== AUTHINFO_SIZE) return fail(EfiStatus.UNSUPPORTED, 'AUTHENTICATED_WRITE_ACCESS is deprecated');
       payload = data.subarray(data.length);
     } else if (at) {
-      const dwLength = data.length >= AUTH2_CERT_DATA_OFFSET ? new DataView(data.buffer, data.byteOffset + AUTH2_AUTHINFO_OFFSET, 4).getUint32(0, true) : 0;
-      if (data.length < AUTH2_CERT_DATA_OFFSET || dwLength > data.length - AUTH2_AUTHINFO_OFFSET || dwLength < WIN_CERT_UEFI_GUID_HEADER) {
+      const dwLength =
+        data.length >= AUTH2_CERT_DATA_OFFSET
+          ? new DataView(data.buffer, data.byteOffset + AUTH2_AUTHINFO_OFFSET, 4).getUint32(0, true)
+          : 0;
+      if (
+        data.length < AUTH2_CERT_DATA_OFFSET ||
+        dwLength > data.length - AUTH2_AUTHINFO_OFFSET ||
+        dwLength < WIN_CERT_UEFI_GUID_HEADER
+      ) {
         return fail(EfiStatus.SECURITY_VIOLATION, 'malformed EFI_VARIABLE_AUTHENTICATION_2 descriptor');
       }
       payload = data.subarray(AUTH2_AUTHINFO_OFFSET + dwLength);
     } else {
       payload = data;
     }
-    if (payload.length > Limits.DATA_MAX) return fail(EfiStatus.OUT_OF_RESOURCES, `data of ${payload.length} bytes exceeds ${Limits.DATA_MAX}`);
+    if (payload.length > Limits.DATA_MAX)
+      return fail(EfiStatus.OUT_OF_RESOURCES, `data of ${payload.length} bytes exceeds ${Limits.DATA_MAX}`);
 
     // MOR and MOR lock have their own rules (TCG Platform Reset Attack Mitigation, as varstored).
     if (this.is(Names.MemoryOverwriteRequestControl, name, guid)) return this.setMorControl(attributes, payload);
@@ -519,9 +619,13 @@ export class VariableStore {
     const key = keyOf(name, guid);
     const existing = this.vars.get(key);
     if (existing !== undefined) {
-      if (runtime && (existing.attributes & Attr.RUNTIME_ACCESS) === 0) return fail(EfiStatus.WRITE_PROTECTED, `${what} is not a runtime variable`);
+      if (runtime && (existing.attributes & Attr.RUNTIME_ACCESS) === 0)
+        return fail(EfiStatus.WRITE_PROTECTED, `${what} is not a runtime variable`);
       if (attributes !== 0 && (attributes & ~Attr.APPEND_WRITE) !== existing.attributes) {
-        return fail(EfiStatus.INVALID_PARAMETER, `${what} has attributes ${formatAttributes(existing.attributes)}, not ${formatAttributes(attributes & ~Attr.APPEND_WRITE)}`);
+        return fail(
+          EfiStatus.INVALID_PARAMETER,
+          `${what} has attributes ${formatAttributes(existing.attributes)}, not ${formatAttributes(attributes & ~Attr.APPEND_WRITE)}`,
+        );
       }
       const ppi = this.checkPpiVariables(name, guid, payload);
       if (ppi !== undefined) return ppi;
@@ -530,17 +634,26 @@ export class VariableStore {
     // AuthVariableLibProcessVariable.
     const policyVariable = this.isPolicyVariable(name, guid);
     if (policyVariable) {
-      if ((attributes & Attr.NON_VOLATILE) === 0 || !at) return fail(EfiStatus.INVALID_PARAMETER, `${nameText} must be written NV|BS|RT|AT with an authentication descriptor`);
+      if ((attributes & Attr.NON_VOLATILE) === 0 || !at)
+        return fail(
+          EfiStatus.INVALID_PARAMETER,
+          `${nameText} must be written NV|BS|RT|AT with an authentication descriptor`,
+        );
     } else if (aw) {
       return fail(EfiStatus.UNSUPPORTED, 'AUTHENTICATED_WRITE_ACCESS is deprecated');
     }
     if (at) return this.setAuthenticated(key, existing, { name, guid, attributes, data }, runtime);
-    if (existing !== undefined && (existing.attributes & (AT | AW)) !== 0) return fail(EfiStatus.WRITE_PROTECTED, `${what} is authenticated: writes need a signed descriptor`);
+    if (existing !== undefined && (existing.attributes & (AT | AW)) !== 0)
+      return fail(EfiStatus.WRITE_PROTECTED, `${what} is authenticated: writes need a signed descriptor`);
     return this.update(key, existing, { name, guid, attributes, payload }, runtime);
   }
 
   private setAuthenticated(key: Key, existing: Variable | undefined, r: SetRequest, runtime: boolean): SetResult {
-    if (this.authenticator === undefined) return fail(EfiStatus.SECURITY_VIOLATION, 'authenticated writes cannot be verified: no authenticator is configured');
+    if (this.authenticator === undefined)
+      return fail(
+        EfiStatus.SECURITY_VIOLATION,
+        'authenticated writes cannot be verified: no authenticator is configured',
+      );
     const append = (r.attributes & Attr.APPEND_WRITE) !== 0;
     const store = this;
     const view: StoreView = {
@@ -565,23 +678,47 @@ export class VariableStore {
         view,
       );
     } catch (e) {
-      return fail(EfiStatus.SECURITY_VIOLATION, `the authenticator failed: ${e instanceof Error ? e.message : String(e)}`);
+      return fail(
+        EfiStatus.SECURITY_VIOLATION,
+        `the authenticator failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
-    if (result === null || typeof result !== 'object' || typeof result.status !== 'bigint') return fail(EfiStatus.SECURITY_VIOLATION, 'the authenticator returned no decision');
+    if (result === null || typeof result !== 'object' || typeof result.status !== 'bigint')
+      return fail(EfiStatus.SECURITY_VIOLATION, 'the authenticator returned no decision');
     if (result.status !== EfiStatus.SUCCESS) {
       return fail(result.status, result.reason ?? `authenticated write refused (${statusName(result.status)})`);
     }
     // Never store what was not explicitly approved.
-    if (!(result.payload instanceof Uint8Array)) return fail(EfiStatus.SECURITY_VIOLATION, 'the authenticator approved the write without a payload');
-    if (result.timestamp !== undefined && (!(result.timestamp instanceof Uint8Array) || result.timestamp.length !== 16)) {
+    if (!(result.payload instanceof Uint8Array))
+      return fail(EfiStatus.SECURITY_VIOLATION, 'the authenticator approved the write without a payload');
+    if (
+      result.timestamp !== undefined &&
+      (!(result.timestamp instanceof Uint8Array) || result.timestamp.length !== 16)
+    ) {
       return fail(EfiStatus.SECURITY_VIOLATION, 'the authenticator returned a malformed timestamp');
     }
-    if (result.signerDigest !== undefined && (!(result.signerDigest instanceof Uint8Array) || result.signerDigest.length !== SIGNER_DIGEST_SIZE)) {
+    if (
+      result.signerDigest !== undefined &&
+      (!(result.signerDigest instanceof Uint8Array) || result.signerDigest.length !== SIGNER_DIGEST_SIZE)
+    ) {
       return fail(EfiStatus.SECURITY_VIOLATION, 'the authenticator returned a malformed signer digest');
     }
-    if (result.payload.length > Limits.DATA_MAX) return fail(EfiStatus.OUT_OF_RESOURCES, `data of ${result.payload.length} bytes exceeds ${Limits.DATA_MAX}`);
+    if (result.payload.length > Limits.DATA_MAX)
+      return fail(EfiStatus.OUT_OF_RESOURCES, `data of ${result.payload.length} bytes exceeds ${Limits.DATA_MAX}`);
     const wasPk = this.is(Names.PK, r.name, r.guid);
-    const outcome = this.update(key, existing, { name: r.name, guid: r.guid, attributes: r.attributes, payload: result.payload, timestamp: result.timestamp ?? new Uint8Array(16), ...(result.signerDigest === undefined ? {} : { signerDigest: result.signerDigest }) }, runtime);
+    const outcome = this.update(
+      key,
+      existing,
+      {
+        name: r.name,
+        guid: r.guid,
+        attributes: r.attributes,
+        payload: result.payload,
+        timestamp: result.timestamp ?? new Uint8Array(16),
+        ...(result.signerDigest === undefined ? {} : { signerDigest: result.signerDigest }),
+      },
+      runtime,
+    );
     if (outcome.status === EfiStatus.SUCCESS && wasPk) this.refreshModes(runtime);
     return outcome;
   }
@@ -590,7 +727,14 @@ export class VariableStore {
   private update(
     key: Key,
     existing: Variable | undefined,
-    w: { name: Uint8Array; guid: Uint8Array; attributes: number; payload: Uint8Array; timestamp?: Uint8Array; signerDigest?: Uint8Array },
+    w: {
+      name: Uint8Array;
+      guid: Uint8Array;
+      attributes: number;
+      payload: Uint8Array;
+      timestamp?: Uint8Array;
+      signerDigest?: Uint8Array;
+    },
     runtime: boolean,
   ): SetResult {
     const append = (w.attributes & Attr.APPEND_WRITE) !== 0;
@@ -598,27 +742,52 @@ export class VariableStore {
     const what = describe(w.name, w.guid);
     let next: Variable | undefined;
     if (existing !== undefined) {
-      if (runtime && (existing.attributes & Attr.NON_VOLATILE) === 0) return fail(EfiStatus.WRITE_PROTECTED, `${what} is volatile: read-only at runtime`);
-      if ((!append && w.payload.length === 0) || (w.attributes & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === 0) {
+      if (runtime && (existing.attributes & Attr.NON_VOLATILE) === 0)
+        return fail(EfiStatus.WRITE_PROTECTED, `${what} is volatile: read-only at runtime`);
+      if (
+        (!append && w.payload.length === 0) ||
+        (w.attributes & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === 0
+      ) {
         next = undefined;
       } else {
         const data = append ? concat(existing.data, w.payload) : w.payload;
-        if (data.length > Limits.DATA_MAX) return fail(EfiStatus.OUT_OF_RESOURCES, `${what} would hold ${data.length} bytes, more than ${Limits.DATA_MAX}`);
+        if (data.length > Limits.DATA_MAX)
+          return fail(
+            EfiStatus.OUT_OF_RESOURCES,
+            `${what} would hold ${data.length} bytes, more than ${Limits.DATA_MAX}`,
+          );
         let timestamp = existing.timestamp;
-        if (w.timestamp !== undefined) timestamp = append ? laterEfiTimeBytes(existing.timestamp, w.timestamp) : w.timestamp;
-        next = makeVariable({ name: existing.name, guid: existing.guid, attributes: existing.attributes, data, timestamp, signerDigest: w.signerDigest ?? existing.signerDigest });
+        if (w.timestamp !== undefined)
+          timestamp = append ? laterEfiTimeBytes(existing.timestamp, w.timestamp) : w.timestamp;
+        next = makeVariable({
+          name: existing.name,
+          guid: existing.guid,
+          attributes: existing.attributes,
+          data,
+          timestamp,
+          signerDigest: w.signerDigest ?? existing.signerDigest,
+        });
       }
     } else {
       if (append && w.payload.length === 0) return ok();
-      if (w.payload.length === 0 || (w.attributes & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === 0) return fail(EfiStatus.NOT_FOUND, `no variable ${what} to delete`);
+      if (w.payload.length === 0 || (w.attributes & (Attr.RUNTIME_ACCESS | Attr.BOOTSERVICE_ACCESS)) === 0)
+        return fail(EfiStatus.NOT_FOUND, `no variable ${what} to delete`);
       if (runtime && ((stored & Attr.RUNTIME_ACCESS) === 0 || (stored & Attr.NON_VOLATILE) === 0)) {
         return fail(EfiStatus.INVALID_PARAMETER, 'at runtime only NV|BS|RT variables can be created');
       }
-      next = makeVariable({ name: w.name, guid: w.guid, attributes: stored, data: w.payload, ...(w.timestamp === undefined ? {} : { timestamp: w.timestamp }), ...(w.signerDigest === undefined ? {} : { signerDigest: w.signerDigest }) });
+      next = makeVariable({
+        name: w.name,
+        guid: w.guid,
+        attributes: stored,
+        data: w.payload,
+        ...(w.timestamp === undefined ? {} : { timestamp: w.timestamp }),
+        ...(w.signerDigest === undefined ? {} : { signerDigest: w.signerDigest }),
+      });
     }
     const used = this.usedStorage;
     const after = used - footprint(existing) + footprint(next);
-    if (after > Limits.TOTAL_MAX && after > used) return fail(EfiStatus.OUT_OF_RESOURCES, `the store would hold ${after} bytes, more than ${Limits.TOTAL_MAX}`);
+    if (after > Limits.TOTAL_MAX && after > used)
+      return fail(EfiStatus.OUT_OF_RESOURCES, `the store would hold ${after} bytes, more than ${Limits.TOTAL_MAX}`);
     if (next === undefined) this.removeVar(key);
     else this.putVar(key, next);
     const changed = existing === undefined || next === undefined || !variablesEqual(existing, next);
@@ -627,12 +796,18 @@ export class VariableStore {
 
   private setMorControl(attributes: number, payload: Uint8Array): SetResult {
     const append = (attributes & Attr.APPEND_WRITE) !== 0;
-    if ((attributes & ~Attr.APPEND_WRITE) !== Names.MemoryOverwriteRequestControl.attributes || append || payload.length !== 1) {
+    if (
+      (attributes & ~Attr.APPEND_WRITE) !== Names.MemoryOverwriteRequestControl.attributes ||
+      append ||
+      payload.length !== 1
+    ) {
       return fail(EfiStatus.INVALID_PARAMETER, 'MemoryOverwriteRequestControl takes one byte with attributes NV|BS|RT');
     }
-    if ((payload[0]! & ~MOR_ACTION_VALID_MASK) !== 0) return fail(EfiStatus.INVALID_PARAMETER, 'MemoryOverwriteRequestControl has undefined bits');
+    if ((payload[0]! & ~MOR_ACTION_VALID_MASK) !== 0)
+      return fail(EfiStatus.INVALID_PARAMETER, 'MemoryOverwriteRequestControl has undefined bits');
     const lock = this.morLockState();
-    if (lock === MorLockState.LOCKED_WITH_KEY || lock === MorLockState.LOCKED_WITHOUT_KEY) return fail(EfiStatus.WRITE_PROTECTED, 'MemoryOverwriteRequestControl is locked');
+    if (lock === MorLockState.LOCKED_WITH_KEY || lock === MorLockState.LOCKED_WITHOUT_KEY)
+      return fail(EfiStatus.WRITE_PROTECTED, 'MemoryOverwriteRequestControl is locked');
     this.putInternal(Names.MemoryOverwriteRequestControl, payload);
     // MOR is reset at every boot: nothing to make durable.
     return ok();
@@ -641,9 +816,17 @@ export class VariableStore {
   private setMorLock(attributes: number, payload: Uint8Array): SetResult {
     const attrs = attributes & ~Attr.APPEND_WRITE;
     const append = (attributes & Attr.APPEND_WRITE) !== 0;
-    if (attrs === 0 || payload.length === 0) return fail(EfiStatus.WRITE_PROTECTED, 'MemoryOverwriteRequestControlLock cannot be deleted');
-    if (attrs !== Names.MemoryOverwriteRequestControlLock.attributes || append || (payload.length !== 1 && payload.length !== MOR_KEY_SIZE)) {
-      return fail(EfiStatus.INVALID_PARAMETER, 'MemoryOverwriteRequestControlLock takes 1 or 8 bytes with attributes NV|BS|RT');
+    if (attrs === 0 || payload.length === 0)
+      return fail(EfiStatus.WRITE_PROTECTED, 'MemoryOverwriteRequestControlLock cannot be deleted');
+    if (
+      attrs !== Names.MemoryOverwriteRequestControlLock.attributes ||
+      append ||
+      (payload.length !== 1 && payload.length !== MOR_KEY_SIZE)
+    ) {
+      return fail(
+        EfiStatus.INVALID_PARAMETER,
+        'MemoryOverwriteRequestControlLock takes 1 or 8 bytes with attributes NV|BS|RT',
+      );
     }
     const state = this.morLockState();
     let nextState: number;
@@ -675,19 +858,24 @@ export class VariableStore {
   }
 
   private morLockState(): number {
-    return this.lookup(Names.MemoryOverwriteRequestControlLock.name, Names.MemoryOverwriteRequestControlLock.guid)?.data[0] ?? MorLockState.UNLOCKED;
+    return (
+      this.lookup(Names.MemoryOverwriteRequestControlLock.name, Names.MemoryOverwriteRequestControlLock.guid)
+        ?.data[0] ?? MorLockState.UNLOCKED
+    );
   }
 
   /** varstored's TCG2 physical-presence rules, for writes to existing variables. */
   private checkPpiVariables(name: Uint8Array, guid: Uint8Array, payload: Uint8Array): SetResult | undefined {
     if (this.is(Names.Tcg2PhysicalPresenceFlagsLock, name, guid)) {
-      if (payload.length !== 1 || payload[0] !== 1) return fail(EfiStatus.INVALID_PARAMETER, 'Tcg2PhysicalPresenceFlagsLock can only be set to 1');
+      if (payload.length !== 1 || payload[0] !== 1)
+        return fail(EfiStatus.INVALID_PARAMETER, 'Tcg2PhysicalPresenceFlagsLock can only be set to 1');
       return undefined;
     }
     if (this.is(Names.Tcg2PhysicalPresenceFlags, name, guid)) {
       const lock = this.lookup(Names.Tcg2PhysicalPresenceFlagsLock.name, Names.Tcg2PhysicalPresenceFlagsLock.guid);
       if (lock === undefined) return fail(EfiStatus.NOT_FOUND, 'Tcg2PhysicalPresenceFlagsLock is missing');
-      if (lock.data.length !== 1 || lock.data[0] !== 0) return fail(EfiStatus.WRITE_PROTECTED, 'Tcg2PhysicalPresenceFlags is locked');
+      if (lock.data.length !== 1 || lock.data[0] !== 0)
+        return fail(EfiStatus.WRITE_PROTECTED, 'Tcg2PhysicalPresenceFlags is locked');
     }
     return undefined;
   }
@@ -701,7 +889,10 @@ export class VariableStore {
     // After ExitBootServices SecureBoot keeps describing the current boot (edk2).
     if (!runtime) this.putInternal(Names.SecureBoot, Uint8Array.of(pk && this.platform.secureBoot ? 1 : 0));
     if (before.setup !== (pk ? 0 : 1)) {
-      this.log('info', `${pk ? 'PK enrolled: user mode' : 'PK deleted: setup mode'}; SecureBoot=${this.secureBoot ? 1 : 0}`);
+      this.log(
+        'info',
+        `${pk ? 'PK enrolled: user mode' : 'PK deleted: setup mode'}; SecureBoot=${this.secureBoot ? 1 : 0}`,
+      );
     }
   }
 
@@ -748,11 +939,25 @@ export class VariableStore {
   private putInternal(b: BuiltinName, data: Uint8Array): void {
     const key = keyOf(b.name, b.guid);
     const existing = this.vars.get(key);
-    this.putVar(key, makeVariable({ name: b.name, guid: b.guid, attributes: existing?.attributes ?? b.attributes, data, ...(existing === undefined ? {} : { timestamp: existing.timestamp, signerDigest: existing.signerDigest }) }));
+    this.putVar(
+      key,
+      makeVariable({
+        name: b.name,
+        guid: b.guid,
+        attributes: existing?.attributes ?? b.attributes,
+        data,
+        ...(existing === undefined ? {} : { timestamp: existing.timestamp, signerDigest: existing.signerDigest }),
+      }),
+    );
   }
 
   private snapshot(): Snapshot {
-    return { vars: new Map(this.vars), morKey: this.morKey.slice(), ppiFunc: this.ppiFunc.slice(), ppiIndex: this.ppiIdx };
+    return {
+      vars: new Map(this.vars),
+      morKey: this.morKey.slice(),
+      ppiFunc: this.ppiFunc.slice(),
+      ppiIndex: this.ppiIdx,
+    };
   }
 
   private restoreSnapshot(s: Snapshot): void {
@@ -791,7 +996,10 @@ export class VariableStore {
   }
 
   private respond(r: { response: Response; reason?: string }): DispatchOutcome {
-    return withReason({ response: this.encode(r.response), command: r.response.command, status: r.response.status }, r.reason);
+    return withReason(
+      { response: this.encode(r.response), command: r.response.command, status: r.response.status },
+      r.reason,
+    );
   }
 }
 
@@ -806,7 +1014,9 @@ function statusOutcome(status: bigint, reason: string): DispatchOutcome {
 }
 
 function validPpiAccess(index: number, size: number): boolean {
-  return Number.isInteger(index) && index >= 0 && (size === 1 || size === 2 || size === 4) && index + size <= PPI_REGION_SIZE;
+  return (
+    Number.isInteger(index) && index >= 0 && (size === 1 || size === 2 || size === 4) && index + size <= PPI_REGION_SIZE
+  );
 }
 
 function fixedCopy(bytes: Uint8Array | undefined, size: number): Uint8Array {
@@ -830,21 +1040,33 @@ function describe(name: Uint8Array, guid: Uint8Array): string {
 
 /** A private copy of a loaded variable, or RangeError naming what is wrong. */
 function validateLoaded(v: Variable): Variable {
-  if (v === null || typeof v !== 'object' || !(v.name instanceof Uint8Array)) throw new RangeError('a variable without a name');
+  if (v === null || typeof v !== 'object' || !(v.name instanceof Uint8Array))
+    throw new RangeError('a variable without a name');
   let name = v.name;
   // Old stores kept the terminator; a name is compared without it.
-  while (name.length >= 2 && name[name.length - 2] === 0 && name[name.length - 1] === 0) name = name.subarray(0, name.length - 2);
+  while (name.length >= 2 && name[name.length - 2] === 0 && name[name.length - 1] === 0)
+    name = name.subarray(0, name.length - 2);
   const label = v.guid instanceof Uint8Array && v.guid.length === 16 ? describe(name, v.guid) : 'a variable';
   const problem = nameProblem(name);
   if (problem !== undefined) throw new RangeError(`${label}: ${problem}`);
   if (name.length > Limits.NAME_MAX) throw new RangeError(`${label}: the name exceeds ${Limits.NAME_MAX} bytes`);
-  if (!(v.guid instanceof Uint8Array) || v.guid.length !== 16) throw new RangeError(`${label}: the GUID is not 16 bytes`);
+  if (!(v.guid instanceof Uint8Array) || v.guid.length !== 16)
+    throw new RangeError(`${label}: the GUID is not 16 bytes`);
   if (!(v.data instanceof Uint8Array) || v.data.length === 0) throw new RangeError(`${label}: no data`);
-  if (v.data.length > Limits.DATA_MAX) throw new RangeError(`${label}: ${v.data.length} bytes of data exceed ${Limits.DATA_MAX}`);
+  if (v.data.length > Limits.DATA_MAX)
+    throw new RangeError(`${label}: ${v.data.length} bytes of data exceed ${Limits.DATA_MAX}`);
   const attributes = Number(v.attributes) >>> 0;
-  const storable = Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.RUNTIME_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
+  const storable =
+    Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.RUNTIME_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
   if ((attributes & ~storable) !== 0 || (attributes & (Attr.BOOTSERVICE_ACCESS | Attr.RUNTIME_ACCESS)) === 0) {
     throw new RangeError(`${label}: attributes ${formatAttributes(attributes)} cannot be stored`);
   }
-  return makeVariable({ name, guid: v.guid, attributes, data: v.data, timestamp: v.timestamp, signerDigest: v.signerDigest });
+  return makeVariable({
+    name,
+    guid: v.guid,
+    attributes,
+    data: v.data,
+    timestamp: v.timestamp,
+    signerDigest: v.signerDigest,
+  });
 }

@@ -26,7 +26,11 @@ export function client(store: VariableStore): FirmwareClient {
  * An EFI_VARIABLE_AUTHENTICATION_2 descriptor (timestamp, WIN_CERTIFICATE_UEFI_GUID header with
  * the PKCS#7 cert type, `certData`) followed by `payload`.
  */
-export function auth2(payload: Uint8Array, time: Partial<EfiTime> = { year: 2024, month: 1, day: 1 }, certData: Uint8Array = bytes(0x30, 0x00)): Uint8Array {
+export function auth2(
+  payload: Uint8Array,
+  time: Partial<EfiTime> = { year: 2024, month: 1, day: 1 },
+  certData: Uint8Array = bytes(0x30, 0x00),
+): Uint8Array {
   const out = new Uint8Array(40 + certData.length + payload.length);
   const v = new DataView(out.buffer);
   out.set(serializeEfiTime(time), 0);
@@ -57,5 +61,9 @@ export class RecordingAuthenticator implements Authenticator {
 
 export function approve(request: AuthenticatedWrite): AuthResult {
   const dwLength = new DataView(request.data.buffer, request.data.byteOffset).getUint32(16, true);
-  return { status: EfiStatus.SUCCESS, payload: request.data.subarray(16 + dwLength), timestamp: request.data.slice(0, 16) };
+  return {
+    status: EfiStatus.SUCCESS,
+    payload: request.data.subarray(16 + dwLength),
+    timestamp: request.data.slice(0, 16),
+  };
 }

@@ -64,7 +64,9 @@ describe('EFI_TIME', () => {
   });
 
   it('validates UEFI field ranges', () => {
-    const ok = parseEfiTime(serializeEfiTime({ year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 59, timeZone: 2047 }))!;
+    const ok = parseEfiTime(
+      serializeEfiTime({ year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 59, timeZone: 2047 }),
+    )!;
     expect(efiTimeProblem(ok)).toBeUndefined();
     expect(efiTimeProblem({ ...ok, year: 2023 })).toMatch(/day 29/);
     expect(efiTimeProblem({ ...ok, month: 13 })).toMatch(/month/);

@@ -92,7 +92,8 @@ export function efiTimeProblem(time: EfiTime): string | undefined {
   if (time.timeZone !== EFI_UNSPECIFIED_TIMEZONE && (time.timeZone < -1440 || time.timeZone > 1440)) {
     return `time zone ${time.timeZone} is outside -1440..1440 and not unspecified (2047)`;
   }
-  if ((time.daylight & ~0x03) !== 0) return `daylight ${time.daylight} has bits other than ADJUST_DAYLIGHT and IN_DAYLIGHT`;
+  if ((time.daylight & ~0x03) !== 0)
+    return `daylight ${time.daylight} has bits other than ADJUST_DAYLIGHT and IN_DAYLIGHT`;
   return undefined;
 }
 

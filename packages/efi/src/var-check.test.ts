@@ -46,8 +46,18 @@ describe('UEFI variable properties', () => {
   });
 
   it('checks Key#### sizes: an EFI_KEY_OPTION plus 0..3 EFI_INPUT_KEYs', () => {
-    for (const [size, ok] of [[10, true], [14, true], [22, true], [26, false], [9, false], [12, false]] as const) {
-      expect(uefiVariableCheck('Key0000', Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT, new Uint8Array(size)) === undefined, `size ${size}`).toBe(ok);
+    for (const [size, ok] of [
+      [10, true],
+      [14, true],
+      [22, true],
+      [26, false],
+      [9, false],
+      [12, false],
+    ] as const) {
+      expect(
+        uefiVariableCheck('Key0000', Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT, new Uint8Array(size)) === undefined,
+        `size ${size}`,
+      ).toBe(ok);
     }
   });
 
@@ -58,6 +68,8 @@ describe('UEFI variable properties', () => {
   });
 
   it('read-only is decided before the size rules (SignatureSupport)', () => {
-    expect(uefiVariableCheck('SignatureSupport', Guids.GLOBAL_VARIABLE, Attrs.BS_RT, new Uint8Array(17))?.reason).toMatch(/read-only/);
+    expect(
+      uefiVariableCheck('SignatureSupport', Guids.GLOBAL_VARIABLE, Attrs.BS_RT, new Uint8Array(17))?.reason,
+    ).toMatch(/read-only/);
   });
 });

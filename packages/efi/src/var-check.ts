@@ -29,14 +29,18 @@ const KEY_OPTION_SIZE = 10;
 /** sizeof(EFI_INPUT_KEY): u16 ScanCode, CHAR16 UnicodeChar. */
 const INPUT_KEY_SIZE = 4;
 
-const asciiString: DataCheck = (data) => (data.includes(0) ? undefined : 'the value is not a NUL-terminated ASCII string');
+const asciiString: DataCheck = (data) =>
+  data.includes(0) ? undefined : 'the value is not a NUL-terminated ASCII string';
 
-const sizeArray: DataCheck = (data, p) => (data.length % p.minSize === 0 ? undefined : `the size is not a multiple of ${p.minSize}`);
+const sizeArray: DataCheck = (data, p) =>
+  data.length % p.minSize === 0 ? undefined : `the size is not a multiple of ${p.minSize}`;
 
 const devicePath: DataCheck = (data) => devicePathProblem(data, 0, data.length);
 
 const keyOption: DataCheck = (data) =>
-  (data.length - KEY_OPTION_SIZE) % INPUT_KEY_SIZE === 0 ? undefined : 'the value is not an EFI_KEY_OPTION followed by whole EFI_INPUT_KEYs';
+  (data.length - KEY_OPTION_SIZE) % INPUT_KEY_SIZE === 0
+    ? undefined
+    : 'the value is not an EFI_KEY_OPTION followed by whole EFI_INPUT_KEYs';
 
 const loadOption: DataCheck = (data) => {
   // EFI_LOAD_OPTION: u32 Attributes, u16 FilePathListLength, CHAR16 Description[] (NUL-terminated), FilePathList.
@@ -46,7 +50,8 @@ const loadOption: DataCheck = (data) => {
   if (at + 2 > data.length) return 'the load option description is not NUL-terminated';
   at += 2;
   if (at + filePathListLength > data.length) return 'the load option file path list runs past the value';
-  if (filePathListLength < DEVICE_PATH_HEADER) return 'the load option file path list is shorter than a device path node';
+  if (filePathListLength < DEVICE_PATH_HEADER)
+    return 'the load option file path list is shorter than a device path node';
   const problem = devicePathProblem(data, at, filePathListLength);
   return problem === undefined ? undefined : `load option: ${problem}`;
 };
@@ -78,8 +83,16 @@ export function devicePathProblem(bytes: Uint8Array, offset: number, size: numbe
   }
 }
 
-function prop(attributes: number, minSize: number, maxSize: number, check?: DataCheck, readOnly = false): VariableProperty {
-  return check === undefined ? { readOnly, attributes, minSize, maxSize } : { readOnly, attributes, minSize, maxSize, check };
+function prop(
+  attributes: number,
+  minSize: number,
+  maxSize: number,
+  check?: DataCheck,
+  readOnly = false,
+): VariableProperty {
+  return check === undefined
+    ? { readOnly, attributes, minSize, maxSize }
+    : { readOnly, attributes, minSize, maxSize, check };
 }
 function ro(attributes: number, minSize: number, maxSize: number, check?: DataCheck): VariableProperty {
   return prop(attributes, minSize, maxSize, check, true);
@@ -150,7 +163,8 @@ export function variableProperty(name: string, guid: Uint8Array): VariableProper
     const exact = GLOBAL.get(name);
     if (exact !== undefined) return exact;
     for (const [prefix, p] of GLOBAL_NUMBERED) {
-      if (name.length === prefix.length + 4 && name.startsWith(prefix) && HEX4.test(name.slice(prefix.length))) return p;
+      if (name.length === prefix.length + 4 && name.startsWith(prefix) && HEX4.test(name.slice(prefix.length)))
+        return p;
     }
     return undefined;
   }
@@ -165,7 +179,11 @@ export function isHwErrRecName(name: string): boolean {
 }
 
 function isUefiNamespace(guid: Uint8Array): boolean {
-  return guidEquals(guid, Guids.GLOBAL_VARIABLE) || guidEquals(guid, Guids.IMAGE_SECURITY_DATABASE) || guidEquals(guid, Guids.HARDWARE_ERROR_VARIABLE);
+  return (
+    guidEquals(guid, Guids.GLOBAL_VARIABLE) ||
+    guidEquals(guid, Guids.IMAGE_SECURITY_DATABASE) ||
+    guidEquals(guid, Guids.HARDWARE_ERROR_VARIABLE)
+  );
 }
 
 export interface CheckFailure {
@@ -178,27 +196,47 @@ export interface CheckFailure {
  * EFI_VARIABLE_AUTHENTICATION_2 descriptor. Returns the failure, or undefined when the write may
  * proceed.
  */
-export function uefiVariableCheck(name: string, guid: Uint8Array, attributes: number, payload: Uint8Array): CheckFailure | undefined {
+export function uefiVariableCheck(
+  name: string,
+  guid: Uint8Array,
+  attributes: number,
+  payload: Uint8Array,
+): CheckFailure | undefined {
   const isDelete = ((attributes & Attr.APPEND_WRITE) === 0 && payload.length === 0) || attributes === 0;
   const property = variableProperty(name, guid);
   if (property !== undefined) {
     if (property.readOnly) return { status: EfiStatus.WRITE_PROTECTED, reason: `${name} is read-only` };
     if (!isDelete) {
       if ((attributes & ~Attr.APPEND_WRITE) !== property.attributes) {
-        return { status: EfiStatus.INVALID_PARAMETER, reason: `${name} requires attributes 0x${property.attributes.toString(16)}` };
+        return {
+          status: EfiStatus.INVALID_PARAMETER,
+          reason: `${name} requires attributes 0x${property.attributes.toString(16)}`,
+        };
       }
       if (payload.length !== 0 && (payload.length < property.minSize || payload.length > property.maxSize)) {
-        return { status: EfiStatus.INVALID_PARAMETER, reason: `${name} has a size of ${payload.length} bytes outside ${property.minSize}..${property.maxSize === MAX ? 'any' : property.maxSize}` };
+        return {
+          status: EfiStatus.INVALID_PARAMETER,
+          reason: `${name} has a size of ${payload.length} bytes outside ${property.minSize}..${property.maxSize === MAX ? 'any' : property.maxSize}`,
+        };
       }
     }
   }
   // SetVariableCheckHandlerUefiDefined: deletes are not checked.
   if (isDelete) return undefined;
-  if ((attributes & Attr.HARDWARE_ERROR_RECORD) !== 0 && !(guidEquals(guid, Guids.HARDWARE_ERROR_VARIABLE) && isHwErrRecName(name))) {
-    return { status: EfiStatus.INVALID_PARAMETER, reason: 'a hardware error record must be HwErrRec#### in the hardware error GUID' };
+  if (
+    (attributes & Attr.HARDWARE_ERROR_RECORD) !== 0 &&
+    !(guidEquals(guid, Guids.HARDWARE_ERROR_VARIABLE) && isHwErrRecName(name))
+  ) {
+    return {
+      status: EfiStatus.INVALID_PARAMETER,
+      reason: 'a hardware error record must be HwErrRec#### in the hardware error GUID',
+    };
   }
   if (isUefiNamespace(guid) && property === undefined) {
-    return { status: EfiStatus.INVALID_PARAMETER, reason: `${name} is not defined by the UEFI specification in its namespace` };
+    return {
+      status: EfiStatus.INVALID_PARAMETER,
+      reason: `${name} is not defined by the UEFI specification in its namespace`,
+    };
   }
   if (payload.length === 0 || property?.check === undefined) return undefined;
   const problem = property.check(payload, property);

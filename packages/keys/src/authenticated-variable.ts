@@ -17,7 +17,14 @@ import {
 import { certificateDer, certificateFields, type CertificateInput } from './certificate.js';
 import { loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
 import { decodePem, looksLikePem, pemText } from './pem.js';
-import { buildSignedData, checkDetachedSignature, parseSignedData, signedAttributesFor, withCertificates, wrapContentInfo } from './pkcs7.js';
+import {
+  buildSignedData,
+  checkDetachedSignature,
+  parseSignedData,
+  signedAttributesFor,
+  withCertificates,
+  wrapContentInfo,
+} from './pkcs7.js';
 import { guidBytes, signatureDatabaseProblem, type GuidInput } from './signature-list.js';
 
 /** sizeof(EFI_TIME) + sizeof(WIN_CERTIFICATE_UEFI_GUID) without CertData. */
@@ -82,7 +89,8 @@ export function prepareVariable(input: VariableInput): UnsignedVariable {
   if ((attributes & Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS) === 0) {
     throw new RangeError(`attributes 0x${attributes.toString(16)} lack TIME_BASED_AUTHENTICATED_WRITE_ACCESS (0x20)`);
   }
-  if ((attributes & Attr.AUTHENTICATED_WRITE_ACCESS) !== 0) throw new RangeError('AUTHENTICATED_WRITE_ACCESS (0x10) is deprecated; firmware refuses it');
+  if ((attributes & Attr.AUTHENTICATED_WRITE_ACCESS) !== 0)
+    throw new RangeError('AUTHENTICATED_WRITE_ACCESS (0x10) is deprecated; firmware refuses it');
 
   const timestamp = timestampBytes(input.timestamp ?? new Date());
 
@@ -108,7 +116,8 @@ export function vendorGuid(name: string | Uint8Array, guid: GuidInput | undefine
 
 function isSignatureDatabase(name: Uint8Array, guid: Uint8Array): boolean {
   if (guidEquals(guid, Guids.GLOBAL_VARIABLE)) return [...GLOBAL_NAMES].some((n) => bytesEqual(name, utf16le(n)));
-  if (guidEquals(guid, Guids.IMAGE_SECURITY_DATABASE)) return [...IMAGE_DB_NAMES].some((n) => bytesEqual(name, utf16le(n)));
+  if (guidEquals(guid, Guids.IMAGE_SECURITY_DATABASE))
+    return [...IMAGE_DB_NAMES].some((n) => bytesEqual(name, utf16le(n)));
   return false;
 }
 
@@ -162,8 +171,10 @@ function serialize(v: UnsignedVariable): Uint8Array {
 export function parseSignableBytes(bytes: Uint8Array, name: string | Uint8Array): UnsignedVariable {
   const nameBytes = typeof name === 'string' ? utf16le(name) : name;
   const fixed = nameBytes.length + 16 + 4 + EFI_TIME_SIZE;
-  if (bytes.length < fixed) throw new RangeError(`${bytes.length} bytes are too few for the signed data of this variable (at least ${fixed})`);
-  if (!bytesEqual(bytes.subarray(0, nameBytes.length), nameBytes)) throw new TypeError('the signed data is for another variable name');
+  if (bytes.length < fixed)
+    throw new RangeError(`${bytes.length} bytes are too few for the signed data of this variable (at least ${fixed})`);
+  if (!bytesEqual(bytes.subarray(0, nameBytes.length), nameBytes))
+    throw new TypeError('the signed data is for another variable name');
   const at = nameBytes.length;
   return {
     name: nameBytes.slice(),
@@ -224,13 +235,21 @@ export function createAuthenticatedVariable(options: VariableInput & SigningOpti
 /** A signature made elsewhere over `signableBytes`. */
 export type DetachedSignature =
   /** A raw RSA PKCS#1 v1.5 SHA-256 signature (`openssl dgst -sha256 -sign key.pem`, an HSM's sign operation). */
-  | { readonly signature: Uint8Array; readonly certificate: CertificateInput; readonly chain?: readonly CertificateInput[] }
+  | {
+      readonly signature: Uint8Array;
+      readonly certificate: CertificateInput;
+      readonly chain?: readonly CertificateInput[];
+    }
   /**
    * A detached PKCS#7/CMS SignedData, DER or PEM, bare or in a ContentInfo, with or without signed
    * attributes (`openssl cms -sign -binary -md sha256 [-noattr]`). `certificate` and `chain` are added
    * when the signature does not carry them.
    */
-  | { readonly cms: Uint8Array | string; readonly certificate?: CertificateInput; readonly chain?: readonly CertificateInput[] };
+  | {
+      readonly cms: Uint8Array | string;
+      readonly certificate?: CertificateInput;
+      readonly chain?: readonly CertificateInput[];
+    };
 
 /**
  * The .auth for an update signed elsewhere: the offline flow is `signableBytes` → sign anywhere →
@@ -245,7 +264,11 @@ export function attachSignature(options: VariableInput & DetachedSignature & Enc
   let signedData: Uint8Array;
   if ('signature' in options) {
     const certificate = certificateDer(options.certificate);
-    signedData = buildSignedData({ signer: certificate, chain: (options.chain ?? []).map(certificateDer), signature: options.signature });
+    signedData = buildSignedData({
+      signer: certificate,
+      chain: (options.chain ?? []).map(certificateDer),
+      signature: options.signature,
+    });
   } else {
     const der = cmsDer(options.cms);
     let parsed = parseSignedData(der);
@@ -253,7 +276,8 @@ export function attachSignature(options: VariableInput & DetachedSignature & Enc
       ...(options.certificate !== undefined ? [certificateDer(options.certificate)] : []),
       ...(options.chain ?? []).map(certificateDer),
     ].filter((c) => !parsed.certificates.some((have) => bytesEqual(have, c)));
-    if (extra.length > 0) parsed = parseSignedData(withCertificates(parsed.signedData, [...parsed.certificates, ...extra]));
+    if (extra.length > 0)
+      parsed = parseSignedData(withCertificates(parsed.signedData, [...parsed.certificates, ...extra]));
     signedData = parsed.signedData;
   }
   checkDetachedSignature(parseSignedData(signedData), data);
@@ -296,10 +320,12 @@ export interface AuthenticatedVariableParts {
  * (dwLength within the data, certificate type PKCS#7); signature checks are @vmsb/auth's.
  */
 export function splitAuthenticatedVariable(bytes: Uint8Array): AuthenticatedVariableParts {
-  if (bytes.length < AUTHENTICATION_2_HEADER_SIZE) throw new RangeError(`${bytes.length} bytes are too few for EFI_VARIABLE_AUTHENTICATION_2 (40)`);
+  if (bytes.length < AUTHENTICATION_2_HEADER_SIZE)
+    throw new RangeError(`${bytes.length} bytes are too few for EFI_VARIABLE_AUTHENTICATION_2 (40)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dwLength = view.getUint32(16, true);
-  if (dwLength < 24 || dwLength > bytes.length - 16) throw new RangeError(`dwLength ${dwLength} does not fit the ${bytes.length} bytes`);
+  if (dwLength < 24 || dwLength > bytes.length - 16)
+    throw new RangeError(`dwLength ${dwLength} does not fit the ${bytes.length} bytes`);
   if (view.getUint16(22, true) !== WIN_CERT_TYPE_EFI_GUID || !guidEquals(bytes.subarray(24, 40), Guids.CERT_PKCS7)) {
     throw new TypeError('the certificate is not a WIN_CERT_TYPE_EFI_GUID PKCS#7 signature');
   }

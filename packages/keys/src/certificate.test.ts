@@ -58,7 +58,9 @@ describe('private keys in and out', () => {
   });
 
   it('reads encrypted PEM with a passphrase', () => {
-    const encrypted = root.privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }).toString();
+    const encrypted = root.privateKey
+      .export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' })
+      .toString();
     expect(() => loadPrivateKey(encrypted)).toThrow();
     expect(keyBits(loadPrivateKey(encrypted, { passphrase: 'secret' }))).toBe(2048);
   });
@@ -72,7 +74,13 @@ describe('private keys in and out', () => {
 
 describe('createCertificate', () => {
   it('makes a self-signed CA certificate OpenSSL accepts', () => {
-    const cert = createCertificate({ cn: 'Test Platform Key', key: root.privateKey, notBefore, days: 30, serial: 0x1234n });
+    const cert = createCertificate({
+      cn: 'Test Platform Key',
+      key: root.privateKey,
+      notBefore,
+      days: 30,
+      serial: 0x1234n,
+    });
     const pem = s.write('root.pem', cert.pem);
     const text = runOk('openssl', ['x509', '-in', pem, '-noout', '-text', '-nameopt', 'RFC2253']);
     expect(text).toMatch(/Version: 3 \(0x2\)/);
@@ -95,7 +103,13 @@ describe('createCertificate', () => {
 
   it('makes a certificate issued by another, and the chain verifies with OpenSSL', () => {
     const ca = createCertificate({ cn: 'Test KEK CA', organization: 'vmsb tests', key: root.privateKey, notBefore });
-    const issued = createCertificate({ cn: 'Test db signer', key: leaf.privateKey, issuer: { certificate: ca.der, key: root.privateKey }, notBefore, days: 365 });
+    const issued = createCertificate({
+      cn: 'Test db signer',
+      key: leaf.privateKey,
+      issuer: { certificate: ca.der, key: root.privateKey },
+      notBefore,
+      days: 365,
+    });
     const caPem = s.write('ca.pem', ca.pem);
     const leafPem = s.write('leaf.pem', issued.pem);
     runOk('openssl', ['verify', '-no_check_time', '-CAfile', caPem, leafPem]);
@@ -104,7 +118,9 @@ describe('createCertificate', () => {
     expect(text).toMatch(/Basic Constraints: critical\s+CA:FALSE/);
     expect(text).toMatch(/Key Usage: critical\s+Digital Signature\n/);
     // The authority key identifier is the issuer's subject key identifier.
-    const ski = /Subject Key Identifier:\s+([0-9A-F:]+)/.exec(runOk('openssl', ['x509', '-in', caPem, '-noout', '-text']))![1];
+    const ski = /Subject Key Identifier:\s+([0-9A-F:]+)/.exec(
+      runOk('openssl', ['x509', '-in', caPem, '-noout', '-text']),
+    )![1];
     expect(text).toContain(ski);
     // Signed by a different key, the chain fails.
     const other = createCertificate({ cn: 'Test KEK CA', organization: 'vmsb tests', key: leaf.privateKey, notBefore });
@@ -113,7 +129,12 @@ describe('createCertificate', () => {
   });
 
   it('encodes dates from 2050 on as GeneralizedTime', () => {
-    const cert = createCertificate({ cn: 'Long lived', key: root.privateKey, notBefore: new Date('2049-12-31T00:00:00Z'), days: 2 });
+    const cert = createCertificate({
+      cn: 'Long lived',
+      key: root.privateKey,
+      notBefore: new Date('2049-12-31T00:00:00Z'),
+      days: 2,
+    });
     const text = runOk('openssl', ['asn1parse', '-inform', 'DER', '-in', s.write('long.der', cert.der)]);
     expect(text).toMatch(/UTCTIME\s+:491231000000Z/);
     expect(text).toMatch(/GENERALIZEDTIME\s+:20500102000000Z/);
@@ -128,7 +149,9 @@ describe('createCertificate', () => {
 
   it('refuses inconsistent input', () => {
     const ca = createCertificate({ cn: 'CA', key: root.privateKey });
-    expect(() => createCertificate({ cn: 'x', key: leaf.privateKey, issuer: { certificate: ca.der, key: leaf.privateKey } })).toThrow(/issuer key/);
+    expect(() =>
+      createCertificate({ cn: 'x', key: leaf.privateKey, issuer: { certificate: ca.der, key: leaf.privateKey } }),
+    ).toThrow(/issuer key/);
     expect(() => createCertificate({ cn: '', key: root.privateKey })).toThrow(/common name/);
     expect(() => createCertificate({ cn: 'x', key: root.privateKey, days: 0 })).toThrow(/days/);
     expect(() => createCertificate({ cn: 'x', key: root.privateKey, serial: 0n })).toThrow(/positive/);
@@ -139,7 +162,12 @@ describe('createCertificate', () => {
 describe('parseCertificate', () => {
   it('reports what OpenSSL reports', () => {
     const ca = createCertificate({ cn: 'Parse CA', key: root.privateKey, notBefore, days: 10, serial: 0xabcdefn });
-    const issued = createCertificate({ cn: 'Parse leaf', key: leaf.privateKey, issuer: { certificate: ca.pem, key: root.privateKey }, notBefore });
+    const issued = createCertificate({
+      cn: 'Parse leaf',
+      key: leaf.privateKey,
+      issuer: { certificate: ca.pem, key: root.privateKey },
+      notBefore,
+    });
     const caInfo = parseCertificate(ca.pem);
     expect(caInfo).toMatchObject({
       subject: 'CN=Parse CA',
@@ -179,7 +207,18 @@ describe('parseCertificate', () => {
   it('hashes the TBSCertificate as OpenSSL sees it', () => {
     const cert = createCertificate({ cn: 'TBS', key: root.privateKey });
     const der = s.write('tbs.der', cert.der);
-    runOk('openssl', ['asn1parse', '-inform', 'DER', '-in', der, '-strparse', '4', '-noout', '-out', s.path('tbs.bin')]);
+    runOk('openssl', [
+      'asn1parse',
+      '-inform',
+      'DER',
+      '-in',
+      der,
+      '-strparse',
+      '4',
+      '-noout',
+      '-out',
+      s.path('tbs.bin'),
+    ]);
     expect(tbsHash(cert.der)).toEqual(new Uint8Array(createHash('sha256').update(s.read('tbs.bin')).digest()));
   });
 });

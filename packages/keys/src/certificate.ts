@@ -47,7 +47,8 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
   if (options.cn.length === 0) throw new TypeError('the certificate needs a common name');
   const subjectKey = loadPrivateKey(options.key);
   const days = options.days ?? 3650;
-  if (!Number.isInteger(days) || days < 1) throw new RangeError(`validity must be a positive whole number of days, got ${days}`);
+  if (!Number.isInteger(days) || days < 1)
+    throw new RangeError(`validity must be a positive whole number of days, got ${days}`);
   const notBefore = new Date(Math.floor((options.notBefore ?? new Date()).getTime() / 1000) * 1000);
   const notAfter = new Date(notBefore.getTime() + days * 86_400_000);
 
@@ -71,7 +72,9 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
     }
     // The issuer's subject Name, carried over byte for byte (pkijs re-emits a decoded Name as decoded).
     issuerName = new pkijs.RelativeDistinguishedNames({ schema: decodeDer(fields.subject, 'issuer Name') });
-    authorityKeyId = fields.subjectKeyIdentifier ?? keyIdentifier(new pkijs.PublicKeyInfo({ schema: decodeDer(fields.spki, 'SubjectPublicKeyInfo') }));
+    authorityKeyId =
+      fields.subjectKeyIdentifier ??
+      keyIdentifier(new pkijs.PublicKeyInfo({ schema: decodeDer(fields.spki, 'SubjectPublicKeyInfo') }));
   }
   const ca = options.ca ?? options.issuer === undefined;
 
@@ -91,10 +94,18 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
       extension(
         Oid.keyUsage,
         true,
-        ca ? new asn1js.BitString({ valueHex: Uint8Array.of(0x86), unusedBits: 1 }) : new asn1js.BitString({ valueHex: Uint8Array.of(0x80), unusedBits: 7 }),
+        ca
+          ? new asn1js.BitString({ valueHex: Uint8Array.of(0x86), unusedBits: 1 })
+          : new asn1js.BitString({ valueHex: Uint8Array.of(0x80), unusedBits: 7 }),
       ),
       extension(Oid.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: ski })),
-      extension(Oid.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: authorityKeyId }) }).toSchema()),
+      extension(
+        Oid.authorityKeyIdentifier,
+        false,
+        new pkijs.AuthorityKeyIdentifier({
+          keyIdentifier: new asn1js.OctetString({ valueHex: authorityKeyId }),
+        }).toSchema(),
+      ),
     ],
     signatureAlgorithm: algorithmWithNull(Oid.sha256WithRSAEncryption),
   });
@@ -127,7 +138,10 @@ function serialContent(serial: bigint | undefined): Uint8Array {
 function x509Time(date: Date): pkijs.Time {
   const year = date.getUTCFullYear();
   if (year < 0 || year > 9999) throw new RangeError(`year ${year} cannot be encoded in a certificate`);
-  return new pkijs.Time({ type: year >= 1950 && year < 2050 ? pkijs.TimeType.UTCTime : pkijs.TimeType.GeneralizedTime, value: date });
+  return new pkijs.Time({
+    type: year >= 1950 && year < 2050 ? pkijs.TimeType.UTCTime : pkijs.TimeType.GeneralizedTime,
+    value: date,
+  });
 }
 
 /**
@@ -136,11 +150,15 @@ function x509Time(date: Date): pkijs.Time {
  */
 function distinguishedName(cn: string, organization: string | undefined): pkijs.RelativeDistinguishedNames {
   const rdn = (type: string, value: string): asn1js.Set =>
-    new asn1js.Set({ value: [new pkijs.AttributeTypeAndValue({ type, value: new asn1js.Utf8String({ value }) }).toSchema()] });
+    new asn1js.Set({
+      value: [new pkijs.AttributeTypeAndValue({ type, value: new asn1js.Utf8String({ value }) }).toSchema()],
+    });
   const rdns: asn1js.Set[] = [];
   if (organization !== undefined && organization.length > 0) rdns.push(rdn(Oid.organizationName, organization));
   rdns.push(rdn(Oid.commonName, cn));
-  return new pkijs.RelativeDistinguishedNames({ schema: decodeDer(toDer(new asn1js.Sequence({ value: rdns })), 'Name') });
+  return new pkijs.RelativeDistinguishedNames({
+    schema: decodeDer(toDer(new asn1js.Sequence({ value: rdns })), 'Name'),
+  });
 }
 
 function extension(extnID: string, critical: boolean, value: asn1js.AsnType): pkijs.Extension {
@@ -290,7 +308,10 @@ export function parseCertificate(input: CertificateInput): CertificateInfo {
     der,
     subject: formatName(subject),
     issuer: formatName(nameAttributes(fields.issuer)),
-    commonName: subject.flat().reverse().find((a) => a.type === Oid.commonName && a.value !== undefined)?.value,
+    commonName: subject
+      .flat()
+      .reverse()
+      .find((a) => a.type === Oid.commonName && a.value !== undefined)?.value,
     serialNumber: serialHex(certificate.serialNumber),
     notBefore: certificate.notBefore.value,
     notAfter: certificate.notAfter.value,
@@ -344,8 +365,13 @@ function nameAttributes(name: Uint8Array): NameAttribute[][] {
     rdn.valueBlock.value.map((schema) => {
       const atv = new pkijs.AttributeTypeAndValue({ schema });
       const v: unknown = atv.value;
-      if (v instanceof asn1js.BaseStringBlock) return { type: atv.type, value: v.getValue(), text: escapeValue(v.getValue()) };
-      return { type: atv.type, value: undefined, text: `#${Buffer.from((v as asn1js.BaseBlock).valueBeforeDecodeView).toString('hex')}` };
+      if (v instanceof asn1js.BaseStringBlock)
+        return { type: atv.type, value: v.getValue(), text: escapeValue(v.getValue()) };
+      return {
+        type: atv.type,
+        value: undefined,
+        text: `#${Buffer.from((v as asn1js.BaseBlock).valueBeforeDecodeView).toString('hex')}`,
+      };
     }),
   );
 }
@@ -361,7 +387,8 @@ function escapeValue(value: string): string {
     const c = value[i]!;
     const code = c.charCodeAt(0);
     if (code < 0x20 || code === 0x7f) out += `\\${code.toString(16).toUpperCase().padStart(2, '0')}`;
-    else if (',+"\\<>;'.includes(c) || (i === 0 && (c === '#' || c === ' ')) || (i === value.length - 1 && c === ' ')) out += `\\${c}`;
+    else if (',+"\\<>;'.includes(c) || (i === 0 && (c === '#' || c === ' ')) || (i === value.length - 1 && c === ' '))
+      out += `\\${c}`;
     else out += c;
   }
   return out;
@@ -381,5 +408,9 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /** SHA-256 (or another hash) of a certificate's TBSCertificate: the entry of an EFI_CERT_X509_SHA* list. */
 export function tbsHash(input: CertificateInput, algorithm: 'sha256' | 'sha384' | 'sha512' = 'sha256'): Uint8Array {
-  return new Uint8Array(createHash(algorithm).update(certificateFields(certificateDer(input)).tbs).digest());
+  return new Uint8Array(
+    createHash(algorithm)
+      .update(certificateFields(certificateDer(input)).tbs)
+      .digest(),
+  );
 }

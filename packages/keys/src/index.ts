@@ -83,4 +83,8 @@ export {
   type KeySetFile,
   type KeySetOptions,
 } from './key-set.js';
-export { verifyAuthenticatedVariable, type VerifyAuthenticatedVariableOptions, type AuthenticatedDataVerification } from './verify.js';
+export {
+  verifyAuthenticatedVariable,
+  type VerifyAuthenticatedVariableOptions,
+  type AuthenticatedDataVerification,
+} from './verify.js';

@@ -20,7 +20,12 @@ let set: KeySet;
 
 beforeAll(async () => {
   s = scratch();
-  set = await createKeySet({ cn: 'Example Corp', owner: OWNER, timestamp: WHEN, extra: { KEK: microsoftSignatureList({ role: 'KEK' }) } });
+  set = await createKeySet({
+    cn: 'Example Corp',
+    owner: OWNER,
+    timestamp: WHEN,
+    extra: { KEK: microsoftSignatureList({ role: 'KEK' }) },
+  });
 });
 afterAll(() => s.remove());
 
@@ -48,8 +53,12 @@ describe('createKeySet', () => {
       const signed = serialization(m.name, guid, 0x27, ts, payload);
       expect(opensslVerify(s, p7, signed, signer.certificate.pem).status).toBe(0);
       expect(opensslVerify(s, p7, signed, other.certificate.pem).status).not.toBe(0);
-      expect(verifyAuthenticatedVariable({ name: m.name, auth: m.auth, trusted: [signer.certificate.der] }).ok).toBe(true);
-      expect(verifyAuthenticatedVariable({ name: m.name, auth: m.auth, trusted: [other.certificate.der] }).ok).toBe(false);
+      expect(verifyAuthenticatedVariable({ name: m.name, auth: m.auth, trusted: [signer.certificate.der] }).ok).toBe(
+        true,
+      );
+      expect(verifyAuthenticatedVariable({ name: m.name, auth: m.auth, trusted: [other.certificate.der] }).ok).toBe(
+        false,
+      );
     }
   });
 
@@ -59,7 +68,9 @@ describe('createKeySet', () => {
     if (!kek.ok) return;
     expect(kek.lists).toHaveLength(3);
     expect(kek.lists[0]!.signatures[0]!.data).toEqual(set.KEK.certificate.der);
-    expect(kek.lists[0]!.signatures[0]!.owner).toEqual(Uint8Array.from(Buffer.from('521e8a3f6c7b2e4d9a105c4b3a291807', 'hex')));
+    expect(kek.lists[0]!.signatures[0]!.owner).toEqual(
+      Uint8Array.from(Buffer.from('521e8a3f6c7b2e4d9a105c4b3a291807', 'hex')),
+    );
     expect(kek.lists[1]!.signatures[0]!.owner).toEqual(Guids.MICROSOFT);
     expect(splitAuth(set.db.auth).payload).toEqual(set.db.signatureList);
   });
@@ -69,7 +80,14 @@ describe('createKeySet', () => {
     const no = splitAuth(set.noPK);
     expect(no.payload.length).toBe(0);
     expect(no.timestamp[6]).toBe(pk.timestamp[6]! + 1);
-    expect(opensslVerify(s, no.p7, serialization('PK', Guids.GLOBAL_VARIABLE, 0x27, no.timestamp, no.payload), set.PK.certificate.pem).status).toBe(0);
+    expect(
+      opensslVerify(
+        s,
+        no.p7,
+        serialization('PK', Guids.GLOBAL_VARIABLE, 0x27, no.timestamp, no.payload),
+        set.PK.certificate.pem,
+      ).status,
+    ).toBe(0);
   });
 
   it('generates fresh keys and a random owner each time', async () => {
@@ -84,14 +102,28 @@ describe('writeKeySet', () => {
   it('writes the files efitools and OpenSSL read, keys private, and sign-efi-sig-list reproduces PK.auth from them', async () => {
     const dir = join(s.dir, 'out');
     const written = await writeKeySet(set, dir);
-    expect(written.map((p) => p.slice(dir.length + 1)).sort()).toEqual(keySetFiles(set).map((f) => f.name).sort());
+    expect(written.map((p) => p.slice(dir.length + 1)).sort()).toEqual(
+      keySetFiles(set)
+        .map((f) => f.name)
+        .sort(),
+    );
     expect(statSync(join(dir, 'PK.key')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, 'db.auth')).mode & 0o777).toBe(0o644);
     runOk('openssl', ['rsa', '-in', join(dir, 'KEK.key'), '-check', '-noout']);
     runOk('openssl', ['x509', '-in', join(dir, 'db.der'), '-inform', 'DER', '-noout']);
     runOk('cert-to-efi-sig-list', ['-g', OWNER, join(dir, 'PK.crt'), join(s.dir, 'PK-again.esl')]);
     expect(s.read('PK-again.esl')).toEqual(s.read('out/PK.esl'));
-    runOk('sign-efi-sig-list', ['-t', '2025-01-02 03:04:05', '-k', join(dir, 'PK.key'), '-c', join(dir, 'PK.crt'), 'PK', join(dir, 'PK.esl'), join(s.dir, 'PK-again.auth')]);
+    runOk('sign-efi-sig-list', [
+      '-t',
+      '2025-01-02 03:04:05',
+      '-k',
+      join(dir, 'PK.key'),
+      '-c',
+      join(dir, 'PK.crt'),
+      'PK',
+      join(dir, 'PK.esl'),
+      join(s.dir, 'PK-again.auth'),
+    ]);
     expect(s.read('PK-again.auth')).toEqual(s.read('out/PK.auth'));
     expect(new TextDecoder().decode(s.read('out/owner-guid.txt'))).toBe(`${OWNER}\n`);
   });

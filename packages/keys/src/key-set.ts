@@ -60,9 +60,18 @@ export async function createKeySet(options: KeySetOptions): Promise<KeySet> {
   const owner = guidBytes(options.owner ?? randomUUID());
   const timestamp = new Date(Math.floor((options.timestamp ?? new Date()).getTime() / 1000) * 1000);
   const bits = options.bits ?? 2048;
-  const [pk, kek, db] = await Promise.all([generateKeyPair({ bits }), generateKeyPair({ bits }), generateKeyPair({ bits })]);
+  const [pk, kek, db] = await Promise.all([
+    generateKeyPair({ bits }),
+    generateKeyPair({ bits }),
+    generateKeyPair({ bits }),
+  ]);
   const cert = (key: KeyObject, role: string): Certificate =>
-    createCertificate({ cn: `${options.cn} ${role}`, key, notBefore: timestamp, ...(options.days !== undefined ? { days: options.days } : {}) });
+    createCertificate({
+      cn: `${options.cn} ${role}`,
+      key,
+      notBefore: timestamp,
+      ...(options.days !== undefined ? { days: options.days } : {}),
+    });
   const certs = { PK: cert(pk.privateKey, 'PK'), KEK: cert(kek.privateKey, 'KEK'), db: cert(db.privateKey, 'db') };
   const esl = (c: Certificate): Uint8Array => buildSignatureList({ type: 'x509', certificates: [c.der], owner });
   const lists = { PK: esl(certs.PK), KEK: esl(certs.KEK), db: esl(certs.db) };
@@ -127,7 +136,10 @@ export function keySetFiles(set: KeySet): KeySetFile[] {
       { name: `${m.name}.auth`, contents: m.auth, mode: 0o644 },
     );
   }
-  files.push({ name: 'noPK.auth', contents: set.noPK, mode: 0o644 }, { name: 'owner-guid.txt', contents: `${set.owner}\n`, mode: 0o644 });
+  files.push(
+    { name: 'noPK.auth', contents: set.noPK, mode: 0o644 },
+    { name: 'owner-guid.txt', contents: `${set.owner}\n`, mode: 0o644 },
+  );
   return files;
 }
 

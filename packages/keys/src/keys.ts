@@ -21,7 +21,8 @@ export interface GenerateKeyPairOptions {
 /** A fresh RSA key pair (public exponent 65537). Asynchronous because 4096-bit generation takes seconds. */
 export function generateKeyPair(options: GenerateKeyPairOptions = {}): Promise<KeyPair> {
   const bits = options.bits ?? 2048;
-  if (!RSA_BITS.includes(bits)) return Promise.reject(new RangeError(`RSA key size ${String(bits)} is not one of ${RSA_BITS.join(', ')}`));
+  if (!RSA_BITS.includes(bits))
+    return Promise.reject(new RangeError(`RSA key size ${String(bits)} is not one of ${RSA_BITS.join(', ')}`));
   return new Promise((resolve, reject) => {
     generateKeyPairCallback('rsa', { modulusLength: bits, publicExponent: 0x10001 }, (err, publicKey, privateKey) => {
       if (err) reject(err);
@@ -41,7 +42,11 @@ export function loadPrivateKey(input: PrivateKeyInput, options: LoadPrivateKeyOp
   if (input instanceof KeyObject) {
     key = input;
   } else if (typeof input === 'string' || looksLikePem(input)) {
-    key = createPrivateKey({ key: pemText(input), format: 'pem', ...(options.passphrase !== undefined ? { passphrase: options.passphrase } : {}) });
+    key = createPrivateKey({
+      key: pemText(input),
+      format: 'pem',
+      ...(options.passphrase !== undefined ? { passphrase: options.passphrase } : {}),
+    });
   } else {
     const der = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     try {
@@ -51,7 +56,8 @@ export function loadPrivateKey(input: PrivateKeyInput, options: LoadPrivateKeyOp
     }
   }
   if (key.type !== 'private') throw new TypeError(`expected a private key, got a ${key.type} key`);
-  if (key.asymmetricKeyType !== 'rsa') throw new TypeError(`UEFI signatures use RSA keys, got ${key.asymmetricKeyType ?? 'an unknown key type'}`);
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new TypeError(`UEFI signatures use RSA keys, got ${key.asymmetricKeyType ?? 'an unknown key type'}`);
   return key;
 }
 

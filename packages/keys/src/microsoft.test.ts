@@ -58,18 +58,33 @@ describe('microsoftCertificates', () => {
   it('reports subject and expiry as OpenSSL does', () => {
     for (const c of microsoftCertificates()) {
       const pem = s.write(`${c.id}.pem`, certificateToPem(c.der));
-      const out = runOk('openssl', ['x509', '-in', pem, '-noout', '-enddate', '-subject', '-nameopt', 'sep_comma_plus_space,utf8,sname']);
+      const out = runOk('openssl', [
+        'x509',
+        '-in',
+        pem,
+        '-noout',
+        '-enddate',
+        '-subject',
+        '-nameopt',
+        'sep_comma_plus_space,utf8,sname',
+      ]);
       const end = /notAfter=(.*)/.exec(out)![1]!;
       expect(c.notAfter.getTime()).toBe(new Date(end).getTime());
       expect(out).toContain(`subject=${c.subject}`);
     }
     const kek2011 = microsoftCertificates({ role: 'KEK', generation: 2011 })[0]!;
     expect(kek2011.notAfter.toISOString()).toBe('2026-06-24T20:51:29.000Z');
-    expect(kek2011.subject).toBe('C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, CN=Microsoft Corporation KEK CA 2011');
+    expect(kek2011.subject).toBe(
+      'C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, CN=Microsoft Corporation KEK CA 2011',
+    );
   });
 
   it('filters by generation, role and purpose', () => {
-    expect(microsoftCertificates({ role: 'db', generation: 2023 }).map((c) => c.id)).toEqual(['db-windows-2023', 'db-uefi-2023', 'db-oprom-2023']);
+    expect(microsoftCertificates({ role: 'db', generation: 2023 }).map((c) => c.id)).toEqual([
+      'db-windows-2023',
+      'db-uefi-2023',
+      'db-oprom-2023',
+    ]);
     expect(microsoftCertificates({ purpose: 'uefi' }).map((c) => c.id)).toEqual(['db-uefi-2011', 'db-uefi-2023']);
     expect(microsoftCertificates({ role: 'PK', generation: 2011 })).toEqual([]);
   });
@@ -97,7 +112,9 @@ describe('bundledDbxUpdate', () => {
     expect(Array.from(u.timestamp.subarray(0, 7))).toEqual([0xda, 0x07, 3, 6, 19, 17, 21]);
     const lists = parseSignatureLists(u.payload);
     expect(lists.ok && lists.lists.map((l) => [l.signatureSize, l.signatures.length])).toEqual([[48, 443]]);
-    expect(lists.ok && lists.lists[0]!.signatures.every((e) => e.owner.every((b, i) => b === Guids.MICROSOFT[i]))).toBe(true);
+    expect(lists.ok && lists.lists[0]!.signatures.every((e) => e.owner.every((b, i) => b === Guids.MICROSOFT[i]))).toBe(
+      true,
+    );
   });
 
   it('verifies with OpenSSL against the Microsoft KEK CA 2011, as an append only', () => {
@@ -107,10 +124,15 @@ describe('bundledDbxUpdate', () => {
     const kek2023 = certificateToPem(microsoftCertificates({ role: 'KEK', generation: 2023 })[0]!.der);
     const signed = signableBytes({ name: 'dbx', attributes: u.attributes, timestamp, payload });
     expect(signed).toEqual(serialization('dbx', Guids.IMAGE_SECURITY_DATABASE, 0x67, timestamp, payload));
-    expect(createHash('sha256').update(signed).digest('hex')).toBe('4f65577594d9fef1e76b0dc93fb6a11a443f22fc9b3f24c61b02a9286e85d68e');
+    expect(createHash('sha256').update(signed).digest('hex')).toBe(
+      '4f65577594d9fef1e76b0dc93fb6a11a443f22fc9b3f24c61b02a9286e85d68e',
+    );
     expect(opensslVerify(s, certData, signed, kek2011).status).toBe(0);
     expect(opensslVerify(s, certData, signed, kek2023).status).not.toBe(0);
-    expect(opensslVerify(s, certData, serialization('dbx', Guids.IMAGE_SECURITY_DATABASE, 0x27, timestamp, payload), kek2011).status).not.toBe(0);
+    expect(
+      opensslVerify(s, certData, serialization('dbx', Guids.IMAGE_SECURITY_DATABASE, 0x27, timestamp, payload), kek2011)
+        .status,
+    ).not.toBe(0);
     expect(parseSignableBytes(signed, 'dbx').attributes).toBe(0x67);
   });
 
@@ -131,7 +153,12 @@ describe('bundledDbxUpdate', () => {
 describe('microsoftDbxInfo', () => {
   it('describes every architecture; the x64 list is exactly the bundled update payload', () => {
     const info = microsoftDbxInfo();
-    expect(Object.fromEntries(Object.entries(info.images).map(([k, v]) => [k, v.length]))).toEqual({ x64: 443, ia32: 94, aarch64: 26, arm: 110 });
+    expect(Object.fromEntries(Object.entries(info.images).map(([k, v]) => [k, v.length]))).toEqual({
+      x64: 443,
+      ia32: 94,
+      aarch64: 26,
+      arm: 110,
+    });
     expect(info.certificates.map((c) => c.value)).toContain('MicWinProPCA2011_2011-10-19.der');
     expect(info.svns).toHaveLength(3);
     expect(microsoftDbxSignatureList('x64')).toEqual(bundledDbxUpdate().payload);

@@ -47,7 +47,13 @@ interface Entry {
 const ENTRIES: readonly Entry[] = [
   { id: 'kek-2011', fileName: 'MicCorKEKCA2011_2011-06-24.der', generation: 2011, role: 'KEK' },
   { id: 'kek-2023', fileName: 'MicCorKEK2kCA2023.der', generation: 2023, role: 'KEK' },
-  { id: 'db-windows-2011', fileName: 'MicWinProPCA2011_2011-10-19.der', generation: 2011, role: 'db', purpose: 'windows' },
+  {
+    id: 'db-windows-2011',
+    fileName: 'MicWinProPCA2011_2011-10-19.der',
+    generation: 2011,
+    role: 'db',
+    purpose: 'windows',
+  },
   { id: 'db-uefi-2011', fileName: 'MicCorUEFCA2011_2011-06-27.der', generation: 2011, role: 'db', purpose: 'uefi' },
   { id: 'db-windows-2023', fileName: 'WindowsUEFICA2023.der', generation: 2023, role: 'db', purpose: 'windows' },
   { id: 'db-uefi-2023', fileName: 'MicUEFICA2023.der', generation: 2023, role: 'db', purpose: 'uefi' },
@@ -100,10 +106,14 @@ export function microsoftCertificates(filter: MicrosoftCertificateFilter = {}): 
  * EFI_SIGNATURE_LISTs (one per certificate, owner Microsoft) of the certificates matching `filter`,
  * ready to be a KEK or db payload or appended to one. Throws when nothing matches.
  */
-export function microsoftSignatureList(filter: MicrosoftCertificateFilter & { readonly role: MicrosoftRole }): Uint8Array {
+export function microsoftSignatureList(
+  filter: MicrosoftCertificateFilter & { readonly role: MicrosoftRole },
+): Uint8Array {
   const certs = microsoftCertificates(filter);
   if (certs.length === 0) throw new RangeError('no Microsoft certificate matches');
-  return concatSignatureLists(certs.map((c) => buildSignatureList({ type: 'x509', certificates: [c.der], owner: MICROSOFT_OWNER })));
+  return concatSignatureLists(
+    certs.map((c) => buildSignatureList({ type: 'x509', certificates: [c.der], owner: MICROSOFT_OWNER })),
+  );
 }
 
 /** Microsoft's signed dbx update, as published: apply it with SetVariable(dbx, image-security GUID, 0x67). */

@@ -33,5 +33,7 @@ export function looksLikePem(bytes: Uint8Array): boolean {
 
 /** Text of PEM bytes. */
 export function pemText(input: string | Uint8Array): string {
-  return typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1');
+  return typeof input === 'string'
+    ? input
+    : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1');
 }

@@ -4,7 +4,15 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { certificateFields, createCertificate, parseCertificate, type Certificate } from './certificate.js';
 import { Oid } from './oids.js';
-import { buildSignedData, checkDetachedSignature, parseSignedData, Pkcs7Error, signedAttributesFor, withCertificates, wrapContentInfo } from './pkcs7.js';
+import {
+  buildSignedData,
+  checkDetachedSignature,
+  parseSignedData,
+  Pkcs7Error,
+  signedAttributesFor,
+  withCertificates,
+  wrapContentInfo,
+} from './pkcs7.js';
 
 const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
 let root: ReturnType<typeof keys>;
@@ -17,7 +25,12 @@ beforeAll(() => {
   root = keys();
   leaf = keys();
   ca = createCertificate({ cn: 'PKCS7 CA', organization: 'vmsb tests', key: root.privateKey });
-  signer = createCertificate({ cn: 'PKCS7 signer', key: leaf.privateKey, issuer: { certificate: ca.der, key: root.privateKey }, serial: 0x80n });
+  signer = createCertificate({
+    cn: 'PKCS7 signer',
+    key: leaf.privateKey,
+    issuer: { certificate: ca.der, key: root.privateKey },
+    serial: 0x80n,
+  });
 });
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -47,7 +60,11 @@ describe('SignedData built with pkijs', () => {
 
   it('carries signed attributes as [0] IMPLICIT and checks them', () => {
     const attributes = signedAttributesFor(new Uint8Array(createHash('sha256').update(data).digest()));
-    const der = buildSignedData({ signer: signer.der, signature: new Uint8Array(sign('sha256', attributes, leaf.privateKey)), signedAttributes: attributes });
+    const der = buildSignedData({
+      signer: signer.der,
+      signature: new Uint8Array(sign('sha256', attributes, leaf.privateKey)),
+      signedAttributes: attributes,
+    });
     const parsed = parseSignedData(der);
     expect(hex(parsed.signer.signedAttributes!)).toBe(hex(attributes));
     expect(hex(der)).toContain(`a0${hex(attributes.subarray(1))}`);
@@ -71,25 +88,36 @@ describe('SignedData built with pkijs', () => {
     const signature = new Uint8Array(sign('sha256', data, leaf.privateKey));
     const bare = buildSignedData({ signer: signer.der, signature });
     const wrapped = wrapContentInfo(bare);
-    expect(hex(wrapped.subarray(0, 19))).toBe(`3082${(wrapped.length - 4).toString(16).padStart(4, '0')}06092a864886f70d010702a082${bare.length.toString(16).padStart(4, '0')}`);
+    expect(hex(wrapped.subarray(0, 19))).toBe(
+      `3082${(wrapped.length - 4).toString(16).padStart(4, '0')}06092a864886f70d010702a082${bare.length.toString(16).padStart(4, '0')}`,
+    );
     expect(hex(parseSignedData(wrapped).signedData)).toBe(hex(bare));
     const more = withCertificates(bare, [signer.der, ca.der]);
     expect(hex(more)).toBe(hex(buildSignedData({ signer: signer.der, chain: [ca.der], signature })));
   });
 
   it('fails only with Pkcs7Error on arbitrary or mutated input', () => {
-    const sample = buildSignedData({ signer: signer.der, signature: new Uint8Array(sign('sha256', data, leaf.privateKey)) });
+    const sample = buildSignedData({
+      signer: signer.der,
+      signature: new Uint8Array(sign('sha256', data, leaf.privateKey)),
+    });
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 96 }), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.nat(), (random, at, value, cut) => {
-        const mutated = Uint8Array.from(sample, (b, i) => (i === at % sample.length ? value : b));
-        for (const input of [random, mutated, sample.subarray(0, cut % sample.length)]) {
-          try {
-            parseSignedData(input);
-          } catch (err) {
-            expect(err).toBeInstanceOf(Pkcs7Error);
+      fc.property(
+        fc.uint8Array({ maxLength: 96 }),
+        fc.nat(),
+        fc.integer({ min: 0, max: 255 }),
+        fc.nat(),
+        (random, at, value, cut) => {
+          const mutated = Uint8Array.from(sample, (b, i) => (i === at % sample.length ? value : b));
+          for (const input of [random, mutated, sample.subarray(0, cut % sample.length)]) {
+            try {
+              parseSignedData(input);
+            } catch (err) {
+              expect(err).toBeInstanceOf(Pkcs7Error);
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -115,15 +143,33 @@ describe('certificates built and read with pkijs', () => {
     const endEntity = parseCertificate(createCertificate({ cn: 'alone', key: leaf.privateKey, ca: false }).der);
     expect(endEntity).toMatchObject({ selfSigned: true, ca: false });
     expect(parseCertificate(ca.der)).toMatchObject({ selfSigned: true, ca: true });
-    expect(parseCertificate(signer.der)).toMatchObject({ selfSigned: false, ca: false, issuer: 'O=vmsb tests, CN=PKCS7 CA' });
+    expect(parseCertificate(signer.der)).toMatchObject({
+      selfSigned: false,
+      ca: false,
+      issuer: 'O=vmsb tests, CN=PKCS7 CA',
+    });
   });
 
   it('print names as node:crypto does, escapes included', () => {
-    for (const [cn, organization] of [['Plain', undefined], ['a, b + "c" <d>;', ' lead#'], ['#hash', 'trail '], ['ünïcödé ✓', 'tab\there']] as const) {
-      const cert = createCertificate({ cn, ...(organization !== undefined ? { organization } : {}), key: root.privateKey });
+    for (const [cn, organization] of [
+      ['Plain', undefined],
+      ['a, b + "c" <d>;', ' lead#'],
+      ['#hash', 'trail '],
+      ['ünïcödé ✓', 'tab\there'],
+    ] as const) {
+      const cert = createCertificate({
+        cn,
+        ...(organization !== undefined ? { organization } : {}),
+        key: root.privateKey,
+      });
       const info = parseCertificate(cert.der);
       const x = new X509Certificate(cert.der);
-      expect(info.subject).toBe(x.subject.split('\n').filter((l) => l.length > 0).join(', '));
+      expect(info.subject).toBe(
+        x.subject
+          .split('\n')
+          .filter((l) => l.length > 0)
+          .join(', '),
+      );
       expect(info.issuer).toBe(info.subject);
       expect(info.commonName).toBe(cn);
     }

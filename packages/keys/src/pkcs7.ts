@@ -51,11 +51,17 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
     const set = decodeDer(parts.signedAttributes, 'signed attributes');
     if (!(set instanceof asn1js.Set)) throw new TypeError('signed attributes must be a DER SET');
     // type 0: carried as [0] IMPLICIT, same content as the SET the signature covers.
-    signedAttrs = new pkijs.SignedAndUnsignedAttributes({ type: 0, attributes: set.valueBlock.value.map((a) => new pkijs.Attribute({ schema: a })) });
+    signedAttrs = new pkijs.SignedAndUnsignedAttributes({
+      type: 0,
+      attributes: set.valueBlock.value.map((a) => new pkijs.Attribute({ schema: a })),
+    });
   }
   const signerInfo = new pkijs.SignerInfo({
     version: 1,
-    sid: new pkijs.IssuerAndSerialNumber({ issuer: signer.certificate.issuer, serialNumber: signer.certificate.serialNumber }),
+    sid: new pkijs.IssuerAndSerialNumber({
+      issuer: signer.certificate.issuer,
+      serialNumber: signer.certificate.serialNumber,
+    }),
     digestAlgorithm: algorithmWithNull(Oid.sha256),
     ...(signedAttrs !== undefined ? { signedAttrs } : {}),
     signatureAlgorithm: algorithmWithNull(Oid.rsaEncryption),
@@ -84,10 +90,14 @@ function carriedCertificate(der: Uint8Array): pkijs.Certificate {
 
 /** `SignedData` inside a ContentInfo (what `openssl cms -sign` writes and some firmware tools expect). */
 export function wrapContentInfo(signedData: Uint8Array): Uint8Array {
-  const contentInfo = new pkijs.ContentInfo({ contentType: Oid.signedData, content: decodeDer(signedData, 'SignedData') });
+  const contentInfo = new pkijs.ContentInfo({
+    contentType: Oid.signedData,
+    content: decodeDer(signedData, 'SignedData'),
+  });
   const out = toDer(contentInfo.toSchema());
   // The decoded SignedData is re-emitted; make sure it came out as it went in.
-  if (!equal(out.subarray(out.length - signedData.length), signedData)) throw new TypeError('the SignedData is not in DER form');
+  if (!equal(out.subarray(out.length - signedData.length), signedData))
+    throw new TypeError('the SignedData is not in DER form');
   return out;
 }
 
@@ -138,7 +148,8 @@ function readSignedData(bytes: Uint8Array): ParsedSignedData {
   if (!(block instanceof asn1js.Sequence)) throw new Pkcs7Error('PKCS#7: not a SEQUENCE');
   if (block.valueBlock.value[0] instanceof asn1js.ObjectIdentifier) {
     const contentInfo = new pkijs.ContentInfo({ schema: block });
-    if (contentInfo.contentType !== Oid.signedData) throw new Pkcs7Error(`ContentInfo holds ${contentInfo.contentType}, not signedData`);
+    if (contentInfo.contentType !== Oid.signedData)
+      throw new Pkcs7Error(`ContentInfo holds ${contentInfo.contentType}, not signedData`);
     block = contentInfo.content as asn1js.AsnType;
   }
   const signedData = new pkijs.SignedData({ schema: block });
@@ -146,7 +157,8 @@ function readSignedData(bytes: Uint8Array): ParsedSignedData {
   const certificates: Uint8Array[] = [];
   for (const field of (block as asn1js.Sequence).valueBlock.value) {
     if (field.idBlock.tagClass !== 3 || field.idBlock.tagNumber !== 0) continue;
-    for (const c of (field as asn1js.Constructed).valueBlock.value) if (c instanceof asn1js.Sequence) certificates.push(c.valueBeforeDecodeView);
+    for (const c of (field as asn1js.Constructed).valueBlock.value)
+      if (c instanceof asn1js.Sequence) certificates.push(c.valueBeforeDecodeView);
   }
   const first = signedData.signerInfos[0];
   if (first === undefined) throw new Pkcs7Error('SignedData: no SignerInfo');
@@ -190,14 +202,18 @@ export function withCertificates(signedData: Uint8Array, certificates: readonly 
  * throws an Error saying what does not match.
  */
 export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Array): Uint8Array {
-  if (parsed.signerInfoCount !== 1) throw new Error(`UEFI needs exactly one SignerInfo, found ${parsed.signerInfoCount}`);
-  if (parsed.hasContent) throw new Error('the signature is not detached (it carries content); sign with -binary and without -nodetach');
+  if (parsed.signerInfoCount !== 1)
+    throw new Error(`UEFI needs exactly one SignerInfo, found ${parsed.signerInfoCount}`);
+  if (parsed.hasContent)
+    throw new Error('the signature is not detached (it carries content); sign with -binary and without -nodetach');
   const s = parsed.signer;
-  if (s.digestAlgorithm !== Oid.sha256) throw new Error(`the digest algorithm is ${s.digestAlgorithm}, UEFI needs SHA-256 (${Oid.sha256})`);
+  if (s.digestAlgorithm !== Oid.sha256)
+    throw new Error(`the digest algorithm is ${s.digestAlgorithm}, UEFI needs SHA-256 (${Oid.sha256})`);
   if (s.signatureAlgorithm !== Oid.rsaEncryption && s.signatureAlgorithm !== Oid.sha256WithRSAEncryption) {
     throw new Error(`the signature algorithm is ${s.signatureAlgorithm}, UEFI needs RSA PKCS#1 v1.5`);
   }
-  if (s.issuer === undefined || s.serialNumber === undefined) throw new Error('the SignerInfo does not name its signer by issuer and serial number');
+  if (s.issuer === undefined || s.serialNumber === undefined)
+    throw new Error('the SignerInfo does not name its signer by issuer and serial number');
   const signer = parsed.certificates.find((der) => {
     try {
       const f = certificateFields(der);
@@ -216,7 +232,8 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
     covered = s.signedAttributes;
   }
   const publicKey = new X509Certificate(signer).publicKey;
-  if (!verify('sha256', covered, publicKey, s.signature)) throw new Error("the signature does not verify with the signer's key over the bytes to sign");
+  if (!verify('sha256', covered, publicKey, s.signature))
+    throw new Error("the signature does not verify with the signer's key over the bytes to sign");
   return signer;
 }
 
@@ -226,7 +243,8 @@ function messageDigestOf(attributes: Uint8Array): Uint8Array | undefined {
   for (const schema of set.valueBlock.value) {
     const attribute = new pkijs.Attribute({ schema });
     const value: unknown = attribute.values[0];
-    if (attribute.type === Oid.messageDigest && value instanceof asn1js.OctetString) return value.valueBlock.valueHexView;
+    if (attribute.type === Oid.messageDigest && value instanceof asn1js.OctetString)
+      return value.valueBlock.valueHexView;
   }
   return undefined;
 }

@@ -30,7 +30,15 @@ describe('X.509 signature lists', () => {
   it('are byte-identical to cert-to-efi-sig-list and sbsiglist', () => {
     const pem = s.write('a.pem', certA.pem);
     runOk('cert-to-efi-sig-list', ['-g', OWNER, pem, s.path('a.esl')]);
-    runOk('sbsiglist', ['--owner', OWNER, '--type', 'x509', '--output', s.path('a-sb.esl'), s.write('a.der', certA.der)]);
+    runOk('sbsiglist', [
+      '--owner',
+      OWNER,
+      '--type',
+      'x509',
+      '--output',
+      s.path('a-sb.esl'),
+      s.write('a.der', certA.der),
+    ]);
     const ours = buildSignatureList({ type: 'x509', certificates: [certA.pem], owner: OWNER });
     expect(ours).toEqual(s.read('a.esl'));
     expect(ours).toEqual(s.read('a-sb.esl'));
@@ -55,14 +63,21 @@ describe('X.509 signature lists', () => {
 
 describe('hash signature lists', () => {
   const efiDir = '/usr/lib/efitools/x86_64-linux-gnu';
-  it.skipIf(!existsSync(`${efiDir}/HelloWorld.efi`))('are byte-identical to hash-to-efi-sig-list (one list, every hash)', () => {
-    const out = runOk('hash-to-efi-sig-list', [`${efiDir}/HelloWorld.efi`, `${efiDir}/LockDown.efi`, s.path('hw.esl')]);
-    const hashes = [...out.matchAll(/HASH IS ([0-9a-f]{64})/g)].map((m) => m[1]!);
-    expect(hashes).toHaveLength(2);
-    // hash-to-efi-sig-list always names shim's GUID as the owner.
-    const ours = buildSignatureList({ type: 'sha256', hashes, owner: Guids.SHIM_LOCK });
-    expect(ours).toEqual(s.read('hw.esl'));
-  });
+  it.skipIf(!existsSync(`${efiDir}/HelloWorld.efi`))(
+    'are byte-identical to hash-to-efi-sig-list (one list, every hash)',
+    () => {
+      const out = runOk('hash-to-efi-sig-list', [
+        `${efiDir}/HelloWorld.efi`,
+        `${efiDir}/LockDown.efi`,
+        s.path('hw.esl'),
+      ]);
+      const hashes = [...out.matchAll(/HASH IS ([0-9a-f]{64})/g)].map((m) => m[1]!);
+      expect(hashes).toHaveLength(2);
+      // hash-to-efi-sig-list always names shim's GUID as the owner.
+      const ours = buildSignatureList({ type: 'sha256', hashes, owner: Guids.SHIM_LOCK });
+      expect(ours).toEqual(s.read('hw.esl'));
+    },
+  );
 
   it('are byte-identical to sbsiglist for a SHA-256 hash', () => {
     const hash = Uint8Array.from({ length: 32 }, (_, i) => i * 7);
@@ -89,7 +104,9 @@ describe('hash signature lists', () => {
         fc.integer({ min: 1, max: 20 }),
         fc.integer(),
         (type, owner, count, seed) => {
-          const hashes = Array.from({ length: count }, (_, i) => Uint8Array.from({ length: sizes[type] }, (_, j) => (seed + i * 31 + j) & 0xff));
+          const hashes = Array.from({ length: count }, (_, i) =>
+            Uint8Array.from({ length: sizes[type] }, (_, j) => (seed + i * 31 + j) & 0xff),
+          );
           const bytes = buildSignatureList({ type, hashes, owner });
           const parsed = parseSignatureLists(bytes);
           expect(parsed.ok).toBe(true);
@@ -110,17 +127,28 @@ describe('certificate TBS-hash lists', () => {
   it('are byte-identical to cert-to-efi-hash-list, with and without a time of revocation', () => {
     const pem = s.write('tbs.pem', certA.pem);
     runOk('cert-to-efi-hash-list', ['-g', OWNER, '-s', '256', pem, s.path('t256.esl')]);
-    expect(buildSignatureList({ type: 'x509-sha256', certificates: [certA.der], owner: OWNER })).toEqual(s.read('t256.esl'));
+    expect(buildSignatureList({ type: 'x509-sha256', certificates: [certA.der], owner: OWNER })).toEqual(
+      s.read('t256.esl'),
+    );
 
     runOk('cert-to-efi-hash-list', ['-g', OWNER, '-s', '512', '-t', '2023-02-03 04:05:06', pem, s.path('t512.esl')]);
     const timeOfRevocation = serializeEfiTime({ year: 2023, month: 2, day: 3, hour: 4, minute: 5, second: 6 });
-    expect(buildSignatureList({ type: 'x509-sha512', certificates: [certA.pem], owner: OWNER, timeOfRevocation })).toEqual(s.read('t512.esl'));
+    expect(
+      buildSignatureList({ type: 'x509-sha512', certificates: [certA.pem], owner: OWNER, timeOfRevocation }),
+    ).toEqual(s.read('t512.esl'));
   });
 
   it('accept precomputed hashes and refuse a bad revocation time', () => {
     const bytes = buildSignatureList({ type: 'x509-sha384', hashes: ['00'.repeat(48)], owner: OWNER });
     expect(bytes.length).toBe(28 + 16 + 48 + 16);
-    expect(() => buildSignatureList({ type: 'x509-sha256', certificates: [certA.der], owner: OWNER, timeOfRevocation: new Uint8Array(8) })).toThrow(/16-byte/);
+    expect(() =>
+      buildSignatureList({
+        type: 'x509-sha256',
+        certificates: [certA.der],
+        owner: OWNER,
+        timeOfRevocation: new Uint8Array(8),
+      }),
+    ).toThrow(/16-byte/);
     expect(() => buildSignatureList({ type: 'x509-sha256', owner: OWNER })).toThrow(/no certificates or hashes/);
   });
 });
@@ -128,10 +156,17 @@ describe('certificate TBS-hash lists', () => {
 describe('raw fixed-size lists', () => {
   it('build any fixed-size type by GUID and refuse variable-size ones', () => {
     const modulus = new Uint8Array(256).fill(0xc3);
-    const bytes = buildSignatureList({ type: 'raw', signatureType: Guids.CERT_RSA2048, entries: [modulus], owner: OWNER });
+    const bytes = buildSignatureList({
+      type: 'raw',
+      signatureType: Guids.CERT_RSA2048,
+      entries: [modulus],
+      owner: OWNER,
+    });
     const parsed = parseSignatureLists(bytes);
     expect(parsed.ok && parsed.lists[0]!.signatureSize).toBe(272);
-    expect(() => buildSignatureList({ type: 'raw', signatureType: Guids.CERT_X509, entries: [modulus], owner: OWNER })).toThrow(/fixed-size/);
+    expect(() =>
+      buildSignatureList({ type: 'raw', signatureType: Guids.CERT_X509, entries: [modulus], owner: OWNER }),
+    ).toThrow(/fixed-size/);
   });
 });
 

@@ -37,7 +37,10 @@ const HASH_TYPES: Record<HashSignatureType, Uint8Array> = {
   sha384: Guids.CERT_SHA384,
   sha512: Guids.CERT_SHA512,
 };
-const CERT_HASH_TYPES: Record<CertificateHashSignatureType, { guid: Uint8Array; algorithm: 'sha256' | 'sha384' | 'sha512' }> = {
+const CERT_HASH_TYPES: Record<
+  CertificateHashSignatureType,
+  { guid: Uint8Array; algorithm: 'sha256' | 'sha384' | 'sha512' }
+> = {
   'x509-sha256': { guid: Guids.CERT_X509_SHA256, algorithm: 'sha256' },
   'x509-sha384': { guid: Guids.CERT_X509_SHA384, algorithm: 'sha384' },
   'x509-sha512': { guid: Guids.CERT_X509_SHA512, algorithm: 'sha512' },
@@ -63,7 +66,12 @@ export type SignatureListSpec =
       readonly owner: GuidInput;
     }
   /** Any fixed-size signature type by GUID (e.g. EFI_CERT_RSA2048), entries given raw. */
-  | { readonly type: 'raw'; readonly signatureType: GuidInput; readonly entries: readonly Uint8Array[]; readonly owner: GuidInput };
+  | {
+      readonly type: 'raw';
+      readonly signatureType: GuidInput;
+      readonly entries: readonly Uint8Array[];
+      readonly owner: GuidInput;
+    };
 
 /**
  * EFI_SIGNATURE_LIST bytes for certificates or hashes. For X.509 certificates the result is byte
@@ -96,9 +104,18 @@ export function signatureLists(spec: SignatureListSpec): SignatureList[] {
       const { guid, algorithm } = CERT_HASH_TYPES[spec.type];
       const time = spec.timeOfRevocation ?? new Uint8Array(16);
       if (time.length !== 16) throw new RangeError(`TimeOfRevocation is a 16-byte EFI_TIME, got ${time.length} bytes`);
-      const hashes = [...(spec.certificates ?? []).map((c) => tbsHash(c, algorithm)), ...(spec.hashes ?? []).map(hashBytes)];
+      const hashes = [
+        ...(spec.certificates ?? []).map((c) => tbsHash(c, algorithm)),
+        ...(spec.hashes ?? []).map(hashBytes),
+      ];
       if (hashes.length === 0) throw new RangeError('no certificates or hashes given');
-      return [signatureListOfHashes(guid, hashes.map((h) => concat(h, time)), owner)];
+      return [
+        signatureListOfHashes(
+          guid,
+          hashes.map((h) => concat(h, time)),
+          owner,
+        ),
+      ];
     }
     case 'raw': {
       const type = guidBytes(spec.signatureType);
@@ -138,13 +155,17 @@ export function concatSignatureLists(parts: readonly Uint8Array[]): Uint8Array {
  * edk2's format rules (supported types, fixed sizes, no trailing bytes; PK at most one entry) plus
  * the check edk2 makes on X.509 entries (a certificate with an RSA key), applied to every entry.
  */
-export function signatureDatabaseProblem(payload: Uint8Array, options: { readonly isPK?: boolean } = {}): string | undefined {
+export function signatureDatabaseProblem(
+  payload: Uint8Array,
+  options: { readonly isPK?: boolean } = {},
+): string | undefined {
   const checked = checkSignatureLists(payload, options.isPK === true ? { maxSignatures: 1 } : {});
   if (!checked.ok) return checked.reason;
   for (const [i, { der }] of x509Certificates(checked.lists).entries()) {
     try {
       const key = new X509Certificate(der).publicKey;
-      if (key.asymmetricKeyType !== 'rsa') return `X.509 entry ${i} holds a ${key.asymmetricKeyType ?? 'non-RSA'} key; UEFI needs RSA`;
+      if (key.asymmetricKeyType !== 'rsa')
+        return `X.509 entry ${i} holds a ${key.asymmetricKeyType ?? 'non-RSA'} key; UEFI needs RSA`;
     } catch (err) {
       return `X.509 entry ${i} is not a certificate: ${err instanceof Error ? err.message : String(err)}`;
     }

@@ -6,11 +6,21 @@ import { createAuthenticator } from '@vmsb/auth';
 import { Guids, utf16le, VariableStore, type SetOutcome } from '@vmsb/efi';
 import { EfiStatus } from '@vmsb/protocol';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bundledDbxUpdate, createAuthenticatedVariable, createKeySet, microsoftSignatureList, type KeySet } from './index.js';
+import {
+  bundledDbxUpdate,
+  createAuthenticatedVariable,
+  createKeySet,
+  microsoftSignatureList,
+  type KeySet,
+} from './index.js';
 
 let set: KeySet;
 beforeAll(async () => {
-  set = await createKeySet({ cn: 'Enrolment', timestamp: new Date('2025-02-03T04:05:06Z'), extra: { KEK: microsoftSignatureList({ role: 'KEK' }) } });
+  set = await createKeySet({
+    cn: 'Enrolment',
+    timestamp: new Date('2025-02-03T04:05:06Z'),
+    extra: { KEK: microsoftSignatureList({ role: 'KEK' }) },
+  });
 });
 
 const G = Guids.GLOBAL_VARIABLE;
@@ -28,7 +38,10 @@ function setupMode(store: VariableStore): number | undefined {
 
 describe('enrolling a key set in the variable store', () => {
   it('PK, KEK, db in order; out-of-order and foreign signatures refused; Microsoft dbx update accepted; PK deleted', () => {
-    const store = VariableStore.create({ platform: { secureBoot: true, authEnforce: true }, authenticator: createAuthenticator() });
+    const store = VariableStore.create({
+      platform: { secureBoot: true, authEnforce: true },
+      authenticator: createAuthenticator(),
+    });
     expect(setupMode(store)).toBe(1);
 
     expect(apply(store, 'PK', G, 0x27, set.PK.auth).status).toBe(EfiStatus.SUCCESS);
@@ -42,7 +55,13 @@ describe('enrolling a key set in the variable store', () => {
 
     // Replaying an update (same timestamp) is refused; a KEK signed by the db key is refused.
     expect(apply(store, 'db', D, 0x27, set.db.auth).status).toBe(EfiStatus.SECURITY_VIOLATION);
-    const rogue = createAuthenticatedVariable({ name: 'KEK', payload: set.db.signatureList, timestamp: new Date('2030-01-01T00:00:00Z'), key: set.db.privateKey, certificate: set.db.certificate.der });
+    const rogue = createAuthenticatedVariable({
+      name: 'KEK',
+      payload: set.db.signatureList,
+      timestamp: new Date('2030-01-01T00:00:00Z'),
+      key: set.db.privateKey,
+      certificate: set.db.certificate.der,
+    });
     expect(apply(store, 'KEK', G, 0x27, rogue).status).toBe(EfiStatus.SECURITY_VIOLATION);
 
     // Microsoft's dbx update verifies against the Microsoft KEK CA 2011 enrolled next to ours.

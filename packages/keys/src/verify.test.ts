@@ -25,7 +25,11 @@ beforeAll(async () => {
   s = scratch();
   [key, ca] = await Promise.all([generateKeyPair(), generateKeyPair()]);
   caCert = createCertificate({ cn: 'Verify CA', key: ca.privateKey });
-  cert = createCertificate({ cn: 'Verify signer', key: key.privateKey, issuer: { certificate: caCert.der, key: ca.privateKey } });
+  cert = createCertificate({
+    cn: 'Verify signer',
+    key: key.privateKey,
+    issuer: { certificate: caCert.der, key: ca.privateKey },
+  });
   esl = buildSignatureList({ type: 'x509', certificates: [cert.der], owner: OWNER });
 });
 afterAll(() => s.remove());
@@ -33,14 +37,23 @@ afterAll(() => s.remove());
 describe('verifyAuthenticatedVariable (through @vmsb/auth)', () => {
   const signWith = (extra: { signedAttributes?: boolean; wrapContentInfo?: boolean; chain?: Certificate[] } = {}) =>
     createAuthenticatedVariable({
-      name: 'db', payload: esl, timestamp: TS, key: key.privateKey, certificate: cert.pem,
+      name: 'db',
+      payload: esl,
+      timestamp: TS,
+      key: key.privateKey,
+      certificate: cert.pem,
       ...(extra.signedAttributes !== undefined ? { signedAttributes: extra.signedAttributes } : {}),
       ...(extra.wrapContentInfo !== undefined ? { wrapContentInfo: extra.wrapContentInfo } : {}),
       ...(extra.chain !== undefined ? { chain: extra.chain.map((c) => c.der) } : {}),
     });
 
   it('accepts every form this package signs in, with the signer or its issuer as anchor', () => {
-    for (const auth of [signWith(), signWith({ signedAttributes: true }), signWith({ wrapContentInfo: true }), signWith({ chain: [caCert] })]) {
+    for (const auth of [
+      signWith(),
+      signWith({ signedAttributes: true }),
+      signWith({ wrapContentInfo: true }),
+      signWith({ chain: [caCert] }),
+    ]) {
       const bySigner = verifyAuthenticatedVariable({ name: 'db', auth, trusted: [cert.pem] });
       expect(bySigner.ok).toBe(true);
       if (bySigner.ok) {
@@ -51,7 +64,9 @@ describe('verifyAuthenticatedVariable (through @vmsb/auth)', () => {
     }
     // The issuer as anchor: the signer's certificate, carried in the signature, chains to it
     // directly, with or without the issuer also carried.
-    expect(verifyAuthenticatedVariable({ name: 'db', auth: signWith({ chain: [caCert] }), trusted: [caCert.pem] }).ok).toBe(true);
+    expect(
+      verifyAuthenticatedVariable({ name: 'db', auth: signWith({ chain: [caCert] }), trusted: [caCert.pem] }).ok,
+    ).toBe(true);
     expect(verifyAuthenticatedVariable({ name: 'db', auth: signWith(), trusted: [caCert.pem] }).ok).toBe(true);
   });
 
@@ -60,7 +75,23 @@ describe('verifyAuthenticatedVariable (through @vmsb/auth)', () => {
     const bundle = s.write('bundle.bin', signableBytes(update));
     const keyPath = s.write('k.pem', key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
     const certPath = s.write('c.pem', cert.pem);
-    runOk('openssl', ['cms', '-sign', '-binary', '-md', 'sha256', '-in', bundle, '-signer', certPath, '-inkey', keyPath, '-outform', 'DER', '-out', s.path('sig.p7')]);
+    runOk('openssl', [
+      'cms',
+      '-sign',
+      '-binary',
+      '-md',
+      'sha256',
+      '-in',
+      bundle,
+      '-signer',
+      certPath,
+      '-inkey',
+      keyPath,
+      '-outform',
+      'DER',
+      '-out',
+      s.path('sig.p7'),
+    ]);
     const auth = attachSignature({ ...update, cms: s.read('sig.p7') });
     expect(verifyAuthenticatedVariable({ name: 'db', auth, trusted: [cert.der] }).ok).toBe(true);
   });
@@ -70,8 +101,14 @@ describe('verifyAuthenticatedVariable (through @vmsb/auth)', () => {
     const other = createCertificate({ cn: 'Someone else', key: ca.privateKey });
     const wrong = verifyAuthenticatedVariable({ name: 'db', auth, trusted: [other.der] });
     expect(wrong).toMatchObject({ ok: false, code: 'wrong-signer' });
-    expect(verifyAuthenticatedVariable({ name: 'dbx', auth, trusted: [cert.der] })).toMatchObject({ ok: false, code: 'bad-signature' });
-    expect(verifyAuthenticatedVariable({ name: 'db', append: true, auth, trusted: [cert.der] })).toMatchObject({ ok: false, code: 'bad-signature' });
+    expect(verifyAuthenticatedVariable({ name: 'dbx', auth, trusted: [cert.der] })).toMatchObject({
+      ok: false,
+      code: 'bad-signature',
+    });
+    expect(verifyAuthenticatedVariable({ name: 'db', append: true, auth, trusted: [cert.der] })).toMatchObject({
+      ok: false,
+      code: 'bad-signature',
+    });
     const tampered = auth.slice();
     tampered[tampered.length - 1]! ^= 1;
     expect(verifyAuthenticatedVariable({ name: 'db', auth: tampered, trusted: [cert.der] }).ok).toBe(false);

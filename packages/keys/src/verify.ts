@@ -25,7 +25,9 @@ export interface VerifyAuthenticatedVariableOptions {
  * Never throws for bad .auth data; throws a TypeError only for unusable options (no GUID, a
  * trusted entry that is not a certificate).
  */
-export function verifyAuthenticatedVariable(options: VerifyAuthenticatedVariableOptions): AuthenticatedDataVerification {
+export function verifyAuthenticatedVariable(
+  options: VerifyAuthenticatedVariableOptions,
+): AuthenticatedDataVerification {
   const guid = vendorGuid(options.name, options.guid);
   let attributes = (options.attributes ?? Attrs.NV_BS_RT_AT) >>> 0;
   if (options.append === true) attributes |= Attr.APPEND_WRITE;

@@ -66,7 +66,8 @@ export async function readBoundedFile(path: string, maxSize: number): Promise<Ui
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error(`${path}: not a regular file`);
-    if (stat.size > maxSize) throw new Error(`${path}: ${stat.size} bytes is larger than any valid VARS blob (${maxSize})`);
+    if (stat.size > maxSize)
+      throw new Error(`${path}: ${stat.size} bytes is larger than any valid VARS blob (${maxSize})`);
     // Read at most maxSize + 1 so a file that grows under us is still caught.
     const buffer = new Uint8Array(Math.min(stat.size, maxSize) + 1);
     let length = 0;

@@ -11,7 +11,14 @@ import { decodeVarsBlob, encodeVarsBlob, MAX_VARS_BLOB_SIZE } from './vars-blob.
 const GUID = new Uint8Array(16).fill(0x42);
 
 function variable(name: string, data: number[], attributes = 7): Variable {
-  return { name: utf16le(name), guid: GUID, attributes, data: Uint8Array.from(data), timestamp: new Uint8Array(16), signerDigest: new Uint8Array(32) };
+  return {
+    name: utf16le(name),
+    guid: GUID,
+    attributes,
+    data: Uint8Array.from(data),
+    timestamp: new Uint8Array(16),
+    signerDigest: new Uint8Array(32),
+  };
 }
 
 function state(variables: Variable[], morKey = new Uint8Array(8)): StoreState {
@@ -35,7 +42,9 @@ describe('file store', () => {
 
   it('refuses a first boot where the file could never be written', async () => {
     const path = join(dir, 'missing', 'nvram.vars');
-    await expect(createFileStore({ path }).load()).rejects.toThrow(`${path}: directory ${join(dir, 'missing')} does not exist`);
+    await expect(createFileStore({ path }).load()).rejects.toThrow(
+      `${path}: directory ${join(dir, 'missing')} does not exist`,
+    );
   });
 
   it('removes temporary files of a writer that died, and only those', async () => {
@@ -50,7 +59,9 @@ describe('file store', () => {
   it('writes the non-volatile variables as a VARS v2 blob and loads them back', async () => {
     const path = join(dir, 'nvram.vars');
     const store = createFileStore({ path });
-    await store.save(state([variable('Boot0000', [1, 2]), variable('SetupMode', [1], 6), variable('BootOrder', [0, 0])]));
+    await store.save(
+      state([variable('Boot0000', [1, 2]), variable('SetupMode', [1], 6), variable('BootOrder', [0, 0])]),
+    );
     const bytes = new Uint8Array(await readFile(path));
     const decoded = decodeVarsBlob(bytes);
     expect(decoded.ok && decoded.version).toBe(2);
@@ -110,12 +121,16 @@ describe('file store', () => {
 
   it('rejects a save it cannot make durable, writes nothing, and leaves no temporary file', async () => {
     const missing = join(dir, 'no-such-dir', 'nvram.vars');
-    await expect(createFileStore({ path: missing }).save(state([variable('A', [1])]))).rejects.toThrow(`${missing}: cannot write`);
+    await expect(createFileStore({ path: missing }).save(state([variable('A', [1])]))).rejects.toThrow(
+      `${missing}: cannot write`,
+    );
 
     // The target is a directory: the rename fails after the temporary file was written.
     const target = join(dir, 'target');
     await mkdir(join(target, 'occupied'), { recursive: true });
-    await expect(createFileStore({ path: target }).save(state([variable('A', [1])]))).rejects.toThrow(`${target}: cannot write`);
+    await expect(createFileStore({ path: target }).save(state([variable('A', [1])]))).rejects.toThrow(
+      `${target}: cannot write`,
+    );
     expect((await readdir(dir)).sort()).toEqual(['target']);
   });
 
@@ -145,7 +160,11 @@ describe('save file', () => {
   it('keeps every variable, volatile included, and the ancillary data', async () => {
     const path = join(dir, 'save.dat');
     const morKey = Uint8Array.from([8, 7, 6, 5, 4, 3, 2, 1]);
-    const s: StoreState = { variables: [variable('NvVar', [1]), variable('SecureBoot', [0], 6)], morKey, ppi: { index: 0x104, func: new Uint8Array(256).fill(3) } };
+    const s: StoreState = {
+      variables: [variable('NvVar', [1]), variable('SecureBoot', [0], 6)],
+      morKey,
+      ppi: { index: 0x104, func: new Uint8Array(256).fill(3) },
+    };
     await writeSaveFile(path, s);
     expect(await readSaveFile(path)).toEqual(s);
   });

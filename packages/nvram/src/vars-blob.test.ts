@@ -6,7 +6,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeVarsBlob, encodeVarsBlob, VarsBlob } from './vars-blob.js';
 
-const GLOBAL = Uint8Array.from([0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c]);
+const GLOBAL = Uint8Array.from([
+  0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c,
+]);
 
 function variable(name: string, data: number[], attributes = 7, extra: Partial<Variable> = {}): Variable {
   return {
@@ -20,7 +22,12 @@ function variable(name: string, data: number[], attributes = 7, extra: Partial<V
   };
 }
 
-function state(variables: Variable[], morKey = new Uint8Array(8), ppiIndex = 0, func = new Uint8Array(256)): StoreState {
+function state(
+  variables: Variable[],
+  morKey = new Uint8Array(8),
+  ppiIndex = 0,
+  func = new Uint8Array(256),
+): StoreState {
   return { variables, morKey, ppi: { index: ppiIndex, func } };
 }
 
@@ -146,16 +153,44 @@ describe('corrupt VARS blobs are errors that say what is wrong', () => {
     ['a bad magic', patched(0, (v) => v.setUint8(0, 0x58)), /bad magic "XARS"/],
     ['version 3', patched(4, (v) => v.setUint32(0, 3, true)), /unsupported VARS version 3/],
     ['version 0', patched(4, (v) => v.setUint32(0, 0, true)), /unsupported VARS version 0/],
-    ['a count above 1024', patched(8, (v) => v.setBigUint64(0, 1025n, true)), /variable count 1025 .* larger than 1024/],
-    ['a huge count', patched(8, (v) => v.setBigUint64(0, 0xffff_ffff_ffff_ffffn, true)), /variable count 18446744073709551615/],
-    ['one more variable than present', patched(8, (v) => v.setBigUint64(0, 3n, true)), /variable 3 of 3 .*truncated|truncated.*variable 3 of 3/],
-    ['one fewer variable than present', patched(8, (v) => v.setBigUint64(0, 1n, true)), /unexpected bytes after the last of 1 variables/],
+    [
+      'a count above 1024',
+      patched(8, (v) => v.setBigUint64(0, 1025n, true)),
+      /variable count 1025 .* larger than 1024/,
+    ],
+    [
+      'a huge count',
+      patched(8, (v) => v.setBigUint64(0, 0xffff_ffff_ffff_ffffn, true)),
+      /variable count 18446744073709551615/,
+    ],
+    [
+      'one more variable than present',
+      patched(8, (v) => v.setBigUint64(0, 3n, true)),
+      /variable 3 of 3 .*truncated|truncated.*variable 3 of 3/,
+    ],
+    [
+      'one fewer variable than present',
+      patched(8, (v) => v.setBigUint64(0, 1n, true)),
+      /unexpected bytes after the last of 1 variables/,
+    ],
     ['a zero-length name', patched(firstRecord, (v) => v.setBigUint64(0, 0n, true)), /variable 1 of 2 .*empty name/],
-    ['a name longer than 4096', patched(firstRecord, (v) => v.setBigUint64(0, 4098n, true)), /name length 4098 .* larger than 4096/],
+    [
+      'a name longer than 4096',
+      patched(firstRecord, (v) => v.setBigUint64(0, 4098n, true)),
+      /name length 4098 .* larger than 4096/,
+    ],
     ['a name length with high bits', patched(firstRecord, (v) => v.setUint32(4, 1, true)), /name length 4294967306 /],
     ['a zero-length data', patched(firstRecord + 8 + 10, (v) => v.setBigUint64(0, 0n, true)), /"Alpha": empty data/],
-    ['data longer than 57344', patched(firstRecord + 8 + 10, (v) => v.setBigUint64(0, 57345n, true)), /"Alpha": data length 57345 .* larger than 57344/],
-    ['data running past the end', patched(firstRecord + 8 + 10, (v) => v.setBigUint64(0, 50000n, true)), /truncated .* "Alpha": data needs 50000 bytes/],
+    [
+      'data longer than 57344',
+      patched(firstRecord + 8 + 10, (v) => v.setBigUint64(0, 57345n, true)),
+      /"Alpha": data length 57345 .* larger than 57344/,
+    ],
+    [
+      'data running past the end',
+      patched(firstRecord + 8 + 10, (v) => v.setBigUint64(0, 50000n, true)),
+      /truncated .* "Alpha": data needs 50000 bytes/,
+    ],
     ['a v2 header without its ancillary data', good.subarray(0, 30), /truncated at byte 24: v2 ancillary data/],
   ])('rejects %s', (_what, bytes, message) => {
     expect(decodeError(bytes)).toMatch(message);
@@ -171,7 +206,13 @@ describe('corrupt VARS blobs are errors that say what is wrong', () => {
   it('accepts the same name under different GUIDs', () => {
     const other = Uint8Array.from(GLOBAL);
     other[0] = 0;
-    expect(decodeOk(encodeVarsBlob(state([variable('Same', [1]), variable('Same', [1], 7, { guid: other })]), { nonVolatileOnly: false })).state.variables).toHaveLength(2);
+    expect(
+      decodeOk(
+        encodeVarsBlob(state([variable('Same', [1]), variable('Same', [1], 7, { guid: other })]), {
+          nonVolatileOnly: false,
+        }),
+      ).state.variables,
+    ).toHaveLength(2);
   });
 
   it('rejects every truncation and every extension of a valid blob', () => {
@@ -219,7 +260,11 @@ describe('the encoder refuses states no reader would accept', () => {
     ['oversized name', state([{ ...variable('A', [1]), name: new Uint8Array(4098) }]), /name length 4098/],
     ['a short GUID', state([{ ...variable('A', [1]), guid: new Uint8Array(15) }]), /GUID is 15 bytes/],
     ['a short timestamp', state([{ ...variable('A', [1]), timestamp: new Uint8Array(8) }]), /timestamp is 8 bytes/],
-    ['a short digest', state([{ ...variable('A', [1]), signerDigest: new Uint8Array(31) }]), /signer digest is 31 bytes/],
+    [
+      'a short digest',
+      state([{ ...variable('A', [1]), signerDigest: new Uint8Array(31) }]),
+      /signer digest is 31 bytes/,
+    ],
     ['a short MOR key', state([], new Uint8Array(7)), /MOR key is 7 bytes/],
     ['a short PPI region', state([], new Uint8Array(8), 0, new Uint8Array(255)), /PPI data is 255 bytes/],
     ['a negative PPI index', state([], new Uint8Array(8), -1), /PPI index -1/],
@@ -230,12 +275,16 @@ describe('the encoder refuses states no reader would accept', () => {
   it('throws for more than 1024 variables', () => {
     const many = Array.from({ length: 1025 }, (_, i) => variable(`V${i}`, [1]));
     expect(() => encodeVarsBlob(state(many), { nonVolatileOnly: false })).toThrow(/1025 variables/);
-    expect(decodeOk(encodeVarsBlob(state(many.slice(0, 1024)), { nonVolatileOnly: false })).state.variables).toHaveLength(1024);
+    expect(
+      decodeOk(encodeVarsBlob(state(many.slice(0, 1024)), { nonVolatileOnly: false })).state.variables,
+    ).toHaveLength(1024);
   });
 });
 
 // A real NVRAM taken from a VM's XAPI record (GPL test data of another project: read in place, never copied).
-const LEGACY = fileURLToPath(new URL('../../../../shared/vectors/uefistored/nvram/legacy-payload-bin.dat', import.meta.url));
+const LEGACY = fileURLToPath(
+  new URL('../../../../shared/vectors/uefistored/nvram/legacy-payload-bin.dat', import.meta.url),
+);
 
 describe.skipIf(!existsSync(LEGACY))('a real VARS v1 blob (uefistored legacy-payload-bin.dat)', () => {
   it('loads all 32 variables and round-trips them through v2', () => {
@@ -243,7 +292,18 @@ describe.skipIf(!existsSync(LEGACY))('a real VARS v1 blob (uefistored legacy-pay
     expect(decoded.version).toBe(1);
     const names = decoded.state.variables.map((v) => fromUtf16le(v.name));
     expect(names).toHaveLength(32);
-    for (const expected of ['Boot0000', 'BootOrder', 'ConOut', 'ConIn', 'Lang', 'PlatformLang', 'Timeout', 'PK', 'MTC', 'MemoryTypeInformation']) {
+    for (const expected of [
+      'Boot0000',
+      'BootOrder',
+      'ConOut',
+      'ConIn',
+      'Lang',
+      'PlatformLang',
+      'Timeout',
+      'PK',
+      'MTC',
+      'MemoryTypeInformation',
+    ]) {
       expect(names).toContain(expected);
     }
     const pk = decoded.state.variables.find((v) => fromUtf16le(v.name) === 'PK')!;

@@ -42,9 +42,24 @@ describe('request layouts (golden bytes)', () => {
   });
 
   it('SetVariable: version, command, name, guid, data, u32 attributes, u8 at_runtime', () => {
-    const bytes = encodeReq({ command: 'SetVariable', name, guid: GLOBAL, data: Uint8Array.of(0xaa, 0xbb), attributes: 7, atRuntime: false });
+    const bytes = encodeReq({
+      command: 'SetVariable',
+      name,
+      guid: GLOBAL,
+      data: Uint8Array.of(0xaa, 0xbb),
+      attributes: 7,
+      atRuntime: false,
+    });
     expect(hex(bytes)).toBe(
-      '01000000' + '01000000' + '0800000000000000' + hex(name) + guidHex + '0200000000000000' + 'aabb' + '07000000' + '00',
+      '01000000' +
+        '01000000' +
+        '0800000000000000' +
+        hex(name) +
+        guidHex +
+        '0200000000000000' +
+        'aabb' +
+        '07000000' +
+        '00',
     );
   });
 
@@ -66,7 +81,12 @@ describe('request layouts (golden bytes)', () => {
 
 describe('response layouts (golden bytes)', () => {
   it('GetVariable SUCCESS: status, u32 attributes, u64 length, data', () => {
-    const bytes = encodeRes({ command: 'GetVariable', status: EfiStatus.SUCCESS, attributes: 6, data: Uint8Array.of(1) });
+    const bytes = encodeRes({
+      command: 'GetVariable',
+      status: EfiStatus.SUCCESS,
+      attributes: 6,
+      data: Uint8Array.of(1),
+    });
     expect(hex(bytes)).toBe('0000000000000000' + '06000000' + '0100000000000000' + '01');
   });
 
@@ -74,13 +94,18 @@ describe('response layouts (golden bytes)', () => {
     expect(hex(encodeRes({ command: 'GetVariable', status: EfiStatus.BUFFER_TOO_SMALL, requiredSize: 300 }))).toBe(
       '0500000000000080' + '2c01000000000000',
     );
-    expect(hex(encodeRes({ command: 'GetNextVariableName', status: EfiStatus.BUFFER_TOO_SMALL, requiredSize: 10 }))).toBe(
-      '0500000000000080' + '0a00000000000000',
-    );
+    expect(
+      hex(encodeRes({ command: 'GetNextVariableName', status: EfiStatus.BUFFER_TOO_SMALL, requiredSize: 10 })),
+    ).toBe('0500000000000080' + '0a00000000000000');
   });
 
   it('GetNextVariableName SUCCESS: status, u64 name length, name, guid', () => {
-    const bytes = encodeRes({ command: 'GetNextVariableName', status: EfiStatus.SUCCESS, name: utf16le('PK'), guid: GLOBAL });
+    const bytes = encodeRes({
+      command: 'GetNextVariableName',
+      status: EfiStatus.SUCCESS,
+      name: utf16le('PK'),
+      guid: GLOBAL,
+    });
     expect(hex(bytes)).toBe('0000000000000000' + '0400000000000000' + '50004b00' + '61dfe48bca93d211aa0d00e098032b8c');
   });
 
@@ -96,7 +121,13 @@ describe('response layouts (golden bytes)', () => {
   });
 
   it('errors are the status alone', () => {
-    for (const command of ['GetVariable', 'SetVariable', 'GetNextVariableName', 'QueryVariableInfo', 'NotifySBFailure'] as const) {
+    for (const command of [
+      'GetVariable',
+      'SetVariable',
+      'GetNextVariableName',
+      'QueryVariableInfo',
+      'NotifySBFailure',
+    ] as const) {
       expect(hex(encodeRes({ command, status: EfiStatus.NOT_FOUND } as Response))).toBe('0e00000000000080');
     }
     const out = new Uint8Array(8);
@@ -105,8 +136,15 @@ describe('response layouts (golden bytes)', () => {
   });
 
   it('refuses to write past the output buffer', () => {
-    expect(() => encodeResponse({ command: 'GetVariable', status: 0n, attributes: 1, data: new Uint8Array(100) }, new Uint8Array(50))).toThrow(RangeError);
-    expect(() => encodeRequest({ command: 'QueryVariableInfo', attributes: 0 }, new Uint8Array(11))).toThrow(RangeError);
+    expect(() =>
+      encodeResponse(
+        { command: 'GetVariable', status: 0n, attributes: 1, data: new Uint8Array(100) },
+        new Uint8Array(50),
+      ),
+    ).toThrow(RangeError);
+    expect(() => encodeRequest({ command: 'QueryVariableInfo', attributes: 0 }, new Uint8Array(11))).toThrow(
+      RangeError,
+    );
   });
 
   it('a SUCCESS response without its fields is a programming error', () => {
@@ -121,7 +159,11 @@ describe('decodeRequest errors', () => {
   });
 
   it('answers UNSUPPORTED to an unknown command', () => {
-    expect(decodeRequest(fromHex('01000000 05000000'))).toMatchObject({ ok: false, status: EfiStatus.UNSUPPORTED, command: 5 });
+    expect(decodeRequest(fromHex('01000000 05000000'))).toMatchObject({
+      ok: false,
+      status: EfiStatus.UNSUPPORTED,
+      command: 5,
+    });
     expect(decodeRequest(fromHex('01000000 ffffffff'))).toMatchObject({ ok: false, status: EfiStatus.UNSUPPORTED });
   });
 
@@ -145,12 +187,29 @@ describe('decodeRequest errors', () => {
   });
 
   it('never looks beyond the 64 KiB buffer even when given more', () => {
-    const req = encodeReq({ command: 'SetVariable', name: utf16le('X'), guid: GLOBAL, data: new Uint8Array(Limits.BUFFER_SIZE - 47), attributes: 7, atRuntime: false });
+    const req = encodeReq({
+      command: 'SetVariable',
+      name: utf16le('X'),
+      guid: GLOBAL,
+      data: new Uint8Array(Limits.BUFFER_SIZE - 47),
+      attributes: 7,
+      atRuntime: false,
+    });
     expect(req.length).toBe(Limits.BUFFER_SIZE);
     expect(decodeRequest(req).ok).toBe(true);
     // One more data byte only fits if the decoder read past the buffer.
     const big = new Uint8Array(Limits.BUFFER_SIZE + 1);
-    encodeRequest({ command: 'SetVariable', name: utf16le('X'), guid: GLOBAL, data: new Uint8Array(Limits.BUFFER_SIZE - 46), attributes: 7, atRuntime: false }, big);
+    encodeRequest(
+      {
+        command: 'SetVariable',
+        name: utf16le('X'),
+        guid: GLOBAL,
+        data: new Uint8Array(Limits.BUFFER_SIZE - 46),
+        attributes: 7,
+        atRuntime: false,
+      },
+      big,
+    );
     expect(decodeRequest(big)).toMatchObject({ ok: false, status: EfiStatus.INVALID_PARAMETER });
   });
 
@@ -170,19 +229,56 @@ const u32 = fc.nat({ max: 0xffff_ffff });
 const capacity = fc.nat({ max: Number.MAX_SAFE_INTEGER });
 
 const requestArb: fc.Arbitrary<Request> = fc.oneof(
-  fc.record({ command: fc.constant('GetVariable' as const), name: bytesArb(300), guid: guidArb, dataSize: capacity, atRuntime: fc.boolean() }),
-  fc.record({ command: fc.constant('SetVariable' as const), name: bytesArb(300), guid: guidArb, data: bytesArb(2000), attributes: u32, atRuntime: fc.boolean() }),
-  fc.record({ command: fc.constant('GetNextVariableName' as const), nameSize: capacity, name: bytesArb(300), guid: guidArb, atRuntime: fc.boolean() }),
+  fc.record({
+    command: fc.constant('GetVariable' as const),
+    name: bytesArb(300),
+    guid: guidArb,
+    dataSize: capacity,
+    atRuntime: fc.boolean(),
+  }),
+  fc.record({
+    command: fc.constant('SetVariable' as const),
+    name: bytesArb(300),
+    guid: guidArb,
+    data: bytesArb(2000),
+    attributes: u32,
+    atRuntime: fc.boolean(),
+  }),
+  fc.record({
+    command: fc.constant('GetNextVariableName' as const),
+    nameSize: capacity,
+    name: bytesArb(300),
+    guid: guidArb,
+    atRuntime: fc.boolean(),
+  }),
   fc.record({ command: fc.constant('QueryVariableInfo' as const), attributes: u32 }),
   fc.record({ command: fc.constant('NotifySBFailure' as const) }),
 );
 
 const statusArb = fc.constantFrom(...Object.values(EfiStatus));
 const responseArb: fc.Arbitrary<Response> = fc.oneof(
-  fc.record({ command: fc.constant('GetVariable' as const), status: fc.constant(EfiStatus.SUCCESS), attributes: u32, data: bytesArb(2000) }),
-  fc.record({ command: fc.constant('GetVariable' as const), status: fc.constant(EfiStatus.BUFFER_TOO_SMALL), requiredSize: capacity }),
-  fc.record({ command: fc.constant('GetNextVariableName' as const), status: fc.constant(EfiStatus.SUCCESS), name: bytesArb(300), guid: guidArb }),
-  fc.record({ command: fc.constant('GetNextVariableName' as const), status: fc.constant(EfiStatus.BUFFER_TOO_SMALL), requiredSize: capacity }),
+  fc.record({
+    command: fc.constant('GetVariable' as const),
+    status: fc.constant(EfiStatus.SUCCESS),
+    attributes: u32,
+    data: bytesArb(2000),
+  }),
+  fc.record({
+    command: fc.constant('GetVariable' as const),
+    status: fc.constant(EfiStatus.BUFFER_TOO_SMALL),
+    requiredSize: capacity,
+  }),
+  fc.record({
+    command: fc.constant('GetNextVariableName' as const),
+    status: fc.constant(EfiStatus.SUCCESS),
+    name: bytesArb(300),
+    guid: guidArb,
+  }),
+  fc.record({
+    command: fc.constant('GetNextVariableName' as const),
+    status: fc.constant(EfiStatus.BUFFER_TOO_SMALL),
+    requiredSize: capacity,
+  }),
   fc.record({
     command: fc.constant('QueryVariableInfo' as const),
     status: fc.constant(EfiStatus.SUCCESS),
@@ -242,28 +338,45 @@ describe('properties', () => {
         const view = (req as unknown as Record<string, Uint8Array | undefined>)[part];
         if (view === undefined) continue;
         expect(view.buffer).toBe(bytes.buffer);
-        expect(view.byteOffset + view.length).toBeLessThanOrEqual(bytes.byteOffset + Math.min(bytes.length, Limits.BUFFER_SIZE));
+        expect(view.byteOffset + view.length).toBeLessThanOrEqual(
+          bytes.byteOffset + Math.min(bytes.length, Limits.BUFFER_SIZE),
+        );
       }
     };
     fc.assert(fc.property(bytesArb(600), check), { numRuns: 2000 });
     // Mutations of valid frames reach deeper than random bytes do.
     fc.assert(
-      fc.property(requestArb, fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 8 }), fc.nat(), (request, edits, cut) => {
-        const bytes = Uint8Array.from(encodeReq(request));
-        for (const [at, value] of edits) bytes[at % bytes.length] = value;
-        check(bytes);
-        check(bytes.subarray(0, cut % (bytes.length + 1)));
-      }),
+      fc.property(
+        requestArb,
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 8 }),
+        fc.nat(),
+        (request, edits, cut) => {
+          const bytes = Uint8Array.from(encodeReq(request));
+          for (const [at, value] of edits) bytes[at % bytes.length] = value;
+          check(bytes);
+          check(bytes.subarray(0, cut % (bytes.length + 1)));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
 
   it('decodeResponse never throws on arbitrary bytes', () => {
     fc.assert(
-      fc.property(fc.constantFrom('GetVariable', 'SetVariable', 'GetNextVariableName', 'QueryVariableInfo', 'NotifySBFailure' as const), bytesArb(100), (command, bytes) => {
-        const r = decodeResponse(command, bytes);
-        expect(typeof r.ok).toBe('boolean');
-      }),
+      fc.property(
+        fc.constantFrom(
+          'GetVariable',
+          'SetVariable',
+          'GetNextVariableName',
+          'QueryVariableInfo',
+          'NotifySBFailure' as const,
+        ),
+        bytesArb(100),
+        (command, bytes) => {
+          const r = decodeResponse(command, bytes);
+          expect(typeof r.ok).toBe('boolean');
+        },
+      ),
       { numRuns: 2000 },
     );
   });

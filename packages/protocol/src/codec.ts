@@ -66,13 +66,33 @@ export type DecodedRequest = { readonly ok: true; readonly request: Request } | 
  * QueryVariableInfo SUCCESS → the three sizes; BUFFER_TOO_SMALL → requiredSize.
  */
 export type Response =
-  | { readonly command: 'GetVariable'; readonly status: bigint; readonly attributes?: number; readonly data?: Uint8Array; readonly requiredSize?: number }
+  | {
+      readonly command: 'GetVariable';
+      readonly status: bigint;
+      readonly attributes?: number;
+      readonly data?: Uint8Array;
+      readonly requiredSize?: number;
+    }
   | { readonly command: 'SetVariable'; readonly status: bigint }
-  | { readonly command: 'GetNextVariableName'; readonly status: bigint; readonly name?: Uint8Array; readonly guid?: Uint8Array; readonly requiredSize?: number }
-  | { readonly command: 'QueryVariableInfo'; readonly status: bigint; readonly maximumStorageSize?: number; readonly remainingStorageSize?: number; readonly maximumVariableSize?: number }
+  | {
+      readonly command: 'GetNextVariableName';
+      readonly status: bigint;
+      readonly name?: Uint8Array;
+      readonly guid?: Uint8Array;
+      readonly requiredSize?: number;
+    }
+  | {
+      readonly command: 'QueryVariableInfo';
+      readonly status: bigint;
+      readonly maximumStorageSize?: number;
+      readonly remainingStorageSize?: number;
+      readonly maximumVariableSize?: number;
+    }
   | { readonly command: 'NotifySBFailure'; readonly status: bigint };
 
-export type DecodedResponse = { readonly ok: true; readonly response: Response } | { readonly ok: false; readonly reason: string };
+export type DecodedResponse =
+  | { readonly ok: true; readonly response: Response }
+  | { readonly ok: false; readonly reason: string };
 
 // ---------------------------------------------------------------------------------------------
 // Bounded little-endian reader: every read checks what remains first and never looks past `end`.
@@ -136,7 +156,13 @@ class Reader {
   }
 }
 
-const COMMAND_NAMES: readonly CommandName[] = ['GetVariable', 'SetVariable', 'GetNextVariableName', 'QueryVariableInfo', 'NotifySBFailure'];
+const COMMAND_NAMES: readonly CommandName[] = [
+  'GetVariable',
+  'SetVariable',
+  'GetNextVariableName',
+  'QueryVariableInfo',
+  'NotifySBFailure',
+];
 
 // ---------------------------------------------------------------------------------------------
 // Daemon side
@@ -154,7 +180,12 @@ export function decodeRequest(bytes: Uint8Array): DecodedRequest {
     const version = r.u32('version');
     command = r.u32('command');
     if (version !== PROTOCOL_VERSION) {
-      return { ok: false, status: EfiStatus.UNSUPPORTED, reason: `protocol version ${version} (expected ${PROTOCOL_VERSION})`, command };
+      return {
+        ok: false,
+        status: EfiStatus.UNSUPPORTED,
+        reason: `protocol version ${version} (expected ${PROTOCOL_VERSION})`,
+        command,
+      };
     }
     switch (command) {
       case Command.GetVariable: {
@@ -188,7 +219,11 @@ export function decodeRequest(bytes: Uint8Array): DecodedRequest {
     }
   } catch (e) {
     if (e instanceof Truncated) {
-      const base = { ok: false as const, status: EfiStatus.INVALID_PARAMETER, reason: `${e.field} runs past the end of the buffer` };
+      const base = {
+        ok: false as const,
+        status: EfiStatus.INVALID_PARAMETER,
+        reason: `${e.field} runs past the end of the buffer`,
+      };
       return command === undefined ? base : { ...base, command };
     }
     // The reader throws nothing else; keep the promise of never throwing regardless.
@@ -335,7 +370,10 @@ export function encodeRequest(request: Request, out: Uint8Array): number {
       break;
     case 'SetVariable':
       w.u64(BigInt(request.name.length)).bytes(request.name).bytes(checkGuid(request.guid));
-      w.u64(BigInt(request.data.length)).bytes(request.data).u32(request.attributes).u8(request.atRuntime ? 1 : 0);
+      w.u64(BigInt(request.data.length))
+        .bytes(request.data)
+        .u32(request.attributes)
+        .u8(request.atRuntime ? 1 : 0);
       break;
     case 'GetNextVariableName':
       w.u64(BigInt(request.nameSize)).u64(BigInt(request.name.length)).bytes(request.name);
@@ -390,7 +428,10 @@ export function decodeResponse(command: CommandName, bytes: Uint8Array): Decoded
         return { ok: true, response: { command, status } };
     }
   } catch (e) {
-    return { ok: false, reason: e instanceof Truncated ? `${e.field} runs past the end of the reply` : 'undecodable reply' };
+    return {
+      ok: false,
+      reason: e instanceof Truncated ? `${e.field} runs past the end of the reply` : 'undecodable reply',
+    };
   }
 }
 

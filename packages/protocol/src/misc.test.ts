@@ -12,7 +12,12 @@ describe('GUIDs', () => {
   });
 
   it('rejects text that is not a GUID', () => {
-    for (const bad of ['', '8be4df61-93ca-11d2-aa0d-00e098032b8', '8be4df6193ca11d2aa0d00e098032b8c', 'zbe4df61-93ca-11d2-aa0d-00e098032b8c']) {
+    for (const bad of [
+      '',
+      '8be4df61-93ca-11d2-aa0d-00e098032b8',
+      '8be4df6193ca11d2aa0d00e098032b8c',
+      'zbe4df61-93ca-11d2-aa0d-00e098032b8c',
+    ]) {
       expect(guidFromText(bad)).toBeUndefined();
     }
     expect(() => guidToText(new Uint8Array(15))).toThrow(RangeError);
@@ -42,8 +47,10 @@ describe('EFI_STATUS', () => {
 describe('UTF-16LE names', () => {
   it('encodes without terminator and decodes back', () => {
     expect(Buffer.from(utf16le('PK')).toString('hex')).toBe('50004b00');
-    fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => {
-      expect(fromUtf16le(utf16le(s))).toBe(s);
-    }));
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        expect(fromUtf16le(utf16le(s))).toBe(s);
+      }),
+    );
   });
 });

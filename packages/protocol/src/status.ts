@@ -40,7 +40,7 @@ const MEANINGS: Record<EfiStatusName, string> = {
   INVALID_PARAMETER: 'a parameter was invalid (bad name, attributes or unknown previous variable)',
   UNSUPPORTED: 'the operation or attribute combination is not supported',
   BAD_BUFFER_SIZE: 'the buffer size was wrong for the request',
-  BUFFER_TOO_SMALL: 'the caller\'s buffer is too small; the required size was returned',
+  BUFFER_TOO_SMALL: "the caller's buffer is too small; the required size was returned",
   NOT_READY: 'there is no data pending',
   DEVICE_ERROR: 'the variable store failed (persistence error or over-long name)',
   WRITE_PROTECTED: 'the variable is read-only, or cannot be written at runtime',

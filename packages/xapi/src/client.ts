@@ -78,7 +78,8 @@ export class XapiClient {
     try {
       decoded = decodeMethodResponse(text);
     } catch (error) {
-      if (error instanceof XmlRpcError) throw new XapiError('protocol', method, `${method}: unreadable XAPI answer: ${error.message}`);
+      if (error instanceof XmlRpcError)
+        throw new XapiError('protocol', method, `${method}: unreadable XAPI answer: ${error.message}`);
       throw error;
     }
     if (decoded.kind === 'fault') {
@@ -86,7 +87,8 @@ export class XapiClient {
       throw new XapiError('failure', method, `${method}: XAPI error ${describe(description)}`, description);
     }
     const result = decoded.value;
-    if (!(result instanceof Map)) throw new XapiError('protocol', method, `${method}: XAPI answer is not a Status struct`);
+    if (!(result instanceof Map))
+      throw new XapiError('protocol', method, `${method}: XAPI answer is not a Status struct`);
     const status = result.get('Status');
     if (status === 'Success') return result.get('Value') ?? null;
     if (status === 'Failure') {
@@ -98,7 +100,10 @@ export class XapiClient {
 
   /** session.login_with_password("root", "", "", ""): what varstored sends; the guard ignores it. */
   async login(): Promise<string> {
-    return expectString('session.login_with_password', await this.call('session.login_with_password', ['root', '', '', '']));
+    return expectString(
+      'session.login_with_password',
+      await this.call('session.login_with_password', ['root', '', '', '']),
+    );
   }
 
   async logout(session: string): Promise<void> {
@@ -112,10 +117,12 @@ export class XapiClient {
   /** VM.NVRAM as a string map. */
   async getNvram(session: string, vm: string): Promise<ReadonlyMap<string, string>> {
     const value = await this.call('VM.get_NVRAM', [session, vm]);
-    if (!(value instanceof Map)) throw new XapiError('protocol', 'VM.get_NVRAM', 'VM.get_NVRAM: result is not a struct');
+    if (!(value instanceof Map))
+      throw new XapiError('protocol', 'VM.get_NVRAM', 'VM.get_NVRAM: result is not a struct');
     const out = new Map<string, string>();
     for (const [key, item] of value) {
-      if (typeof item !== 'string') throw new XapiError('protocol', 'VM.get_NVRAM', `VM.get_NVRAM: NVRAM["${key.slice(0, 64)}"] is not a string`);
+      if (typeof item !== 'string')
+        throw new XapiError('protocol', 'VM.get_NVRAM', `VM.get_NVRAM: NVRAM["${key.slice(0, 64)}"] is not a string`);
       out.set(key, item);
     }
     return out;
@@ -126,7 +133,14 @@ export class XapiClient {
   }
 
   /** message.create(session, name, priority, class, object uuid, body); the priority is an `<int>`. */
-  async createMessage(session: string, name: string, priority: number, cls: string, objUuid: string, body: string): Promise<void> {
+  async createMessage(
+    session: string,
+    name: string,
+    priority: number,
+    cls: string,
+    objUuid: string,
+    body: string,
+  ): Promise<void> {
     await this.call('message.create', [session, name, priority, cls, objUuid, body]);
   }
 }

@@ -14,7 +14,11 @@ const VM = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
 
 beforeEach(async () => {
   dir = tempSocketDir();
-  guard = await startGuardDouble({ socketPath: dir.path('guard.sock'), vmUuid: VM, nvram: { 'EFI-variables-on-boot': 'persist' } });
+  guard = await startGuardDouble({
+    socketPath: dir.path('guard.sock'),
+    vmUuid: VM,
+    nvram: { 'EFI-variables-on-boot': 'persist' },
+  });
 });
 afterEach(async () => {
   await guard.close();
@@ -23,13 +27,16 @@ afterEach(async () => {
 
 function post(body: string, method = 'POST'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: guard.socketPath, path: '/', method, headers: { 'Content-Type': 'text/xml' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.on('error', reject);
-    });
+    const req = request(
+      { socketPath: guard.socketPath, path: '/', method, headers: { 'Content-Type': 'text/xml' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -46,7 +53,10 @@ async function call(method: string, params: XmlRpcValue[]): Promise<Record<strin
 
 describe('xapi-guard double: the allowed methods', () => {
   it('answers login and get_by_uuid with the dummy references, whatever the arguments', async () => {
-    expect(await call('session.login_with_password', ['root', '', '', ''])).toEqual({ Status: 'Success', Value: 'DUMMYSESSION' });
+    expect(await call('session.login_with_password', ['root', '', '', ''])).toEqual({
+      Status: 'Success',
+      Value: 'DUMMYSESSION',
+    });
     expect(await call('VM.get_by_uuid', ['anything', 'another-uuid'])).toEqual({ Status: 'Success', Value: 'DUMMYVM' });
     expect(await call('session.logout', ['x'])).toEqual({ Status: 'Success', Value: null });
   });
@@ -60,7 +70,10 @@ describe('xapi-guard double: the allowed methods', () => {
   });
 
   it('serves and updates the NVRAM map', async () => {
-    expect(await call('VM.get_NVRAM', ['s', 'v'])).toEqual({ Status: 'Success', Value: new Map([['EFI-variables-on-boot', 'persist']]) });
+    expect(await call('VM.get_NVRAM', ['s', 'v'])).toEqual({
+      Status: 'Success',
+      Value: new Map([['EFI-variables-on-boot', 'persist']]),
+    });
     await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'VkFSUw==']);
     expect(guard.nvram.get('EFI-variables')).toBe('VkFSUw==');
     const after = await call('VM.get_NVRAM', ['s', 'v']);
@@ -69,7 +82,10 @@ describe('xapi-guard double: the allowed methods', () => {
 
   it('handles the _v2 write and the certificates state', async () => {
     guard.certificatesState = 'update_on_boot';
-    expect(await call('VM.get_secureboot_certificates_state', ['s', 'v'])).toEqual({ Status: 'Success', Value: 'update_on_boot' });
+    expect(await call('VM.get_secureboot_certificates_state', ['s', 'v'])).toEqual({
+      Status: 'Success',
+      Value: 'update_on_boot',
+    });
     await call('VM.set_NVRAM_EFI_variables_v2', ['s', 'v', 'QQ==', 'no']);
     expect(guard.certificatesState).toBe('update_on_boot');
     await call('VM.set_NVRAM_EFI_variables_v2', ['s', 'v', 'Qg==', 'yes']);
@@ -78,13 +94,24 @@ describe('xapi-guard double: the allowed methods', () => {
   });
 
   it('creates messages bound to its own VM, whatever name, class and uuid are sent', async () => {
-    expect(await call('message.create', ['s', 'OTHER', 3, 'Host', 'someone-else', 'text'])).toEqual({ Status: 'Success', Value: null });
-    expect(guard.messages).toEqual([{ name: 'VM_SECURE_BOOT_FAILED', priority: 3, cls: 'VM', objUuid: VM, body: 'text' }]);
+    expect(await call('message.create', ['s', 'OTHER', 3, 'Host', 'someone-else', 'text'])).toEqual({
+      Status: 'Success',
+      Value: null,
+    });
+    expect(guard.messages).toEqual([
+      { name: 'VM_SECURE_BOOT_FAILED', priority: 3, cls: 'VM', objUuid: VM, body: 'text' },
+    ]);
   });
 
   it('refuses unknown methods, wrong parameter counts and types as XAPI failures', async () => {
-    expect(await call('VM.destroy', ['s', 'v'])).toEqual({ Status: 'Failure', ErrorDescription: ['MESSAGE_METHOD_UNKNOWN', 'VM.destroy'] });
-    expect(await call('__proto__', [])).toEqual({ Status: 'Failure', ErrorDescription: ['MESSAGE_METHOD_UNKNOWN', '__proto__'] });
+    expect(await call('VM.destroy', ['s', 'v'])).toEqual({
+      Status: 'Failure',
+      ErrorDescription: ['MESSAGE_METHOD_UNKNOWN', 'VM.destroy'],
+    });
+    expect(await call('__proto__', [])).toEqual({
+      Status: 'Failure',
+      ErrorDescription: ['MESSAGE_METHOD_UNKNOWN', '__proto__'],
+    });
     expect(await call('VM.get_NVRAM', ['s'])).toEqual({
       Status: 'Failure',
       ErrorDescription: ['MESSAGE_PARAMETER_COUNT_MISMATCH', 'VM.get_NVRAM', '2', '1'],
@@ -117,10 +144,19 @@ describe('xapi-guard double: the allowed methods', () => {
 
 describe('xapi-guard double: injected faults', () => {
   it('fails the next N calls of one method, leaving others alone and skipping the effect', async () => {
-    guard.inject({ kind: 'failure', errorDescription: ['SR_FULL'] }, { count: 2, method: 'VM.set_NVRAM_EFI_variables' });
+    guard.inject(
+      { kind: 'failure', errorDescription: ['SR_FULL'] },
+      { count: 2, method: 'VM.set_NVRAM_EFI_variables' },
+    );
     expect(await call('session.login_with_password', ['root', '', '', ''])).toMatchObject({ Status: 'Success' });
-    expect(await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'QQ=='])).toEqual({ Status: 'Failure', ErrorDescription: ['SR_FULL'] });
-    expect(await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'QQ=='])).toEqual({ Status: 'Failure', ErrorDescription: ['SR_FULL'] });
+    expect(await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'QQ=='])).toEqual({
+      Status: 'Failure',
+      ErrorDescription: ['SR_FULL'],
+    });
+    expect(await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'QQ=='])).toEqual({
+      Status: 'Failure',
+      ErrorDescription: ['SR_FULL'],
+    });
     expect(guard.nvram.has('EFI-variables')).toBe(false);
     expect(await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'QQ=='])).toMatchObject({ Status: 'Success' });
     expect(guard.callsOf('VM.set_NVRAM_EFI_variables').map((c) => c.fault)).toEqual(['failure', 'failure', undefined]);

@@ -117,11 +117,21 @@ interface MethodSpec {
 const EFI_VARIABLES = 'EFI-variables';
 
 function success(value: XmlRpcValue): string {
-  return encodeMethodResponse(new Map<string, XmlRpcValue>([['Status', 'Success'], ['Value', value]]));
+  return encodeMethodResponse(
+    new Map<string, XmlRpcValue>([
+      ['Status', 'Success'],
+      ['Value', value],
+    ]),
+  );
 }
 
 function failure(description: XmlRpcValue): string {
-  return encodeMethodResponse(new Map<string, XmlRpcValue>([['Status', 'Failure'], ['ErrorDescription', description]]));
+  return encodeMethodResponse(
+    new Map<string, XmlRpcValue>([
+      ['Status', 'Failure'],
+      ['ErrorDescription', description],
+    ]),
+  );
 }
 
 export async function startGuardDouble(options: GuardDoubleOptions): Promise<GuardDouble> {
@@ -161,7 +171,13 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
     'message.create': {
       params: ['string', 'string', 'int', 'string', 'string', 'string'],
       run: (p) => {
-        messages.push({ name: 'VM_SECURE_BOOT_FAILED', priority: p[2] as number | bigint, cls: 'VM', objUuid: vmUuid, body: p[5] as string });
+        messages.push({
+          name: 'VM_SECURE_BOOT_FAILED',
+          priority: p[2] as number | bigint,
+          cls: 'VM',
+          objUuid: vmUuid,
+          body: p[5] as string,
+        });
         return null;
       },
     },
@@ -215,7 +231,11 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
     }
     const fault = takeFault(call?.method);
     const params = call?.params ?? [];
-    calls.push(call ? { ...record, method: call.method, params, ...(fault ? { fault: fault.kind } : {}) } : { ...record, params, ...(fault ? { fault: fault.kind } : {}) });
+    calls.push(
+      call
+        ? { ...record, method: call.method, params, ...(fault ? { fault: fault.kind } : {}) }
+        : { ...record, params, ...(fault ? { fault: fault.kind } : {}) },
+    );
 
     switch (fault?.kind) {
       case 'failure':
@@ -234,7 +254,9 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
       default:
         break;
     }
-    const answer = call ? dispatch(call.method, call.params) : failure(['INTERNAL_ERROR', `unreadable request: ${parseError ?? ''}`]);
+    const answer = call
+      ? dispatch(call.method, call.params)
+      : failure(['INTERNAL_ERROR', `unreadable request: ${parseError ?? ''}`]);
     if (fault?.kind === 'slow') {
       await delay(fault.delayMs);
       if (closing || req.socket.destroyed) return;
@@ -299,7 +321,11 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
     inject(fault, faultOptions = {}) {
       const count = faultOptions.count ?? 1;
       if (!Number.isInteger(count) || count < 1) throw new RangeError('fault count must be a positive integer');
-      rules.push({ fault, remaining: count, ...(faultOptions.method !== undefined ? { method: faultOptions.method } : {}) });
+      rules.push({
+        fault,
+        remaining: count,
+        ...(faultOptions.method !== undefined ? { method: faultOptions.method } : {}),
+      });
     },
     clearFaults() {
       rules.length = 0;

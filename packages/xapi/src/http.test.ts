@@ -81,7 +81,12 @@ describe('postXmlRpc over a Unix socket', () => {
       expect(response.body.toString()).toBe('<ok/>');
       expect(seen.method).toBe('POST');
       expect(seen.body).toBe('<call>é</call>');
-      expect(seen.headers).toMatchObject({ host: '_var_lib_xcp_xapi', 'content-type': 'text/xml', connection: 'close', 'content-length': '15' });
+      expect(seen.headers).toMatchObject({
+        host: '_var_lib_xcp_xapi',
+        'content-type': 'text/xml',
+        connection: 'close',
+        'content-length': '15',
+      });
     } finally {
       await new Promise<void>((resolve) => http.close(() => resolve()));
     }
@@ -124,7 +129,8 @@ describe('postXmlRpc over a Unix socket', () => {
   it('refuses an unbounded stream over the size limit', async () => {
     const path = dir.path('s');
     server = await startRawServer(path, (bytes, socket) => {
-      if (requestComplete(bytes)) socket.write(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\n\r\n'), Buffer.alloc(300 * 1024, 0x41)]));
+      if (requestComplete(bytes))
+        socket.write(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\n\r\n'), Buffer.alloc(300 * 1024, 0x41)]));
     });
     const failure = await failureOf(postXmlRpc({ socketPath: path, body: 'x', timeoutMs: 10_000 }));
     expect(failure.reason).toMatch(/larger than/);

@@ -44,13 +44,21 @@ export class HttpExchangeError extends Error {
 type HeadParse =
   | { readonly state: 'incomplete' }
   | { readonly state: 'error'; readonly reason: string }
-  | { readonly state: 'ok'; readonly status: number; readonly headers: Map<string, string>; readonly bodyOffset: number; readonly contentLength?: number };
+  | {
+      readonly state: 'ok';
+      readonly status: number;
+      readonly headers: Map<string, string>;
+      readonly bodyOffset: number;
+      readonly contentLength?: number;
+    };
 
 /** Parse the status line and headers once the blank line has arrived. */
 export function parseResponseHead(bytes: Buffer): HeadParse {
   const end = bytes.indexOf('\r\n\r\n', 0, 'latin1');
   if (end < 0) {
-    return bytes.length > MAX_HEADER_BYTES ? { state: 'error', reason: 'response header block too large' } : { state: 'incomplete' };
+    return bytes.length > MAX_HEADER_BYTES
+      ? { state: 'error', reason: 'response header block too large' }
+      : { state: 'incomplete' };
   }
   if (end > MAX_HEADER_BYTES) return { state: 'error', reason: 'response header block too large' };
   const lines = bytes.subarray(0, end).toString('latin1').split('\r\n');
@@ -76,7 +84,8 @@ export function parseResponseHead(bytes: Buffer): HeadParse {
   const lengthText = headers.get('content-length');
   let contentLength: number | undefined;
   if (lengthText !== undefined) {
-    if (!/^[0-9]{1,9}$/.test(lengthText)) return { state: 'error', reason: `bad Content-Length "${printable(lengthText)}"` };
+    if (!/^[0-9]{1,9}$/.test(lengthText))
+      return { state: 'error', reason: `bad Content-Length "${printable(lengthText)}"` };
     contentLength = Number(lengthText);
   }
   const status = Number(statusLine[1]);
@@ -122,17 +131,22 @@ export function postXmlRpc(options: PostOptions): Promise<HttpResponse> {
       else reject(new HttpExchangeError(outcome.failure));
     };
     const timer = setTimeout(() => {
-      finish({ ok: false, failure: { kind: 'transport', reason: `no complete answer within ${options.timeoutMs} ms` } });
+      finish({
+        ok: false,
+        failure: { kind: 'transport', reason: `no complete answer within ${options.timeoutMs} ms` },
+      });
     }, options.timeoutMs);
 
     const tryComplete = (atEnd: boolean) => {
       const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       if (!head) {
         const parsed = parseResponseHead(all);
-        if (parsed.state === 'error') return finish({ ok: false, failure: { kind: 'protocol', reason: parsed.reason } });
+        if (parsed.state === 'error')
+          return finish({ ok: false, failure: { kind: 'protocol', reason: parsed.reason } });
         if (parsed.state === 'incomplete') {
           if (atEnd) {
-            const reason = all.length === 0 ? 'connection closed without an answer' : 'connection closed inside the response header';
+            const reason =
+              all.length === 0 ? 'connection closed without an answer' : 'connection closed inside the response header';
             finish({ ok: false, failure: { kind: all.length === 0 ? 'transport' : 'protocol', reason } });
           }
           return;
@@ -149,11 +163,21 @@ export function postXmlRpc(options: PostOptions): Promise<HttpResponse> {
           return finish({ ok: true, response: { status: head.status, headers: head.headers, body } });
         }
         if (atEnd) {
-          finish({ ok: false, failure: { kind: 'protocol', reason: `response body truncated (${available} of ${head.contentLength} bytes)` } });
+          finish({
+            ok: false,
+            failure: {
+              kind: 'protocol',
+              reason: `response body truncated (${available} of ${head.contentLength} bytes)`,
+            },
+          });
         }
         return;
       }
-      if (atEnd) finish({ ok: true, response: { status: head.status, headers: head.headers, body: all.subarray(head.bodyOffset) } });
+      if (atEnd)
+        finish({
+          ok: true,
+          response: { status: head.status, headers: head.headers, body: all.subarray(head.bodyOffset) },
+        });
     };
 
     socket.on('data', (chunk: Buffer) => {
@@ -167,7 +191,10 @@ export function postXmlRpc(options: PostOptions): Promise<HttpResponse> {
     });
     socket.on('end', () => tryComplete(true));
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      finish({ ok: false, failure: { kind: 'transport', reason: error.code ? `${error.code} (${error.message})` : error.message } });
+      finish({
+        ok: false,
+        failure: { kind: 'transport', reason: error.code ? `${error.code} (${error.message})` : error.message },
+      });
     });
     socket.on('close', () => tryComplete(true));
     socket.on('connect', () => {

@@ -9,7 +9,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startGuardDouble, type GuardDouble } from './guard-double.js';
 import { frameRequest } from './http.js';
 import { createXapidbStore, EFI_VARIABLES_KEY, type XapidbStoreOptions } from './store.js';
-import { httpOk, ManualClock, requestComplete, startRawServer, successString, SUCCESS_NIL, tempSocketDir } from './test-support.js';
+import {
+  httpOk,
+  ManualClock,
+  requestComplete,
+  startRawServer,
+  successString,
+  SUCCESS_NIL,
+  tempSocketDir,
+} from './test-support.js';
 
 const VM = '4a6b1c2d-0e3f-4a5b-8c7d-9e0f1a2b3c4d';
 const NV_BS_RT = 0x7;
@@ -30,7 +38,12 @@ afterEach(async () => {
 });
 
 function store(extra: Partial<XapidbStoreOptions> = {}) {
-  return createXapidbStore({ uuid: VM, socket: guard.socketPath, log: (level, message) => logs.push(`${level}: ${message}`), ...extra });
+  return createXapidbStore({
+    uuid: VM,
+    socket: guard.socketPath,
+    log: (level, message) => logs.push(`${level}: ${message}`),
+    ...extra,
+  });
 }
 
 function utf16(text: string): Uint8Array {
@@ -49,7 +62,11 @@ function variable(name: string, attributes: number, data: number[], fill = 0): V
 }
 
 function state(variables: Variable[]): StoreState {
-  return { variables, morKey: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), ppi: { index: 0x105, func: new Uint8Array(256).fill(9) } };
+  return {
+    variables,
+    morKey: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+    ppi: { index: 0x105, func: new Uint8Array(256).fill(9) },
+  };
 }
 
 /** The NV-only view of a state, as it must come back from XAPI. */
@@ -74,7 +91,10 @@ describe('load', () => {
 
   it('decodes the stored blob', async () => {
     const stored = state([variable('BootOrder', NV_BS_RT, [0, 0, 1, 0], 0x11)]);
-    guard.nvram.set(EFI_VARIABLES_KEY, Buffer.from(encodeVarsBlob(stored, { nonVolatileOnly: true })).toString('base64'));
+    guard.nvram.set(
+      EFI_VARIABLES_KEY,
+      Buffer.from(encodeVarsBlob(stored, { nonVolatileOnly: true })).toString('base64'),
+    );
     expect(await store().load()).toEqual(stored);
   });
 
@@ -85,13 +105,18 @@ describe('load', () => {
 
   it('names the source and the defect when the blob is corrupt', async () => {
     guard.nvram.set(EFI_VARIABLES_KEY, Buffer.from('VARX\x02\x00\x00\x00').toString('base64'));
-    await expect(store().load()).rejects.toThrow(new RegExp(`^VM\\.NVRAM\\["EFI-variables"\\] of VM ${VM} is corrupt: .+`));
+    await expect(store().load()).rejects.toThrow(
+      new RegExp(`^VM\\.NVRAM\\["EFI-variables"\\] of VM ${VM} is corrupt: .+`),
+    );
     guard.nvram.set(EFI_VARIABLES_KEY, '');
     await expect(store().load()).rejects.toThrow(/is corrupt/);
   });
 
   it('rejects with the XAPI error when get_NVRAM fails', async () => {
-    guard.inject({ kind: 'failure', errorDescription: ['HANDLE_INVALID', 'VM', 'DUMMYVM'] }, { method: 'VM.get_NVRAM' });
+    guard.inject(
+      { kind: 'failure', errorDescription: ['HANDLE_INVALID', 'VM', 'DUMMYVM'] },
+      { method: 'VM.get_NVRAM' },
+    );
     await expect(store().load()).rejects.toThrow(
       `cannot read the NVRAM of VM ${VM} from XAPI (${guard.socketPath}): VM.get_NVRAM: XAPI error HANDLE_INVALID (VM, DUMMYVM)`,
     );
@@ -113,7 +138,14 @@ describe('load', () => {
 describe('save', () => {
   it('writes base64 of the NV-only VARS v2 blob: login, get_by_uuid, set_NVRAM_EFI_variables, logout', async () => {
     const s = store();
-    const full = state([variable('Boot0000', NV_BS_RT, Array.from({ length: 300 }, (_, i) => i & 0xff)), variable('Volatile', BS_RT, [1])]);
+    const full = state([
+      variable(
+        'Boot0000',
+        NV_BS_RT,
+        Array.from({ length: 300 }, (_, i) => i & 0xff),
+      ),
+      variable('Volatile', BS_RT, [1]),
+    ]);
     await s.save(full);
     expect(guard.calls.map((c) => [c.method, c.params.slice(0, 2)])).toEqual([
       ['session.login_with_password', ['root', '']],
@@ -151,7 +183,10 @@ describe('save', () => {
       signerDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }),
     });
     const stateArb = fc.record({
-      variables: fc.uniqueArray(variableArb, { maxLength: 12, selector: (v) => Buffer.concat([v.name, v.guid]).toString('hex') }),
+      variables: fc.uniqueArray(variableArb, {
+        maxLength: 12,
+        selector: (v) => Buffer.concat([v.name, v.guid]).toString('hex'),
+      }),
       morKey: fc.uint8Array({ minLength: 8, maxLength: 8 }),
       ppi: fc.record({ index: fc.nat({ max: 0x12f }), func: fc.uint8Array({ minLength: 256, maxLength: 256 }) }),
     });
@@ -165,30 +200,47 @@ describe('save', () => {
   });
 
   it('rejects with a message naming the XAPI error, and logs out', async () => {
-    guard.inject({ kind: 'failure', errorDescription: ['SESSION_INVALID', 'OpaqueRef:x'] }, { method: 'VM.set_NVRAM_EFI_variables' });
+    guard.inject(
+      { kind: 'failure', errorDescription: ['SESSION_INVALID', 'OpaqueRef:x'] },
+      { method: 'VM.set_NVRAM_EFI_variables' },
+    );
     const rejection = store().save(state([variable('A', NV_BS_RT, [1])]));
     await expect(rejection).rejects.toThrow(
       `cannot save the NVRAM of VM ${VM} to XAPI (${guard.socketPath}): VM.set_NVRAM_EFI_variables: XAPI error SESSION_INVALID (OpaqueRef:x)`,
     );
     await rejection.catch((error: Error) => {
-      expect((error.cause as { errorDescription: string[] }).errorDescription).toEqual(['SESSION_INVALID', 'OpaqueRef:x']);
+      expect((error.cause as { errorDescription: string[] }).errorDescription).toEqual([
+        'SESSION_INVALID',
+        'OpaqueRef:x',
+      ]);
     });
     expect(guard.nvram.has(EFI_VARIABLES_KEY)).toBe(false);
     expect(methods().at(-1)).toBe('session.logout');
   });
 
   it.each([
-    ['a hang-up', { kind: 'close' as const }, /VM\.set_NVRAM_EFI_variables: XAPI socket .*: (connection closed without an answer|ECONNRESET)/],
+    [
+      'a hang-up',
+      { kind: 'close' as const },
+      /VM\.set_NVRAM_EFI_variables: XAPI socket .*: (connection closed without an answer|ECONNRESET)/,
+    ],
     ['garbage', { kind: 'garbage' as const }, /VM\.set_NVRAM_EFI_variables: unreadable XAPI answer: malformed XML/],
     ['raw garbage', { kind: 'garbage' as const, raw: Buffer.from('SSH-2.0\r\n\r\n') }, /not an HTTP response/],
-    ['an HTTP error', { kind: 'http-status' as const, status: 500 }, /VM\.set_NVRAM_EFI_variables: XAPI answered HTTP 500/],
+    [
+      'an HTTP error',
+      { kind: 'http-status' as const, status: 500 },
+      /VM\.set_NVRAM_EFI_variables: XAPI answered HTTP 500/,
+    ],
   ])('rejects on %s', async (_what, fault, message) => {
     guard.inject(fault, { method: 'VM.set_NVRAM_EFI_variables' });
     await expect(store().save(state([variable('A', NV_BS_RT, [1])]))).rejects.toThrow(message);
   });
 
   it('rejects when the login fails', async () => {
-    guard.inject({ kind: 'failure', errorDescription: ['SESSION_AUTHENTICATION_FAILED', 'root'] }, { method: 'session.login_with_password' });
+    guard.inject(
+      { kind: 'failure', errorDescription: ['SESSION_AUTHENTICATION_FAILED', 'root'] },
+      { method: 'session.login_with_password' },
+    );
     await expect(store().save(state([variable('A', NV_BS_RT, [1])]))).rejects.toThrow(
       /session\.login_with_password: XAPI error SESSION_AUTHENTICATION_FAILED \(root\)/,
     );
@@ -197,7 +249,9 @@ describe('save', () => {
 
   it('rejects when the answer does not come in time', async () => {
     guard.inject({ kind: 'slow', delayMs: 5_000 }, { method: 'VM.set_NVRAM_EFI_variables' });
-    await expect(store({ timeoutMs: 200 }).save(state([variable('A', NV_BS_RT, [1])]))).rejects.toThrow(/no complete answer within 200 ms/);
+    await expect(store({ timeoutMs: 200 }).save(state([variable('A', NV_BS_RT, [1])]))).rejects.toThrow(
+      /no complete answer within 200 ms/,
+    );
   });
 
   it('resolves when only the logout after a successful write fails (the write is durable)', async () => {
@@ -208,18 +262,26 @@ describe('save', () => {
   });
 
   it('rejects a state no reader could load, without contacting XAPI', async () => {
-    await expect(store().save(state([variable('Empty', NV_BS_RT, [])]))).rejects.toThrow(/cannot save the NVRAM of VM .*data length 0/);
+    await expect(store().save(state([variable('Empty', NV_BS_RT, [])]))).rejects.toThrow(
+      /cannot save the NVRAM of VM .*data length 0/,
+    );
     expect(guard.calls).toEqual([]);
   });
 
   it('runs saves one at a time in call order', async () => {
     const s = store();
     await Promise.all([1, 2, 3, 4].map((n) => s.save(state([variable('A', NV_BS_RT, [n])]))));
-    const values = guard.callsOf('VM.set_NVRAM_EFI_variables').map((c) => decodeVarsBlob(Buffer.from(c.params[2] as string, 'base64')));
+    const values = guard
+      .callsOf('VM.set_NVRAM_EFI_variables')
+      .map((c) => decodeVarsBlob(Buffer.from(c.params[2] as string, 'base64')));
     expect(values.map((v) => v.ok && v.state.variables[0]!.data[0])).toEqual([1, 2, 3, 4]);
     // login/set/logout triples never interleave
     expect(methods().filter((m) => m !== 'VM.get_by_uuid')).toEqual(
-      Array.from({ length: 4 }, () => ['session.login_with_password', 'VM.set_NVRAM_EFI_variables', 'session.logout']).flat(),
+      Array.from({ length: 4 }, () => [
+        'session.login_with_password',
+        'VM.set_NVRAM_EFI_variables',
+        'session.logout',
+      ]).flat(),
     );
   });
 
@@ -238,7 +300,8 @@ describe('write throttle (injected clock)', () => {
     const clock = new ManualClock();
     const s = store({ clock });
     const events: string[] = [];
-    clock.onSleep = (ms) => events.push(`sleep ${ms} after ${guard.callsOf('VM.set_NVRAM_EFI_variables').length} writes`);
+    clock.onSleep = (ms) =>
+      events.push(`sleep ${ms} after ${guard.callsOf('VM.set_NVRAM_EFI_variables').length} writes`);
     for (let i = 0; i < 100; i++) await s.save(state([variable('A', NV_BS_RT, [i & 0xff])]));
     expect(clock.sleeps).toEqual([]);
     await s.save(state([variable('A', NV_BS_RT, [100])]));
@@ -268,17 +331,39 @@ describe('notifySecureBootFailure', () => {
   it('sends message.create(session, VM_SECURE_BOOT_FAILED, 5, VM, uuid, text) with an <int> priority', async () => {
     await store().notifySecureBootFailure();
     const [login, create, logout] = guard.calls;
-    expect([login?.method, create?.method, logout?.method]).toEqual(['session.login_with_password', 'message.create', 'session.logout']);
-    expect(create!.params).toEqual(['DUMMYSESSION', 'VM_SECURE_BOOT_FAILED', 5, 'VM', VM, 'The VM failed to pass Secure Boot verification.']);
+    expect([login?.method, create?.method, logout?.method]).toEqual([
+      'session.login_with_password',
+      'message.create',
+      'session.logout',
+    ]);
+    expect(create!.params).toEqual([
+      'DUMMYSESSION',
+      'VM_SECURE_BOOT_FAILED',
+      5,
+      'VM',
+      VM,
+      'The VM failed to pass Secure Boot verification.',
+    ]);
     expect(create!.body).toContain('<param><value><int>5</int></value></param>');
     expect(guard.messages).toEqual([
-      { name: 'VM_SECURE_BOOT_FAILED', priority: 5, cls: 'VM', objUuid: VM, body: 'The VM failed to pass Secure Boot verification.' },
+      {
+        name: 'VM_SECURE_BOOT_FAILED',
+        priority: 5,
+        cls: 'VM',
+        objUuid: VM,
+        body: 'The VM failed to pass Secure Boot verification.',
+      },
     ]);
   });
 
   it('rejects when XAPI refuses the message', async () => {
-    guard.inject({ kind: 'failure', errorDescription: ['MESSAGE_METHOD_UNKNOWN', 'message.create'] }, { method: 'message.create' });
-    await expect(store().notifySecureBootFailure()).rejects.toThrow(/cannot raise VM_SECURE_BOOT_FAILED .*MESSAGE_METHOD_UNKNOWN/);
+    guard.inject(
+      { kind: 'failure', errorDescription: ['MESSAGE_METHOD_UNKNOWN', 'message.create'] },
+      { method: 'message.create' },
+    );
+    await expect(store().notifySecureBootFailure()).rejects.toThrow(
+      /cannot raise VM_SECURE_BOOT_FAILED .*MESSAGE_METHOD_UNKNOWN/,
+    );
     expect(guard.messages).toEqual([]);
   });
 });
@@ -290,7 +375,12 @@ describe('HTTP framing on the wire', () => {
     const raw = await startRawServer(path, (bytes, socket) => {
       if (!requestComplete(bytes)) return;
       n += 1;
-      const answers = [successString('DUMMYSESSION'), successString('DUMMYVM'), successString('<struct></struct>'), SUCCESS_NIL];
+      const answers = [
+        successString('DUMMYSESSION'),
+        successString('DUMMYVM'),
+        successString('<struct></struct>'),
+        SUCCESS_NIL,
+      ];
       socket.end(httpOk(answers[n - 1] ?? SUCCESS_NIL));
     });
     try {
@@ -307,7 +397,9 @@ describe('HTTP framing on the wire', () => {
         "<?xml version='1.0'?><methodCall><methodName>VM.get_by_uuid</methodName><params>" +
         `<param><value><string>DUMMYSESSION</string></value></param><param><value><string>${VM}</string></value></param></params></methodCall>`;
       expect(raw.received[1]).toEqual(frameRequest(getByUuid));
-      expect(raw.received[3]!.toString('latin1')).toMatch(/<methodName>session\.logout<\/methodName><params><param><value><string>DUMMYSESSION<\/string>/);
+      expect(raw.received[3]!.toString('latin1')).toMatch(
+        /<methodName>session\.logout<\/methodName><params><param><value><string>DUMMYSESSION<\/string>/,
+      );
     } finally {
       await raw.close();
     }

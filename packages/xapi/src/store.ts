@@ -108,7 +108,9 @@ export function createXapidbStore(options: XapidbStoreOptions): XapidbStore {
           return nvram.get(EFI_VARIABLES_KEY);
         });
       } catch (error) {
-        throw new Error(`cannot read the NVRAM of VM ${uuid} from XAPI (${socket}): ${(error as Error).message}`, { cause: error });
+        throw new Error(`cannot read the NVRAM of VM ${uuid} from XAPI (${socket}): ${(error as Error).message}`, {
+          cause: error,
+        });
       }
       const source = `VM.NVRAM["${EFI_VARIABLES_KEY}"] of VM ${uuid}`;
       if (encoded === undefined) {
@@ -119,7 +121,10 @@ export function createXapidbStore(options: XapidbStoreOptions): XapidbStore {
       if (!bytes) throw new Error(`${source} is not valid base64 (${encoded.length} characters)`);
       const decoded = decodeVarsBlob(bytes);
       if (!decoded.ok) throw new Error(`${source} is corrupt: ${decoded.error}`);
-      log('info', `loaded ${decoded.state.variables.length} variables (${bytes.length}-byte VARS v${decoded.version} blob) from XAPI`);
+      log(
+        'info',
+        `loaded ${decoded.state.variables.length} variables (${bytes.length}-byte VARS v${decoded.version} blob) from XAPI`,
+      );
       return decoded.state;
     });
 
@@ -140,7 +145,9 @@ export function createXapidbStore(options: XapidbStoreOptions): XapidbStore {
       try {
         await inSession(async (session) => client.setNvramEfiVariables(session, await vm(session), encoded));
       } catch (error) {
-        throw new Error(`cannot save the NVRAM of VM ${uuid} to XAPI (${socket}): ${(error as Error).message}`, { cause: error });
+        throw new Error(`cannot save the NVRAM of VM ${uuid} to XAPI (${socket}): ${(error as Error).message}`, {
+          cause: error,
+        });
       }
     });
 
@@ -150,7 +157,9 @@ export function createXapidbStore(options: XapidbStoreOptions): XapidbStore {
       try {
         await inSession((session) => client.createMessage(session, m.name, m.priority, m.cls, uuid, m.body));
       } catch (error) {
-        throw new Error(`cannot raise ${m.name} for VM ${uuid} (${socket}): ${(error as Error).message}`, { cause: error });
+        throw new Error(`cannot raise ${m.name} for VM ${uuid} (${socket}): ${(error as Error).message}`, {
+          cause: error,
+        });
       }
     });
 

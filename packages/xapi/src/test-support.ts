@@ -19,7 +19,10 @@ export interface RawServer {
  * A bare Unix-socket server for wire-level tests: `onRequest` sees the bytes received so far on a
  * connection and the socket, and decides when and what to answer.
  */
-export async function startRawServer(path: string, onData: (received: Buffer, socket: Socket) => void): Promise<RawServer> {
+export async function startRawServer(
+  path: string,
+  onData: (received: Buffer, socket: Socket) => void,
+): Promise<RawServer> {
   const received: Buffer[] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -61,7 +64,10 @@ export function successString(value: string): string {
 
 export function httpOk(body: string, extraHeaders = ''): Buffer {
   const bytes = Buffer.from(body, 'utf8');
-  return Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\n${extraHeaders}Content-Length: ${bytes.length}\r\n\r\n`, 'latin1'), bytes]);
+  return Buffer.concat([
+    Buffer.from(`HTTP/1.1 200 OK\r\n${extraHeaders}Content-Length: ${bytes.length}\r\n\r\n`, 'latin1'),
+    bytes,
+  ]);
 }
 
 /** A clock that moves only when told to, or when something sleeps on it. */

@@ -27,7 +27,9 @@ const { value: valueArb } = fc.letrec<{ value: XmlRpcValue }>((tie) => ({
     fc.constant(null),
     fc.uint8Array({ maxLength: 40 }),
     fc.array(tie('value'), { maxLength: 4 }),
-    fc.uniqueArray(fc.tuple(xmlSafeString, tie('value')), { maxLength: 4, selector: ([k]) => k }).map((entries) => new Map(entries)),
+    fc
+      .uniqueArray(fc.tuple(xmlSafeString, tie('value')), { maxLength: 4, selector: ([k]) => k })
+      .map((entries) => new Map(entries)),
   ),
 }));
 
@@ -45,7 +47,9 @@ describe('XML-RPC encoding', () => {
 
   it('writes message.create with the priority as <int>', () => {
     const text = encodeMethodCall('message.create', ['S', 'VM_SECURE_BOOT_FAILED', 5, 'VM', 'u', 'b']);
-    expect(text).toContain('<param><value><string>VM_SECURE_BOOT_FAILED</string></value></param><param><value><int>5</int></value></param>');
+    expect(text).toContain(
+      '<param><value><string>VM_SECURE_BOOT_FAILED</string></value></param><param><value><int>5</int></value></param>',
+    );
   });
 
   it('escapes markup characters and carriage returns', () => {
@@ -85,8 +89,16 @@ describe('XML-RPC decoding of what XAPI and xapi-guard send', () => {
     `<?xml version="1.0"?><methodResponse><params><param><value><struct>${inner}</struct></value></param></params></methodResponse>`;
 
   it('reads untyped string values and <nil/>', () => {
-    const text = envelope('<member><name>Status</name><value>Success</value></member><member><name>Value</name><value><nil/></value></member>');
-    expect(decodeMethodResponse(text)).toEqual({ kind: 'result', value: new Map<string, XmlRpcValue>([['Status', 'Success'], ['Value', null]]) });
+    const text = envelope(
+      '<member><name>Status</name><value>Success</value></member><member><name>Value</name><value><nil/></value></member>',
+    );
+    expect(decodeMethodResponse(text)).toEqual({
+      kind: 'result',
+      value: new Map<string, XmlRpcValue>([
+        ['Status', 'Success'],
+        ['Value', null],
+      ]),
+    });
   });
 
   it('reads a Failure with a nested ErrorDescription', () => {
@@ -114,11 +126,18 @@ describe('XML-RPC decoding of what XAPI and xapi-guard send', () => {
       '<value><i4>-7</i4></value><value><boolean>1</boolean></value><value><double>-1.5</double></value>' +
       '<value><base64>AAEC\n/w==</base64></value><value><![CDATA[<x>]]></value><value>&#x41;&#66;&apos;</value>' +
       '</data></array></value></param></params></methodResponse>';
-    expect(decodeMethodResponse(text)).toEqual({ kind: 'result', value: [-7, true, -1.5, Uint8Array.of(0, 1, 2, 255), '<x>', "AB'"] });
+    expect(decodeMethodResponse(text)).toEqual({
+      kind: 'result',
+      value: [-7, true, -1.5, Uint8Array.of(0, 1, 2, 255), '<x>', "AB'"],
+    });
   });
 
   it('reads a standard fault', () => {
-    expect(decodeMethodResponse(encodeFault(4, 'Too many parameters'))).toEqual({ kind: 'fault', code: 4, message: 'Too many parameters' });
+    expect(decodeMethodResponse(encodeFault(4, 'Too many parameters'))).toEqual({
+      kind: 'fault',
+      code: 4,
+      message: 'Too many parameters',
+    });
   });
 
   it('keeps a struct member named __proto__ as data', () => {
@@ -136,23 +155,53 @@ describe('XML-RPC decoding of hostile input', () => {
       '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">]><methodResponse><params><param><value>&lol2;</value></param></params></methodResponse>',
     ],
     ['an undeclared entity', '<methodResponse><params><param><value>&nbsp;</value></param></params></methodResponse>'],
-    ['an external entity reference', '<methodResponse><params><param><value>&xxe;</value></param></params></methodResponse>'],
+    [
+      'an external entity reference',
+      '<methodResponse><params><param><value>&xxe;</value></param></params></methodResponse>',
+    ],
     ['unclosed elements', '<methodResponse><params>'],
     ['mismatched tags', '<methodResponse><params></param></methodResponse>'],
     ['text after the root', '<methodResponse><params><param><value>x</value></param></params></methodResponse>junk'],
-    ['mixed content', '<methodResponse><params><param><value>x<string>y</string></value></param></params></methodResponse>'],
-    ['two values in a param', '<methodResponse><params><param><value>x</value><value>y</value></param></params></methodResponse>'],
-    ['an unknown type', '<methodResponse><params><param><value><object>x</object></value></param></params></methodResponse>'],
-    ['an int out of range', '<methodResponse><params><param><value><int>2147483648</int></value></param></params></methodResponse>'],
-    ['a non-numeric int', '<methodResponse><params><param><value><int>0x10</int></value></param></params></methodResponse>'],
-    ['a bad boolean', '<methodResponse><params><param><value><boolean>true</boolean></value></param></params></methodResponse>'],
-    ['bad base64', '<methodResponse><params><param><value><base64>A===</base64></value></param></params></methodResponse>'],
+    [
+      'mixed content',
+      '<methodResponse><params><param><value>x<string>y</string></value></param></params></methodResponse>',
+    ],
+    [
+      'two values in a param',
+      '<methodResponse><params><param><value>x</value><value>y</value></param></params></methodResponse>',
+    ],
+    [
+      'an unknown type',
+      '<methodResponse><params><param><value><object>x</object></value></param></params></methodResponse>',
+    ],
+    [
+      'an int out of range',
+      '<methodResponse><params><param><value><int>2147483648</int></value></param></params></methodResponse>',
+    ],
+    [
+      'a non-numeric int',
+      '<methodResponse><params><param><value><int>0x10</int></value></param></params></methodResponse>',
+    ],
+    [
+      'a bad boolean',
+      '<methodResponse><params><param><value><boolean>true</boolean></value></param></params></methodResponse>',
+    ],
+    [
+      'bad base64',
+      '<methodResponse><params><param><value><base64>A===</base64></value></param></params></methodResponse>',
+    ],
     [
       'a duplicate struct member',
       '<methodResponse><params><param><value><struct><member><name>a</name><value>1</value></member><member><name>a</name><value>2</value></member></struct></value></param></params></methodResponse>',
     ],
-    ['a member without a value', '<methodResponse><params><param><value><struct><member><name>a</name></member></struct></value></param></params></methodResponse>'],
-    ['two params', '<methodResponse><params><param><value>a</value></param><param><value>b</value></param></params></methodResponse>'],
+    [
+      'a member without a value',
+      '<methodResponse><params><param><value><struct><member><name>a</name></member></struct></value></param></params></methodResponse>',
+    ],
+    [
+      'two params',
+      '<methodResponse><params><param><value>a</value></param><param><value>b</value></param></params></methodResponse>',
+    ],
     ['the wrong root', '<methodCall><methodName>x</methodName></methodCall>'],
     ['an empty document', ''],
   ] as const;
@@ -169,9 +218,37 @@ describe('XML-RPC decoding of hostile input', () => {
 
   it('never fails with anything but XmlRpcError on arbitrary text', () => {
     const fragments = fc.constantFrom(
-      '<methodResponse>', '</methodResponse>', '<params>', '</params>', '<param>', '</param>', '<value>', '</value>',
-      '<struct>', '</struct>', '<member>', '</member>', '<name>', '</name>', '<array>', '<data>', '</data>', '</array>',
-      '<int>', '</int>', '<nil/>', '&amp;', '&', '<![CDATA[', ']]>', '<!--', '-->', '<?xml version="1.0"?>', '<!DOCTYPE x>', 'x', ' ',
+      '<methodResponse>',
+      '</methodResponse>',
+      '<params>',
+      '</params>',
+      '<param>',
+      '</param>',
+      '<value>',
+      '</value>',
+      '<struct>',
+      '</struct>',
+      '<member>',
+      '</member>',
+      '<name>',
+      '</name>',
+      '<array>',
+      '<data>',
+      '</data>',
+      '</array>',
+      '<int>',
+      '</int>',
+      '<nil/>',
+      '&amp;',
+      '&',
+      '<![CDATA[',
+      ']]>',
+      '<!--',
+      '-->',
+      '<?xml version="1.0"?>',
+      '<!DOCTYPE x>',
+      'x',
+      ' ',
     );
     fc.assert(
       fc.property(fc.array(fc.oneof(fragments, fc.string({ maxLength: 4 })), { maxLength: 30 }), (parts) => {

@@ -37,7 +37,8 @@ export const MAX_ELEMENTS = 100_000;
 
 // Characters XML 1.0 cannot carry at all (also lone surrogates).
 // eslint-disable-next-line no-control-regex
-const NOT_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/u;
+const NOT_XML_CHAR =
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/u;
 
 /** Escape text content. `\r` is written as a character reference so it survives end-of-line handling. */
 export function escapeXmlText(text: string): string {
@@ -72,7 +73,8 @@ function encodeInner(value: XmlRpcValue, style: StringStyle, depth: number): str
   }
   if (typeof value === 'boolean') return `<boolean>${value ? 1 : 0}</boolean>`;
   if (value === null) return '<nil/>';
-  if (value instanceof Uint8Array) return `<base64>${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}</base64>`;
+  if (value instanceof Uint8Array)
+    return `<base64>${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}</base64>`;
   if (value instanceof Map) {
     let out = '<struct>';
     for (const [name, member] of value) {
@@ -139,7 +141,12 @@ type SaxOptions = sax.SAXOptions & { strictEntities?: boolean };
 /** Parse a whole document into an element tree. Throws XmlRpcError on anything malformed. */
 function parseDocument(text: string): Element {
   // strictEntities: only &lt; &gt; &amp; &apos; &quot; and character references.
-  const parser = sax.parser(true, { trim: false, normalize: false, position: true, strictEntities: true } as SaxOptions);
+  const parser = sax.parser(true, {
+    trim: false,
+    normalize: false,
+    position: true,
+    strictEntities: true,
+  } as SaxOptions);
   const stack: Element[] = [];
   let root: Element | undefined;
   let elements = 0;
@@ -309,11 +316,13 @@ export function decodeMethodCall(text: string): MethodCall {
   if (root.name !== 'methodCall') throw new XmlRpcError(`expected <methodCall>, found <${root.name}>`);
   const parts = childElements(root);
   const nameElement = parts[0];
-  if (!nameElement || nameElement.name !== 'methodName') throw new XmlRpcError('<methodCall> must start with <methodName>');
+  if (!nameElement || nameElement.name !== 'methodName')
+    throw new XmlRpcError('<methodCall> must start with <methodName>');
   const method = textOf(nameElement).trim();
   if (parts.length > 2) throw new XmlRpcError('<methodCall> has unexpected elements');
   const paramsElement = parts[1];
-  if (paramsElement && paramsElement.name !== 'params') throw new XmlRpcError(`unexpected <${paramsElement.name}> in <methodCall>`);
+  if (paramsElement && paramsElement.name !== 'params')
+    throw new XmlRpcError(`unexpected <${paramsElement.name}> in <methodCall>`);
   return { method, params: paramsElement ? decodeParams(paramsElement) : [] };
 }
 

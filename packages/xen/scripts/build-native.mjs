@@ -47,10 +47,10 @@ if (missing.length > 0) {
 
 const require = createRequire(import.meta.url);
 const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
-const nodedir =
-  process.env.npm_config_nodedir || (existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
+const nodedir = process.env.npm_config_nodedir || (existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
 // `build` keeps make incremental once configured; `rebuild` configures from scratch.
-const configured = existsSync(join(packageDir, 'build', 'Makefile')) && existsSync(join(packageDir, 'build', 'config.gypi'));
+const configured =
+  existsSync(join(packageDir, 'build', 'Makefile')) && existsSync(join(packageDir, 'build', 'config.gypi'));
 const args = [nodeGyp, configured ? 'build' : 'rebuild', '--jobs=max'];
 if (nodedir) args.push(`--nodedir=${nodedir}`);
 

@@ -75,7 +75,10 @@ export function createXenApi(load: () => LoadResult): XenApi {
     if (chroot !== undefined && (typeof chroot !== 'string' || chroot === '' || chroot.includes('\0'))) {
       throw new TypeError('chroot must be a non-empty directory path');
     }
-    for (const [name, id] of [['uid', uid], ['gid', gid]] as const) {
+    for (const [name, id] of [
+      ['uid', uid],
+      ['gid', gid],
+    ] as const) {
       if (id !== undefined && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {
         throw new RangeError(`${name} must be an integer from 0 to 4294967294, got ${String(id)}`);
       }

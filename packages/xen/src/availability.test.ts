@@ -40,7 +40,9 @@ describe.skipIf(!built || !noXenHere)('the production binding on a host without 
   });
 
   it('fails xenstore access with the errno of the failed connection', () => {
-    expect(() => xenstoreRead('/local/domain/1/platform/secureboot')).toThrow(/^xs_open failed: .*cannot reach xenstored/);
+    expect(() => xenstoreRead('/local/domain/1/platform/secureboot')).toThrow(
+      /^xs_open failed: .*cannot reach xenstored/,
+    );
     expect(() => xenstoreWrite('/local/domain/1/varstored-pid', '1')).toThrow(/^xs_open failed/);
   });
 
@@ -84,7 +86,9 @@ describe('a binding that was never built', () => {
       encoding: 'utf8',
     });
     expect(run.status).toBe(0);
-    expect(run.stdout).toContain(`[@vmsb/xen] Xen headers not found in ${emptyInclude}: xendevicemodel.h, xenforeignmemory.h`);
+    expect(run.stdout).toContain(
+      `[@vmsb/xen] Xen headers not found in ${emptyInclude}: xendevicemodel.h, xenforeignmemory.h`,
+    );
     expect(run.stdout).toContain('native build skipped');
     expect(existsSync(join(buildDir, 'Release'))).toBe(false);
 
@@ -96,15 +100,23 @@ describe('a binding that was never built', () => {
 
   it('is skipped when VMSB_XEN=0', () => {
     const buildDir = join(scratch, 'disabled');
-    const run = spawnSync(process.execPath, [script], { env: { ...process.env, VMSB_XEN: '0', VMSB_XEN_BUILD_DIR: buildDir }, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [script], {
+      env: { ...process.env, VMSB_XEN: '0', VMSB_XEN_BUILD_DIR: buildDir },
+      encoding: 'utf8',
+    });
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('[@vmsb/xen] VMSB_XEN=0: native build skipped');
-    expect(JSON.parse(readFileSync(join(buildDir, 'xen-build.json'), 'utf8'))).toEqual({ built: false, reason: 'VMSB_XEN=0' });
+    expect(JSON.parse(readFileSync(join(buildDir, 'xen-build.json'), 'utf8'))).toEqual({
+      built: false,
+      reason: 'VMSB_XEN=0',
+    });
   });
 
   it('without any record says how to build it', () => {
     const loaded = loadBinding('vmsb_xen', join(scratch, 'nothing'));
-    expect(!loaded.ok && loaded.reason).toMatch(/^the Xen binding is not built \(.*vmsb_xen\.node is missing\): run pnpm install/);
+    expect(!loaded.ok && loaded.reason).toMatch(
+      /^the Xen binding is not built \(.*vmsb_xen\.node is missing\): run pnpm install/,
+    );
   });
 
   it('that cannot be loaded for another reason says so', () => {
@@ -113,16 +125,21 @@ describe('a binding that was never built', () => {
     copyFileSync(script, join(buildDir, 'Release', 'vmsb_xen.node'));
     const loaded = loadBinding('vmsb_xen', buildDir);
     expect(!loaded.ok && loaded.reason).toMatch(/^cannot load the Xen binding .*vmsb_xen\.node: /);
-    expect(loadFailureReason('/x.node', new Error('libxenstore.so.4: cannot open shared object file: No such file or directory'))).toMatch(
-      /^the Xen runtime library libxenstore\.so\.4 is missing/,
-    );
+    expect(
+      loadFailureReason(
+        '/x.node',
+        new Error('libxenstore.so.4: cannot open shared object file: No such file or directory'),
+      ),
+    ).toMatch(/^the Xen runtime library libxenstore\.so\.4 is missing/);
   });
 });
 
 describe('probe failures', () => {
   it('name the device node and what to do', () => {
     const base = { ok: false as const, errno: 2, detail: '' };
-    expect(probeFailureReason({ ...base, call: 'xenevtchn_open', code: 'ENOENT' })).toMatch(/^\/dev\/xen\/evtchn is missing: the Xen event-channel driver/);
+    expect(probeFailureReason({ ...base, call: 'xenevtchn_open', code: 'ENOENT' })).toMatch(
+      /^\/dev\/xen\/evtchn is missing: the Xen event-channel driver/,
+    );
     expect(probeFailureReason({ ...base, call: 'xendevicemodel_open', code: 'EACCES', errno: 13 })).toMatch(
       /^permission denied opening \/dev\/xen\/privcmd: varstored must run as root/,
     );

@@ -44,7 +44,10 @@ interface Daemon {
 }
 
 function startDaemon(args: string[], env: Record<string, string>): Daemon {
-  const child = spawn(process.execPath, [daemonBin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [daemonBin, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -74,25 +77,55 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
     const fx = new FakeXen(21, 2, 128);
     const work = mkdtempSync(join(tmpdir(), 'vmsb-xen-e2e-'));
     mkdirSync(join(work, 'auth'));
-    cleanup.push(() => fx.dispose(), () => rmSync(work, { recursive: true, force: true }));
+    cleanup.push(
+      () => fx.dispose(),
+      () => rmSync(work, { recursive: true, force: true }),
+    );
     fx.xenstoreWrite('/local/domain/21/platform/secureboot', 'false');
-    const args = ['--domain', '21', '--transport', 'xen', '--backend', 'file', '--arg', `path:${join(work, 'nvram.bin')}`, '--arg', `auth-dir:${join(work, 'auth')}`];
+    const args = [
+      '--domain',
+      '21',
+      '--transport',
+      'xen',
+      '--backend',
+      'file',
+      '--arg',
+      `path:${join(work, 'nvram.bin')}`,
+      '--arg',
+      `auth-dir:${join(work, 'auth')}`,
+    ];
     const pidKey = '/local/domain/21/varstored-pid';
 
     const first = startDaemon(args, fx.env());
     cleanup.push(() => first.child.kill('SIGKILL'));
-    await until(() => fx.xenstoreRead(pidKey) === String(first.child.pid) || first.child.exitCode !== null, 'readiness');
+    await until(
+      () => fx.xenstoreRead(pidKey) === String(first.child.pid) || first.child.exitCode !== null,
+      'readiness',
+    );
     expect(fx.xenstoreRead(pidKey), first.output()).toBe(String(first.child.pid));
     expect(fx.snapshot().servers[0]?.ranges).toEqual([{ isMmio: false, start: 0x100, end: 0x10b }]);
 
     const name = utf16le('VmsbXenEndToEnd');
-    const set = await call(fx, 0, 0x20, { command: 'SetVariable', name, guid: VENDOR, data: Buffer.from('hello'), attributes: NV_BS_RT, atRuntime: false });
+    const set = await call(fx, 0, 0x20, {
+      command: 'SetVariable',
+      name,
+      guid: VENDOR,
+      data: Buffer.from('hello'),
+      attributes: NV_BS_RT,
+      atRuntime: false,
+    });
     expect(set.status).toBe(EfiStatus.SUCCESS);
 
     // Two vCPUs at once, each with its own buffer.
     const [got, secureBoot] = await Promise.all([
       call(fx, 1, 0x40, { command: 'GetVariable', name, guid: VENDOR, dataSize: 100, atRuntime: false }),
-      call(fx, 0, 0x60, { command: 'GetVariable', name: utf16le('SecureBoot'), guid: GLOBAL, dataSize: 100, atRuntime: false }),
+      call(fx, 0, 0x60, {
+        command: 'GetVariable',
+        name: utf16le('SecureBoot'),
+        guid: GLOBAL,
+        dataSize: 100,
+        atRuntime: false,
+      }),
     ]);
     expect(got).toMatchObject({ status: EfiStatus.SUCCESS, attributes: NV_BS_RT });
     expect(Buffer.from((got as { data: Uint8Array }).data).toString()).toBe('hello');
@@ -111,18 +144,33 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
 
     const second = startDaemon(args, fx.env());
     cleanup.push(() => second.child.kill('SIGKILL'));
-    await until(() => fx.xenstoreRead(pidKey) === String(second.child.pid) || second.child.exitCode !== null, 'readiness after restart');
+    await until(
+      () => fx.xenstoreRead(pidKey) === String(second.child.pid) || second.child.exitCode !== null,
+      'readiness after restart',
+    );
     expect(fx.xenstoreRead(pidKey), second.output()).toBe(String(second.child.pid));
-    const again = await call(fx, 1, 0x20, { command: 'GetVariable', name, guid: VENDOR, dataSize: 100, atRuntime: false });
+    const again = await call(fx, 1, 0x20, {
+      command: 'GetVariable',
+      name,
+      guid: VENDOR,
+      dataSize: 100,
+      atRuntime: false,
+    });
     expect(Buffer.from((again as { data: Uint8Array }).data).toString()).toBe('hello');
     second.child.kill('SIGTERM');
     expect(await second.exit, second.output()).toBe(0);
   });
 
-  it.skipIf(existsSync('/dev/xen/privcmd'))('exits at once, naming /dev/xen/privcmd, on a host without Xen', async () => {
-    const daemon = startDaemon(['--domain', '21', '--transport', 'xen', '--backend', 'file', '--arg', 'path:/nonexistent/nvram.bin'], {});
-    cleanup.push(() => daemon.child.kill('SIGKILL'));
-    expect(await daemon.exit).toBe(1);
-    expect(daemon.output()).toMatch(/the Xen transport is unavailable: \/dev\/xen\/privcmd is missing/);
-  });
+  it.skipIf(existsSync('/dev/xen/privcmd'))(
+    'exits at once, naming /dev/xen/privcmd, on a host without Xen',
+    async () => {
+      const daemon = startDaemon(
+        ['--domain', '21', '--transport', 'xen', '--backend', 'file', '--arg', 'path:/nonexistent/nvram.bin'],
+        {},
+      );
+      cleanup.push(() => daemon.child.kill('SIGKILL'));
+      expect(await daemon.exit).toBe(1);
+      expect(daemon.output()).toMatch(/the Xen transport is unavailable: \/dev\/xen\/privcmd is missing/);
+    },
+  );
 });

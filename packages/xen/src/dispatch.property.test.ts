@@ -111,9 +111,20 @@ describe.skipIf(!fakeBuilt)('any ioreq on the fake hypervisor', () => {
         const result = await fx.raw(vcpu, { ...r, route: 1 });
         expect(result.outcome).toBe('completed');
         expect(result.data).toBe(expected.data);
-        expect(calls).toEqual(expected.call ? [{ kind: expected.call, ...(expected.index !== undefined ? { index: expected.index } : {}) }] : []);
+        expect(calls).toEqual(
+          expected.call
+            ? [{ kind: expected.call, ...(expected.index !== undefined ? { index: expected.index } : {}) }]
+            : [],
+        );
         // A 32-bit write at 0x104 moves the PPI index register.
-        if (r.type === Ioreq.TYPE_PIO && !r.dataIsPtr && r.count === 1 && r.dir === Ioreq.WRITE && r.addr === 0x104n && r.size === 4) {
+        if (
+          r.type === Ioreq.TYPE_PIO &&
+          !r.dataIsPtr &&
+          r.count === 1 &&
+          r.dir === Ioreq.WRITE &&
+          r.addr === 0x104n &&
+          r.size === 4
+        ) {
           ppiIndex = Number(r.data & 0xffffffffn);
         }
         expect(fx.snapshot().counters.foreignPages).toBe(0);

@@ -2,12 +2,7 @@
 // never fails on a host without Xen; xenAvailability() says what is missing.
 import { createXenApi } from './api.js';
 import { loadBinding } from './native.js';
-import type {
-  Availability,
-  DropPrivilegesOptions,
-  IoreqServer,
-  StartIoreqServerOptions,
-} from './types.js';
+import type { Availability, DropPrivilegesOptions, IoreqServer, StartIoreqServerOptions } from './types.js';
 
 const api = createXenApi(() => loadBinding());
 

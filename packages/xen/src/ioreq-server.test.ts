@@ -94,7 +94,14 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     const s = await start(recorder().handler);
     expect(s.vcpus).toBe(3);
     const snap = fx.snapshot();
-    expect(snap.counters).toMatchObject({ dmOpen: 1, fmOpen: 1, evOpen: 1, dmRestricted: 7, fmRestricted: 7, evRestricted: 7 });
+    expect(snap.counters).toMatchObject({
+      dmOpen: 1,
+      fmOpen: 1,
+      evOpen: 1,
+      dmRestricted: 7,
+      fmRestricted: 7,
+      evRestricted: 7,
+    });
     expect(snap.servers).toHaveLength(1);
     const [srv] = snap.servers;
     expect(srv).toMatchObject({ enabled: true, gfnPublished: false, resourceMaps: 1 });
@@ -180,7 +187,9 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
         const write = await fx.out(2, port, size, 0xdeadbeef);
         expect(write.outcome, label).toBe('completed');
         if (offset >= 8 && !straddles) {
-          expect(r.calls, label).toEqual([{ kind: 'ppiWrite', index: 0x100 + within, size, value: (0xdeadbeef & mask) >>> 0 }]);
+          expect(r.calls, label).toEqual([
+            { kind: 'ppiWrite', index: 0x100 + within, size, value: (0xdeadbeef & mask) >>> 0 },
+          ]);
         } else {
           expect(r.calls, label).toEqual([]);
         }
@@ -213,7 +222,19 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
   it('completes and notifies ioreqs of every type without calling the handler', async () => {
     const r = recorder();
     await start(r.handler);
-    const types = [Ioreq.TYPE_COPY, Ioreq.TYPE_PCI_CONFIG, Ioreq.TYPE_TIMEOFFSET, Ioreq.TYPE_INVALIDATE, 3, 4, 5, 6, 9, 0x7f, 0xff];
+    const types = [
+      Ioreq.TYPE_COPY,
+      Ioreq.TYPE_PCI_CONFIG,
+      Ioreq.TYPE_TIMEOFFSET,
+      Ioreq.TYPE_INVALIDATE,
+      3,
+      4,
+      5,
+      6,
+      9,
+      0x7f,
+      0xff,
+    ];
     for (const type of types) {
       for (const dir of [Ioreq.READ, Ioreq.WRITE]) {
         for (const size of [1, 2, 4, 8]) {
@@ -229,7 +250,14 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
       }
     }
     // INVALIDATE as Xen broadcasts it: a 4-byte write of all ones.
-    const invalidate = await fx.raw(2, { type: Ioreq.TYPE_INVALIDATE, dir: Ioreq.WRITE, size: 4, addr: 0, data: 0xffffffffffffffffn, route: 1 });
+    const invalidate = await fx.raw(2, {
+      type: Ioreq.TYPE_INVALIDATE,
+      dir: Ioreq.WRITE,
+      size: 4,
+      addr: 0,
+      data: 0xffffffffffffffffn,
+      route: 1,
+    });
     expect(invalidate.outcome).toBe('completed');
     expect(r.calls).toEqual([]);
   });
@@ -436,9 +464,12 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     await start(r.handler);
     const deliveries = fx.snapshot().counters.deliveries;
     fx.kick(1);
-    await until(() => !fx.snapshot().servers[0]!.channels[1]!.masked && fx.snapshot().counters.deliveries > deliveries, 'the event to be taken');
+    await until(
+      () => !fx.snapshot().servers[0]!.channels[1]!.masked && fx.snapshot().counters.deliveries > deliveries,
+      'the event to be taken',
+    );
     expect(r.calls).toEqual([]);
-    expect(await fx.in(1, 0x108, 2)).toMatchObject({ outcome: 'completed', value: (0xa1b2c3d4 & 0xffff) });
+    expect(await fx.in(1, 0x108, 2)).toMatchObject({ outcome: 'completed', value: 0xa1b2c3d4 & 0xffff });
   });
 
   it('tears down completely and can start again', async () => {
@@ -523,7 +554,10 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
   });
 
   it('fails for a domain that does not exist', async () => {
-    await expect(start(recorder().handler, 8)).rejects.toMatchObject({ code: 'ESRCH', syscall: 'xendevicemodel_nr_vcpus' });
+    await expect(start(recorder().handler, 8)).rejects.toMatchObject({
+      code: 'ESRCH',
+      syscall: 'xendevicemodel_nr_vcpus',
+    });
     server = undefined;
     expect(fx.snapshot().counters).toMatchObject({ dmOpen: 0, fmOpen: 0, evOpen: 0 });
   });
@@ -533,9 +567,12 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     for (const domid of [0, -1, 1.5, 0x7ff0, Number.NaN]) {
       await expect(api.startIoreqServer({ domid, handler: h })).rejects.toThrow(RangeError);
     }
-    await expect(api.startIoreqServer({ domid: 7, handler: { handleCommand: async () => new Uint8Array() } as unknown as GuestHandler })).rejects.toThrow(
-      /handler must implement/,
-    );
+    await expect(
+      api.startIoreqServer({
+        domid: 7,
+        handler: { handleCommand: async () => new Uint8Array() } as unknown as GuestHandler,
+      }),
+    ).rejects.toThrow(/handler must implement/);
     expect(fx.snapshot().counters.dmOpen).toBe(0);
   });
 
@@ -544,7 +581,9 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     delete process.env.VMSB_FAKE_XEN;
     const availability = api.xenAvailability();
     expect(availability.ok).toBe(false);
-    expect(!availability.ok && availability.reason).toMatch(/^\/dev\/xen\/privcmd is missing: this host is not a Xen dom0/);
+    expect(!availability.ok && availability.reason).toMatch(
+      /^\/dev\/xen\/privcmd is missing: this host is not a Xen dom0/,
+    );
     await expect(start(recorder().handler)).rejects.toMatchObject({
       code: 'ENOXEN',
       message: expect.stringMatching(/^Xen is unavailable: \/dev\/xen\/privcmd is missing/),
@@ -556,7 +595,13 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     // A frozen clock: the budget never refills, so exactly the burst gets through.
     const loaded = loadBinding('vmsb_xen_fake');
     if (!loaded.ok) throw new Error(loaded.reason);
-    server = new IoreqServerImpl(loaded.binding, fx.domid, recorder().handler, (level, message) => logs.push({ level, message }), () => new GuestLogLimiter(5, 1, () => 0));
+    server = new IoreqServerImpl(
+      loaded.binding,
+      fx.domid,
+      recorder().handler,
+      (level, message) => logs.push({ level, message }),
+      () => new GuestLogLimiter(5, 1, () => 0),
+    );
     for (let i = 0; i < 12; i++) await fx.out(0, 0x100, 4, 0xfffffff0);
     for (let i = 0; i < 3; i++) await fx.out(0, 0x100, 2, 0); // debug messages have their own budget
     const warnings = logs.filter((l) => l.level === 'warn' && /cannot map the guest buffer/.test(l.message));
@@ -592,10 +637,16 @@ describe.skipIf(!fakeBuilt)('xenstore on the fake hypervisor', () => {
     expect(() => api.xenstoreRead(`/${'x'.repeat(3072)}`)).toThrow(TypeError);
     expect(() => api.xenstoreWrite('/a', 'x'.repeat(4097))).toThrow(TypeError);
     // The fake's xenstored takes values below 1 KiB.
-    expect(thrown(() => api.xenstoreWrite('/a', 'x'.repeat(2000)))).toMatchObject({ code: 'E2BIG', syscall: 'xs_write' });
+    expect(thrown(() => api.xenstoreWrite('/a', 'x'.repeat(2000)))).toMatchObject({
+      code: 'E2BIG',
+      syscall: 'xs_write',
+    });
     delete process.env.VMSB_FAKE_XEN;
     const binding = loadBinding('vmsb_xen_fake');
     if (binding.ok) binding.binding.xenstoreClose();
-    expect(thrown(() => api.xenstoreRead('/local/domain/9/platform/secureboot'))).toMatchObject({ code: 'ENOENT', syscall: 'xs_open' });
+    expect(thrown(() => api.xenstoreRead('/local/domain/9/platform/secureboot'))).toMatchObject({
+      code: 'ENOENT',
+      syscall: 'xs_open',
+    });
   });
 });

@@ -29,11 +29,19 @@ interface Report {
   vcpus: number;
 }
 
-function serve(fx: FakeXen, drop: object, exitAfterStart = false): { child: ChildProcess; report: Promise<Report>; stderr: () => string } {
-  const child = spawn(process.execPath, [childScript, pathToFileURL(distIndex).href, JSON.stringify({ domid: fx.domid, drop, exitAfterStart })], {
-    env: { ...process.env, ...fx.env() },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+function serve(
+  fx: FakeXen,
+  drop: object,
+  exitAfterStart = false,
+): { child: ChildProcess; report: Promise<Report>; stderr: () => string } {
+  const child = spawn(
+    process.execPath,
+    [childScript, pathToFileURL(distIndex).href, JSON.stringify({ domid: fx.domid, drop, exitAfterStart })],
+    {
+      env: { ...process.env, ...fx.env() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const report = new Promise<Report>((resolve, reject) => {
@@ -60,7 +68,10 @@ describe.skipIf(!fakeBuilt || !existsSync(distIndex) || !isRoot)('dropPrivileges
     const jail = mkdtempSync(join(tmpdir(), 'vmsb-jail-'));
     chmodSync(jail, 0o755);
     writeFileSync(join(jail, 'inside-the-jail'), '');
-    cleanup.push(() => fx.dispose(), () => rmSync(jail, { recursive: true, force: true }));
+    cleanup.push(
+      () => fx.dispose(),
+      () => rmSync(jail, { recursive: true, force: true }),
+    );
     fx.xenstoreWrite('/local/domain/11/platform/secureboot', 'true');
 
     const { child, report } = serve(fx, { chroot: jail, uid: 65534, gid: 65534, depriv: true });

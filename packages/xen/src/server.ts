@@ -199,7 +199,8 @@ export class IoreqServerImpl implements IoreqServer {
       failed(e);
       return;
     }
-    if (result instanceof Promise) return result.then((response: unknown) => this.completeCommand(vcpu, response), failed);
+    if (result instanceof Promise)
+      return result.then((response: unknown) => this.completeCommand(vcpu, response), failed);
     this.completeCommand(vcpu, result);
   }
 

@@ -14,7 +14,16 @@ import { Attrs, Guids, makeVariable, utf16le, type StoreView, type Variable } fr
 import { DaemonProcess, testKeys } from '@vmsb/fuzz';
 import { bundledDbxUpdate, buildSignatureList, microsoftSignatureList } from '@vmsb/keys';
 import { createFileStore, encodeVarsBlob } from '@vmsb/nvram';
-import { Limits, decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodedRequestSize, encodedResponseSize, type Request } from '@vmsb/protocol';
+import {
+  Limits,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+  encodedRequestSize,
+  encodedResponseSize,
+  type Request,
+} from '@vmsb/protocol';
 import { runTrace } from './client.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
@@ -40,8 +49,18 @@ export async function workDirectory(): Promise<{ path: string; filesystem: strin
   await mkdir(base, { recursive: true });
   const path = await mkdtemp(join(base, 'vmsb-bench-'));
   const type = statfsSync(path).type;
-  const names: Record<number, string> = { 0xef53: 'ext4', 0x58465342: 'xfs', 0x9123683e: 'btrfs', [TMPFS_MAGIC]: 'tmpfs', 0x794c7630: 'overlayfs' };
-  return { path, filesystem: names[type] ?? `fs 0x${type.toString(16)}`, remove: () => rm(path, { recursive: true, force: true }) };
+  const names: Record<number, string> = {
+    0xef53: 'ext4',
+    0x58465342: 'xfs',
+    0x9123683e: 'btrfs',
+    [TMPFS_MAGIC]: 'tmpfs',
+    0x794c7630: 'overlayfs',
+  };
+  return {
+    path,
+    filesystem: names[type] ?? `fs 0x${type.toString(16)}`,
+    remove: () => rm(path, { recursive: true, force: true }),
+  };
 }
 
 // ---- traces over the unix transport ------------------------------------------------------
@@ -67,9 +86,18 @@ async function cpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-async function startEcho(dir: string, durable?: { file: string; size: number }, nodeArgs: readonly string[] = []): Promise<{ socket: string; pid: number; stop(): Promise<void> }> {
+async function startEcho(
+  dir: string,
+  durable?: { file: string; size: number },
+  nodeArgs: readonly string[] = [],
+): Promise<{ socket: string; pid: number; stop(): Promise<void> }> {
   const socket = join(dir, 'echo.sock');
-  const args = [...nodeArgs, ECHO_SERVER, socket, ...(durable ? ['--durable', durable.file, '--size', String(durable.size)] : [])];
+  const args = [
+    ...nodeArgs,
+    ECHO_SERVER,
+    socket,
+    ...(durable ? ['--durable', durable.file, '--size', String(durable.size)] : []),
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);
@@ -89,11 +117,17 @@ async function startEcho(dir: string, durable?: { file: string; size: number }, 
   };
 }
 
-async function daemonRound(ctx: BenchContext, trace: Trace, blob: Uint8Array, secondPass = false): Promise<{ ms: number; rss: number; readyRss: number; cpu: number; warmCpu: number }> {
+async function daemonRound(
+  ctx: BenchContext,
+  trace: Trace,
+  blob: Uint8Array,
+  secondPass = false,
+): Promise<{ ms: number; rss: number; readyRss: number; cpu: number; warmCpu: number }> {
   const dir = await mkdtemp(join(ctx.workDir, 'daemon-'));
   try {
     await writeFile(join(dir, 'nvram.vars'), blob);
-    const nodeArgs = ctx.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(ctx.profileDir, 'varstored')}`];
+    const nodeArgs =
+      ctx.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(ctx.profileDir, 'varstored')}`];
     const daemon = await DaemonProcess.start({ dir, secureBoot: true, logLevel: 'info', nodeArgs });
     try {
       await expectPinnedLikeUs(daemon.pid, 'varstored');
@@ -121,8 +155,13 @@ async function daemonRound(ctx: BenchContext, trace: Trace, blob: Uint8Array, se
 async function echoRound(ctx: BenchContext, trace: Trace, durableSize?: number): Promise<{ ms: number; cpu: number }> {
   const dir = await mkdtemp(join(ctx.workDir, 'echo-'));
   try {
-    const nodeArgs = ctx.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(ctx.profileDir, 'echo')}`];
-    const echo = await startEcho(dir, durableSize === undefined ? undefined : { file: join(dir, 'nvram.vars'), size: durableSize }, nodeArgs);
+    const nodeArgs =
+      ctx.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(ctx.profileDir, 'echo')}`];
+    const echo = await startEcho(
+      dir,
+      durableSize === undefined ? undefined : { file: join(dir, 'nvram.vars'), size: durableSize },
+      nodeArgs,
+    );
     try {
       await expectPinnedLikeUs(echo.pid, 'the echo server');
       const cpuBefore = await cpuMs(echo.pid);
@@ -166,10 +205,19 @@ export async function readTrace(ctx: BenchContext): Promise<BenchResult> {
         cpu.echo.push(e.cpu);
       }
     }
-    ctx.log(`read-trace round ${r + 1}/${ctx.rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms, echo ${base.at(-1)!.toFixed(1)} ms`);
+    ctx.log(
+      `read-trace round ${r + 1}/${ctx.rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms, echo ${base.at(-1)!.toFixed(1)} ms`,
+    );
   }
   const calls = trace.frames.length;
-  const res = result({ name: 'read-trace', baseline: 'echo-server', unit: 'ms', target: 1.3, samples: { subject, base }, detail: '' });
+  const res = result({
+    name: 'read-trace',
+    baseline: 'echo-server',
+    unit: 'ms',
+    target: 1.3,
+    samples: { subject, base },
+    detail: '',
+  });
   const perCallCpu = (v: number[]): string => ((median(v) * 1000) / calls).toFixed(0);
   return {
     ...res,
@@ -210,9 +258,17 @@ export async function bootTrace(ctx: BenchContext): Promise<BootTraceResults> {
         bareRss.push((await bareNodeRss()) / 1048576);
       }
     }
-    ctx.log(`boot-trace round ${r + 1}/${ctx.rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms (RSS ${rss.at(-1)!.toFixed(1)} MiB), echo+fsync ${base.at(-1)!.toFixed(1)} ms, echo ${pureEcho.at(-1)!.toFixed(1)} ms`);
+    ctx.log(
+      `boot-trace round ${r + 1}/${ctx.rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms (RSS ${rss.at(-1)!.toFixed(1)} MiB), echo+fsync ${base.at(-1)!.toFixed(1)} ms, echo ${pureEcho.at(-1)!.toFixed(1)} ms`,
+    );
   }
-  const t = result({ name: 'boot-trace', baseline: 'echo-server+fsync', unit: 'ms', samples: { subject, base }, detail: '' });
+  const t = result({
+    name: 'boot-trace',
+    baseline: 'echo-server+fsync',
+    unit: 'ms',
+    samples: { subject, base },
+    detail: '',
+  });
   const pure = [...pureEcho].sort((a, b) => a - b)[pureEcho.length >> 1]!;
   return {
     trace: {
@@ -234,7 +290,9 @@ export async function bootTrace(ctx: BenchContext): Promise<BootTraceResults> {
 
 /** RSS of a node process that does nothing, once it is up. */
 async function bareNodeRss(): Promise<number> {
-  const child = spawn(process.execPath, ['-e', "process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 30);"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', "process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 30);"], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
   const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
   const kib = Number(/^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1]);
@@ -279,7 +337,8 @@ export async function startup(ctx: BenchContext): Promise<BenchResult> {
     unit: 'ms',
     target: 3,
     samples: { subject, base },
-    detail: 'spawn of varstored (file backend holding the VM NVRAM, unix transport) until its pidfile appears, against spawn until exit of node -e 0',
+    detail:
+      'spawn of varstored (file backend holding the VM NVRAM, unix transport) until its pidfile appears, against spawn until exit of node -e 0',
   });
 }
 
@@ -312,15 +371,47 @@ export function dispatch(ctx: BenchContext): BenchResult[] {
   const G = Vendor.GLOBAL;
   const get = (name: string, guid: Uint8Array = G): Uint8Array => {
     const v = store.getVariable(utf16le(name), guid);
-    return guestBuffer({ command: 'GetVariable', name: utf16le(name), guid, dataSize: v?.data.length ?? 0, atRuntime: false });
+    return guestBuffer({
+      command: 'GetVariable',
+      name: utf16le(name),
+      guid,
+      dataSize: v?.data.length ?? 0,
+      atRuntime: false,
+    });
   };
-  const gets = [get('BootOrder'), get('Boot0001'), get('Timeout'), get('SecureBoot'), get('ConOut'), get('PlatformLang'), get('MTC', Vendor.MTC), get('KEK'), get('db', Vendor.DB), get('dbx', Vendor.DB)];
+  const gets = [
+    get('BootOrder'),
+    get('Boot0001'),
+    get('Timeout'),
+    get('SecureBoot'),
+    get('ConOut'),
+    get('PlatformLang'),
+    get('MTC', Vendor.MTC),
+    get('KEK'),
+    get('db', Vendor.DB),
+    get('dbx', Vendor.DB),
+  ];
   const vars = store.variables();
   const getNexts = vars.map((v, i) =>
-    guestBuffer({ command: 'GetNextVariableName', nameSize: 1024, name: i === 0 ? new Uint8Array(0) : vars[i - 1]!.name, guid: i === 0 ? new Uint8Array(16) : vars[i - 1]!.guid, atRuntime: false }),
+    guestBuffer({
+      command: 'GetNextVariableName',
+      nameSize: 1024,
+      name: i === 0 ? new Uint8Array(0) : vars[i - 1]!.name,
+      guid: i === 0 ? new Uint8Array(16) : vars[i - 1]!.guid,
+      atRuntime: false,
+    }),
   );
   // Non-volatile writes that each change the store: the monotonic counter, alternating values.
-  const sets = [1, 2].map((n) => guestBuffer({ command: 'SetVariable', name: utf16le('MTC'), guid: Vendor.MTC, data: Uint8Array.of(n, 0, 0, 0), attributes: Attrs.NV_BS_RT, atRuntime: false }));
+  const sets = [1, 2].map((n) =>
+    guestBuffer({
+      command: 'SetVariable',
+      name: utf16le('MTC'),
+      guid: Vendor.MTC,
+      data: Uint8Array.of(n, 0, 0, 0),
+      attributes: Attrs.NV_BS_RT,
+      atRuntime: false,
+    }),
+  );
 
   // The floor: decode the request, encode the same reply.
   const replies = new Map<Uint8Array, ReturnType<typeof decodeResponse>>();
@@ -354,9 +445,19 @@ export function dispatch(ctx: BenchContext): BenchResult[] {
     out.pending.commit();
   };
   const cases: [string, Uint8Array[], (f: Uint8Array) => void, string][] = [
-    ['dispatch.get', gets, dispatchRead, `GetVariable of ${gets.length} variables from 1 byte to ${(store.getVariable(utf16le('dbx'), Vendor.DB)!.data.length / 1024).toFixed(1)} KiB (dbx)`],
+    [
+      'dispatch.get',
+      gets,
+      dispatchRead,
+      `GetVariable of ${gets.length} variables from 1 byte to ${(store.getVariable(utf16le('dbx'), Vendor.DB)!.data.length / 1024).toFixed(1)} KiB (dbx)`,
+    ],
     ['dispatch.getnext', getNexts, dispatchRead, `GetNextVariableName through all ${vars.length} variables`],
-    ['dispatch.set-nv', sets, dispatchSet, 'non-volatile SetVariable (MTC) + the VARS blob the file store writes + commit, without the disk I/O (see durable-write)'],
+    [
+      'dispatch.set-nv',
+      sets,
+      dispatchSet,
+      'non-volatile SetVariable (MTC) + the VARS blob the file store writes + commit, without the disk I/O (see durable-write)',
+    ],
   ];
   const out: BenchResult[] = [];
   for (const [name, frames, fn, what] of cases) {
@@ -370,7 +471,15 @@ export function dispatch(ctx: BenchContext): BenchResult[] {
       subject.push(perCall(frames, fn, 100));
       base.push(perCall(frames, codec, 100));
     }
-    out.push(result({ name, baseline: 'codec', unit: 'µs', samples: { subject, base }, detail: `${what}; baseline: decodeRequest + encodeResponse of the same reply, per call` }));
+    out.push(
+      result({
+        name,
+        baseline: 'codec',
+        unit: 'µs',
+        samples: { subject, base },
+        detail: `${what}; baseline: decodeRequest + encodeResponse of the same reply, per call`,
+      }),
+    );
   }
   ctx.log('dispatch: done');
   return out;
@@ -396,15 +505,51 @@ export function authVerify(ctx: BenchContext): BenchResult {
 
   // The VM's policy: a PK of its own, Microsoft's two KEK CAs; dbx not applied yet.
   const vars = new Map<string, Variable>([
-    ['PK', makeVariable({ name: utf16le('PK'), guid: Guids.GLOBAL_VARIABLE, attributes: Attrs.NV_BS_RT_AT, data: buildSignatureList({ type: 'x509', certificates: [testKeys().PK.certificate], owner: '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17' }) })],
-    ['KEK', makeVariable({ name: utf16le('KEK'), guid: Guids.GLOBAL_VARIABLE, attributes: Attrs.NV_BS_RT_AT, data: microsoftSignatureList({ role: 'KEK' }) })],
+    [
+      'PK',
+      makeVariable({
+        name: utf16le('PK'),
+        guid: Guids.GLOBAL_VARIABLE,
+        attributes: Attrs.NV_BS_RT_AT,
+        data: buildSignatureList({
+          type: 'x509',
+          certificates: [testKeys().PK.certificate],
+          owner: '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17',
+        }),
+      }),
+    ],
+    [
+      'KEK',
+      makeVariable({
+        name: utf16le('KEK'),
+        guid: Guids.GLOBAL_VARIABLE,
+        attributes: Attrs.NV_BS_RT_AT,
+        data: microsoftSignatureList({ role: 'KEK' }),
+      }),
+    ],
   ]);
-  const view: StoreView = { get: (n) => vars.get(Buffer.from(n).toString('utf16le')), setupMode: false, authEnforce: true };
-  const request = { name: dbx, guid: Guids.IMAGE_SECURITY_DATABASE, attributes: Attrs.NV_BS_RT_AT, append: true, data: update.bytes };
+  const view: StoreView = {
+    get: (n) => vars.get(Buffer.from(n).toString('utf16le')),
+    setupMode: false,
+    authEnforce: true,
+  };
+  const request = {
+    name: dbx,
+    guid: Guids.IMAGE_SECURITY_DATABASE,
+    attributes: Attrs.NV_BS_RT_AT,
+    append: true,
+    data: update.bytes,
+  };
   const authenticator = createAuthenticator();
   const check = authenticator.verify(request, view);
   if (check.status !== 0n) throw new Error(`DBXUpdate does not verify: ${check.reason}`);
-  const applied = makeVariable({ name: dbx, guid: Guids.IMAGE_SECURITY_DATABASE, attributes: Attrs.NV_BS_RT_AT, data: update.payload, timestamp: update.timestamp });
+  const applied = makeVariable({
+    name: dbx,
+    guid: Guids.IMAGE_SECURITY_DATABASE,
+    attributes: Attrs.NV_BS_RT_AT,
+    data: update.payload,
+    timestamp: update.timestamp,
+  });
 
   const time = (fn: () => void, n: number): number => {
     const started = performance.now();
@@ -435,7 +580,14 @@ export function authVerify(ctx: BenchContext): BenchResult {
     cold.push(time(() => fresh.verify(request, view), 1));
   }
   const again = time(() => authenticator.verify({ ...request, existing: applied }, view), 300);
-  const res = result({ name: 'auth-verify', baseline: 'crypto.verify', unit: 'µs', target: 10, samples: { subject, base }, detail: '' });
+  const res = result({
+    name: 'auth-verify',
+    baseline: 'crypto.verify',
+    unit: 'µs',
+    target: 10,
+    samples: { subject, base },
+    detail: '',
+  });
   ctx.log('auth-verify: done');
   return {
     ...res,
@@ -455,7 +607,15 @@ export async function durableWrite(ctx: BenchContext, filesystem: string): Promi
     const store = vmStore();
     await fileStore.save(store.state());
     let counter = 0;
-    const frame = (): Uint8Array => guestBuffer({ command: 'SetVariable', name: utf16le('MTC'), guid: Vendor.MTC, data: Uint8Array.of(++counter & 0xff, counter >>> 8, 0, 0), attributes: Attrs.NV_BS_RT, atRuntime: false });
+    const frame = (): Uint8Array =>
+      guestBuffer({
+        command: 'SetVariable',
+        name: utf16le('MTC'),
+        guid: Vendor.MTC,
+        data: Uint8Array.of(++counter & 0xff, counter >>> 8, 0, 0),
+        attributes: Attrs.NV_BS_RT,
+        atRuntime: false,
+      });
     const bytes = encodeVarsBlob(store.state(), { nonVolatileOnly: true });
     const setVariable = async (): Promise<void> => {
       const out = store.dispatch(frame());
@@ -504,7 +664,14 @@ export async function durableWrite(ctx: BenchContext, filesystem: string): Promi
       syncs.push(await time(rawSync, 30));
     }
     ctx.log('durable-write: done');
-    const res = result({ name: 'durable-write', baseline: 'raw-durable-replace', unit: 'ms', target: 1.5, samples: { subject, base }, detail: '' });
+    const res = result({
+      name: 'durable-write',
+      baseline: 'raw-durable-replace',
+      unit: 'ms',
+      target: 1.5,
+      samples: { subject, base },
+      detail: '',
+    });
     return {
       ...res,
       detail:

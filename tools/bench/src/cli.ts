@@ -11,7 +11,16 @@ import { writeFile } from 'node:fs/promises';
 import { cpus, release } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { authVerify, bootTrace, dispatch, durableWrite, readTrace, startup, workDirectory, type BenchContext } from './benches.js';
+import {
+  authVerify,
+  bootTrace,
+  dispatch,
+  durableWrite,
+  readTrace,
+  startup,
+  workDirectory,
+  type BenchContext,
+} from './benches.js';
 import { format, type BenchResult } from './stats.js';
 
 const ALL = ['read-trace', 'boot-trace', 'dispatch', 'auth-verify', 'startup', 'rss', 'durable-write'] as const;
@@ -35,7 +44,12 @@ function parse(argv: readonly string[]): { names: Name[]; rounds: number; json?:
     else throw new Error(`unknown benchmark or option '${a}' (benchmarks: ${ALL.join(', ')})`);
   }
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer');
-  return { names: names.length > 0 ? names : [...ALL], rounds, ...(json !== undefined ? { json } : {}), ...(profile !== undefined ? { profile } : {}) };
+  return {
+    names: names.length > 0 ? names : [...ALL],
+    rounds,
+    ...(json !== undefined ? { json } : {}),
+    ...(profile !== undefined ? { profile } : {}),
+  };
 }
 
 /** Re-runs this script under `taskset -c 0` unless it already runs pinned. */
@@ -46,10 +60,14 @@ function pinned(): boolean {
     process.stderr.write('bench: taskset is unavailable; running unpinned (results will vary more)\n');
     return true;
   }
-  const r = spawnSync('taskset', ['-c', '0', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    env: { ...process.env, VMSB_BENCH_PINNED: '1' },
-  });
+  const r = spawnSync(
+    'taskset',
+    ['-c', '0', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, VMSB_BENCH_PINNED: '1' },
+    },
+  );
   process.exit(r.status ?? 1);
 }
 
@@ -72,7 +90,12 @@ async function main(): Promise<number> {
   if (!pinned()) return 1;
   const work = await workDirectory();
   const log = (line: string): void => void process.stderr.write(`  … ${line}\n`);
-  const ctx: BenchContext = { rounds: options.rounds, workDir: work.path, log, ...(options.profile !== undefined ? { profileDir: options.profile } : {}) };
+  const ctx: BenchContext = {
+    rounds: options.rounds,
+    workDir: work.path,
+    log,
+    ...(options.profile !== undefined ? { profileDir: options.profile } : {}),
+  };
   const cpu = cpus();
   const machine = `${cpu.length} × ${cpu[0]?.model.trim() ?? 'CPU'}, Linux ${release()}, Node ${process.version}, CPUs allowed: ${cpuList()}, work dir on ${work.filesystem}`;
   process.stdout.write(`# vmsb benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine}\n`);

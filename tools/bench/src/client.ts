@@ -21,7 +21,11 @@ function connect(path: string): Promise<Socket> {
  * `expected` holds the reply each frame must get; `'echo'` expects the frame itself back; `'any'`
  * accepts any reply (a second pass over a daemon whose state the first pass changed).
  */
-export async function runTrace(path: string, frames: readonly Buffer[], expected: readonly Buffer[] | 'echo' | 'any'): Promise<number> {
+export async function runTrace(
+  path: string,
+  frames: readonly Buffer[],
+  expected: readonly Buffer[] | 'echo' | 'any',
+): Promise<number> {
   const socket = await connect(path);
   try {
     return await new Promise<number>((resolve, reject) => {
@@ -29,7 +33,9 @@ export async function runTrace(path: string, frames: readonly Buffer[], expected
       let buffered: Buffer = Buffer.alloc(0);
       let started = 0;
       socket.on('error', reject);
-      socket.on('close', () => reject(new Error(`the server closed the connection after ${i} of ${frames.length} frames`)));
+      socket.on('close', () =>
+        reject(new Error(`the server closed the connection after ${i} of ${frames.length} frames`)),
+      );
       socket.on('data', (chunk: Buffer) => {
         buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
         if (buffered.length < 4) return;
@@ -38,7 +44,11 @@ export async function runTrace(path: string, frames: readonly Buffer[], expected
         const reply = buffered.subarray(0, 4 + m);
         const want = expected === 'echo' ? frames[i]! : expected === 'any' ? reply : expected[i]!;
         if (!reply.equals(want)) {
-          reject(new Error(`frame ${i}: got ${reply.subarray(4, 20).toString('hex')}… (${m} bytes), expected ${want.subarray(4, 20).toString('hex')}… (${want.length - 4} bytes)`));
+          reject(
+            new Error(
+              `frame ${i}: got ${reply.subarray(4, 20).toString('hex')}… (${m} bytes), expected ${want.subarray(4, 20).toString('hex')}… (${want.length - 4} bytes)`,
+            ),
+          );
           return;
         }
         buffered = buffered.subarray(4 + m);

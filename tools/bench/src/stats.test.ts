@@ -9,7 +9,14 @@ describe('stats', () => {
   });
 
   it('prints the ratio line exactly as specified, then the medians', () => {
-    const r = result({ name: 'read-trace', baseline: 'echo-server', unit: 'ms', target: 1.3, samples: { subject: [12.7, 12.9, 12.8], base: [10, 10, 10] }, detail: 'x' });
+    const r = result({
+      name: 'read-trace',
+      baseline: 'echo-server',
+      unit: 'ms',
+      target: 1.3,
+      samples: { subject: [12.7, 12.9, 12.8], base: [10, 10, 10] },
+      detail: 'x',
+    });
     expect(r.ratio).toBeCloseTo(1.28, 5);
     const lines = format(r).split('\n');
     expect(lines[0]).toBe('bench read-trace: 1.28x echo-server');

@@ -41,7 +41,12 @@ function number(v: number): string {
 
 /** `bench <name>: <ratio>x <baseline>` then the medians. */
 export function format(r: BenchResult): string {
-  const verdict = r.target === undefined ? '' : r.ratio <= r.target ? ` (target ≤ ${r.target}×: met)` : ` (target ≤ ${r.target}×: missed)`;
+  const verdict =
+    r.target === undefined
+      ? ''
+      : r.ratio <= r.target
+        ? ` (target ≤ ${r.target}×: met)`
+        : ` (target ≤ ${r.target}×: missed)`;
   return (
     `bench ${r.name}: ${r.ratio.toFixed(2)}x ${r.baseline}\n` +
     `  vmsb ${number(r.subject)} ${r.unit}, ${r.baseline} ${number(r.base)} ${r.unit} (medians of ${r.rounds} rounds)${verdict}\n` +

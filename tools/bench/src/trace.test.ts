@@ -21,7 +21,9 @@ describe('the boot traces', () => {
   it('boot trace: the same with about 1 % non-volatile writes, each of them a real change', () => {
     const read = buildTrace('read');
     const boot = buildTrace('boot');
-    console.info(`boot trace: ${JSON.stringify(boot.counts)}, ${boot.nvWrites} NV writes, NVRAM ${boot.blobBytes} bytes`);
+    console.info(
+      `boot trace: ${JSON.stringify(boot.counts)}, ${boot.nvWrites} NV writes, NVRAM ${boot.blobBytes} bytes`,
+    );
     expect(boot.counts.SetVariable).toBe(boot.nvWrites);
     const share = boot.nvWrites / total(boot.counts);
     expect(share).toBeGreaterThan(0.005);

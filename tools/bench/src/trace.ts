@@ -76,7 +76,13 @@ class Recorder {
   }
 
   get(r: Ref, dataSize: number): Response {
-    return this.call({ command: 'GetVariable', name: utf16le(r.name), guid: r.guid, dataSize, atRuntime: this.atRuntime });
+    return this.call({
+      command: 'GetVariable',
+      name: utf16le(r.name),
+      guid: r.guid,
+      dataSize,
+      atRuntime: this.atRuntime,
+    });
   }
 
   /** edk2's GetVariable2(): a size probe, then a read of exactly that size. */
@@ -93,8 +99,16 @@ class Recorder {
   }
 
   set(r: Ref, attributes: number, data: Uint8Array): void {
-    const reply = this.call({ command: 'SetVariable', name: utf16le(r.name), guid: r.guid, data, attributes, atRuntime: this.atRuntime });
-    if (reply.status !== EfiStatus.SUCCESS) throw new Error(`SetVariable ${r.name}: status 0x${reply.status.toString(16)}`);
+    const reply = this.call({
+      command: 'SetVariable',
+      name: utf16le(r.name),
+      guid: r.guid,
+      data,
+      attributes,
+      atRuntime: this.atRuntime,
+    });
+    if (reply.status !== EfiStatus.SUCCESS)
+      throw new Error(`SetVariable ${r.name}: status 0x${reply.status.toString(16)}`);
   }
 
   /** GetNextVariableName over everything, growing the buffer when told to. */
@@ -139,14 +153,24 @@ const POLLS = 260;
 type Writer = (r: Ref, attributes: number, data: Uint8Array) => void;
 
 function sequence(rec: Recorder, write: Writer, boot: boolean): void {
-  const counter = (data: Uint8Array | undefined): number => (data && data.length >= 4 ? new DataView(data.buffer, data.byteOffset).getUint32(0, true) : 0);
+  const counter = (data: Uint8Array | undefined): number =>
+    data && data.length >= 4 ? new DataView(data.buffer, data.byteOffset).getUint32(0, true) : 0;
 
   // ---- DXE: drivers read their settings ----------------------------------------------------
   rec.atRuntime = false;
   const mtc = rec.read(ref('MTC', Vendor.MTC));
-  write(ref('MTC', Vendor.MTC), Attrs.NV_BS_RT, Uint8Array.of(...new Uint8Array(new Uint32Array([counter(mtc) + 1]).buffer)));
+  write(
+    ref('MTC', Vendor.MTC),
+    Attrs.NV_BS_RT,
+    Uint8Array.of(...new Uint8Array(new Uint32Array([counter(mtc) + 1]).buffer)),
+  );
   const mti = rec.read(ref('MemoryTypeInformation', Vendor.MEMORY_TYPE_INFORMATION));
-  if (mti) write(ref('MemoryTypeInformation', Vendor.MEMORY_TYPE_INFORMATION), Attrs.NV_BS, Uint8Array.from(mti, (b, i) => (i === 12 ? b + 1 : b)));
+  if (mti)
+    write(
+      ref('MemoryTypeInformation', Vendor.MEMORY_TYPE_INFORMATION),
+      Attrs.NV_BS,
+      Uint8Array.from(mti, (b, i) => (i === 12 ? b + 1 : b)),
+    );
   for (const r of [
     ref('PlatformConfig', Vendor.PLATFORM_CONFIG),
     ref('82C63FDB4491', Vendor.NIC_CONFIG),
@@ -161,13 +185,37 @@ function sequence(rec: Recorder, write: Writer, boot: boolean): void {
     rec.read(r);
   }
   // SecureBootConfigDxe and the image verification library.
-  for (const name of ['SecureBoot', 'SetupMode', 'AuditMode', 'DeployedMode', 'VendorKeys', 'SignatureSupport', 'PK', 'KEK']) rec.read(ref(name));
+  for (const name of [
+    'SecureBoot',
+    'SetupMode',
+    'AuditMode',
+    'DeployedMode',
+    'VendorKeys',
+    'SignatureSupport',
+    'PK',
+    'KEK',
+  ])
+    rec.read(ref(name));
   for (const name of ['db', 'dbx', 'dbt', 'dbr']) rec.read(ref(name, Vendor.DB));
   rec.read(ref('SecureBootEnable', Vendor.SECURE_BOOT_ENABLE));
   rec.read(ref('CustomMode', Vendor.CUSTOM_MODE));
 
   // ---- BDS ---------------------------------------------------------------------------------
-  for (const name of ['Timeout', 'PlatformLang', 'Lang', 'PlatformLangCodes', 'LangCodes', 'ConIn', 'ConOut', 'ErrOut', 'BootNext', 'OsIndications', 'DriverOrder', 'SysPrepOrder', 'PlatformRecovery0000']) {
+  for (const name of [
+    'Timeout',
+    'PlatformLang',
+    'Lang',
+    'PlatformLangCodes',
+    'LangCodes',
+    'ConIn',
+    'ConOut',
+    'ErrOut',
+    'BootNext',
+    'OsIndications',
+    'DriverOrder',
+    'SysPrepOrder',
+    'PlatformRecovery0000',
+  ]) {
     rec.read(ref(name));
   }
   // Consoles: the platform updates them when devices change.
@@ -183,8 +231,16 @@ function sequence(rec: Recorder, write: Writer, boot: boolean): void {
     for (const n of bootOrder(rec)) rec.read(ref(bootName(n)));
     for (const r of all) if (/^(Key|Boot)[0-9A-F]{4}$/.test(r.name)) rec.read(r);
     if (pass === 1) {
-      write(ref('Boot0002'), Attrs.NV_BS_RT, Uint8Array.from(rec.read(ref('Boot0002'))!).map((b, i) => (i === 8 ? b ^ 1 : b)));
-      write(ref('Boot0003'), Attrs.NV_BS_RT, Uint8Array.from(rec.read(ref('Boot0003'))!).map((b, i) => (i === 8 ? b ^ 1 : b)));
+      write(
+        ref('Boot0002'),
+        Attrs.NV_BS_RT,
+        Uint8Array.from(rec.read(ref('Boot0002'))!).map((b, i) => (i === 8 ? b ^ 1 : b)),
+      );
+      write(
+        ref('Boot0003'),
+        Attrs.NV_BS_RT,
+        Uint8Array.from(rec.read(ref('Boot0003'))!).map((b, i) => (i === 8 ? b ^ 1 : b)),
+      );
     }
     if (pass === 2) write(ref('BootOrder'), Attrs.NV_BS_RT, Uint8Array.of(4, 0, 1, 0, 2, 0, 3, 0, 0, 0));
   }
@@ -199,8 +255,24 @@ function sequence(rec: Recorder, write: Writer, boot: boolean): void {
   }
 
   // ---- shim and GRUB (still boot services) -------------------------------------------------
-  for (const name of ['SbatLevel', 'SbatPolicy', 'MokList', 'MokListX', 'MokSBState', 'MokDBState', 'MokIgnoreDB', 'MokPolicy', 'HSIStatus', 'MokListTrusted']) rec.read(ref(name, Vendor.SHIM));
-  write(ref('SbatLevel', Vendor.SHIM), Attrs.NV_BS, new TextEncoder().encode('sbat,1,2024010900\nshim,4\ngrub,3\ngrub.debian,4\n'));
+  for (const name of [
+    'SbatLevel',
+    'SbatPolicy',
+    'MokList',
+    'MokListX',
+    'MokSBState',
+    'MokDBState',
+    'MokIgnoreDB',
+    'MokPolicy',
+    'HSIStatus',
+    'MokListTrusted',
+  ])
+    rec.read(ref(name, Vendor.SHIM));
+  write(
+    ref('SbatLevel', Vendor.SHIM),
+    Attrs.NV_BS,
+    new TextEncoder().encode('sbat,1,2024010900\nshim,4\ngrub,3\ngrub.debian,4\n'),
+  );
   for (const name of ['SecureBoot', 'SetupMode', 'PK', 'KEK']) rec.read(ref(name));
   rec.read(ref('db', Vendor.DB));
   rec.read(ref('dbx', Vendor.DB));
@@ -215,14 +287,46 @@ function sequence(rec: Recorder, write: Writer, boot: boolean): void {
   const runtimeVars = rec.enumerate(1024);
   for (const r of runtimeVars) rec.get(r, 0);
   // The platform keyring: db, dbx and shim's mirrors.
-  for (const r of [ref('db', Vendor.DB), ref('MokListRT', Vendor.SHIM), ref('MokListXRT', Vendor.SHIM), ref('dbx', Vendor.DB), ref('MokListTrustedRT', Vendor.SHIM), ref('MokIgnoreDB', Vendor.SHIM)]) rec.read(r);
+  for (const r of [
+    ref('db', Vendor.DB),
+    ref('MokListRT', Vendor.SHIM),
+    ref('MokListXRT', Vendor.SHIM),
+    ref('dbx', Vendor.DB),
+    ref('MokListTrustedRT', Vendor.SHIM),
+    ref('MokIgnoreDB', Vendor.SHIM),
+  ])
+    rec.read(r);
   // efi-pstore looks for crash records.
   rec.enumerate(1024);
   // systemd: loader interface, Secure Boot state, firmware-setup support.
-  for (const name of ['LoaderTimeInitUSec', 'LoaderTimeExecUSec', 'LoaderDevicePartUUID', 'LoaderFeatures', 'LoaderEntries', 'LoaderEntryDefault', 'LoaderEntrySelected', 'LoaderInfo', 'LoaderFirmwareInfo', 'LoaderFirmwareType', 'StubInfo', 'LoaderTpm2ActivePcrBanks', 'LoaderSystemToken']) {
+  for (const name of [
+    'LoaderTimeInitUSec',
+    'LoaderTimeExecUSec',
+    'LoaderDevicePartUUID',
+    'LoaderFeatures',
+    'LoaderEntries',
+    'LoaderEntryDefault',
+    'LoaderEntrySelected',
+    'LoaderInfo',
+    'LoaderFirmwareInfo',
+    'LoaderFirmwareType',
+    'StubInfo',
+    'LoaderTpm2ActivePcrBanks',
+    'LoaderSystemToken',
+  ]) {
     rec.readInto(ref(name, Vendor.LOADER), 1024);
   }
-  for (const name of ['SecureBoot', 'SetupMode', 'AuditMode', 'DeployedMode', 'OsIndicationsSupported', 'OsIndications', 'BootCurrent', 'Timeout']) rec.readInto(ref(name), 1024);
+  for (const name of [
+    'SecureBoot',
+    'SetupMode',
+    'AuditMode',
+    'DeployedMode',
+    'OsIndicationsSupported',
+    'OsIndications',
+    'BootCurrent',
+    'Timeout',
+  ])
+    rec.readInto(ref(name), 1024);
   // Kernel crash record written and collected by systemd-pstore.
   write(ref('dump-type0-1-1-1732262400-C-acpi', Vendor.PSTORE), Attrs.NV_BS_RT, new Uint8Array(1024).fill(0x2a));
   rec.enumerate(1024);
@@ -234,7 +338,11 @@ function sequence(rec: Recorder, write: Writer, boot: boolean): void {
     for (const name of ['BootCurrent', 'BootNext', 'BootOrder', 'Timeout']) rec.read(ref(name));
     for (const r of all) if (/^Boot[0-9A-F]{4}$/.test(r.name)) rec.read(r);
     if (tool === 0) {
-      write(ref('Boot0005'), Attrs.NV_BS_RT, DEBIAN_BOOT.map((b, i) => (i === 8 ? 0x44 : b)));
+      write(
+        ref('Boot0005'),
+        Attrs.NV_BS_RT,
+        DEBIAN_BOOT.map((b, i) => (i === 8 ? 0x44 : b)),
+      );
       write(ref('BootOrder'), Attrs.NV_BS_RT, Uint8Array.of(5, 0, 4, 0, 1, 0, 2, 0, 3, 0, 0, 0));
       write(ref('Timeout'), Attrs.NV_BS_RT, Uint8Array.of(5, 0));
     }
@@ -246,7 +354,11 @@ function sequence(rec: Recorder, write: Writer, boot: boolean): void {
   rec.read(ref('OsIndications'));
   const fwupd = rec.enumerate(1024);
   for (const r of fwupd) rec.get(r, 0);
-  write(ref('fwupd-c34cb672-a81e-5d32-9d89-cbcabe8ec37b-0', Vendor.FWUPD), Attrs.NV_BS_RT, new Uint8Array(300).fill(0x46));
+  write(
+    ref('fwupd-c34cb672-a81e-5d32-9d89-cbcabe8ec37b-0', Vendor.FWUPD),
+    Attrs.NV_BS_RT,
+    new Uint8Array(300).fill(0x46),
+  );
   write(ref('OsIndications'), Attrs.NV_BS_RT, Uint8Array.of(4, 0, 0, 0, 0, 0, 0, 0));
   write(ref('fwupd-c34cb672-a81e-5d32-9d89-cbcabe8ec37b-0', Vendor.FWUPD), Attrs.NV_BS_RT, new Uint8Array(0));
   write(ref('OsIndications'), Attrs.NV_BS_RT, new Uint8Array(0));

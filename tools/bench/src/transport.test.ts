@@ -24,7 +24,11 @@ afterEach(async () => {
 });
 
 async function echo(args: string[]): Promise<{ stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../dist/echo-server.js', import.meta.url)), join(dir, 'echo.sock'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('../dist/echo-server.js', import.meta.url)), join(dir, 'echo.sock'), ...args],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
   return { stop: () => new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))) };
 }

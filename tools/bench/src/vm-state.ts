@@ -63,7 +63,13 @@ const acpi = (hid: number, uid: number): Uint8Array => node(0x02, 0x01, [u32(hid
 const uart = node(0x03, 0x0e, [u32(0), [0x00, 0xc2, 0x01, 0, 0, 0, 0, 0], [8, 1, 1]]);
 const vendorVt100 = node(0x03, 0x0a, [guid('dfa66065-b419-11d3-9a2d-0090273fc14d')]);
 const gop = node(0x02, 0x03, [u32(0x80010100)]);
-const hd = node(0x04, 0x01, [u32(1), [0, 8, 0, 0, 0, 0, 0, 0], [0, 0, 0x10, 0, 0, 0, 0, 0], guid('9c7e2a4f-1b6d-4c3e-8f5a-2d1e0b7c6a93'), [2, 2]]);
+const hd = node(0x04, 0x01, [
+  u32(1),
+  [0, 8, 0, 0, 0, 0, 0, 0],
+  [0, 0, 0x10, 0, 0, 0, 0, 0],
+  guid('9c7e2a4f-1b6d-4c3e-8f5a-2d1e0b7c6a93'),
+  [2, 2],
+]);
 const file = (path: string): Uint8Array => node(0x04, 0x04, [utf16le(`${path}\0`)]);
 
 /** EFI_LOAD_OPTION: attributes, FilePathListLength, NUL-terminated description, file path list. */
@@ -71,8 +77,30 @@ function loadOption(attributes: number, description: string, path: Uint8Array): 
   return cat(u32(attributes), u16(path.length), utf16le(`${description}\0`), path);
 }
 
-export const CON_OUT = cat(pciRoot, pci(2, 0), gop, END, pciRoot, pci(1, 0), acpi(0x0501d041, 0), uart, vendorVt100, END);
-export const CON_IN = cat(pciRoot, pci(1, 0), acpi(0x0303d041, 0), END, pciRoot, pci(1, 0), acpi(0x0501d041, 0), uart, vendorVt100, END);
+export const CON_OUT = cat(
+  pciRoot,
+  pci(2, 0),
+  gop,
+  END,
+  pciRoot,
+  pci(1, 0),
+  acpi(0x0501d041, 0),
+  uart,
+  vendorVt100,
+  END,
+);
+export const CON_IN = cat(
+  pciRoot,
+  pci(1, 0),
+  acpi(0x0303d041, 0),
+  END,
+  pciRoot,
+  pci(1, 0),
+  acpi(0x0501d041, 0),
+  uart,
+  vendorVt100,
+  END,
+);
 export const ERR_OUT = cat(pciRoot, pci(1, 0), acpi(0x0501d041, 0), uart, vendorVt100, END);
 export const DEBIAN_BOOT = loadOption(1, 'debian', cat(hd, file('\\EFI\\debian\\shimx64.efi'), END));
 
@@ -97,7 +125,11 @@ function v(name: string, g: Uint8Array, attributes: number, data: Uint8Array, ti
 
 /** The VM's variables as its NVRAM holds them (non-volatile ones), in the order they were created. */
 export function vmVariables(): Variable[] {
-  const pk = buildSignatureList({ type: 'x509', certificates: [testKeys().PK.certificate], owner: '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17' });
+  const pk = buildSignatureList({
+    type: 'x509',
+    certificates: [testKeys().PK.certificate],
+    owner: '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17',
+  });
   const boot = (n: number): string => `Boot${n.toString(16).toUpperCase().padStart(4, '0')}`;
   const G = Vendor.GLOBAL;
   return [
@@ -126,7 +158,12 @@ export function vmVariables(): Variable[] {
     v('BootOrder', G, Attrs.NV_BS_RT, Uint8Array.of(...u16(4), ...u16(1), ...u16(2), ...u16(0), ...u16(3))),
     v('Key0000', G, Attrs.NV_BS_RT, Uint8Array.of(0, 0, 0, 0x40, ...u32(0x9c2d1f4e), ...u16(0), 0x17, 0)),
     v('Key0001', G, Attrs.NV_BS_RT, Uint8Array.of(0, 0, 0, 0x40, ...u32(0x1b77ac30), ...u16(0), 0x0c, 0)),
-    v('SbatLevel', Vendor.SHIM, Attrs.NV_BS, new TextEncoder().encode('sbat,1,2023012900\nshim,2\ngrub,3\ngrub.debian,4\n')),
+    v(
+      'SbatLevel',
+      Vendor.SHIM,
+      Attrs.NV_BS,
+      new TextEncoder().encode('sbat,1,2023012900\nshim,2\ngrub,3\ngrub.debian,4\n'),
+    ),
   ];
 }
 
@@ -136,7 +173,11 @@ export function vmState(): StoreState {
 
 /** A store holding the VM's variables as the daemon would restore them at boot. */
 export function vmStore(options: { authenticator?: import('@vmsb/efi').Authenticator } = {}): VariableStore {
-  return VariableStore.restore(vmState(), { platform: FUZZ_PLATFORM, resume: false, ...(options.authenticator ? { authenticator: options.authenticator } : {}) });
+  return VariableStore.restore(vmState(), {
+    platform: FUZZ_PLATFORM,
+    resume: false,
+    ...(options.authenticator ? { authenticator: options.authenticator } : {}),
+  });
 }
 
 /** The VM's NVRAM file (VARS blob), as the file backend holds it after a boot. */

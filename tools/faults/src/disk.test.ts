@@ -105,7 +105,9 @@ describe('disk full', () => {
     // Growing the file past the limit: a new variable, a bigger value for an existing one, an append.
     await expectRefusedWithoutChange(fw, nvram, () => fw.setVariable(ref('Big'), Attrs.NV_BS_RT, bytes(4096, 2)));
     await expectRefusedWithoutChange(fw, nvram, () => fw.setVariable(ref('Small'), Attrs.NV_BS_RT, bytes(2048, 3)));
-    await expectRefusedWithoutChange(fw, nvram, () => fw.setVariable(ref('Small'), Attrs.NV_BS_RT | 0x40, bytes(1024, 4)));
+    await expectRefusedWithoutChange(fw, nvram, () =>
+      fw.setVariable(ref('Small'), Attrs.NV_BS_RT | 0x40, bytes(1024, 4)),
+    );
     // Changes that keep the file within the limit are saved.
     expect(statusName(await fw.setVariable(ref('Small'), Attrs.NV_BS_RT, bytes(8, 5)))).toBe('SUCCESS');
     expect(statusName(await fw.setVariable(ref('Tiny'), Attrs.NV_BS_RT, bytes(4, 6)))).toBe('SUCCESS');
@@ -145,7 +147,9 @@ describe('disk full', () => {
         }
       }
       await expectRefusedWithoutChange(fw, nvram, () => fw.setVariable(ref('During'), Attrs.NV_BS_RT, bytes(100, 2)));
-      await expectRefusedWithoutChange(fw, nvram, () => fw.setVariable(ref('Before'), Attrs.NV_BS_RT, new Uint8Array(0)));
+      await expectRefusedWithoutChange(fw, nvram, () =>
+        fw.setVariable(ref('Before'), Attrs.NV_BS_RT, new Uint8Array(0)),
+      );
 
       await rm(filler);
       expect(statusName(await fw.setVariable(ref('After'), Attrs.NV_BS_RT, bytes(100, 3)))).toBe('SUCCESS');

@@ -20,7 +20,9 @@ export function nvramBlob(state: StoreState = fuzzCorpus().state): Uint8Array {
 }
 
 /** A daemon in user mode (the fuzz corpus: PK, KEK, db, dbx and a few plain variables) and a guest connected to it. */
-export async function startGuestAndDaemon(options: DaemonOptions & { seed?: boolean }): Promise<{ daemon: DaemonProcess; connection: GuestConnection; fw: Firmware }> {
+export async function startGuestAndDaemon(
+  options: DaemonOptions & { seed?: boolean },
+): Promise<{ daemon: DaemonProcess; connection: GuestConnection; fw: Firmware }> {
   if (options.seed !== false) await writeFile(options.nvramPath ?? join(options.dir, 'nvram.vars'), nvramBlob());
   const daemon = await DaemonProcess.start(options);
   const connection = await GuestConnection.connect(daemon.socketPath);
@@ -33,7 +35,10 @@ export async function guestView(fw: Firmware): Promise<Map<string, { attributes:
   for (const ref of await fw.enumerate()) {
     const value = await fw.readVariable(ref);
     if (value === undefined) throw new Error(`${ref.name} is enumerated but cannot be read`);
-    out.set(`${guidToText(ref.guid)}:${ref.name}`, { attributes: value.attributes, data: Buffer.from(value.data).toString('hex') });
+    out.set(`${guidToText(ref.guid)}:${ref.name}`, {
+      attributes: value.attributes,
+      data: Buffer.from(value.data).toString('hex'),
+    });
   }
   return out;
 }

@@ -10,8 +10,24 @@
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { createAuthenticator, Pkcs7Limits } from '@vmsb/auth';
 import { Attr, Attrs, Guids, VariableStore, utf16le } from '@vmsb/efi';
-import { FUZZ_PLATFORM, encodeDer, fuzzCorpus, nest, parseDer, sameState, testKeys, tlv, type DerNode } from '@vmsb/fuzz';
-import { buildSignatureList, createAuthenticatedVariable, createCertificate, generateKeyPair, loadPrivateKey } from '@vmsb/keys';
+import {
+  FUZZ_PLATFORM,
+  encodeDer,
+  fuzzCorpus,
+  nest,
+  parseDer,
+  sameState,
+  testKeys,
+  tlv,
+  type DerNode,
+} from '@vmsb/fuzz';
+import {
+  buildSignatureList,
+  createAuthenticatedVariable,
+  createCertificate,
+  generateKeyPair,
+  loadPrivateKey,
+} from '@vmsb/keys';
 import { EfiStatus, statusName } from '@vmsb/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGuestAndDaemon, tempDir } from './harness.js';
@@ -35,8 +51,21 @@ function payload(): Uint8Array {
 const timestamp = (): Date => new Date(Date.UTC(2032, 0, 1, 0, 0, counter));
 
 /** A db append signed with `key`/`certificate` (and `chain`), as a guest would send it. */
-function signedAppend(key: KeyObject | string, certificate: Uint8Array | string, chain: (Uint8Array | string)[] = []): Uint8Array {
-  return createAuthenticatedVariable({ name: 'db', append: true, timestamp: timestamp(), payload: payload(), key, certificate, chain, checkPayload: false });
+function signedAppend(
+  key: KeyObject | string,
+  certificate: Uint8Array | string,
+  chain: (Uint8Array | string)[] = [],
+): Uint8Array {
+  return createAuthenticatedVariable({
+    name: 'db',
+    append: true,
+    timestamp: timestamp(),
+    payload: payload(),
+    key,
+    certificate,
+    chain,
+    checkPayload: false,
+  });
 }
 
 /** The SignedData of an .auth, edited as a tree; dwLength follows the new size. */
@@ -73,7 +102,13 @@ function withRsaKey(certificate: DerNode, n: Uint8Array, e: Uint8Array): DerNode
   const tbs = cert.children![0]!;
   const integer = (v: Uint8Array): Uint8Array => tlv(0x02, (v[0]! & 0x80) !== 0 ? Uint8Array.of(0, ...v) : v);
   const rsaKey = tlv(0x30, Buffer.concat([integer(n), integer(e)]));
-  const algorithm = tlv(0x30, Buffer.concat([tlv(0x06, Uint8Array.of(0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01)), Uint8Array.of(0x05, 0x00)]));
+  const algorithm = tlv(
+    0x30,
+    Buffer.concat([
+      tlv(0x06, Uint8Array.of(0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01)),
+      Uint8Array.of(0x05, 0x00),
+    ]),
+  );
   const spki = parseDer(tlv(0x30, Buffer.concat([algorithm, tlv(0x03, Buffer.concat([Uint8Array.of(0), rsaKey]))])))!;
   // TBSCertificate: [0] version, serial, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
   tbs.children![6] = spki;
@@ -93,8 +128,17 @@ beforeAll(async () => {
   controls.push({ name: 'control: signed by KEK', data: valid });
   // The certificate surgery below, done with the signer's own key, gives back a message that verifies.
   const jwk = new X509Certificate(keys.KEK.certificate).publicKey.export({ format: 'jwk' });
-  const own = { n: new Uint8Array(Buffer.from(jwk.n!, 'base64url')), e: new Uint8Array(Buffer.from(jwk.e!, 'base64url')) };
-  controls.push({ name: 'control: the signer certificate rebuilt with its own key', data: editSignedData(valid, (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, own.n, own.e)), sd)) });
+  const own = {
+    n: new Uint8Array(Buffer.from(jwk.n!, 'base64url')),
+    e: new Uint8Array(Buffer.from(jwk.e!, 'base64url')),
+  };
+  controls.push({
+    name: 'control: the signer certificate rebuilt with its own key',
+    data: editSignedData(
+      valid,
+      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, own.n, own.e)), sd),
+    ),
+  });
 
   // Chains through intermediates issued under KEK. One key for all of them: the chain is what matters.
   const { privateKey } = await generateKeyPair();
@@ -102,32 +146,72 @@ beforeAll(async () => {
     const certs: string[] = [];
     let issuer: { certificate: string; key: KeyObject } = kek;
     for (let i = 0; i < length; i++) {
-      const cert = createCertificate({ cn: `${label} intermediate ${i}`, key: privateKey, issuer, ca: true, notBefore: new Date(Date.UTC(2024, 0, 1)) });
+      const cert = createCertificate({
+        cn: `${label} intermediate ${i}`,
+        key: privateKey,
+        issuer,
+        ca: true,
+        notBefore: new Date(Date.UTC(2024, 0, 1)),
+      });
       certs.push(cert.pem);
       issuer = { certificate: cert.pem, key: privateKey };
     }
     return certs;
   };
   const leafUnder = (chain: string[], label: string): string =>
-    createCertificate({ cn: `${label} signer`, key: privateKey, issuer: { certificate: chain[chain.length - 1]!, key: privateKey }, notBefore: new Date(Date.UTC(2024, 0, 1)) }).pem;
+    createCertificate({
+      cn: `${label} signer`,
+      key: privateKey,
+      issuer: { certificate: chain[chain.length - 1]!, key: privateKey },
+      notBefore: new Date(Date.UTC(2024, 0, 1)),
+    }).pem;
   const short = chainOf(2, 'short');
-  controls.push({ name: 'control: a chain of 4 to KEK', data: signedAppend(privateKey, leafUnder(short, 'short'), [...short].reverse()) });
+  controls.push({
+    name: 'control: a chain of 4 to KEK',
+    data: signedAppend(privateKey, leafUnder(short, 'short'), [...short].reverse()),
+  });
   const deep = chainOf(12, 'deep');
-  cases.push({ name: 'a chain of 14 certificates to KEK (limit 8)', data: signedAppend(privateKey, leafUnder(deep, 'deep'), [...deep].reverse()) });
+  cases.push({
+    name: 'a chain of 14 certificates to KEK (limit 8)',
+    data: signedAppend(privateKey, leafUnder(deep, 'deep'), [...deep].reverse()),
+  });
   const deeper = chainOf(28, 'deeper');
-  cases.push({ name: 'a chain of 30 certificates to KEK', data: signedAppend(privateKey, leafUnder(deeper, 'deeper'), [...deeper].reverse()) });
+  cases.push({
+    name: 'a chain of 30 certificates to KEK',
+    data: signedAppend(privateKey, leafUnder(deeper, 'deeper'), [...deeper].reverse()),
+  });
 
   // A loop: A issued by B and B issued by A (same key, so both links verify), neither trusted.
   const a0 = createCertificate({ cn: 'loop A', key: privateKey, ca: true });
-  const b = createCertificate({ cn: 'loop B', key: privateKey, issuer: { certificate: a0.pem, key: privateKey }, ca: true });
-  const a = createCertificate({ cn: 'loop A', key: privateKey, issuer: { certificate: b.pem, key: privateKey }, ca: true });
-  cases.push({ name: 'a loop of certificates issued by each other', data: signedAppend(privateKey, a.pem, [b.pem, a.pem, b.pem]) });
+  const b = createCertificate({
+    cn: 'loop B',
+    key: privateKey,
+    issuer: { certificate: a0.pem, key: privateKey },
+    ca: true,
+  });
+  const a = createCertificate({
+    cn: 'loop A',
+    key: privateKey,
+    issuer: { certificate: b.pem, key: privateKey },
+    ca: true,
+  });
+  cases.push({
+    name: 'a loop of certificates issued by each other',
+    data: signedAppend(privateKey, a.pem, [b.pem, a.pem, b.pem]),
+  });
 
   // Thousands of certificates around a valid signature.
   cases.push({
     name: '3000 certificate-shaped elements besides the signer',
     data: editSignedData(valid, (sd) => {
-      const tiny: DerNode = { tag: Uint8Array.of(0x30), children: [{ tag: Uint8Array.of(0x30), children: [] }, { tag: Uint8Array.of(0x30), children: [] }, { tag: Uint8Array.of(0x03), content: Uint8Array.of(0) }] };
+      const tiny: DerNode = {
+        tag: Uint8Array.of(0x30),
+        children: [
+          { tag: Uint8Array.of(0x30), children: [] },
+          { tag: Uint8Array.of(0x30), children: [] },
+          { tag: Uint8Array.of(0x03), content: Uint8Array.of(0) },
+        ],
+      };
       certificatesOf(sd).push(...Array.from({ length: 3000 }, () => parseDer(encodeDer(tiny))!));
       return sd;
     }),
@@ -148,12 +232,35 @@ beforeAll(async () => {
     v[0] = first;
     return v;
   };
-  cases.push({ name: 'an RSA modulus of 320,000 bits', data: editSignedData(valid, (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(40000, 0xc5), Uint8Array.of(1, 0, 1))), sd)) });
-  cases.push({ name: 'an RSA modulus of 16,384 bits with a 16,383-bit exponent', data: editSignedData(valid, (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(2048, 0xc5), big(2048, 0x45))), sd)) });
-  cases.push({ name: 'a 2048-bit RSA modulus with a 2047-bit exponent', data: editSignedData(valid, (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(256, 0x45))), sd)) });
+  cases.push({
+    name: 'an RSA modulus of 320,000 bits',
+    data: editSignedData(
+      valid,
+      (sd) => (
+        (certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(40000, 0xc5), Uint8Array.of(1, 0, 1))), sd
+      ),
+    ),
+  });
+  cases.push({
+    name: 'an RSA modulus of 16,384 bits with a 16,383-bit exponent',
+    data: editSignedData(
+      valid,
+      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(2048, 0xc5), big(2048, 0x45))), sd),
+    ),
+  });
+  cases.push({
+    name: 'a 2048-bit RSA modulus with a 2047-bit exponent',
+    data: editSignedData(
+      valid,
+      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(256, 0x45))), sd),
+    ),
+  });
   cases.push({
     name: 'an RSA exponent of 320,000 bits',
-    data: editSignedData(valid, (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(40000, 0x45))), sd)),
+    data: editSignedData(
+      valid,
+      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(40000, 0x45))), sd),
+    ),
   });
   cases.push({
     name: 'a 40,000-byte signature value',
@@ -167,7 +274,10 @@ beforeAll(async () => {
 
   // BER indefinite lengths. Well-formed ones on a correctly signed message are accepted, as edk2's
   // OpenSSL accepts them (signers that stream produce them); malformed ones are refused.
-  controls.push({ name: 'control: the valid message with an indefinite-length SignedData (BER)', data: editSignedData(valid, (sd) => ((sd.form = 'indefinite'), sd)) });
+  controls.push({
+    name: 'control: the valid message with an indefinite-length SignedData (BER)',
+    data: editSignedData(valid, (sd) => ((sd.form = 'indefinite'), sd)),
+  });
   cases.push({
     name: 'an indefinite-length SignedData without its end-of-contents',
     data: editSignedData(valid, (sd) => {
@@ -176,7 +286,10 @@ beforeAll(async () => {
       return bytes.subarray(0, bytes.length - 2);
     }),
   });
-  cases.push({ name: 'an indefinite length on a primitive (the version INTEGER)', data: editSignedData(valid, (sd) => ((sd.children![0]!.form = 'indefinite'), sd)) });
+  cases.push({
+    name: 'an indefinite length on a primitive (the version INTEGER)',
+    data: editSignedData(valid, (sd) => ((sd.children![0]!.form = 'indefinite'), sd)),
+  });
   cases.push({
     name: 'an indefinite-length SignedData followed by bytes after its end-of-contents',
     data: editSignedData(valid, (sd) => {
@@ -197,13 +310,43 @@ beforeAll(async () => {
       return sd;
     }),
   });
-  cases.push({ name: '5000 nested indefinite lengths without end-of-contents', data: replaceCertData(valid, new Uint8Array(10000).map((_, i) => (i % 2 === 0 ? 0x30 : 0x80))) });
+  cases.push({
+    name: '5000 nested indefinite lengths without end-of-contents',
+    data: replaceCertData(
+      valid,
+      new Uint8Array(10000).map((_, i) => (i % 2 === 0 ? 0x30 : 0x80)),
+    ),
+  });
 
   // Nesting and lengths.
-  cases.push({ name: 'SEQUENCEs nested 20,000 deep', data: replaceCertData(valid, nest(Uint8Array.of(0x05, 0x00), 20000, 0x30, 57000)) });
-  cases.push({ name: '[0] elements nested as deep as the buffer allows, inside a real ContentInfo prefix', data: replaceCertData(valid, tlv(0x30, Buffer.concat([tlv(0x06, Uint8Array.of(0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02)), nest(Uint8Array.of(0x05, 0x00), 20000, 0xa0, 50000)]))) });
-  cases.push({ name: 'a length of 2^63 - 1 bytes', data: replaceCertData(valid, Uint8Array.of(0x30, 0x88, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01)) });
-  cases.push({ name: 'a length in 127 octets', data: replaceCertData(valid, Uint8Array.of(0x30, 0xff, ...new Uint8Array(127).fill(0xff))) });
+  cases.push({
+    name: 'SEQUENCEs nested 20,000 deep',
+    data: replaceCertData(valid, nest(Uint8Array.of(0x05, 0x00), 20000, 0x30, 57000)),
+  });
+  cases.push({
+    name: '[0] elements nested as deep as the buffer allows, inside a real ContentInfo prefix',
+    data: replaceCertData(
+      valid,
+      tlv(
+        0x30,
+        Buffer.concat([
+          tlv(0x06, Uint8Array.of(0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02)),
+          nest(Uint8Array.of(0x05, 0x00), 20000, 0xa0, 50000),
+        ]),
+      ),
+    ),
+  });
+  cases.push({
+    name: 'a length of 2^63 - 1 bytes',
+    data: replaceCertData(
+      valid,
+      Uint8Array.of(0x30, 0x88, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01),
+    ),
+  });
+  cases.push({
+    name: 'a length in 127 octets',
+    data: replaceCertData(valid, Uint8Array.of(0x30, 0xff, ...new Uint8Array(127).fill(0xff))),
+  });
 });
 
 function freshStore(): VariableStore {
@@ -250,13 +393,25 @@ describe('hostile PKCS#7 in authenticated writes', () => {
       const { status, changed } = dispatchSet(store, c.data);
       const ms = performance.now() - started;
       const explained = authenticator.explain(
-        { name: DB, guid: Guids.IMAGE_SECURITY_DATABASE, attributes: Attrs.NV_BS_RT_AT, append: true, data: c.data, existing: store.getVariable(DB, Guids.IMAGE_SECURITY_DATABASE)! },
+        {
+          name: DB,
+          guid: Guids.IMAGE_SECURITY_DATABASE,
+          attributes: Attrs.NV_BS_RT_AT,
+          append: true,
+          data: c.data,
+          existing: store.getVariable(DB, Guids.IMAGE_SECURITY_DATABASE)!,
+        },
         { get: (n, g) => store.getVariable(n, g), setupMode: store.setupMode, authEnforce: true },
       );
-      if (status !== EfiStatus.SECURITY_VIOLATION || changed) wrong.push(`${c.name}: ${statusName(status)}${changed ? ', store changed' : ''} (${explained.reason})`);
-      if (explained.status !== status) wrong.push(`${c.name}: explain says ${statusName(explained.status)}, verify ${statusName(status)}`);
-      if (explained.signatureChecks > Pkcs7Limits.MAX_SIGNATURE_CHECKS) wrong.push(`${c.name}: ${explained.signatureChecks} RSA verifications`);
-      timings.push(`${ms.toFixed(1).padStart(8)} ms  ${String(explained.signatureChecks).padStart(2)} RSA  ${c.name}: ${explained.code ?? ''} ${explained.reason}`);
+      if (status !== EfiStatus.SECURITY_VIOLATION || changed)
+        wrong.push(`${c.name}: ${statusName(status)}${changed ? ', store changed' : ''} (${explained.reason})`);
+      if (explained.status !== status)
+        wrong.push(`${c.name}: explain says ${statusName(explained.status)}, verify ${statusName(status)}`);
+      if (explained.signatureChecks > Pkcs7Limits.MAX_SIGNATURE_CHECKS)
+        wrong.push(`${c.name}: ${explained.signatureChecks} RSA verifications`);
+      timings.push(
+        `${ms.toFixed(1).padStart(8)} ms  ${String(explained.signatureChecks).padStart(2)} RSA  ${c.name}: ${explained.code ?? ''} ${explained.reason}`,
+      );
     }
     // For the record (BENCHMARKS.md): how long each took here. Not asserted.
     console.info(`hostile PKCS#7, in-process:\n${timings.join('\n')}`);

@@ -60,13 +60,18 @@ async function fileValues(path: string): Promise<Map<string, string>> {
   if (!decoded.ok) throw new Error(`the NVRAM file does not load: ${decoded.error}`);
   const out = new Map<string, string>();
   for (const v of decoded.state.variables) {
-    if (Buffer.compare(Buffer.from(v.guid), Buffer.from(VENDOR)) === 0) out.set(Buffer.from(v.name).toString('utf16le'), Buffer.from(v.data).toString('hex'));
+    if (Buffer.compare(Buffer.from(v.guid), Buffer.from(VENDOR)) === 0)
+      out.set(Buffer.from(v.name).toString('utf16le'), Buffer.from(v.data).toString('hex'));
   }
   return out;
 }
 
 /** Every acknowledged value is present; the in-flight variable may hold its old or its new value. */
-function mismatches(found: ReadonlyMap<string, string | undefined>, model: Model, inFlight: InFlight | undefined): string[] {
+function mismatches(
+  found: ReadonlyMap<string, string | undefined>,
+  model: Model,
+  inFlight: InFlight | undefined,
+): string[] {
   const problems: string[] = [];
   for (let i = 0; i < VARIABLES; i++) {
     const name = nameOf(i);
@@ -74,7 +79,9 @@ function mismatches(found: ReadonlyMap<string, string | undefined>, model: Model
     const acked = model.get(name);
     if (actual === acked) continue;
     if (inFlight?.name === name && actual === inFlight.value) continue;
-    problems.push(`${name}: holds ${actual?.slice(0, 16) ?? 'nothing'}, the guest was told ${acked?.slice(0, 16) ?? 'nothing'}`);
+    problems.push(
+      `${name}: holds ${actual?.slice(0, 16) ?? 'nothing'}, the guest was told ${acked?.slice(0, 16) ?? 'nothing'}`,
+    );
   }
   return problems;
 }
@@ -108,7 +115,12 @@ describe('kill -9 during a stream of NV writes', () => {
       }
       expect(mismatches(seen, model, inFlight), `round ${round}: what the restarted daemon serves`).toEqual([]);
       // The in-flight write has landed one way or the other: that is now what the guest knows.
-      if (inFlight !== undefined && seen.get(inFlight.name) === inFlight.value && model.get(inFlight.name) !== inFlight.value) inFlightLanded++;
+      if (
+        inFlight !== undefined &&
+        seen.get(inFlight.name) === inFlight.value &&
+        model.get(inFlight.name) !== inFlight.value
+      )
+        inFlightLanded++;
       for (const [name, value] of seen) model.set(name, value);
       inFlight = undefined;
       if (round === ROUNDS) {

@@ -88,7 +88,9 @@ describe('a guest filling the store', () => {
     const first = [...written.keys()][0]!;
     expect(statusName(await fw.setVariable(ref(first), Attrs.NV_BS_RT, fill(4000, 0x55)))).toBe('SUCCESS');
     written.set(first, fill(4000, 0x55));
-    expect(statusName(await fw.setVariable(ref(first), Attrs.NV_BS_RT | Attr.APPEND_WRITE, fill(1, 0x56)))).toBe('OUT_OF_RESOURCES');
+    expect(statusName(await fw.setVariable(ref(first), Attrs.NV_BS_RT | Attr.APPEND_WRITE, fill(1, 0x56)))).toBe(
+      'OUT_OF_RESOURCES',
+    );
     expect((await fw.readVariable(ref(first)))?.data).toEqual(fill(4000, 0x55));
 
     // Nothing else was disturbed: every variable that was there reads the same, Secure Boot is on.
@@ -100,7 +102,9 @@ describe('a guest filling the store', () => {
     expect(statusName(await fw.setVariable(ref(first), Attrs.NV_BS_RT, new Uint8Array(0)))).toBe('SUCCESS');
     written.delete(first);
     expect(await remaining(fw)).toBe(footprint(first, 4000));
-    expect(statusName(await fw.setVariable(ref('Again'), Attrs.NV_BS_RT, fill(4000 + (first.length - 5) * 2, 0x77)))).toBe('SUCCESS');
+    expect(
+      statusName(await fw.setVariable(ref('Again'), Attrs.NV_BS_RT, fill(4000 + (first.length - 5) * 2, 0x77))),
+    ).toBe('SUCCESS');
     written.set('Again', fill(4000 + (first.length - 5) * 2, 0x77));
     expect(await remaining(fw)).toBe(0);
 
@@ -121,9 +125,13 @@ describe('a guest filling the store', () => {
   it('refuses a variable larger than 57344 bytes, and an append that would grow one past it', async () => {
     const fw = await start(true);
     const free = await remaining(fw);
-    expect(statusName(await fw.setVariable(ref('TooBig'), Attrs.NV_BS_RT, fill(Limits.DATA_MAX + 1, 1)))).toBe('OUT_OF_RESOURCES');
+    expect(statusName(await fw.setVariable(ref('TooBig'), Attrs.NV_BS_RT, fill(Limits.DATA_MAX + 1, 1)))).toBe(
+      'OUT_OF_RESOURCES',
+    );
     expect(statusName(await fw.setVariable(ref('Largest'), Attrs.NV_BS_RT, fill(Limits.DATA_MAX, 2)))).toBe('SUCCESS');
-    expect(statusName(await fw.setVariable(ref('Largest'), Attrs.NV_BS_RT | Attr.APPEND_WRITE, fill(1, 3)))).toBe('OUT_OF_RESOURCES');
+    expect(statusName(await fw.setVariable(ref('Largest'), Attrs.NV_BS_RT | Attr.APPEND_WRITE, fill(1, 3)))).toBe(
+      'OUT_OF_RESOURCES',
+    );
     expect((await fw.readVariable(ref('Largest')))?.data).toEqual(fill(Limits.DATA_MAX, 2));
     expect(await remaining(fw)).toBe(free - footprint('Largest', Limits.DATA_MAX));
     expect(await fw.readVariable(ref('TooBig'))).toBeUndefined();

@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { fuzz, type FuzzFailure, type FuzzReport, type FuzzTargetName } from './fuzz.js';
 import { parseSeed } from './random.js';
 
-const USAGE = 'usage: fuzz [--iterations N] [--seed S] [--target dispatch|daemon|both] [--reset-every N] [--max-failures N] [--out DIR] [--verbose]\n';
+const USAGE =
+  'usage: fuzz [--iterations N] [--seed S] [--target dispatch|daemon|both] [--reset-every N] [--max-failures N] [--out DIR] [--verbose]\n';
 
 interface CliOptions {
   iterations: number;
@@ -145,8 +146,11 @@ async function main(argv: readonly string[]): Promise<number> {
     for (const failure of report.failures) {
       failed = true;
       const path = await saveFailure(options.out, failure);
-      process.stdout.write(`FAIL ${target} step ${failure.iteration} (seed ${failure.seed}); steps to reproduce: ${path}\n`);
-      for (const v of failure.violations) process.stdout.write(`  ${v.invariant}: ${v.detail.split('\n').slice(0, 12).join('\n    ')}\n`);
+      process.stdout.write(
+        `FAIL ${target} step ${failure.iteration} (seed ${failure.seed}); steps to reproduce: ${path}\n`,
+      );
+      for (const v of failure.violations)
+        process.stdout.write(`  ${v.invariant}: ${v.detail.split('\n').slice(0, 12).join('\n    ')}\n`);
     }
   }
   return failed ? 1 : 0;

@@ -6,7 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { Attr, Attrs, Guids, makeVariable, utf16le, type StoreState, type Variable } from '@vmsb/efi';
-import { bundledDbxUpdate, buildSignatureList, concatSignatureLists, createAuthenticatedVariable, microsoftCertificates, timestampBytes } from '@vmsb/keys';
+import {
+  bundledDbxUpdate,
+  buildSignatureList,
+  concatSignatureLists,
+  createAuthenticatedVariable,
+  microsoftCertificates,
+  timestampBytes,
+} from '@vmsb/keys';
 import { guidFromText } from '@vmsb/protocol';
 
 const FIXTURES = new URL('../fixtures/', import.meta.url);
@@ -23,7 +30,11 @@ export interface TestKey {
 
 /** The committed test keys (RSA-2048, self-signed, generated once with openssl). */
 export function testKeys(): { PK: TestKey; KEK: TestKey; db: TestKey } {
-  const load = (name: 'PK' | 'KEK' | 'db'): TestKey => ({ name, key: fixture(`${name}.key`), certificate: fixture(`${name}.crt`) });
+  const load = (name: 'PK' | 'KEK' | 'db'): TestKey => ({
+    name,
+    key: fixture(`${name}.key`),
+    certificate: fixture(`${name}.crt`),
+  });
   return { PK: load('PK'), KEK: load('KEK'), db: load('db') };
 }
 
@@ -77,12 +88,23 @@ export function fuzzCorpus(): Corpus {
   const keys = testKeys();
   const msKek2011 = microsoftCertificates({ role: 'KEK', generation: 2011 });
   const esl = (pem: string): Uint8Array => buildSignatureList({ type: 'x509', certificates: [pem], owner: TEST_OWNER });
-  const kekData = concatSignatureLists([esl(keys.KEK.certificate), buildSignatureList({ type: 'x509', certificates: msKek2011.map((c) => c.der), owner: '77fa9abd-0359-4d32-bd60-28f4e78f784b' })]);
+  const kekData = concatSignatureLists([
+    esl(keys.KEK.certificate),
+    buildSignatureList({
+      type: 'x509',
+      certificates: msKek2011.map((c) => c.der),
+      owner: '77fa9abd-0359-4d32-bd60-28f4e78f784b',
+    }),
+  ]);
   const variables: Variable[] = [
     policy('PK', Guids.GLOBAL_VARIABLE, esl(keys.PK.certificate)),
     policy('KEK', Guids.GLOBAL_VARIABLE, kekData),
     policy('db', Guids.IMAGE_SECURITY_DATABASE, esl(keys.db.certificate)),
-    policy('dbx', Guids.IMAGE_SECURITY_DATABASE, buildSignatureList({ type: 'sha256', hashes: [sha256Entry(1), sha256Entry(2)], owner: TEST_OWNER })),
+    policy(
+      'dbx',
+      Guids.IMAGE_SECURITY_DATABASE,
+      buildSignatureList({ type: 'sha256', hashes: [sha256Entry(1), sha256Entry(2)], owner: TEST_OWNER }),
+    ),
     plain('Timeout', Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT, Uint8Array.of(3, 0)),
     plain('BootOrder', Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT, Uint8Array.of(1, 0, 0, 0)),
     plain('PlatformLang', Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT, new TextEncoder().encode('en-US\0')),
@@ -94,7 +116,18 @@ export function fuzzCorpus(): Corpus {
   const seeds: SeedWrite[] = [];
   const time = (i: number): Date => new Date(Date.UTC(2031, 0, 1, 0, 0, i));
   let clock = 0;
-  const signed = (label: string, o: { name: string; guid?: Uint8Array; append?: boolean; payload: Uint8Array; signer: TestKey; attributes?: number; wrap?: boolean }): void => {
+  const signed = (
+    label: string,
+    o: {
+      name: string;
+      guid?: Uint8Array;
+      append?: boolean;
+      payload: Uint8Array;
+      signer: TestKey;
+      attributes?: number;
+      wrap?: boolean;
+    },
+  ): void => {
     const attributes = (o.attributes ?? Attrs.NV_BS_RT_AT) | (o.append === true ? Attr.APPEND_WRITE : 0);
     const data = createAuthenticatedVariable({
       name: o.name,
@@ -109,29 +142,86 @@ export function fuzzCorpus(): Corpus {
       checkPayload: false,
     });
     const dwLength = new DataView(data.buffer, data.byteOffset + 16, 4).getUint32(0, true);
-    const guid = o.guid ?? (o.name === 'PK' || o.name === 'KEK' ? Guids.GLOBAL_VARIABLE : Guids.IMAGE_SECURITY_DATABASE);
-    seeds.push({ label, name: utf16le(o.name), guid: guid.slice(), attributes, data, certData: { offset: 40, length: dwLength - 24 } });
+    const guid =
+      o.guid ?? (o.name === 'PK' || o.name === 'KEK' ? Guids.GLOBAL_VARIABLE : Guids.IMAGE_SECURITY_DATABASE);
+    seeds.push({
+      label,
+      name: utf16le(o.name),
+      guid: guid.slice(),
+      attributes,
+      data,
+      certData: { offset: 40, length: dwLength - 24 },
+    });
   };
-  const hashes = (from: number, n: number): Uint8Array => buildSignatureList({ type: 'sha256', hashes: Array.from({ length: n }, (_, i) => sha256Entry(from + i)), owner: TEST_OWNER });
+  const hashes = (from: number, n: number): Uint8Array =>
+    buildSignatureList({
+      type: 'sha256',
+      hashes: Array.from({ length: n }, (_, i) => sha256Entry(from + i)),
+      owner: TEST_OWNER,
+    });
 
-  for (let i = 0; i < 4; i++) signed(`db append by KEK #${i}`, { name: 'db', append: true, payload: hashes(100 + i * 4, 1 + i), signer: keys.KEK });
-  signed('db replace by KEK', { name: 'db', payload: concatSignatureLists([esl(keys.db.certificate), hashes(200, 2)]), signer: keys.KEK });
-  signed('db replace by PK (ContentInfo)', { name: 'db', payload: esl(keys.db.certificate), signer: keys.PK, wrap: true });
+  for (let i = 0; i < 4; i++)
+    signed(`db append by KEK #${i}`, {
+      name: 'db',
+      append: true,
+      payload: hashes(100 + i * 4, 1 + i),
+      signer: keys.KEK,
+    });
+  signed('db replace by KEK', {
+    name: 'db',
+    payload: concatSignatureLists([esl(keys.db.certificate), hashes(200, 2)]),
+    signer: keys.KEK,
+  });
+  signed('db replace by PK (ContentInfo)', {
+    name: 'db',
+    payload: esl(keys.db.certificate),
+    signer: keys.PK,
+    wrap: true,
+  });
   signed('dbx append by KEK', { name: 'dbx', append: true, payload: hashes(300, 3), signer: keys.KEK });
   signed('dbt create by KEK', { name: 'dbt', payload: hashes(400, 1), signer: keys.KEK });
   signed('KEK append by PK', { name: 'KEK', append: true, payload: esl(keys.db.certificate), signer: keys.PK });
   signed('KEK replace by PK', { name: 'KEK', payload: kekData, signer: keys.PK });
   signed('PK replace by PK', { name: 'PK', payload: esl(keys.PK.certificate), signer: keys.PK });
-  signed('private create by db key', { name: 'FuzzPrivate', guid: FUZZ_VENDOR, payload: Uint8Array.of(1, 2, 3, 4), signer: keys.db });
-  signed('private append by db key', { name: 'FuzzPrivate', guid: FUZZ_VENDOR, append: true, payload: Uint8Array.of(5, 6), signer: keys.db });
-  signed('private replace by db key', { name: 'FuzzPrivate', guid: FUZZ_VENDOR, payload: Uint8Array.of(7), signer: keys.db });
-  signed('private create by KEK key (volatile)', { name: 'FuzzPrivateRt', guid: FUZZ_VENDOR, attributes: Attrs.NV_BS_RT_AT & ~Attr.NON_VOLATILE, payload: Uint8Array.of(9), signer: keys.KEK });
+  signed('private create by db key', {
+    name: 'FuzzPrivate',
+    guid: FUZZ_VENDOR,
+    payload: Uint8Array.of(1, 2, 3, 4),
+    signer: keys.db,
+  });
+  signed('private append by db key', {
+    name: 'FuzzPrivate',
+    guid: FUZZ_VENDOR,
+    append: true,
+    payload: Uint8Array.of(5, 6),
+    signer: keys.db,
+  });
+  signed('private replace by db key', {
+    name: 'FuzzPrivate',
+    guid: FUZZ_VENDOR,
+    payload: Uint8Array.of(7),
+    signer: keys.db,
+  });
+  signed('private create by KEK key (volatile)', {
+    name: 'FuzzPrivateRt',
+    guid: FUZZ_VENDOR,
+    attributes: Attrs.NV_BS_RT_AT & ~Attr.NON_VOLATILE,
+    payload: Uint8Array.of(9),
+    signer: keys.KEK,
+  });
   // Last: deleting PK switches the store to setup mode, which reshapes every later authenticated write.
   signed('PK delete by PK', { name: 'PK', payload: new Uint8Array(0), signer: keys.PK });
 
   const dbx = bundledDbxUpdate();
   const dwLength = new DataView(dbx.bytes.buffer, dbx.bytes.byteOffset + 16, 4).getUint32(0, true);
-  seeds.push({ label: 'Microsoft DBXUpdate (append)', name: utf16le('dbx'), guid: Guids.IMAGE_SECURITY_DATABASE.slice(), attributes: dbx.attributes, data: dbx.bytes, certData: { offset: 40, length: dwLength - 24 } });
+  seeds.push({
+    label: 'Microsoft DBXUpdate (append)',
+    name: utf16le('dbx'),
+    guid: Guids.IMAGE_SECURITY_DATABASE.slice(),
+    attributes: dbx.attributes,
+    data: dbx.bytes,
+    certData: { offset: 40, length: dwLength - 24 },
+  });
 
   cached = { state, seeds };
   return cached;

@@ -27,7 +27,9 @@ function hex(bytes: Uint8Array, max = 48): string {
 }
 
 function status(reply: Uint8Array): string {
-  return reply.length >= 8 ? statusName(new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true)) : `${reply.length} bytes`;
+  return reply.length >= 8
+    ? statusName(new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true))
+    : `${reply.length} bytes`;
 }
 
 export class DaemonTarget {
@@ -51,7 +53,12 @@ export class DaemonTarget {
     this.seedBlob = encodeVarsBlob(initial.state(), { nonVolatileOnly: true });
   }
 
-  static async start(corpus: Corpus, dir: string, platform: PlatformSettings = FUZZ_PLATFORM, daemonPlatform: PlatformSettings = platform): Promise<DaemonTarget> {
+  static async start(
+    corpus: Corpus,
+    dir: string,
+    platform: PlatformSettings = FUZZ_PLATFORM,
+    daemonPlatform: PlatformSettings = platform,
+  ): Promise<DaemonTarget> {
     const target = new DaemonTarget(corpus, dir, platform, daemonPlatform);
     await mkdir(dir, { recursive: true });
     await target.boot();
@@ -80,7 +87,11 @@ export class DaemonTarget {
       notifySBFailure: () => EfiStatus.SUCCESS,
       resume: false,
     });
-    this.daemon = await DaemonProcess.start({ dir: this.dir, secureBoot: this.daemonPlatform.secureBoot, authEnforce: this.daemonPlatform.authEnforce });
+    this.daemon = await DaemonProcess.start({
+      dir: this.dir,
+      secureBoot: this.daemonPlatform.secureBoot,
+      authEnforce: this.daemonPlatform.authEnforce,
+    });
     this.connection = await GuestConnection.connect(this.daemon.socketPath);
   }
 
@@ -105,10 +116,14 @@ export class DaemonTarget {
     } catch (e) {
       return [...this.daemonDown(), { invariant: 'daemon-connection', detail: `${what}: ${(e as Error).message}` }];
     }
-    this.lastStatus = reply.length >= 8 ? new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true) : undefined;
+    this.lastStatus =
+      reply.length >= 8 ? new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true) : undefined;
     const violations = checkReply(buffer, reply).violations;
     if (Buffer.compare(reply, expected) !== 0) {
-      violations.push({ invariant: 'daemon-differs', detail: `${what}: the daemon answered ${status(reply)} ${hex(reply)}, the store ${status(expected)} ${hex(expected)}` });
+      violations.push({
+        invariant: 'daemon-differs',
+        detail: `${what}: the daemon answered ${status(reply)} ${hex(reply)}, the store ${status(expected)} ${hex(expected)}`,
+      });
     }
     return violations;
   }
@@ -123,7 +138,13 @@ export class DaemonTarget {
 
   /** The daemon still answers, as the store would. */
   private async probe(): Promise<Violation[]> {
-    const request = { command: 'GetVariable' as const, name: SECURE_BOOT, guid: Guids.GLOBAL_VARIABLE, dataSize: 1, atRuntime: false };
+    const request = {
+      command: 'GetVariable' as const,
+      name: SECURE_BOOT,
+      guid: Guids.GLOBAL_VARIABLE,
+      dataSize: 1,
+      atRuntime: false,
+    };
     const frame = new Uint8Array(encodedRequestSize(request));
     encodeRequest(request, frame);
     return this.exchangeChecked(frame, 'probe after a dropped connection');
@@ -141,7 +162,9 @@ export class DaemonTarget {
         // Expected: the daemon closed this connection.
       }
       await this.reconnect().catch(() => undefined);
-      const violations = answered ? [{ invariant: 'daemon-framing', detail: `a ${input.frame.length}-byte frame was answered` }] : [];
+      const violations = answered
+        ? [{ invariant: 'daemon-framing', detail: `a ${input.frame.length}-byte frame was answered` }]
+        : [];
       return [...violations, ...this.daemonDown(), ...(this.daemon?.running ? await this.probe() : [])];
     }
     if (input.transport === 'truncated') {
@@ -166,8 +189,20 @@ export class DaemonTarget {
     this.connection = undefined;
     const daemon = this.daemon!;
     const exit = await daemon.stop();
-    if (exit.code !== 0) violations.push({ invariant: 'daemon-exit', detail: `SIGTERM: exit ${exit.code ?? exit.signal}\n${daemon.stderr.slice(-4000)}` });
-    if (/internal error/.test(daemon.stderr)) violations.push({ invariant: 'daemon-internal-error', detail: daemon.stderr.split('\n').filter((l) => l.includes('internal error')).slice(0, 5).join('\n') });
+    if (exit.code !== 0)
+      violations.push({
+        invariant: 'daemon-exit',
+        detail: `SIGTERM: exit ${exit.code ?? exit.signal}\n${daemon.stderr.slice(-4000)}`,
+      });
+    if (/internal error/.test(daemon.stderr))
+      violations.push({
+        invariant: 'daemon-internal-error',
+        detail: daemon.stderr
+          .split('\n')
+          .filter((l) => l.includes('internal error'))
+          .slice(0, 5)
+          .join('\n'),
+      });
     const file = await readFile(join(this.dir, 'nvram.vars'));
     const decoded = decodeVarsBlob(new Uint8Array(file));
     if (!decoded.ok) {
@@ -175,7 +210,11 @@ export class DaemonTarget {
     } else {
       // MOR is reset every boot, so its writes are not saved on their own.
       const differs = sameState(decoded.state, this.shadow.state(), { nonVolatileOnly: true, ignoreMor: true });
-      if (differs !== undefined) violations.push({ invariant: 'daemon-persisted', detail: `the NVRAM file is not what was acknowledged: ${differs}` });
+      if (differs !== undefined)
+        violations.push({
+          invariant: 'daemon-persisted',
+          detail: `the NVRAM file is not what was acknowledged: ${differs}`,
+        });
     }
     if (!final) await this.boot();
     return violations;

@@ -131,7 +131,8 @@ export class DaemonProcess {
       ...(options.extraArgs ?? []),
     ];
     const wrapper = options.wrapper ?? [];
-    const [command, ...rest] = wrapper.length > 0 ? [...wrapper, process.execPath, ...args] : [process.execPath, ...args];
+    const [command, ...rest] =
+      wrapper.length > 0 ? [...wrapper, process.execPath, ...args] : [process.execPath, ...args];
     // Watch before spawning so that the pidfile's appearance cannot be missed.
     // A pidfile left by a daemon that was killed names another pid: only ours means ready.
     let expected = '';
@@ -158,7 +159,9 @@ export class DaemonProcess {
       }
       if (outcome === 'exited') {
         const status = await daemon.exited;
-        throw new Error(`varstored exited before it was ready (${status.code ?? status.signal}):\n${daemon.stderr}${daemon.stdout}`);
+        throw new Error(
+          `varstored exited before it was ready (${status.code ?? status.signal}):\n${daemon.stderr}${daemon.stdout}`,
+        );
       }
       child.kill('SIGKILL');
       throw new Error(`varstored was not ready after ${timeout} ms:\n${daemon.stderr}${daemon.stdout}`);
@@ -199,7 +202,11 @@ function tail(text: string): string {
 }
 
 /** Resolves when `name` in `dir` holds `content()` (inotify, with a slow poll as a safety net). */
-function waitForFile(dir: string, name: string, content: () => string): { promise: Promise<void>; seenAt: number; close(): void } {
+function waitForFile(
+  dir: string,
+  name: string,
+  content: () => string,
+): { promise: Promise<void>; seenAt: number; close(): void } {
   let watcher: FSWatcher | undefined;
   let poll: NodeJS.Timeout | undefined;
   const handle = {

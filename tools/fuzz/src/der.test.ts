@@ -15,9 +15,17 @@ describe('the DER tree used for mutation', () => {
   });
 
   it('round-trips any tree it encodes', () => {
-    const leaf: fc.Arbitrary<DerNode> = fc.record({ tag: fc.constantFrom(Uint8Array.of(0x02), Uint8Array.of(0x04), Uint8Array.of(0x06)), content: fc.uint8Array({ maxLength: 300 }) });
+    const leaf: fc.Arbitrary<DerNode> = fc.record({
+      tag: fc.constantFrom(Uint8Array.of(0x02), Uint8Array.of(0x04), Uint8Array.of(0x06)),
+      content: fc.uint8Array({ maxLength: 300 }),
+    });
     const node: fc.Memo<DerNode> = fc.memo((depth) =>
-      depth <= 1 ? leaf : fc.record({ tag: fc.constantFrom(Uint8Array.of(0x30), Uint8Array.of(0x31), Uint8Array.of(0xa0)), children: fc.array(node(depth - 1), { maxLength: 4 }) }),
+      depth <= 1
+        ? leaf
+        : fc.record({
+            tag: fc.constantFrom(Uint8Array.of(0x30), Uint8Array.of(0x31), Uint8Array.of(0xa0)),
+            children: fc.array(node(depth - 1), { maxLength: 4 }),
+          }),
     );
     fc.assert(
       fc.property(node(4), (tree) => {
@@ -29,7 +37,9 @@ describe('the DER tree used for mutation', () => {
 
   it('writes the hostile length forms it is asked for', () => {
     const leaf: DerNode = { tag: Uint8Array.of(0x02), content: Uint8Array.of(1) };
-    expect([...encodeDer({ tag: Uint8Array.of(0x30), children: [leaf], form: 'indefinite' })]).toEqual([0x30, 0x80, 0x02, 0x01, 0x01, 0, 0]);
+    expect([...encodeDer({ tag: Uint8Array.of(0x30), children: [leaf], form: 'indefinite' })]).toEqual([
+      0x30, 0x80, 0x02, 0x01, 0x01, 0, 0,
+    ]);
     expect([...encodeDer({ ...leaf, form: 'long4' })]).toEqual([0x02, 0x84, 0, 0, 0, 1, 1]);
     expect([...encodeDer({ ...leaf, form: 'plus1' })]).toEqual([0x02, 0x02, 0x01]);
     expect(encodeDer({ ...leaf, form: 'huge' })[1]).toBe(0x88);
@@ -55,6 +65,8 @@ describe('the DER tree used for mutation', () => {
   it('builds minimal TLVs', () => {
     expect([...tlv(0x04, new Uint8Array(3))]).toEqual([0x04, 3, 0, 0, 0]);
     expect(tlv(0x04, new Uint8Array(200)).subarray(0, 3)).toEqual(Uint8Array.of(0x04, 0x81, 200));
-    expect(new X509Certificate(Buffer.from(certificateDer(testKeys().PK.certificate))).subject).toContain('vmsb fuzz PK');
+    expect(new X509Certificate(Buffer.from(certificateDer(testKeys().PK.certificate))).subject).toContain(
+      'vmsb fuzz PK',
+    );
   });
 });

@@ -26,7 +26,12 @@ export function parseDer(bytes: Uint8Array): DerNode | undefined {
   return r !== undefined && r.end === bytes.length ? r.node : undefined;
 }
 
-function parseAt(bytes: Uint8Array, start: number, limit: number, depth: number): { node: DerNode; end: number } | undefined {
+function parseAt(
+  bytes: Uint8Array,
+  start: number,
+  limit: number,
+  depth: number,
+): { node: DerNode; end: number } | undefined {
   if (depth > MAX_DEPTH || start >= limit) return undefined;
   let p = start;
   const first = bytes[p++]!;
@@ -98,7 +103,16 @@ function write(node: DerNode, parts: Uint8Array[]): void {
       parts.push(Uint8Array.of(0x80), body, Uint8Array.of(0, 0));
       return;
     case 'long4':
-      parts.push(Uint8Array.of(0x84, (body.length >>> 24) & 0xff, (body.length >>> 16) & 0xff, (body.length >>> 8) & 0xff, body.length & 0xff), body);
+      parts.push(
+        Uint8Array.of(
+          0x84,
+          (body.length >>> 24) & 0xff,
+          (body.length >>> 16) & 0xff,
+          (body.length >>> 8) & 0xff,
+          body.length & 0xff,
+        ),
+        body,
+      );
       return;
     case 'huge':
       parts.push(Uint8Array.of(0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0), body);

@@ -3,11 +3,26 @@
  * against the invariants, pending changes committed or rolled back as the step says.
  */
 import { createAuthenticator } from '@vmsb/auth';
-import { VariableStore, type AuthenticatedWrite, type Authenticator, type AuthResult, type PlatformSettings, type StoreView } from '@vmsb/efi';
+import {
+  VariableStore,
+  type AuthenticatedWrite,
+  type Authenticator,
+  type AuthResult,
+  type PlatformSettings,
+  type StoreView,
+} from '@vmsb/efi';
 import { EfiStatus, Limits, statusName } from '@vmsb/protocol';
 import type { Corpus } from './corpus.js';
 import type { VariableRef } from './generate.js';
-import { checkPersistable, checkPlainWrite, checkReply, checkReplyAgainstStore, checkStore, sameState, type Violation } from './invariants.js';
+import {
+  checkPersistable,
+  checkPlainWrite,
+  checkReply,
+  checkReplyAgainstStore,
+  checkStore,
+  sameState,
+  type Violation,
+} from './invariants.js';
 
 export const FUZZ_PLATFORM: PlatformSettings = { secureBoot: true, authEnforce: true };
 
@@ -42,10 +57,16 @@ class CheckedAuthenticator implements Authenticator {
     try {
       const explained = this.inner.explain(request, view);
       if (explained.status !== result.status) {
-        this.violations.push({ invariant: 'auth-explain', detail: `verify said ${statusName(result.status)}, explain said ${statusName(explained.status)}` });
+        this.violations.push({
+          invariant: 'auth-explain',
+          detail: `verify said ${statusName(result.status)}, explain said ${statusName(explained.status)}`,
+        });
       }
     } catch (e) {
-      this.violations.push({ invariant: 'auth-exception', detail: `explain threw: ${(e as Error).stack ?? String(e)}` });
+      this.violations.push({
+        invariant: 'auth-exception',
+        detail: `explain threw: ${(e as Error).stack ?? String(e)}`,
+      });
     }
     return result;
   }
@@ -107,11 +128,15 @@ export class DispatchTarget {
     }
     this.lastStatus = outcome.status;
     const violations: Violation[] = [...this.authenticator.violations];
-    if (outcome.reason?.startsWith('internal error')) violations.push({ invariant: 'store-exception', detail: outcome.reason });
+    if (outcome.reason?.startsWith('internal error'))
+      violations.push({ invariant: 'store-exception', detail: outcome.reason });
     const { violations: replyViolations, decoded, response } = checkReply(buffer, outcome.response);
     violations.push(...replyViolations);
     if (response !== undefined && response.status !== outcome.status) {
-      violations.push({ invariant: 'reply-status', detail: `the outcome says ${statusName(outcome.status)}, the reply ${statusName(response.status)}` });
+      violations.push({
+        invariant: 'reply-status',
+        detail: `the outcome says ${statusName(outcome.status)}, the reply ${statusName(response.status)}`,
+      });
     }
     violations.push(...checkReplyAgainstStore(decoded, response, store));
     violations.push(...checkPlainWrite(decoded, outcome.status, store));
@@ -121,18 +146,32 @@ export class DispatchTarget {
       if (options.settle === 'commit') {
         outcome.pending.commit();
         const differs = sameState(outcome.pending.state, store.state());
-        if (differs !== undefined) violations.push({ invariant: 'pending-state', detail: `the state handed out for persistence is not the state kept: ${differs}` });
+        if (differs !== undefined)
+          violations.push({
+            invariant: 'pending-state',
+            detail: `the state handed out for persistence is not the state kept: ${differs}`,
+          });
       } else {
         const reply = outcome.pending.rollback();
         this.lastStatus = EfiStatus.DEVICE_ERROR;
-        const status = reply.length === 8 ? new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true) : undefined;
-        if (status !== EfiStatus.DEVICE_ERROR) violations.push({ invariant: 'rollback-reply', detail: `rollback answered ${reply.length} bytes, status ${status === undefined ? '?' : statusName(status)}` });
+        const status =
+          reply.length === 8 ? new DataView(reply.buffer, reply.byteOffset, 8).getBigUint64(0, true) : undefined;
+        if (status !== EfiStatus.DEVICE_ERROR)
+          violations.push({
+            invariant: 'rollback-reply',
+            detail: `rollback answered ${reply.length} bytes, status ${status === undefined ? '?' : statusName(status)}`,
+          });
         const differs = sameState(before, store.state());
-        if (differs !== undefined) violations.push({ invariant: 'rollback-state', detail: `rollback did not restore the store: ${differs}` });
+        if (differs !== undefined)
+          violations.push({ invariant: 'rollback-state', detail: `rollback did not restore the store: ${differs}` });
       }
     } else {
       const differs = sameState(before, store.state(), { nonVolatileOnly: true, ignoreMor: true });
-      if (differs !== undefined) violations.push({ invariant: 'nv-change-unreported', detail: `non-volatile state changed without a pending change: ${differs}` });
+      if (differs !== undefined)
+        violations.push({
+          invariant: 'nv-change-unreported',
+          detail: `non-volatile state changed without a pending change: ${differs}`,
+        });
     }
     violations.push(...checkStore(store, this.platform));
     return violations;

@@ -21,7 +21,9 @@ const ITERATIONS = Number(process.env.VMSB_FUZZ_ITERATIONS ?? 3000);
 const SEED = parseSeed(process.env.VMSB_FUZZ_SEED ?? '20261122');
 
 function describeFailures(report: Awaited<ReturnType<typeof fuzzDispatch>>): string {
-  return report.failures.map((f) => `step ${f.iteration}: ${f.violations.map((v) => `${v.invariant}: ${v.detail}`).join('; ')}`).join('\n');
+  return report.failures
+    .map((f) => `step ${f.iteration}: ${f.violations.map((v) => `${v.invariant}: ${v.detail}`).join('; ')}`)
+    .join('\n');
 }
 
 describe('fuzzing VariableStore.dispatch in-process', () => {
@@ -46,7 +48,12 @@ describe('fuzzing VariableStore.dispatch in-process', () => {
 
 describe('fuzzing the daemon over its socket', () => {
   it(`keeps every invariant for ${Math.ceil(ITERATIONS / 3)} steps, framing abuse included, and stays up`, async () => {
-    const report = await fuzzDaemon({ target: 'daemon', seed: SEED, iterations: Math.ceil(ITERATIONS / 3), resetEvery: 500 });
+    const report = await fuzzDaemon({
+      target: 'daemon',
+      seed: SEED,
+      iterations: Math.ceil(ITERATIONS / 3),
+      resetEvery: 500,
+    });
     expect(report.failures, describeFailures(report)).toEqual([]);
     expect(report.kinds['transport:oversize'] ?? 0).toBeGreaterThan(0);
     expect(report.kinds['transport:truncated'] ?? 0).toBeGreaterThan(0);
@@ -57,7 +64,13 @@ describe('fuzzing the daemon over its socket', () => {
     // The daemon is told Secure Boot is off, its shadow that it is on: reading SecureBoot must differ.
     const target = await DaemonTarget.start(fuzzCorpus(), dir, FUZZ_PLATFORM, { ...FUZZ_PLATFORM, secureBoot: false });
     try {
-      const request = { command: 'GetVariable' as const, name: utf16le('SecureBoot'), guid: Guids.GLOBAL_VARIABLE, dataSize: 1, atRuntime: false };
+      const request = {
+        command: 'GetVariable' as const,
+        name: utf16le('SecureBoot'),
+        guid: Guids.GLOBAL_VARIABLE,
+        dataSize: 1,
+        atRuntime: false,
+      };
       const frame = new Uint8Array(encodedRequestSize(request));
       encodeRequest(request, frame);
       const violations = await target.step({ frame, kind: 'get' });
@@ -74,7 +87,10 @@ describe('regressions', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
   it.each(files)('%s replays without a violation', async (file) => {
-    const recorded = JSON.parse(readFileSync(new URL(file, dir), 'utf8')) as { target: 'dispatch' | 'daemon'; steps: StepRecord[] };
+    const recorded = JSON.parse(readFileSync(new URL(file, dir), 'utf8')) as {
+      target: 'dispatch' | 'daemon';
+      steps: StepRecord[];
+    };
     const result = recorded.target === 'dispatch' ? replayDispatch(recorded.steps) : await replayDaemon(recorded.steps);
     expect(result).toEqual([]);
   });
@@ -84,7 +100,10 @@ describe('pnpm fuzz', () => {
   const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
   it('runs from the command line, reproducibly, and reports the seed', () => {
-    const run = () => spawnSync(process.execPath, [cli, '--target', 'dispatch', '--iterations', '200', '--seed', '5'], { encoding: 'utf8' });
+    const run = () =>
+      spawnSync(process.execPath, [cli, '--target', 'dispatch', '--iterations', '200', '--seed', '5'], {
+        encoding: 'utf8',
+      });
     const first = run();
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toContain('fuzz dispatch: 200 steps, seed 5, 0 failures');

@@ -102,7 +102,13 @@ export async function fuzzDispatch(options: FuzzOptions): Promise<FuzzReport> {
     const padded = rng.bool(0.8);
     const settle = rng.bool(0.9) ? 'commit' : 'rollback';
     kinds[baseKind(input.kind)] = (kinds[baseKind(input.kind)] ?? 0) + 1;
-    steps.push({ frame: hex(input.frame), kind: input.kind, padded, settle, ...(input.transport ? { transport: input.transport } : {}) });
+    steps.push({
+      frame: hex(input.frame),
+      kind: input.kind,
+      padded,
+      settle,
+      ...(input.transport ? { transport: input.transport } : {}),
+    });
     const violations = target.step(input.frame, { padded, settle });
     count(statuses, baseKind(input.kind), target.lastStatus);
     if (violations.length > 0) {
@@ -117,7 +123,15 @@ export async function fuzzDispatch(options: FuzzOptions): Promise<FuzzReport> {
     }
     progress(options, i, started);
   }
-  return { target: 'dispatch', seed: options.seed, iterations: i, elapsedMs: performance.now() - started, failures, kinds, statuses };
+  return {
+    target: 'dispatch',
+    seed: options.seed,
+    iterations: i,
+    elapsedMs: performance.now() - started,
+    failures,
+    kinds,
+    statuses,
+  };
 }
 
 export async function fuzzDaemon(options: FuzzOptions): Promise<FuzzReport> {
@@ -154,7 +168,11 @@ export async function fuzzDaemon(options: FuzzOptions): Promise<FuzzReport> {
       }
       const input = generator.next();
       kinds[baseKind(input.kind)] = (kinds[baseKind(input.kind)] ?? 0) + 1;
-      steps.push({ frame: hex(input.frame), kind: input.kind, ...(input.transport ? { transport: input.transport } : {}) });
+      steps.push({
+        frame: hex(input.frame),
+        kind: input.kind,
+        ...(input.transport ? { transport: input.transport } : {}),
+      });
       const violations = await target.step(input);
       count(statuses, baseKind(input.kind), target.lastStatus);
       if (violations.length > 0) {
@@ -181,7 +199,15 @@ export async function fuzzDaemon(options: FuzzOptions): Promise<FuzzReport> {
       await rm(dir, { recursive: true, force: true });
     }
   }
-  return { target: 'daemon', seed: options.seed, iterations: i, elapsedMs: performance.now() - started, failures, kinds, statuses };
+  return {
+    target: 'daemon',
+    seed: options.seed,
+    iterations: i,
+    elapsedMs: performance.now() - started,
+    failures,
+    kinds,
+    statuses,
+  };
 }
 
 /** Replays recorded in-process steps from the seed state; the violations of each step, by index. */
@@ -197,7 +223,10 @@ export function replayDispatch(steps: readonly StepRecord[]): { step: number; vi
 }
 
 /** Replays recorded daemon steps against a fresh daemon; the violations of each step, by index. */
-export async function replayDaemon(steps: readonly StepRecord[], workDir?: string): Promise<{ step: number; violations: readonly Violation[] }[]> {
+export async function replayDaemon(
+  steps: readonly StepRecord[],
+  workDir?: string,
+): Promise<{ step: number; violations: readonly Violation[] }[]> {
   const dir = workDir ?? (await mkdtemp(join(tmpdir(), 'vmsb-fuzz-replay-')));
   const target = await DaemonTarget.start(fuzzCorpus(), dir);
   const out: { step: number; violations: readonly Violation[] }[] = [];

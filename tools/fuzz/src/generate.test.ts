@@ -17,7 +17,20 @@ describe('FrameGenerator', () => {
         else expect(input.frame.length).toBeGreaterThan(65536);
       }
     }
-    for (const k of ['get', 'set', 'getnext', 'query', 'notify', 'raw', 'auth:as-is', 'auth:der', 'auth:hostile', 'transport:oversize', 'transport:truncated']) expect(kinds).toContain(k);
+    for (const k of [
+      'get',
+      'set',
+      'getnext',
+      'query',
+      'notify',
+      'raw',
+      'auth:as-is',
+      'auth:der',
+      'auth:hostile',
+      'transport:oversize',
+      'transport:truncated',
+    ])
+      expect(kinds).toContain(k);
   });
 
   it('mutates a frame whose fields were all deleted (found by a 300,000-step run)', () => {

@@ -35,8 +35,20 @@ export interface VariableRef {
 // ---------------------------------------------------------------------------------------------
 // Frames as fields, so that mutation can aim at a length, a count or a GUID and keep the rest.
 
-type Role = 'version' | 'command' | 'nameLen' | 'name' | 'guid' | 'capacity' | 'dataLen' | 'data' | 'attributes' | 'runtime';
-type Field = { kind: 'u8' | 'u32' | 'u64'; value: bigint; role: Role } | { kind: 'bytes'; value: Uint8Array; role: Role };
+type Role =
+  | 'version'
+  | 'command'
+  | 'nameLen'
+  | 'name'
+  | 'guid'
+  | 'capacity'
+  | 'dataLen'
+  | 'data'
+  | 'attributes'
+  | 'runtime';
+type Field =
+  | { kind: 'u8' | 'u32' | 'u64'; value: bigint; role: Role }
+  | { kind: 'bytes'; value: Uint8Array; role: Role };
 
 const u8 = (value: number | bigint, role: Role): Field => ({ kind: 'u8', value: BigInt(value), role });
 const u32 = (value: number | bigint, role: Role): Field => ({ kind: 'u32', value: BigInt(value), role });
@@ -72,30 +84,115 @@ function serialize(fields: readonly Field[]): Uint8Array {
 }
 
 function getFields(name: Uint8Array, guid: Uint8Array, capacity: bigint, runtime: number): Field[] {
-  return [u32(1, 'version'), u32(0, 'command'), u64(name.length, 'nameLen'), raw(name, 'name'), raw(guid, 'guid'), u64(capacity, 'capacity'), u8(runtime, 'runtime')];
+  return [
+    u32(1, 'version'),
+    u32(0, 'command'),
+    u64(name.length, 'nameLen'),
+    raw(name, 'name'),
+    raw(guid, 'guid'),
+    u64(capacity, 'capacity'),
+    u8(runtime, 'runtime'),
+  ];
 }
 
 function setFields(name: Uint8Array, guid: Uint8Array, data: Uint8Array, attributes: number, runtime: number): Field[] {
-  return [u32(1, 'version'), u32(1, 'command'), u64(name.length, 'nameLen'), raw(name, 'name'), raw(guid, 'guid'), u64(data.length, 'dataLen'), raw(data, 'data'), u32(attributes, 'attributes'), u8(runtime, 'runtime')];
+  return [
+    u32(1, 'version'),
+    u32(1, 'command'),
+    u64(name.length, 'nameLen'),
+    raw(name, 'name'),
+    raw(guid, 'guid'),
+    u64(data.length, 'dataLen'),
+    raw(data, 'data'),
+    u32(attributes, 'attributes'),
+    u8(runtime, 'runtime'),
+  ];
 }
 
 function nextFields(capacity: bigint, name: Uint8Array, guid: Uint8Array, runtime: number): Field[] {
-  return [u32(1, 'version'), u32(2, 'command'), u64(capacity, 'capacity'), u64(name.length, 'nameLen'), raw(name, 'name'), raw(guid, 'guid'), u8(runtime, 'runtime')];
+  return [
+    u32(1, 'version'),
+    u32(2, 'command'),
+    u64(capacity, 'capacity'),
+    u64(name.length, 'nameLen'),
+    raw(name, 'name'),
+    raw(guid, 'guid'),
+    u8(runtime, 'runtime'),
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------
 // Dictionaries
 
 const KNOWN_NAMES = [
-  'Boot0000', 'Boot0001', 'Boot0002', 'Boot0003', 'BootFFFF', 'boot0001', 'Boot000G', 'BootOrder', 'BootNext', 'BootCurrent',
-  'BootOptionSupport', 'Timeout', 'Lang', 'LangCodes', 'PlatformLang', 'PlatformLangCodes', 'ConIn', 'ConOut', 'ErrOut',
-  'ConInDev', 'ConOutDev', 'ErrOutDev', 'Key0000', 'Key0001', 'Driver0000', 'DriverOrder', 'SysPrep0000', 'SysPrepOrder',
-  'PlatformRecovery0000', 'OsIndications', 'OsIndicationsSupported', 'OsRecoveryOrder', 'SecureBoot', 'SetupMode',
-  'AuditMode', 'DeployedMode', 'VendorKeys', 'SignatureSupport', 'PK', 'KEK', 'PKDefault', 'KEKDefault', 'dbDefault',
-  'dbxDefault', 'db', 'dbx', 'dbt', 'dbr', 'HwErrRec0000', 'HwErrRecSupport', 'MemoryOverwriteRequestControl',
-  'MemoryOverwriteRequestControlLock', 'Tcg2PhysicalPresenceFlags', 'Tcg2PhysicalPresenceFlagsLock', 'PPIBuffer', 'MTC',
-  'MemoryTypeInformation', 'MokList', 'MokListRT', 'SbatLevel', 'CustomMode', 'SecureBootEnable', 'FuzzPrivate',
-  'FuzzPrivateRt', 'FuzzVolatile', 'FuzzBootOnly', 'CapsuleUpdateData', 'RuntimeServicesSupported',
+  'Boot0000',
+  'Boot0001',
+  'Boot0002',
+  'Boot0003',
+  'BootFFFF',
+  'boot0001',
+  'Boot000G',
+  'BootOrder',
+  'BootNext',
+  'BootCurrent',
+  'BootOptionSupport',
+  'Timeout',
+  'Lang',
+  'LangCodes',
+  'PlatformLang',
+  'PlatformLangCodes',
+  'ConIn',
+  'ConOut',
+  'ErrOut',
+  'ConInDev',
+  'ConOutDev',
+  'ErrOutDev',
+  'Key0000',
+  'Key0001',
+  'Driver0000',
+  'DriverOrder',
+  'SysPrep0000',
+  'SysPrepOrder',
+  'PlatformRecovery0000',
+  'OsIndications',
+  'OsIndicationsSupported',
+  'OsRecoveryOrder',
+  'SecureBoot',
+  'SetupMode',
+  'AuditMode',
+  'DeployedMode',
+  'VendorKeys',
+  'SignatureSupport',
+  'PK',
+  'KEK',
+  'PKDefault',
+  'KEKDefault',
+  'dbDefault',
+  'dbxDefault',
+  'db',
+  'dbx',
+  'dbt',
+  'dbr',
+  'HwErrRec0000',
+  'HwErrRecSupport',
+  'MemoryOverwriteRequestControl',
+  'MemoryOverwriteRequestControlLock',
+  'Tcg2PhysicalPresenceFlags',
+  'Tcg2PhysicalPresenceFlagsLock',
+  'PPIBuffer',
+  'MTC',
+  'MemoryTypeInformation',
+  'MokList',
+  'MokListRT',
+  'SbatLevel',
+  'CustomMode',
+  'SecureBootEnable',
+  'FuzzPrivate',
+  'FuzzPrivateRt',
+  'FuzzVolatile',
+  'FuzzBootOnly',
+  'CapsuleUpdateData',
+  'RuntimeServicesSupported',
 ];
 
 const KNOWN_GUIDS: readonly Uint8Array[] = [
@@ -109,23 +206,72 @@ const KNOWN_GUIDS: readonly Uint8Array[] = [
 ];
 
 const INTERESTING_ATTRIBUTES = [
-  0, 1, 2, 3, 4, 5, 6, 7, 0x0b, 0x0f, 0x17, 0x21, 0x23, 0x25, 0x26, 0x27, 0x2f, 0x37, 0x41, 0x43, 0x46, 0x47, 0x61, 0x67, 0x6f,
-  0x77, 0x87, 0xa7, 0x107, 0x40000007, 0x80000007, 0xffffffff,
+  0, 1, 2, 3, 4, 5, 6, 7, 0x0b, 0x0f, 0x17, 0x21, 0x23, 0x25, 0x26, 0x27, 0x2f, 0x37, 0x41, 0x43, 0x46, 0x47, 0x61,
+  0x67, 0x6f, 0x77, 0x87, 0xa7, 0x107, 0x40000007, 0x80000007, 0xffffffff,
 ];
 
 function interestingLength(rng: Random, actual: number): bigint {
   return BigInt.asUintN(
     64,
     rng.pick<bigint>([
-      0n, 1n, 2n, BigInt(actual) - 1n, BigInt(actual) + 1n, BigInt(actual) * 2n, 0x7fn, 0x80n, 0xffn, 0x100n, 0xfffn, 0x1000n,
-      4097n, 4098n, 57344n, 57345n, 65535n, 65536n, 65537n, 0xfffffff0n, 0xffffffffn, 0x1_0000_0000n, 0x1_0000_0000n + BigInt(actual),
-      (1n << 53n) - 1n, 1n << 53n, (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n, (BigInt(rng.u32()) << 32n) | BigInt(rng.u32()),
+      0n,
+      1n,
+      2n,
+      BigInt(actual) - 1n,
+      BigInt(actual) + 1n,
+      BigInt(actual) * 2n,
+      0x7fn,
+      0x80n,
+      0xffn,
+      0x100n,
+      0xfffn,
+      0x1000n,
+      4097n,
+      4098n,
+      57344n,
+      57345n,
+      65535n,
+      65536n,
+      65537n,
+      0xfffffff0n,
+      0xffffffffn,
+      0x1_0000_0000n,
+      0x1_0000_0000n + BigInt(actual),
+      (1n << 53n) - 1n,
+      1n << 53n,
+      (1n << 63n) - 1n,
+      1n << 63n,
+      (1n << 64n) - 1n,
+      (BigInt(rng.u32()) << 32n) | BigInt(rng.u32()),
     ]),
   );
 }
 
 function interestingU32(rng: Random): number {
-  return rng.pick([0, 1, 2, 3, 0x1b, 0x1c, 0x2c, 0x30, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xe000, 0xe001, 0x10001, 0x7fffffff, 0x80000000, 0xfffffff0, 0xffffffff, rng.u32()]);
+  return rng.pick([
+    0,
+    1,
+    2,
+    3,
+    0x1b,
+    0x1c,
+    0x2c,
+    0x30,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0xffff,
+    0x10000,
+    0xe000,
+    0xe001,
+    0x10001,
+    0x7fffffff,
+    0x80000000,
+    0xfffffff0,
+    0xffffffff,
+    rng.u32(),
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,7 +288,9 @@ export class FrameGenerator {
   ) {
     const keys = testKeys();
     this.certificates = [keys.PK, keys.KEK, keys.db].map((k) => certificateDer(k.certificate));
-    this.derSeeds = corpus.seeds.filter((s) => s.certData !== undefined).map((s) => s.data.subarray(s.certData!.offset, s.certData!.offset + s.certData!.length));
+    this.derSeeds = corpus.seeds
+      .filter((s) => s.certData !== undefined)
+      .map((s) => s.data.subarray(s.certData!.offset, s.certData!.offset + s.certData!.length));
   }
 
   next(): FuzzInput {
@@ -167,7 +315,11 @@ export class FrameGenerator {
       case 'auth':
         return this.authenticatedSet();
       case 'query':
-        return this.finish('query', [u32(1, 'version'), u32(3, 'command'), u32(rng.bool(0.6) ? rng.pick(INTERESTING_ATTRIBUTES) : rng.u32(), 'attributes')]);
+        return this.finish('query', [
+          u32(1, 'version'),
+          u32(3, 'command'),
+          u32(rng.bool(0.6) ? rng.pick(INTERESTING_ATTRIBUTES) : rng.u32(), 'attributes'),
+        ]);
       case 'notify':
         return this.finish('notify', [u32(1, 'version'), u32(4, 'command')]);
       case 'raw':
@@ -195,7 +347,12 @@ export class FrameGenerator {
       const n = rng.size(64);
       const out = new Uint8Array(n * 2);
       for (let i = 0; i < n; i++) {
-        const unit = rng.weighted<number>([[6, 0x20 + rng.int(0x5f)], [1, 0], [1, 0xd800 + rng.int(0x800)], [1, rng.int(0x10000)]]);
+        const unit = rng.weighted<number>([
+          [6, 0x20 + rng.int(0x5f)],
+          [1, 0],
+          [1, 0xd800 + rng.int(0x800)],
+          [1, rng.int(0x10000)],
+        ]);
         out[2 * i] = unit & 0xff;
         out[2 * i + 1] = unit >>> 8;
       }
@@ -228,7 +385,11 @@ export class FrameGenerator {
    * each reset period runs before ExitBootServices.
    */
   private runtime(): number {
-    return this.rng.weighted<number>([[400, 0], [1, 1], [1, 0xff]]);
+    return this.rng.weighted<number>([
+      [400, 0],
+      [1, 1],
+      [1, 0xff],
+    ]);
   }
 
   private getNext(): FuzzInput {
@@ -255,7 +416,8 @@ export class FrameGenerator {
     const rng = this.rng;
     const text = Buffer.from(name).toString('utf16le');
     const choice = rng.int(100);
-    if (choice < 25 && /^Boot[0-9A-F]{4}$/i.test(text)) return this.mutateBytes(rng.pick(BOOT_OPTIONS).data.slice(), 0.5);
+    if (choice < 25 && /^Boot[0-9A-F]{4}$/i.test(text))
+      return this.mutateBytes(rng.pick(BOOT_OPTIONS).data.slice(), 0.5);
     if (choice < 40) return rng.bytes(rng.pick([1, 2, 4, 8]));
     if (choice < 50) return this.signatureLists();
     if (choice < 55) return new Uint8Array(0);
@@ -269,7 +431,9 @@ export class FrameGenerator {
     const target = rng.bool(0.4) ? this.pickExisting() : undefined;
     const name = target?.name.slice() ?? this.name();
     const guid = target?.guid.slice() ?? this.guid();
-    let attributes = rng.bool(0.7) ? rng.pick([1, 2, 3, 6, 7, 7, 7, 0x47, 0x46, 0x43, 0]) : rng.pick(INTERESTING_ATTRIBUTES);
+    let attributes = rng.bool(0.7)
+      ? rng.pick([1, 2, 3, 6, 7, 7, 7, 0x47, 0x46, 0x43, 0])
+      : rng.pick(INTERESTING_ATTRIBUTES);
     if (rng.bool(0.05)) attributes = rng.u32();
     return this.finish('set', setFields(name, guid, this.plainData(name), attributes, this.runtime()));
   }
@@ -302,15 +466,26 @@ export class FrameGenerator {
           parts = { ...parts, certData: this.mutateDer(parts.certData) };
           break;
         case 'payload':
-          parts = { ...parts, payload: rng.bool(0.6) ? this.mutateSignatureLists(parts.payload) : this.mutateBytes(parts.payload.slice(), 0.3) };
+          parts = {
+            ...parts,
+            payload: rng.bool(0.6)
+              ? this.mutateSignatureLists(parts.payload)
+              : this.mutateBytes(parts.payload.slice(), 0.3),
+          };
           break;
         case 'context':
-          if (rng.bool(0.4)) name = utf16le(rng.pick(['PK', 'KEK', 'db', 'dbx', 'dbt', 'dbr', 'FuzzPrivate', 'SecureBoot', 'Boot0001']));
+          if (rng.bool(0.4))
+            name = utf16le(rng.pick(['PK', 'KEK', 'db', 'dbx', 'dbt', 'dbr', 'FuzzPrivate', 'SecureBoot', 'Boot0001']));
           if (rng.bool(0.3)) guid = rng.pick(KNOWN_GUIDS).slice();
           if (rng.bool(0.5)) attributes = rng.pick(INTERESTING_ATTRIBUTES) | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
           break;
         case 'synthetic':
-          parts = { timestamp: this.timestamp(), header: undefined, certData: this.syntheticDer(), payload: this.signatureLists() };
+          parts = {
+            timestamp: this.timestamp(),
+            header: undefined,
+            certData: this.syntheticDer(),
+            payload: this.signatureLists(),
+          };
           break;
         case 'hostile':
           parts = { ...parts, certData: this.hostileDer(parts.certData) };
@@ -325,7 +500,11 @@ export class FrameGenerator {
       apply(mutation);
     }
     const data = assembleAuth2(parts);
-    return this.finish(`auth:${mutation}`, setFields(name, guid, data, attributes, this.runtime()), mutation === 'as-is' ? 0 : 0.15);
+    return this.finish(
+      `auth:${mutation}`,
+      setFields(name, guid, data, attributes, this.runtime()),
+      mutation === 'as-is' ? 0 : 0.15,
+    );
   }
 
   private timestamp(): Uint8Array {
@@ -357,7 +536,8 @@ export class FrameGenerator {
         h.dwLength = interestingU32(rng);
         break;
       case 2:
-        h.dwLength = (24 + p.certData.length + rng.pick([-25, -24, -1, 1, 2, p.payload.length, p.payload.length + 1])) >>> 0;
+        h.dwLength =
+          (24 + p.certData.length + rng.pick([-25, -24, -1, 1, 2, p.payload.length, p.payload.length + 1])) >>> 0;
         break;
       case 3:
         h.revision = rng.pick([0, 0x100, 0x201, 0xffff]);
@@ -408,21 +588,31 @@ export class FrameGenerator {
       case 2: {
         // Deep nesting: each level adds a SEQUENCE (or [0]) around the node.
         const tag = rng.bool(0.8) ? 0x30 : 0xa0;
-        replace(node, { tag: new Uint8Array(0), raw: nest(encodeDer(node), rng.pick([8, 64, 512, 4096, 15000]), tag, 60000) });
+        replace(node, {
+          tag: new Uint8Array(0),
+          raw: nest(encodeDer(node), rng.pick([8, 64, 512, 4096, 15000]), tag, 60000),
+        });
         break;
       }
       case 3:
         if (siblings !== undefined) siblings.splice(at, 1);
         break;
       case 4:
-        node.tag = Uint8Array.of(rng.pick([0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x17, 0x18, 0x30, 0x31, 0xa0, 0xa1, 0xa3, 0x80, 0x00, 0x1f, 0xff]));
+        node.tag = Uint8Array.of(
+          rng.pick([
+            0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x17, 0x18, 0x30, 0x31, 0xa0, 0xa1, 0xa3, 0x80, 0x00, 0x1f, 0xff,
+          ]),
+        );
         if ((node.tag[0]! & 0x20) !== 0 && node.children === undefined) node.children = [];
         break;
       case 5:
         node.form = rng.pick<LengthForm>(['indefinite', 'long4', 'huge', 'plus1', 'minus1']);
         break;
       case 6:
-        if (node.content !== undefined) node.content = rng.bool(0.5) ? node.content.subarray(0, rng.int(node.content.length + 1)) : this.mutateBytes(node.content.slice(), 0.5);
+        if (node.content !== undefined)
+          node.content = rng.bool(0.5)
+            ? node.content.subarray(0, rng.int(node.content.length + 1))
+            : this.mutateBytes(node.content.slice(), 0.5);
         else node.children = [];
         break;
       case 7:
@@ -441,9 +631,17 @@ export class FrameGenerator {
       }
       case 9: {
         // Thousands of tiny certificate-shaped elements where certificates may appear.
-        const tiny: DerNode = { tag: Uint8Array.of(0x30), children: [{ tag: Uint8Array.of(0x30), children: [] }, { tag: Uint8Array.of(0x30), children: [] }, { tag: Uint8Array.of(0x03), content: Uint8Array.of(0) }] };
+        const tiny: DerNode = {
+          tag: Uint8Array.of(0x30),
+          children: [
+            { tag: Uint8Array.of(0x30), children: [] },
+            { tag: Uint8Array.of(0x30), children: [] },
+            { tag: Uint8Array.of(0x03), content: Uint8Array.of(0) },
+          ],
+        };
         const target = node.children !== undefined ? node : parent;
-        if (target?.children !== undefined) target.children.push(...Array.from({ length: rng.pick([100, 1000, 5000]) }, () => cloneNode(tiny)));
+        if (target?.children !== undefined)
+          target.children.push(...Array.from({ length: rng.pick([100, 1000, 5000]) }, () => cloneNode(tiny)));
         break;
       }
       default: {
@@ -457,8 +655,12 @@ export class FrameGenerator {
   private syntheticDer(): Uint8Array {
     const rng = this.rng;
     const make = (depth: number): DerNode => {
-      if (depth > 4 || rng.bool(0.3)) return { tag: Uint8Array.of(rng.pick([0x02, 0x04, 0x05, 0x06, 0x03])), content: rng.bytes(rng.size(64)) };
-      return { tag: Uint8Array.of(rng.pick([0x30, 0x31, 0xa0, 0xa1])), children: Array.from({ length: rng.int(5) }, () => make(depth + 1)) };
+      if (depth > 4 || rng.bool(0.3))
+        return { tag: Uint8Array.of(rng.pick([0x02, 0x04, 0x05, 0x06, 0x03])), content: rng.bytes(rng.size(64)) };
+      return {
+        tag: Uint8Array.of(rng.pick([0x30, 0x31, 0xa0, 0xa1])),
+        children: Array.from({ length: rng.int(5) }, () => make(depth + 1)),
+      };
     };
     // signedData OID wrapper half of the time, so parsers get past the first check.
     if (rng.bool(0.5)) {
@@ -491,7 +693,9 @@ export class FrameGenerator {
         const root = parseDer(base);
         if (root === undefined) return base;
         const tree = cloneNode(root);
-        const certs = allNodes(tree).find((n) => n.node.tag[0] === 0xa0 && n.depth >= 1 && (n.node.children?.length ?? 0) > 0);
+        const certs = allNodes(tree).find(
+          (n) => n.node.tag[0] === 0xa0 && n.depth >= 1 && (n.node.children?.length ?? 0) > 0,
+        );
         if (certs?.node.children === undefined) return encodeDer(tree);
         const real = certs.node.children[0]!;
         const realSize = encodeDer(real).length;
@@ -506,7 +710,13 @@ export class FrameGenerator {
         // Length fields that claim far more than there is.
         const out = base.slice();
         const at = rng.int(Math.max(1, out.length - 9));
-        out.set(Uint8Array.of(0x30, 0x88, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff).subarray(0, Math.min(10, out.length - at)), at);
+        out.set(
+          Uint8Array.of(0x30, 0x88, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff).subarray(
+            0,
+            Math.min(10, out.length - at),
+          ),
+          at,
+        );
         return out;
       }
       default: {
@@ -578,7 +788,11 @@ export class FrameGenerator {
     const view = new DataView(out.buffer);
     const field = rng.pick([16, 20, 24]);
     const current = view.getUint32(field, true);
-    view.setUint32(field, rng.bool(0.5) ? interestingU32(rng) : (current + rng.pick([-29, -17, -1, 1, 16, 28])) >>> 0, true);
+    view.setUint32(
+      field,
+      rng.bool(0.5) ? interestingU32(rng) : (current + rng.pick([-29, -17, -1, 1, 16, 28])) >>> 0,
+      true,
+    );
     return out;
   }
 
@@ -586,7 +800,11 @@ export class FrameGenerator {
 
   private rawFrame(): FuzzInput {
     const rng = this.rng;
-    const n = rng.weighted<number>([[6, rng.size(300)], [2, rng.size(Limits.BUFFER_SIZE)], [1, rng.pick([0, 1, 7, 8, 9, Limits.BUFFER_SIZE])]]);
+    const n = rng.weighted<number>([
+      [6, rng.size(300)],
+      [2, rng.size(Limits.BUFFER_SIZE)],
+      [1, rng.pick([0, 1, 7, 8, 9, Limits.BUFFER_SIZE])],
+    ]);
     const frame = rng.bytes(n);
     if (n >= 8 && rng.bool(0.6)) {
       new DataView(frame.buffer).setUint32(0, 1, true);
@@ -598,7 +816,12 @@ export class FrameGenerator {
   private transportAbuse(): FuzzInput {
     const rng = this.rng;
     const base = this.finish('get', getFields(this.name(), this.guid(), this.capacity(), 0)).frame;
-    if (rng.bool(0.5)) return { frame: rng.bytes(rng.pick([Limits.BUFFER_SIZE + 1, Limits.BUFFER_SIZE + 100])), kind: 'transport:oversize', transport: 'oversize' };
+    if (rng.bool(0.5))
+      return {
+        frame: rng.bytes(rng.pick([Limits.BUFFER_SIZE + 1, Limits.BUFFER_SIZE + 100])),
+        kind: 'transport:oversize',
+        transport: 'oversize',
+      };
     return { frame: base, kind: 'transport:truncated', transport: 'truncated' };
   }
 
@@ -653,12 +876,19 @@ export class FrameGenerator {
       case 'name':
       case 'data': {
         const v = f.value as Uint8Array;
-        f.value = rng.pick([v.subarray(0, Math.max(0, v.length - 1)), concat(v, Uint8Array.of(0)), concat(v, Uint8Array.of(0, 0)), this.mutateBytes(v.slice(), 0.3), new Uint8Array(0)]);
+        f.value = rng.pick([
+          v.subarray(0, Math.max(0, v.length - 1)),
+          concat(v, Uint8Array.of(0)),
+          concat(v, Uint8Array.of(0, 0)),
+          this.mutateBytes(v.slice(), 0.3),
+          new Uint8Array(0),
+        ]);
         break;
       }
     }
     if (rng.bool(0.05)) fields.splice(rng.int(fields.length), 1);
-    if (rng.bool(0.03) && fields.length > 0) fields.splice(rng.int(fields.length), 0, { ...fields[rng.int(fields.length)]! } as Field);
+    if (rng.bool(0.03) && fields.length > 0)
+      fields.splice(rng.int(fields.length), 0, { ...fields[rng.int(fields.length)]! } as Field);
   }
 
   /** Bit flips, interesting bytes, truncation, insertion, duplication. */
@@ -719,7 +949,12 @@ interface Auth2Parts {
 }
 
 function defaultHeader(certDataLength: number): Auth2Header {
-  return { dwLength: 24 + certDataLength, revision: 0x0200, certificateType: 0x0ef1, certType: Guids.CERT_PKCS7.slice() };
+  return {
+    dwLength: 24 + certDataLength,
+    revision: 0x0200,
+    certificateType: 0x0ef1,
+    certType: Guids.CERT_PKCS7.slice(),
+  };
 }
 
 function splitSeed(seed: SeedWrite): Auth2Parts {

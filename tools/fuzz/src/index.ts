@@ -1,5 +1,15 @@
 export { Random, parseSeed, hashSeed } from './random.js';
-export { fuzz, fuzzDispatch, fuzzDaemon, replayDispatch, replayDaemon, type FuzzOptions, type FuzzReport, type FuzzFailure, type FuzzTargetName } from './fuzz.js';
+export {
+  fuzz,
+  fuzzDispatch,
+  fuzzDaemon,
+  replayDispatch,
+  replayDaemon,
+  type FuzzOptions,
+  type FuzzReport,
+  type FuzzFailure,
+  type FuzzTargetName,
+} from './fuzz.js';
 export { FrameGenerator, type FuzzInput, type VariableRef } from './generate.js';
 export { DispatchTarget, FUZZ_PLATFORM, zeroFilled, type StepRecord } from './dispatch-target.js';
 export { DaemonTarget } from './daemon-target.js';

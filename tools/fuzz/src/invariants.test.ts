@@ -3,7 +3,14 @@ import { EfiStatus, encodeRequest, encodeResponse, encodedRequestSize, type Requ
 import { describe, expect, it } from 'vitest';
 import { fuzzCorpus } from './corpus.js';
 import { FUZZ_PLATFORM, zeroFilled } from './dispatch-target.js';
-import { checkPersistable, checkPlainWrite, checkReply, checkReplyAgainstStore, checkStore, sameState } from './invariants.js';
+import {
+  checkPersistable,
+  checkPlainWrite,
+  checkReply,
+  checkReplyAgainstStore,
+  checkStore,
+  sameState,
+} from './invariants.js';
 
 const NAME = utf16le('Timeout');
 const G = Guids.GLOBAL_VARIABLE;
@@ -22,7 +29,10 @@ const get = frame({ command: 'GetVariable', name: NAME, guid: G, dataSize: 16, a
 
 function reply(bytes: number[], status = EfiStatus.SUCCESS): Uint8Array {
   const out = new Uint8Array(64);
-  const n = encodeResponse({ command: 'GetVariable', status, attributes: Attrs.NV_BS_RT, data: Uint8Array.from(bytes) }, out);
+  const n = encodeResponse(
+    { command: 'GetVariable', status, attributes: Attrs.NV_BS_RT, data: Uint8Array.from(bytes) },
+    out,
+  );
   return out.subarray(0, n);
 }
 
@@ -39,8 +49,12 @@ describe('the invariants catch what they are for', () => {
 
   it('flag a reply with a byte left over, one too short, one without a status, one too long', () => {
     const good = reply([3, 0]);
-    expect(checkReply(get, Uint8Array.from([...good, 0])).violations.map((v) => v.invariant)).toContain('reply-framing');
-    expect(checkReply(get, good.subarray(0, good.length - 1)).violations.map((v) => v.invariant)).toContain('reply-framing');
+    expect(checkReply(get, Uint8Array.from([...good, 0])).violations.map((v) => v.invariant)).toContain(
+      'reply-framing',
+    );
+    expect(checkReply(get, good.subarray(0, good.length - 1)).violations.map((v) => v.invariant)).toContain(
+      'reply-framing',
+    );
     expect(checkReply(get, new Uint8Array(4)).violations.map((v) => v.invariant)).toContain('reply-size');
     expect(checkReply(get, new Uint8Array(65537)).violations.map((v) => v.invariant)).toContain('reply-size');
   });
@@ -64,25 +78,47 @@ describe('the invariants catch what they are for', () => {
     const missing = new Uint8Array(8);
     new DataView(missing.buffer).setBigUint64(0, EfiStatus.NOT_FOUND, true);
     const notFound = checkReply(get, missing);
-    expect(checkReplyAgainstStore(notFound.decoded, notFound.response, s).map((v) => v.invariant)).toEqual(['get-consistent']);
+    expect(checkReplyAgainstStore(notFound.decoded, notFound.response, s).map((v) => v.invariant)).toEqual([
+      'get-consistent',
+    ]);
   });
 
   it('flag a SUCCESS that stored nothing', () => {
     const s = store();
-    const set = frame({ command: 'SetVariable', name: utf16le('Other'), guid: Guids.SHIM_LOCK, data: Uint8Array.of(1), attributes: Attrs.NV_BS_RT, atRuntime: false });
+    const set = frame({
+      command: 'SetVariable',
+      name: utf16le('Other'),
+      guid: Guids.SHIM_LOCK,
+      data: Uint8Array.of(1),
+      attributes: Attrs.NV_BS_RT,
+      atRuntime: false,
+    });
     const decoded = checkReply(set, new Uint8Array(8)).decoded;
     expect(checkPlainWrite(decoded, EfiStatus.SUCCESS, s).map((v) => v.invariant)).toEqual(['set-effect']);
   });
 
   it('flag a store that breaks its own rules', () => {
     const real = store();
-    const bad = makeVariable({ name: utf16le('Bad'), guid: Guids.SHIM_LOCK, attributes: 0x41, data: new Uint8Array(1) });
-    const fake = { variables: () => [...real.variables(), bad, bad], usedStorage: 1, atRuntime: false } as unknown as VariableStore;
+    const bad = makeVariable({
+      name: utf16le('Bad'),
+      guid: Guids.SHIM_LOCK,
+      attributes: 0x41,
+      data: new Uint8Array(1),
+    });
+    const fake = {
+      variables: () => [...real.variables(), bad, bad],
+      usedStorage: 1,
+      atRuntime: false,
+    } as unknown as VariableStore;
     const found = checkStore(fake, FUZZ_PLATFORM).map((v) => v.invariant);
     expect(found).toContain('store-attributes');
     expect(found).toContain('store-duplicate');
     expect(found).toContain('store-total');
-    const noPk = { variables: () => real.variables().filter((v) => Buffer.from(v.name).toString('utf16le') !== 'PK'), usedStorage: 0, atRuntime: false } as unknown as VariableStore;
+    const noPk = {
+      variables: () => real.variables().filter((v) => Buffer.from(v.name).toString('utf16le') !== 'PK'),
+      usedStorage: 0,
+      atRuntime: false,
+    } as unknown as VariableStore;
     expect(checkStore(noPk, FUZZ_PLATFORM).map((v) => v.invariant)).toContain('store-modes');
   });
 

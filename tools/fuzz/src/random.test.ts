@@ -16,17 +16,22 @@ describe('Random', () => {
 
   it('keeps int, range and bytes within their bounds', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 1, max: 100000 }), fc.integer({ min: -50, max: 50 }), (seed, n, lo) => {
-        const r = new Random(seed);
-        const i = r.int(n);
-        expect(i).toBeGreaterThanOrEqual(0);
-        expect(i).toBeLessThan(n);
-        const x = r.range(lo, lo + 10);
-        expect(x).toBeGreaterThanOrEqual(lo);
-        expect(x).toBeLessThanOrEqual(lo + 10);
-        expect(r.bytes(n % 37).length).toBe(n % 37);
-        expect(r.size(n)).toBeLessThanOrEqual(n);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 1, max: 100000 }),
+        fc.integer({ min: -50, max: 50 }),
+        (seed, n, lo) => {
+          const r = new Random(seed);
+          const i = r.int(n);
+          expect(i).toBeGreaterThanOrEqual(0);
+          expect(i).toBeLessThan(n);
+          const x = r.range(lo, lo + 10);
+          expect(x).toBeGreaterThanOrEqual(lo);
+          expect(x).toBeLessThanOrEqual(lo + 10);
+          expect(r.bytes(n % 37).length).toBe(n % 37);
+          expect(r.size(n)).toBeLessThanOrEqual(n);
+        },
+      ),
     );
   });
 
@@ -36,7 +41,12 @@ describe('Random', () => {
     const counts = { a: 0, b: 0 };
     for (let i = 0; i < 4000; i++) {
       seen.add(r.int(8));
-      counts[r.weighted([[9, 'a'], [1, 'b']] as const)]++;
+      counts[
+        r.weighted([
+          [9, 'a'],
+          [1, 'b'],
+        ] as const)
+      ]++;
     }
     expect([...seen].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(counts.a).toBeGreaterThan(counts.b * 5);

@@ -57,12 +57,16 @@ async function run(argv: string[]): Promise<number> {
           process.stderr.write(`${name}: not found\n`);
           return 1;
         }
-        process.stdout.write(`attributes 0x${value.attributes.toString(16)}\n${Buffer.from(value.data).toString('hex')}\n`);
+        process.stdout.write(
+          `attributes 0x${value.attributes.toString(16)}\n${Buffer.from(value.data).toString('hex')}\n`,
+        );
         return 0;
       }
       default: {
         const info = await fw.queryVariableInfo(Attributes.NV_BS_RT);
-        process.stdout.write(`${statusName(info.status)} maximum ${info.maximumStorageSize} remaining ${info.remainingStorageSize} largest ${info.maximumVariableSize}\n`);
+        process.stdout.write(
+          `${statusName(info.status)} maximum ${info.maximumStorageSize} remaining ${info.remainingStorageSize} largest ${info.maximumVariableSize}\n`,
+        );
         return 0;
       }
     }

@@ -67,7 +67,8 @@ export class GuestConnection {
       this.socket.write(Buffer.concat([header, payload]));
       const head = await this.read(4);
       const length = head.readUInt32LE(0);
-      if (length > Limits.BUFFER_SIZE) throw new Error(`the daemon answered ${length} bytes, more than the ${Limits.BUFFER_SIZE}-byte buffer`);
+      if (length > Limits.BUFFER_SIZE)
+        throw new Error(`the daemon answered ${length} bytes, more than the ${Limits.BUFFER_SIZE}-byte buffer`);
       return new Uint8Array(await this.read(length));
     } finally {
       this.busy = false;

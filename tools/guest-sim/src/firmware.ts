@@ -2,7 +2,16 @@
  * Variable services as OVMF's XenVariable driver offers them to the rest of the firmware (and to
  * the OS after ExitBootServices), over a GuestConnection. Every call is recorded.
  */
-import { type CommandName, EfiStatus, fromUtf16le, guidFromText, guidToText, type Response, statusName, utf16le } from '@vmsb/protocol';
+import {
+  type CommandName,
+  EfiStatus,
+  fromUtf16le,
+  guidFromText,
+  guidToText,
+  type Response,
+  statusName,
+  utf16le,
+} from '@vmsb/protocol';
 import type { GuestConnection } from './connection.js';
 
 function guid(text: string): Uint8Array {
@@ -70,7 +79,11 @@ export class Firmware {
 
   constructor(private readonly connection: GuestConnection) {}
 
-  private async call<C extends CommandName>(request: Parameters<GuestConnection['call']>[0] & { command: C }, name?: string, guidBytes?: Uint8Array): Promise<Response & { command: C }> {
+  private async call<C extends CommandName>(
+    request: Parameters<GuestConnection['call']>[0] & { command: C },
+    name?: string,
+    guidBytes?: Uint8Array,
+  ): Promise<Response & { command: C }> {
     const decoded = await this.connection.call(request);
     if (!decoded.ok) throw new ProtocolError(`${request.command}: ${decoded.reason}`);
     const entry: TraceEntry = {
@@ -87,7 +100,11 @@ export class Firmware {
 
   /** One GetVariable call with a caller buffer of `dataSize` bytes. */
   async getVariable(ref: VariableRef, dataSize: number): Promise<Response & { command: 'GetVariable' }> {
-    return this.call({ command: 'GetVariable', name: utf16le(ref.name), guid: ref.guid, dataSize, atRuntime: this.atRuntime }, ref.name, ref.guid);
+    return this.call(
+      { command: 'GetVariable', name: utf16le(ref.name), guid: ref.guid, dataSize, atRuntime: this.atRuntime },
+      ref.name,
+      ref.guid,
+    );
   }
 
   /**
@@ -109,7 +126,11 @@ export class Firmware {
   }
 
   async setVariable(ref: VariableRef, attributes: number, data: Uint8Array): Promise<bigint> {
-    const r = await this.call({ command: 'SetVariable', name: utf16le(ref.name), guid: ref.guid, data, attributes, atRuntime: this.atRuntime }, ref.name, ref.guid);
+    const r = await this.call(
+      { command: 'SetVariable', name: utf16le(ref.name), guid: ref.guid, data, attributes, atRuntime: this.atRuntime },
+      ref.name,
+      ref.guid,
+    );
     return r.status;
   }
 
@@ -123,7 +144,13 @@ export class Firmware {
     let previous: { name: Uint8Array; guid: Uint8Array } = { name: new Uint8Array(0), guid: new Uint8Array(16) };
     for (let guard = 0; guard < 4096; guard++) {
       const r = await this.call(
-        { command: 'GetNextVariableName', nameSize, name: previous.name, guid: previous.guid, atRuntime: this.atRuntime },
+        {
+          command: 'GetNextVariableName',
+          nameSize,
+          name: previous.name,
+          guid: previous.guid,
+          atRuntime: this.atRuntime,
+        },
         previous.name.length === 0 ? undefined : fromUtf16le(previous.name),
         previous.name.length === 0 ? undefined : previous.guid,
       );

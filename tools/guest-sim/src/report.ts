@@ -14,10 +14,14 @@ export function formatBootReport(report: BootReport): string {
   lines.push(`monotonic counter (MTC): ${report.monotonicCounter}`);
   const sb = report.secureBoot === undefined ? 'absent' : String(report.secureBoot);
   const setup = report.setupMode === undefined ? 'absent' : String(report.setupMode);
-  lines.push(`Secure Boot as the OS sees it: SecureBoot=${sb}, SetupMode=${setup}${report.setupMode === 1 ? ' (no PK enrolled)' : ''}`);
+  lines.push(
+    `Secure Boot as the OS sees it: SecureBoot=${sb}, SetupMode=${setup}${report.setupMode === 1 ? ' (no PK enrolled)' : ''}`,
+  );
   const s = report.storage;
   if (s.maximum !== undefined && s.remaining !== undefined) {
-    lines.push(`storage: ${s.maximum - s.remaining} of ${s.maximum} bytes used, largest variable ${s.maximumVariable ?? '?'} bytes`);
+    lines.push(
+      `storage: ${s.maximum - s.remaining} of ${s.maximum} bytes used, largest variable ${s.maximumVariable ?? '?'} bytes`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

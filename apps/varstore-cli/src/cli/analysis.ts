@@ -92,14 +92,19 @@ const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
 
 function find(state: StoreState, name: string, guid: Uint8Array): Variable | undefined {
   const bytes = utf16le(name);
-  return state.variables.find((v) => guidEquals(v.guid, guid) && v.name.length === bytes.length && v.name.every((b, i) => b === bytes[i]));
+  return state.variables.find(
+    (v) => guidEquals(v.guid, guid) && v.name.length === bytes.length && v.name.every((b, i) => b === bytes[i]),
+  );
 }
 
 let microsoft: readonly MicrosoftCertificate[] | undefined;
 
 function microsoftOf(sha256: string, spkiSha256: string | undefined): MicrosoftCertificate | undefined {
   microsoft ??= microsoftCertificates();
-  return microsoft.find((m) => m.sha256 === sha256) ?? (spkiSha256 === undefined ? undefined : microsoft.find((m) => spkiOf(m) === spkiSha256));
+  return (
+    microsoft.find((m) => m.sha256 === sha256) ??
+    (spkiSha256 === undefined ? undefined : microsoft.find((m) => spkiOf(m) === spkiSha256))
+  );
 }
 
 const spkiCache = new Map<string, string>();
@@ -113,7 +118,11 @@ function spkiOf(m: MicrosoftCertificate): string {
 }
 
 /** What an administrator needs to know about one certificate entry. */
-export function certificateReport(der: Uint8Array, owner: Uint8Array, now: Date): CertificateReport | { problem: string } {
+export function certificateReport(
+  der: Uint8Array,
+  owner: Uint8Array,
+  now: Date,
+): CertificateReport | { problem: string } {
   let info;
   try {
     info = parseCertificate(der);
@@ -138,7 +147,8 @@ export function certificateReport(der: Uint8Array, owner: Uint8Array, now: Date)
 export function databaseReport(v: Variable | undefined, now: Date): DatabaseReport {
   if (v === undefined) return { present: false, size: 0, entries: 0, certificates: [], hashes: [], problem: null };
   const parsed = parseSignatureLists(v.data);
-  if (!parsed.ok) return { present: true, size: v.data.length, entries: 0, certificates: [], hashes: [], problem: parsed.reason };
+  if (!parsed.ok)
+    return { present: true, size: v.data.length, entries: 0, certificates: [], hashes: [], problem: parsed.reason };
   const certificates: CertificateReport[] = [];
   const hashes = new Map<string, number>();
   let entries = 0;
@@ -178,7 +188,9 @@ export function readinessOf(state: StoreState | undefined): Readiness {
 
 /** The Microsoft 2023 certificates a store still needs: each 2011 CA it trusts, without its successor. */
 export function missing2023(kek: DatabaseReport, db: DatabaseReport): string[] {
-  const ids = new Set([...kek.certificates, ...db.certificates].map((c) => c.microsoftId).filter((id): id is string => id !== null));
+  const ids = new Set(
+    [...kek.certificates, ...db.certificates].map((c) => c.microsoftId).filter((id): id is string => id !== null),
+  );
   const missing: string[] = [];
   if (ids.has('kek-2011') && !ids.has('kek-2023')) missing.push('kek-2023');
   if (ids.has('db-windows-2011') && !ids.has('db-windows-2023')) missing.push('db-windows-2023');
@@ -193,10 +205,14 @@ export function microsoftName(id: string): string {
   return microsoft.find((m) => m.id === id)?.name ?? id;
 }
 
-export function analyzeStore(state: StoreState | undefined, options: { store: string; format: NvramFormat | null; now: Date }): StatusReport {
+export function analyzeStore(
+  state: StoreState | undefined,
+  options: { store: string; format: NvramFormat | null; now: Date },
+): StatusReport {
   const { now } = options;
   const warnings: string[] = [];
-  const get = (name: string, guid: Uint8Array): Variable | undefined => (state === undefined ? undefined : find(state, name, guid));
+  const get = (name: string, guid: Uint8Array): Variable | undefined =>
+    state === undefined ? undefined : find(state, name, guid);
   const pkVar = get('PK', Guids.GLOBAL_VARIABLE);
   const kek = databaseReport(get('KEK', Guids.GLOBAL_VARIABLE), now);
   const db = databaseReport(get('db', Guids.IMAGE_SECURITY_DATABASE), now);
@@ -206,7 +222,8 @@ export function analyzeStore(state: StoreState | undefined, options: { store: st
   if (pkVar !== undefined) {
     const report = databaseReport(pkVar, now);
     if (report.problem !== null) pk = { problem: report.problem };
-    else if (report.entries !== 1 || report.certificates.length !== 1) pk = { problem: `PK holds ${report.entries} entries; it must hold exactly one X.509 certificate` };
+    else if (report.entries !== 1 || report.certificates.length !== 1)
+      pk = { problem: `PK holds ${report.entries} entries; it must hold exactly one X.509 certificate` };
     else pk = { ...report.certificates[0]!, problem: null };
   }
 
@@ -217,7 +234,9 @@ export function analyzeStore(state: StoreState | undefined, options: { store: st
     const parsed = parseSignatureLists(dbxVar.data);
     if (parsed.ok) {
       const all = parsed.lists.flatMap((l) => l.signatures.map((s) => ({ type: l.type, data: s.data })));
-      placeholderOnly = all.length > 0 && all.every((e) => guidEquals(e.type, Guids.CERT_SHA256) && Buffer.from(e.data).toString('hex') === EMPTY_SHA256);
+      placeholderOnly =
+        all.length > 0 &&
+        all.every((e) => guidEquals(e.type, Guids.CERT_SHA256) && Buffer.from(e.data).toString('hex') === EMPTY_SHA256);
     }
   }
   const dbx = { ...dbxBase, headroom: Limits.DATA_MAX - dbxBase.size, placeholderOnly };
@@ -233,35 +252,71 @@ export function analyzeStore(state: StoreState | undefined, options: { store: st
     oprom2023: ids.has('db-oprom-2023'),
   };
   const missing = state === undefined ? [] : missing2023(kek, db);
-  const verdict: CertificatesVerdict = state === undefined ? 'unknown' : missing.length > 0 ? 'update_required' : 'update_ok';
+  const verdict: CertificatesVerdict =
+    state === undefined ? 'unknown' : missing.length > 0 ? 'update_required' : 'update_ok';
 
   const sbEnableVar = get('SecureBootEnable', Guids.SECURE_BOOT_ENABLE_DISABLE);
   const secureBootEnable = sbEnableVar === undefined ? null : sbEnableVar.data[0] === 1;
   let secureBoot: StatusReport['secureBoot'];
   if (state === undefined) {
-    secureBoot = { enforceable: false, detail: 'no NVRAM yet: the first boot provisions the keys (varstored applies its auth files)', secureBootEnable };
+    secureBoot = {
+      enforceable: false,
+      detail: 'no NVRAM yet: the first boot provisions the keys (varstored applies its auth files)',
+      secureBootEnable,
+    };
   } else if (pkVar === undefined) {
-    secureBoot = { enforceable: false, detail: 'no PK: the firmware runs in setup mode and checks no signatures, even with Secure Boot turned on', secureBootEnable };
+    secureBoot = {
+      enforceable: false,
+      detail: 'no PK: the firmware runs in setup mode and checks no signatures, even with Secure Boot turned on',
+      secureBootEnable,
+    };
   } else if (secureBootEnable === false) {
-    secureBoot = { enforceable: false, detail: 'PK enrolled, but edk2\'s SecureBootEnable is 0: OVMF does not enforce', secureBootEnable };
+    secureBoot = {
+      enforceable: false,
+      detail: "PK enrolled, but edk2's SecureBootEnable is 0: OVMF does not enforce",
+      secureBootEnable,
+    };
   } else {
-    secureBoot = { enforceable: true, detail: 'PK enrolled: signatures are enforced when the platform turns Secure Boot on (Xen: platform:secureboot=true)', secureBootEnable };
+    secureBoot = {
+      enforceable: true,
+      detail:
+        'PK enrolled: signatures are enforced when the platform turns Secure Boot on (Xen: platform:secureboot=true)',
+      secureBootEnable,
+    };
   }
 
   if (pk !== null && pk.problem !== null) warnings.push(`PK: ${pk.problem}`);
-  for (const [name, r] of [['KEK', kek], ['db', db], ['dbx', dbx]] as const) {
+  for (const [name, r] of [
+    ['KEK', kek],
+    ['db', db],
+    ['dbx', dbx],
+  ] as const) {
     if (r.problem !== null) warnings.push(`${name}: ${r.problem}`);
   }
-  const expired = [...(pk !== null && pk.problem === null ? [{ where: 'PK', c: pk }] : []), ...kek.certificates.map((c) => ({ where: 'KEK', c })), ...db.certificates.map((c) => ({ where: 'db', c }))].filter(
-    (x) => x.c.expired,
-  );
+  const expired = [
+    ...(pk !== null && pk.problem === null ? [{ where: 'PK', c: pk }] : []),
+    ...kek.certificates.map((c) => ({ where: 'KEK', c })),
+    ...db.certificates.map((c) => ({ where: 'db', c })),
+  ].filter((x) => x.c.expired);
   for (const { where, c } of expired) {
-    warnings.push(`${where}: "${c.commonName ?? c.subject}" expired on ${c.notAfter.slice(0, 10)} (firmware ignores expiry, but no new updates are signed with it)`);
+    warnings.push(
+      `${where}: "${c.commonName ?? c.subject}" expired on ${c.notAfter.slice(0, 10)} (firmware ignores expiry, but no new updates are signed with it)`,
+    );
   }
-  if (missing.length > 0) warnings.push(`Microsoft 2023 certificates missing: ${missing.map(microsoftName).join(', ')} (\`varstore certs update\`)`);
-  if (state !== undefined && pkVar !== undefined && dbxVar === undefined) warnings.push('no dbx: no revoked boot loader is refused');
-  if (placeholderOnly) warnings.push('dbx holds only a placeholder entry (the SHA-256 of nothing): nothing is revoked (`varstore enroll --dbx bundled`)');
-  if (dbx.present && dbx.headroom < 4096) warnings.push(`dbx is ${dbx.size} bytes, ${dbx.headroom} below the ${Limits.DATA_MAX}-byte variable limit: later dbx updates may not fit`);
+  if (missing.length > 0)
+    warnings.push(
+      `Microsoft 2023 certificates missing: ${missing.map(microsoftName).join(', ')} (\`varstore certs update\`)`,
+    );
+  if (state !== undefined && pkVar !== undefined && dbxVar === undefined)
+    warnings.push('no dbx: no revoked boot loader is refused');
+  if (placeholderOnly)
+    warnings.push(
+      'dbx holds only a placeholder entry (the SHA-256 of nothing): nothing is revoked (`varstore enroll --dbx bundled`)',
+    );
+  if (dbx.present && dbx.headroom < 4096)
+    warnings.push(
+      `dbx is ${dbx.size} bytes, ${dbx.headroom} below the ${Limits.DATA_MAX}-byte variable limit: later dbx updates may not fit`,
+    );
 
   return {
     store: options.store,
@@ -280,4 +335,3 @@ export function analyzeStore(state: StoreState | undefined, options: { store: st
     warnings,
   };
 }
-

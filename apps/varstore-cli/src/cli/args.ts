@@ -53,7 +53,8 @@ export function parseCommandArgs(argv: readonly string[], specs: OptionSpecs, co
   const values = parsed.values;
   for (const [name, spec] of Object.entries(all)) {
     const v = values[name];
-    if (spec.kind === 'value' && Array.isArray(v) && v.length > 1) throw usageError(`${command}: --${name} is given ${v.length} times`);
+    if (spec.kind === 'value' && Array.isArray(v) && v.length > 1)
+      throw usageError(`${command}: --${name} is given ${v.length} times`);
   }
   return {
     positionals: parsed.positionals,
@@ -68,7 +69,8 @@ export function parseCommandArgs(argv: readonly string[], specs: OptionSpecs, co
     },
     required(name) {
       const v = this.value(name);
-      if (v === undefined || v === '') throw usageError(`${command}: --${name} is required`, `see \`varstore ${command} --help\``);
+      if (v === undefined || v === '')
+        throw usageError(`${command}: --${name} is required`, `see \`varstore ${command} --help\``);
       return v;
     },
   };
@@ -78,7 +80,19 @@ export function parseCommandArgs(argv: readonly string[], specs: OptionSpecs, co
 export function positionals(args: ParsedArgs, command: string, names: readonly string[], optional = 0): string[] {
   const p = args.positionals;
   const min = names.length - optional;
-  if (p.length < min) throw usageError(`${command}: missing ${names.slice(p.length).filter((_, i) => p.length + i < min).map((n) => `<${n}>`).join(' ')}`, `see \`varstore ${command} --help\``);
-  if (p.length > names.length) throw usageError(`${command}: unexpected argument ${JSON.stringify(p[names.length])}`, `see \`varstore ${command} --help\``);
+  if (p.length < min)
+    throw usageError(
+      `${command}: missing ${names
+        .slice(p.length)
+        .filter((_, i) => p.length + i < min)
+        .map((n) => `<${n}>`)
+        .join(' ')}`,
+      `see \`varstore ${command} --help\``,
+    );
+  if (p.length > names.length)
+    throw usageError(
+      `${command}: unexpected argument ${JSON.stringify(p[names.length])}`,
+      `see \`varstore ${command} --help\``,
+    );
   return [...p];
 }

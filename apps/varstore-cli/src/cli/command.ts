@@ -34,7 +34,8 @@ export async function loadStore(ctx: CommandContext, text: string, options: Open
 /** A store that must already hold something (read commands). */
 export function requireContent(store: OpenedStore): NonNullable<OpenedStore['state']> {
   if (!store.exists) throw storeError(`${store.spec.text}: no such file`);
-  if (store.state === undefined) throw new CliError(`${store.spec.text}: no variables yet (first boot: nothing stored)`, ExitCode.FAILED);
+  if (store.state === undefined)
+    throw new CliError(`${store.spec.text}: no variables yet (first boot: nothing stored)`, ExitCode.FAILED);
   return store.state;
 }
 
@@ -83,7 +84,12 @@ export function reportRefusal(out: Output, what: string, status: bigint, reason:
  * Saves an edit session's result: backs the store up first (unless --no-backup), writes it, and
  * tells where the backup is. Nothing is written when nothing changed.
  */
-export async function saveEdits(ctx: CommandContext, store: OpenedStore, session: EditSession, options: { backup: boolean }): Promise<{ saved: boolean; backup?: string }> {
+export async function saveEdits(
+  ctx: CommandContext,
+  store: OpenedStore,
+  session: EditSession,
+  options: { backup: boolean },
+): Promise<{ saved: boolean; backup?: string }> {
   if (session.changes().length === 0) return { saved: false };
   let backup: string | undefined;
   if (options.backup) backup = await store.backup(ctx.io.now(), ctx.args.value('backup-dir'));

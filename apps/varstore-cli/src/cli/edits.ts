@@ -1,6 +1,13 @@
 import { buildAuthentication2 } from '@vmsb/auth';
 import { Attr, Attrs, Guids, guidToText, parseSignatureLists, signatureTypeOf, utf16le } from '@vmsb/efi';
-import { buildSignatureList, concatSignatureLists, MICROSOFT_OWNER, microsoftCertificates, parseCertificate, type MicrosoftCertificate } from '@vmsb/keys';
+import {
+  buildSignatureList,
+  concatSignatureLists,
+  MICROSOFT_OWNER,
+  microsoftCertificates,
+  parseCertificate,
+  type MicrosoftCertificate,
+} from '@vmsb/keys';
 import { EfiStatus } from '@vmsb/protocol';
 import type { Change, EditSession } from './session.js';
 import { usageError } from './errors.js';
@@ -13,7 +20,8 @@ export type MicrosoftDbChoice = 'none' | 'windows' | 'uefi' | 'oprom' | 'all';
 
 export function parseKekChoice(text: string | undefined): MicrosoftKekChoice | undefined {
   if (text === undefined) return undefined;
-  if (!['none', '2011', '2023', 'all'].includes(text)) throw usageError(`--microsoft-kek ${JSON.stringify(text)}: use none, 2011, 2023 or all`);
+  if (!['none', '2011', '2023', 'all'].includes(text))
+    throw usageError(`--microsoft-kek ${JSON.stringify(text)}: use none, 2011, 2023 or all`);
   return text as MicrosoftKekChoice;
 }
 
@@ -22,10 +30,12 @@ export function parseDbChoices(values: readonly string[]): MicrosoftDbChoice[] |
   if (values.length === 0) return undefined;
   const out: MicrosoftDbChoice[] = [];
   for (const v of values.flatMap((x) => x.split(','))) {
-    if (!['none', 'windows', 'uefi', 'oprom', 'all'].includes(v)) throw usageError(`--microsoft-db ${JSON.stringify(v)}: use none, windows, uefi, oprom or all`);
+    if (!['none', 'windows', 'uefi', 'oprom', 'all'].includes(v))
+      throw usageError(`--microsoft-db ${JSON.stringify(v)}: use none, windows, uefi, oprom or all`);
     out.push(v as MicrosoftDbChoice);
   }
-  if (out.includes('none') && out.length > 1) throw usageError('--microsoft-db none cannot be combined with other choices');
+  if (out.includes('none') && out.length > 1)
+    throw usageError('--microsoft-db none cannot be combined with other choices');
   return out;
 }
 
@@ -48,7 +58,9 @@ export function microsoftDbs(choices: readonly MicrosoftDbChoice[]): readonly Mi
 
 /** Signature lists of Microsoft certificates, owned by Microsoft's GUID (so later updates de-duplicate). */
 export function microsoftLists(certs: readonly MicrosoftCertificate[]): Uint8Array {
-  return concatSignatureLists(certs.map((c) => buildSignatureList({ type: 'x509', certificates: [c.der], owner: MICROSOFT_OWNER })));
+  return concatSignatureLists(
+    certs.map((c) => buildSignatureList({ type: 'x509', certificates: [c.der], owner: MICROSOFT_OWNER })),
+  );
 }
 
 /** An EFI_VARIABLE_AUTHENTICATION_2 with no signature around `payload` (accepted in setup and permissive modes). */
@@ -105,7 +117,8 @@ function entryLabels(data: Uint8Array | undefined): string[] {
 export function databaseDiff(change: Change): { added: string[]; removed: string[] } {
   const before = entryLabels(change.before?.data);
   const after = entryLabels(change.after?.data);
-  const count = (list: string[]): Map<string, number> => list.reduce((m, l) => m.set(l, (m.get(l) ?? 0) + 1), new Map<string, number>());
+  const count = (list: string[]): Map<string, number> =>
+    list.reduce((m, l) => m.set(l, (m.get(l) ?? 0) + 1), new Map<string, number>());
   const b = count(before);
   const a = count(after);
   const added: string[] = [];
@@ -124,7 +137,10 @@ export function describeChanges(changes: readonly Change[]): string[] {
     lines.push(`${verb} ${label}: ${c.before?.data.length ?? 0} → ${c.after?.data.length ?? 0} bytes`);
     if (!isSignatureDatabase(c.name, c.guid)) continue;
     const { added, removed } = databaseDiff(c);
-    for (const [sign, entries] of [['-', removed], ['+', added]] as const) {
+    for (const [sign, entries] of [
+      ['-', removed],
+      ['+', added],
+    ] as const) {
       // Certificates one by one; hashes (a dbx update adds hundreds) counted per type.
       const hashes = new Map<string, number>();
       for (const e of entries) {
@@ -132,7 +148,15 @@ export function describeChanges(changes: readonly Change[]): string[] {
         if (hash !== null) hashes.set(hash[1]!, (hashes.get(hash[1]!) ?? 0) + 1);
         else lines.push(`  ${sign} ${e}`);
       }
-      for (const [type, n] of hashes) lines.push(n <= 3 ? entries.filter((e) => e.startsWith(`${type} `)).map((e) => `  ${sign} ${e}`).join('\n') : `  ${sign} ${n} ${type} hashes`);
+      for (const [type, n] of hashes)
+        lines.push(
+          n <= 3
+            ? entries
+                .filter((e) => e.startsWith(`${type} `))
+                .map((e) => `  ${sign} ${e}`)
+                .join('\n')
+            : `  ${sign} ${n} ${type} hashes`,
+        );
     }
   }
   return lines;

@@ -19,7 +19,11 @@ export async function readInput(path: string, what: string, max = MAX_INPUT_SIZE
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new CliError(`${what} ${path}: not a regular file`, ExitCode.STORE);
-    if (stat.size > max) throw new CliError(`${what} ${path}: ${stat.size} bytes is more than the ${max} a ${what} can be`, ExitCode.STORE);
+    if (stat.size > max)
+      throw new CliError(
+        `${what} ${path}: ${stat.size} bytes is more than the ${max} a ${what} can be`,
+        ExitCode.STORE,
+      );
     const buffer = new Uint8Array(stat.size);
     let length = 0;
     while (length < buffer.length) {
@@ -68,7 +72,12 @@ export function looksLikeAuth(bytes: Uint8Array): boolean {
   if (bytes.length < 40) return false;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const length = view.getUint32(16, true);
-  return length >= 24 && length <= bytes.length - 16 && view.getUint16(22, true) === 0x0ef1 && guidEquals(bytes.subarray(24, 40), Guids.CERT_PKCS7);
+  return (
+    length >= 24 &&
+    length <= bytes.length - 16 &&
+    view.getUint16(22, true) === 0x0ef1 &&
+    guidEquals(bytes.subarray(24, 40), Guids.CERT_PKCS7)
+  );
 }
 
 /**
@@ -85,14 +94,19 @@ export async function readSecureBootInput(path: string): Promise<SecureBootInput
   } catch {
     // Fall through to the message naming the three accepted kinds.
   }
-  throw new CliError(`${path}: neither a signed update (.auth), signature lists (.esl) nor X.509 certificates (PEM or DER)`, ExitCode.STORE);
+  throw new CliError(
+    `${path}: neither a signed update (.auth), signature lists (.esl) nor X.509 certificates (PEM or DER)`,
+    ExitCode.STORE,
+  );
 }
 
 /** Hex text (spaces and colons allowed) of exactly `size` bytes. */
 export function parseHex(text: string, size: number | undefined, what: string): Uint8Array {
   const clean = text.replace(/[\s:]/g, '');
-  if (!/^([0-9a-fA-F]{2})+$/.test(clean)) throw new CliError(`${what} ${JSON.stringify(text.slice(0, 80))} is not hex`, ExitCode.USAGE);
+  if (!/^([0-9a-fA-F]{2})+$/.test(clean))
+    throw new CliError(`${what} ${JSON.stringify(text.slice(0, 80))} is not hex`, ExitCode.USAGE);
   const bytes = Uint8Array.from(Buffer.from(clean, 'hex'));
-  if (size !== undefined && bytes.length !== size) throw new CliError(`${what} is ${bytes.length} bytes, expected ${size}`, ExitCode.USAGE);
+  if (size !== undefined && bytes.length !== size)
+    throw new CliError(`${what} is ${bytes.length} bytes, expected ${size}`, ExitCode.USAGE);
   return bytes;
 }

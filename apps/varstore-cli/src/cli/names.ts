@@ -30,7 +30,10 @@ export function parseGuid(text: string, what = 'GUID'): Uint8Array {
   const alias = GUID_ALIASES[text.toLowerCase()];
   if (alias !== undefined) return alias.slice();
   const bytes = guidFromText(text.replace(/^\{(.*)\}$/, '$1'));
-  if (bytes === undefined) throw usageError(`${what} ${JSON.stringify(text)} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, or global, image-security, shim, microsoft, zero)`);
+  if (bytes === undefined)
+    throw usageError(
+      `${what} ${JSON.stringify(text)} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, or global, image-security, shim, microsoft, zero)`,
+    );
   return bytes;
 }
 
@@ -72,7 +75,10 @@ const KNOWN: Readonly<Record<string, KnownName>> = {
   SbatLevel: { guid: Guids.SHIM_LOCK, attributes: Attrs.NV_BS },
   SecureBootEnable: { guid: Guids.SECURE_BOOT_ENABLE_DISABLE, attributes: Attrs.NV_BS },
   CustomMode: { guid: Guids.CUSTOM_MODE_ENABLE, attributes: Attrs.NV_BS },
-  VendorKeysNv: { guid: Guids.VENDOR_KEYS_NV, attributes: Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS },
+  VendorKeysNv: {
+    guid: Guids.VENDOR_KEYS_NV,
+    attributes: Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS,
+  },
   certdb: { guid: Guids.CERT_DB, attributes: Attrs.NV_BS_RT_AT },
   MemoryOverwriteRequestControl: { guid: Guids.MEMORY_OVERWRITE_CONTROL, attributes: Attrs.NV_BS_RT },
   MemoryOverwriteRequestControlLock: { guid: Guids.MEMORY_OVERWRITE_CONTROL_LOCK, attributes: Attrs.NV_BS_RT },
@@ -106,20 +112,32 @@ export interface ResolvedName {
  * The (name, GUID) a command means: `--guid` when given, else the well-known GUID of the name,
  * else the GUID of the one variable of that name in the store. Usage error when ambiguous or unknown.
  */
-export function resolveName(text: string, guidText: string | undefined, existing: readonly Variable[] = []): ResolvedName {
+export function resolveName(
+  text: string,
+  guidText: string | undefined,
+  existing: readonly Variable[] = [],
+): ResolvedName {
   if (text.length === 0) throw usageError('the variable name is empty');
   if (text.includes('\u0000')) throw usageError('the variable name holds a NUL character');
   const name = utf16le(text);
   const known = knownName(text);
   if (guidText !== undefined) {
     const guid = parseGuid(guidText);
-    return { text, name, guid, defaultAttributes: known !== undefined && guidEquals(known.guid, guid) ? known.attributes : Attrs.NV_BS_RT };
+    return {
+      text,
+      name,
+      guid,
+      defaultAttributes: known !== undefined && guidEquals(known.guid, guid) ? known.attributes : Attrs.NV_BS_RT,
+    };
   }
   if (known !== undefined) return { text, name, guid: known.guid.slice(), defaultAttributes: known.attributes };
   const matches = existing.filter((v) => fromUtf16le(v.name) === text);
-  if (matches.length === 1) return { text, name, guid: matches[0]!.guid.slice(), defaultAttributes: matches[0]!.attributes };
+  if (matches.length === 1)
+    return { text, name, guid: matches[0]!.guid.slice(), defaultAttributes: matches[0]!.attributes };
   if (matches.length > 1) {
-    throw usageError(`several variables are named ${JSON.stringify(text)}: give --guid (${matches.map((v) => guidToText(v.guid)).join(', ')})`);
+    throw usageError(
+      `several variables are named ${JSON.stringify(text)}: give --guid (${matches.map((v) => guidToText(v.guid)).join(', ')})`,
+    );
   }
   throw usageError(`the vendor GUID of ${JSON.stringify(text)} is not known: give --guid`);
 }
@@ -155,7 +173,10 @@ export function parseAttributes(text: string): number {
   for (const part of t.split(/[|,+\s]+/).filter((p) => p !== '')) {
     const key = part.toUpperCase().replace(/^EFI_VARIABLE_/, '');
     const bit = ATTRIBUTE_NAMES[key];
-    if (bit === undefined) throw usageError(`unknown attribute ${JSON.stringify(part)} (use NV, BS, RT, AT, AP, HR, or a number such as 0x27)`);
+    if (bit === undefined)
+      throw usageError(
+        `unknown attribute ${JSON.stringify(part)} (use NV, BS, RT, AT, AP, HR, or a number such as 0x27)`,
+      );
     value |= bit;
   }
   if (value === 0) throw usageError(`no attributes in ${JSON.stringify(text)}`);
@@ -171,7 +192,8 @@ export function parseTimestamp(text: string, now: Date): Uint8Array {
   if (t === 'now') return serializeEfiTime(efiTimeFromDate(now));
   if (t === 'zero' || t === '0') return new Uint8Array(16);
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?)?(Z|[+-]00:?00)?$/.exec(t);
-  if (m === null) throw usageError(`timestamp ${JSON.stringify(text)}: use now, zero, YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS" (UTC)`);
+  if (m === null)
+    throw usageError(`timestamp ${JSON.stringify(text)}: use now, zero, YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS" (UTC)`);
   const time: EfiTime = {
     year: Number(m[1]),
     month: Number(m[2]),

@@ -69,12 +69,18 @@ function pad(text: string, width: number, align: Align): string {
 }
 
 /** Rows aligned in columns separated by two spaces; trailing blanks trimmed. */
-export function formatTable(headers: readonly string[] | undefined, rows: readonly (readonly string[])[], align: readonly Align[] = []): string[] {
+export function formatTable(
+  headers: readonly string[] | undefined,
+  rows: readonly (readonly string[])[],
+  align: readonly Align[] = [],
+): string[] {
   const all = headers === undefined ? rows : [headers, ...rows];
   const columns = Math.max(0, ...all.map((r) => r.length));
   const widths = Array.from({ length: columns }, (_, c) => Math.max(0, ...all.map((r) => displayWidth(r[c] ?? ''))));
   return all.map((row) =>
-    Array.from({ length: columns }, (_, c) => pad(row[c] ?? '', c === columns - 1 && (align[c] ?? 'left') === 'left' ? 0 : widths[c]!, align[c] ?? 'left'))
+    Array.from({ length: columns }, (_, c) =>
+      pad(row[c] ?? '', c === columns - 1 && (align[c] ?? 'left') === 'left' ? 0 : widths[c]!, align[c] ?? 'left'),
+    )
       .join('  ')
       .trimEnd(),
   );
@@ -85,7 +91,8 @@ export function printable(text: string): string {
   let out = '';
   for (const ch of text) {
     const code = ch.codePointAt(0)!;
-    if (code < 0x20 || code === 0x7f || (code >= 0x80 && code < 0xa0)) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    if (code < 0x20 || code === 0x7f || (code >= 0x80 && code < 0xa0))
+      out += `\\x${code.toString(16).padStart(2, '0')}`;
     else if (code >= 0xd800 && code <= 0xdfff) out += `\\u${code.toString(16)}`;
     else out += ch;
   }
@@ -158,7 +165,11 @@ export class Output {
     return this.paint(text, TONE_COLOUR[tone]);
   }
 
-  table(headers: readonly string[] | undefined, rows: readonly (readonly string[])[], align: readonly Align[] = []): void {
+  table(
+    headers: readonly string[] | undefined,
+    rows: readonly (readonly string[])[],
+    align: readonly Align[] = [],
+  ): void {
     const lines = formatTable(headers, rows, align);
     if (headers !== undefined && lines.length > 0) lines[0] = this.paint(lines[0]!, 'bold');
     this.lines(lines);
@@ -166,7 +177,12 @@ export class Output {
 
   /** "label  value" pairs aligned on the value. */
   fields(pairs: readonly (readonly [string, string])[]): void {
-    this.lines(formatTable(undefined, pairs.map(([k, v]) => [this.paint(k, 'bold'), v])));
+    this.lines(
+      formatTable(
+        undefined,
+        pairs.map(([k, v]) => [this.paint(k, 'bold'), v]),
+      ),
+    );
   }
 }
 

@@ -1,4 +1,13 @@
-import { Attrs, fromUtf16le, Guids, guidToText, serializeSignatureLists, signatureListOfCertificate, signatureListOfHashes, utf16le } from '@vmsb/efi';
+import {
+  Attrs,
+  fromUtf16le,
+  Guids,
+  guidToText,
+  serializeSignatureLists,
+  signatureListOfCertificate,
+  signatureListOfHashes,
+  utf16le,
+} from '@vmsb/efi';
 import { microsoftCertificates } from '@vmsb/keys';
 import { EfiStatus } from '@vmsb/protocol';
 import fc from 'fast-check';
@@ -25,7 +34,11 @@ describe('argument parsing', () => {
   const specs = { guid: { kind: 'value' }, cert: { kind: 'values' }, json: { kind: 'flag' } } as const;
 
   it('reads values, repeated values, flags and positionals', () => {
-    const a = parseCommandArgs(['store', '--guid=global', '--cert', 'a', '--cert', 'b', '--json', '--', '-odd'], specs, 'x');
+    const a = parseCommandArgs(
+      ['store', '--guid=global', '--cert', 'a', '--cert', 'b', '--json', '--', '-odd'],
+      specs,
+      'x',
+    );
     expect(a.positionals).toEqual(['store', '-odd']);
     expect(a.value('guid')).toBe('global');
     expect(a.values('cert')).toEqual(['a', 'b']);
@@ -35,7 +48,9 @@ describe('argument parsing', () => {
 
   it('refuses unknown options, a single value given twice and a missing value, as usage errors', () => {
     expect(usage(() => parseCommandArgs(['--nope'], specs, 'x')).exitCode).toBe(ExitCode.USAGE);
-    expect(usage(() => parseCommandArgs(['--guid', 'a', '--guid', 'b'], specs, 'x')).message).toMatch(/--guid is given 2 times/);
+    expect(usage(() => parseCommandArgs(['--guid', 'a', '--guid', 'b'], specs, 'x')).message).toMatch(
+      /--guid is given 2 times/,
+    );
     expect(usage(() => parseCommandArgs(['--guid'], specs, 'x')).exitCode).toBe(ExitCode.USAGE);
     expect(usage(() => parseCommandArgs([], specs, 'x').required('guid')).message).toMatch(/--guid is required/);
   });
@@ -57,7 +72,9 @@ describe('names, GUIDs, attributes and timestamps', () => {
   });
 
   it('parses GUIDs with braces and aliases, and refuses anything else', () => {
-    expect(guidToText(parseGuid('{8BE4DF61-93CA-11D2-AA0D-00E098032B8C}'))).toBe('8be4df61-93ca-11d2-aa0d-00e098032b8c');
+    expect(guidToText(parseGuid('{8BE4DF61-93CA-11D2-AA0D-00E098032B8C}'))).toBe(
+      '8be4df61-93ca-11d2-aa0d-00e098032b8c',
+    );
     expect(guidToText(parseGuid('microsoft'))).toBe('77fa9abd-0359-4d32-bd60-28f4e78f784b');
     expect(usage(() => parseGuid('nope')).exitCode).toBe(ExitCode.USAGE);
   });
@@ -74,8 +91,12 @@ describe('names, GUIDs, attributes and timestamps', () => {
 
   it('parses timestamps in UTC, efitools style and ISO, and refuses impossible dates', () => {
     const now = new Date('2026-11-22T10:20:30Z');
-    expect(Buffer.from(parseTimestamp('2024-01-01 00:00:00', now)).toString('hex')).toBe('e8070101000000000000000000000000');
-    expect(Buffer.from(parseTimestamp('2024-02-29T23:59:58Z', now)).toString('hex')).toBe('e807021d173b3a000000000000000000');
+    expect(Buffer.from(parseTimestamp('2024-01-01 00:00:00', now)).toString('hex')).toBe(
+      'e8070101000000000000000000000000',
+    );
+    expect(Buffer.from(parseTimestamp('2024-02-29T23:59:58Z', now)).toString('hex')).toBe(
+      'e807021d173b3a000000000000000000',
+    );
     expect(Buffer.from(parseTimestamp('now', now)).toString('hex')).toBe('ea070b160a141e000000000000000000');
     expect(parseTimestamp('zero', now)).toEqual(new Uint8Array(16));
     expect(usage(() => parseTimestamp('2023-02-29', now)).message).toMatch(/day 29/);
@@ -85,7 +106,16 @@ describe('names, GUIDs, attributes and timestamps', () => {
 
 describe('output', () => {
   it('aligns tables by display width', () => {
-    expect(formatTable(['A', 'BB'], [['✓ x', '1'], ['longer', '22']], ['left', 'right'])).toEqual(['A       BB', '✓ x      1', 'longer  22']);
+    expect(
+      formatTable(
+        ['A', 'BB'],
+        [
+          ['✓ x', '1'],
+          ['longer', '22'],
+        ],
+        ['left', 'right'],
+      ),
+    ).toEqual(['A       BB', '✓ x      1', 'longer  22']);
   });
 
   it('falls back to ASCII glyphs when asked or when the locale is not UTF-8', () => {
@@ -130,27 +160,39 @@ describe('output', () => {
   });
 });
 
-describe('editing a store through the daemon\'s store code', () => {
+describe("editing a store through the daemon's store code", () => {
   const VENDOR = parseGuid('11111111-2222-3333-4444-555555555555');
   const mine = variable('Mine', VENDOR, Attrs.NV_BS_RT, Uint8Array.of(1, 2, 3));
   const order = variable('BootOrder', GLOBAL, Attrs.NV_BS_RT, Uint8Array.of(0, 0));
-  const hashes = serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(1)], new Uint8Array(16))]);
+  const hashes = serializeSignatureLists([
+    signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(1)], new Uint8Array(16)),
+  ]);
 
   it('keeps every other variable in place and adds no builtins', () => {
     const session = EditSession.open(stateOf([mine, order]));
-    expect(session.set(utf16le('dbx'), IMAGE_SECURITY, SB_ATTRS, unsignedUpdate(new Uint8Array(16), hashes)).status).toBe(EfiStatus.SUCCESS);
+    expect(
+      session.set(utf16le('dbx'), IMAGE_SECURITY, SB_ATTRS, unsignedUpdate(new Uint8Array(16), hashes)).status,
+    ).toBe(EfiStatus.SUCCESS);
     expect(session.set(utf16le('Mine'), VENDOR, Attrs.NV_BS_RT, Uint8Array.of(9)).status).toBe(EfiStatus.SUCCESS);
     const result = session.result();
     expect(result.variables.map((v) => fromUtf16le(v.name))).toEqual(['Mine', 'BootOrder', 'dbx']);
     expect(result.variables[0]!.data).toEqual(Uint8Array.of(9));
     expect(result.variables[1]).toBe(order);
-    expect(describeChanges(session.changes())).toEqual(['create dbx: 0 → 76 bytes', `  + CERT_SHA256 ${'01'.repeat(8)}…`, 'update Mine: 3 → 1 bytes']);
+    expect(describeChanges(session.changes())).toEqual([
+      'create dbx: 0 → 76 bytes',
+      `  + CERT_SHA256 ${'01'.repeat(8)}…`,
+      'update Mine: 3 → 1 bytes',
+    ]);
   });
 
   it('writes Secure Boot databases unsigned in permissive mode, but not in enforcing mode once a PK is set', () => {
     const permissive = EditSession.open(undefined);
-    const pk = serializeSignatureLists([signatureListOfCertificate(microsoftCertificates()[0]!.der, new Uint8Array(16))]);
-    expect(permissive.set(utf16le('PK'), GLOBAL, SB_ATTRS, unsignedUpdate(new Uint8Array(16), pk)).status).toBe(EfiStatus.SUCCESS);
+    const pk = serializeSignatureLists([
+      signatureListOfCertificate(microsoftCertificates()[0]!.der, new Uint8Array(16)),
+    ]);
+    expect(permissive.set(utf16le('PK'), GLOBAL, SB_ATTRS, unsignedUpdate(new Uint8Array(16), pk)).status).toBe(
+      EfiStatus.SUCCESS,
+    );
     expect(permissive.result().variables.map((v) => fromUtf16le(v.name))).toEqual(['PK']);
     const session = EditSession.open(stateOf([variable('PK', GLOBAL, SB_ATTRS, hashes)]), 'enforcing');
     const r = session.set(utf16le('db'), IMAGE_SECURITY, SB_ATTRS, unsignedUpdate(new Uint8Array(16), hashes));
@@ -160,7 +202,12 @@ describe('editing a store through the daemon\'s store code', () => {
 
   it('still requires the signer of a private authenticated variable, as varstored does', () => {
     const session = EditSession.open(undefined);
-    const r = session.set(utf16le('Private'), parseGuid('11111111-2222-3333-4444-555555555555'), SB_ATTRS, unsignedUpdate(new Uint8Array(16), Uint8Array.of(1)));
+    const r = session.set(
+      utf16le('Private'),
+      parseGuid('11111111-2222-3333-4444-555555555555'),
+      SB_ATTRS,
+      unsignedUpdate(new Uint8Array(16), Uint8Array.of(1)),
+    );
     expect(r.status).toBe(EfiStatus.SECURITY_VIOLATION);
     expect(session.changes()).toEqual([]);
   });
@@ -177,15 +224,41 @@ describe('Microsoft certificate choices', () => {
     expect(microsoftKeks('all').map((c) => c.id)).toEqual(['kek-2011', 'kek-2023']);
     expect(microsoftKeks('none')).toEqual([]);
     expect(microsoftDbs(['windows']).map((c) => c.id)).toEqual(['db-windows-2011', 'db-windows-2023']);
-    expect(microsoftDbs(parseDbChoices(['uefi,oprom'])!).map((c) => c.id)).toEqual(['db-uefi-2011', 'db-uefi-2023', 'db-oprom-2023']);
+    expect(microsoftDbs(parseDbChoices(['uefi,oprom'])!).map((c) => c.id)).toEqual([
+      'db-uefi-2011',
+      'db-uefi-2023',
+      'db-oprom-2023',
+    ]);
     expect(microsoftDbs(['all'])).toHaveLength(5);
     expect(usage(() => parseDbChoices(['none', 'windows'])).exitCode).toBe(ExitCode.USAGE);
     expect(usage(() => parseDbChoices(['win11'])).exitCode).toBe(ExitCode.USAGE);
   });
 
   it('diffs databases as multisets of entries', () => {
-    const a = variable('db', IMAGE_SECURITY, SB_ATTRS, serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(1), new Uint8Array(32).fill(1)], new Uint8Array(16))]));
-    const b = variable('db', IMAGE_SECURITY, SB_ATTRS, serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)], new Uint8Array(16))]));
+    const a = variable(
+      'db',
+      IMAGE_SECURITY,
+      SB_ATTRS,
+      serializeSignatureLists([
+        signatureListOfHashes(
+          Guids.CERT_SHA256,
+          [new Uint8Array(32).fill(1), new Uint8Array(32).fill(1)],
+          new Uint8Array(16),
+        ),
+      ]),
+    );
+    const b = variable(
+      'db',
+      IMAGE_SECURITY,
+      SB_ATTRS,
+      serializeSignatureLists([
+        signatureListOfHashes(
+          Guids.CERT_SHA256,
+          [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)],
+          new Uint8Array(16),
+        ),
+      ]),
+    );
     expect(databaseDiff({ name: a.name, guid: a.guid, before: a, after: b })).toEqual({
       added: [`CERT_SHA256 ${'02'.repeat(8)}…`],
       removed: [`CERT_SHA256 ${'01'.repeat(8)}…`],

@@ -11,7 +11,21 @@ import { Output, type CliIo } from './output.js';
 
 export const VERSION = '0.1.0';
 
-export const COMMANDS: readonly Command[] = [ls, get, set, rm, status, esl, sign, verify, keysCreate, enroll, certsCheck, certsUpdate, convert];
+export const COMMANDS: readonly Command[] = [
+  ls,
+  get,
+  set,
+  rm,
+  status,
+  esl,
+  sign,
+  verify,
+  keysCreate,
+  enroll,
+  certsCheck,
+  certsUpdate,
+  convert,
+];
 
 const EXIT_CODES = `Exit status: 0 done (check passed, update accepted); 1 refused or failed (an EFI error, a rejected
 signature, no such variable); 2 wrong usage; 3 a store or file cannot be read or written; 4 a store

@@ -69,7 +69,9 @@ export class EditSession {
     // Durability is the caller's (it saves `result()`), so the in-memory change is kept at once.
     outcome.pending?.commit();
     this.touched.set(variableKey(name, guid), { name: trimmedName(name).slice(), guid: guid.slice() });
-    return outcome.reason === undefined ? { status: outcome.status } : { status: outcome.status, reason: outcome.reason };
+    return outcome.reason === undefined
+      ? { status: outcome.status }
+      : { status: outcome.status, reason: outcome.reason };
   }
 
   /** The touched variables, before and after (only those that differ). */
@@ -106,5 +108,10 @@ export class EditSession {
 
 function same(a: Variable, b: Variable): boolean {
   const eq = (x: Uint8Array, y: Uint8Array): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
-  return a.attributes === b.attributes && eq(a.data, b.data) && eq(a.timestamp, b.timestamp) && eq(a.signerDigest, b.signerDigest);
+  return (
+    a.attributes === b.attributes &&
+    eq(a.data, b.data) &&
+    eq(a.timestamp, b.timestamp) &&
+    eq(a.signerDigest, b.signerDigest)
+  );
 }

@@ -2,7 +2,16 @@ import { chmod, chown, open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoreState } from '@vmsb/efi';
 import { encodeVarsBlob, replaceFile } from '@vmsb/nvram';
-import { decodeNvram, detectFormat, encodeNvram, formatFromFileName, NVRAM_FORMAT_NAMES, NVRAM_FORMATS, OvmfFd, type NvramFormat } from '@vmsb/nvram/formats';
+import {
+  decodeNvram,
+  detectFormat,
+  encodeNvram,
+  formatFromFileName,
+  NVRAM_FORMAT_NAMES,
+  NVRAM_FORMATS,
+  OvmfFd,
+  type NvramFormat,
+} from '@vmsb/nvram/formats';
 import { createXapidbStore, DEFAULT_XAPI_SOCKET } from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError, usageError } from './errors.js';
 
@@ -28,9 +37,19 @@ export function parseStoreSpec(text: string, socket: string | undefined): StoreS
 
 export function parseFormat(text: string | undefined): NvramFormat | undefined {
   if (text === undefined) return undefined;
-  const aliases: Record<string, NvramFormat> = { vars: 'vars', binary: 'vars', 'vars-base64': 'vars-base64', base64: 'vars-base64', b64: 'vars-base64', json: 'json', fd: 'ovmf-fd', 'ovmf-fd': 'ovmf-fd' };
+  const aliases: Record<string, NvramFormat> = {
+    vars: 'vars',
+    binary: 'vars',
+    'vars-base64': 'vars-base64',
+    base64: 'vars-base64',
+    b64: 'vars-base64',
+    json: 'json',
+    fd: 'ovmf-fd',
+    'ovmf-fd': 'ovmf-fd',
+  };
   const format = aliases[text.toLowerCase()];
-  if (format === undefined) throw usageError(`unknown store format ${JSON.stringify(text)} (use vars, vars-base64, json or fd)`);
+  if (format === undefined)
+    throw usageError(`unknown store format ${JSON.stringify(text)} (use vars, vars-base64, json or fd)`);
   return format;
 }
 
@@ -67,7 +86,10 @@ export async function openStore(spec: StoreSpec, options: OpenOptions = {}): Pro
 }
 
 function stamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** Writes `bytes` to `<base>` or `<base>-N`, never over an existing file. */
@@ -78,7 +100,8 @@ async function writeNew(base: string, bytes: Uint8Array): Promise<string> {
       await writeFile(path, bytes, { flag: 'wx', mode: 0o600 });
       return path;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(`cannot write the backup ${path}: ${messageOf(e)}`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw storeError(`cannot write the backup ${path}: ${messageOf(e)}`);
     }
   }
   throw storeError(`cannot find a free backup name next to ${base}`);
@@ -125,7 +148,10 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
   } else {
     const detected = detectFormat(original);
     if (detected === undefined) {
-      throw storeError(`${path}: not a variable store`, `a store is a VARS blob (binary or base64), QEMU/virt-firmware JSON or an OVMF .fd image (formats: ${NVRAM_FORMATS.join(', ')})`);
+      throw storeError(
+        `${path}: not a variable store`,
+        `a store is a VARS blob (binary or base64), QEMU/virt-firmware JSON or an OVMF .fd image (formats: ${NVRAM_FORMATS.join(', ')})`,
+      );
     }
     if (options.format !== undefined && options.format !== detected) {
       throw storeError(`${path}: holds ${formatName(detected)}, not ${formatName(options.format)}`);
@@ -146,7 +172,11 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     async save(next) {
       let bytes: Uint8Array;
       try {
-        bytes = encodeNvram(next, format, format === 'ovmf-fd' && original !== undefined && original.length > 0 ? { template: original } : {});
+        bytes = encodeNvram(
+          next,
+          format,
+          format === 'ovmf-fd' && original !== undefined && original.length > 0 ? { template: original } : {},
+        );
       } catch (e) {
         throw storeError(`${path}: cannot encode the new state as ${formatName(format)}: ${messageOf(e)}`);
       }

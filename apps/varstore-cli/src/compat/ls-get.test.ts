@@ -135,7 +135,9 @@ describe('varstore-get', () => {
     const secureBoot = await tool('get', VM, GLOBAL, 'SecureBoot');
     expect([...secureBoot.stdout]).toEqual([0]);
     const attrs = await tool('get', '-a', VM, GLOBAL, 'SecureBoot');
-    expect(attrs.out).toBe('Attributes = 0x00000006 (6)\nEFI_VARIABLE_BOOTSERVICE_ACCESS\nEFI_VARIABLE_RUNTIME_ACCESS\n');
+    expect(attrs.out).toBe(
+      'Attributes = 0x00000006 (6)\nEFI_VARIABLE_BOOTSERVICE_ACCESS\nEFI_VARIABLE_RUNTIME_ACCESS\n',
+    );
   });
 
   it('prints EFI errors and C messages on stderr with exit 1', async () => {
@@ -166,19 +168,26 @@ describe('command lines', () => {
     'sb-state': '[-h] [depriv options] <vm-uuid> setup|user',
   };
 
-  it.each(Object.keys(SYNOPSIS) as ToolName[])('varstore-%s: -h prints the usage on stdout (exit 0); a bad option exits 1', async (name) => {
-    const [help, bad] = await Promise.all([runTool(name, ['-h']), runTool(name, ['-x', VM])]);
-    expect(help.code).toBe(0);
-    expect(help.err).toBe('');
-    expect(help.out.split('\n')[0]).toBe(`usage: ${toolPath(name)} ${SYNOPSIS[name]}`);
-    expect(help.out).toMatch(/\[-s\] <path>/);
-    expect(bad.code).toBe(1);
-    expect(bad.err).toBe(`${toolPath(name)}: invalid option -- 'x'\n`);
-    expect(bad.out).toBe(help.out);
-  });
+  it.each(Object.keys(SYNOPSIS) as ToolName[])(
+    'varstore-%s: -h prints the usage on stdout (exit 0); a bad option exits 1',
+    async (name) => {
+      const [help, bad] = await Promise.all([runTool(name, ['-h']), runTool(name, ['-x', VM])]);
+      expect(help.code).toBe(0);
+      expect(help.err).toBe('');
+      expect(help.out.split('\n')[0]).toBe(`usage: ${toolPath(name)} ${SYNOPSIS[name]}`);
+      expect(help.out).toMatch(/\[-s\] <path>/);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toBe(`${toolPath(name)}: invalid option -- 'x'\n`);
+      expect(bad.out).toBe(help.out);
+    },
+  );
 
   it('reports a missing option argument and bad ids as the C tools do', async () => {
-    const [noArg, uid, gid] = await Promise.all([runTool('get', [VM, '-s']), runTool('rm', ['-u', 'abc', VM]), runTool('set', ['-g', '12x', VM])]);
+    const [noArg, uid, gid] = await Promise.all([
+      runTool('get', [VM, '-s']),
+      runTool('rm', ['-u', 'abc', VM]),
+      runTool('set', ['-g', '12x', VM]),
+    ]);
     expect(noArg).toMatchObject({ code: 1, err: `${toolPath('get')}: option requires an argument -- 's'\n` });
     expect(noArg.out.split('\n')[0]).toBe(`usage: ${toolPath('get')} ${SYNOPSIS.get}`);
     expect(uid).toMatchObject({ code: 1, out: '', err: "invalid uid 'abc'\n" });

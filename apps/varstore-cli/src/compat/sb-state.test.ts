@@ -55,14 +55,21 @@ describe('varstore-sb-state', () => {
     expect(setCalls()).toBe(0);
   });
 
-  it('user: replaces the keys with the auth directory\'s, dbx first and PK last', async () => {
+  it("user: replaces the keys with the auth directory's, dbx first and PK last", async () => {
     await startVm([variable('PK', GLOBAL, 0x27, authPayload(keys.auth.KEK)), ...otherVariables()]);
     const r = await runTool('sb-state', ['-s', sock, VM, 'user'], { env: { VARSTORED_AUTH_DIR: keys.authDir } });
     expect(r.err).toBe('Not Found\n'.repeat(3));
     expect(r.code).toBe(0);
-    expect(r.out).toBe(`${REMOVING}setup_keys: Setting dbx...\nsetup_keys: Setting db...\nsetup_keys: Setting KEK...\nsetup_keys: Setting PK...\n`);
+    expect(r.out).toBe(
+      `${REMOVING}setup_keys: Setting dbx...\nsetup_keys: Setting db...\nsetup_keys: Setting KEK...\nsetup_keys: Setting PK...\n`,
+    );
     const after = storedVariables(guard);
-    for (const [n, g] of [['PK', GLOBAL], ['KEK', GLOBAL], ['db', IMAGE_SECURITY], ['dbx', IMAGE_SECURITY]] as const) {
+    for (const [n, g] of [
+      ['PK', GLOBAL],
+      ['KEK', GLOBAL],
+      ['db', IMAGE_SECURITY],
+      ['dbx', IMAGE_SECURITY],
+    ] as const) {
       const v = findVariable(after, n, g)!;
       expect(v.attributes).toBe(0x27);
       expect(new Uint8Array(v.data)).toEqual(keys.esl[n]);
@@ -116,7 +123,11 @@ describe('varstore-sb-state', () => {
     const dir = mkdtempSync(join(work, 'auth-'));
     writeFileSync(join(dir, 'dbx.auth'), new Uint8Array(57345));
     const r = await runTool('sb-state', ['-s', sock, VM, 'user'], { env: { VARSTORED_AUTH_DIR: dir } });
-    expect(r).toMatchObject({ code: 1, out: '', err: `load_one_auth_data: Auth file '${join(dir, 'dbx.auth')}' is too large: 57345\n` });
+    expect(r).toMatchObject({
+      code: 1,
+      out: '',
+      err: `load_one_auth_data: Auth file '${join(dir, 'dbx.auth')}' is too large: 57345\n`,
+    });
     expect(guard.calls).toHaveLength(0);
   });
 
@@ -155,7 +166,10 @@ function withoutNativePackage(): Record<string, string> {
     join(dir, 'hooks.mjs'),
     "export async function resolve(specifier, context, next) {\n  if (specifier === '@vmsb/xen') throw new Error('@vmsb/xen is hidden by the test');\n  return next(specifier, context);\n}\n",
   );
-  writeFileSync(join(dir, 'register.mjs'), "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n");
+  writeFileSync(
+    join(dir, 'register.mjs'),
+    "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n",
+  );
   return { NODE_OPTIONS: `--import ${join(dir, 'register.mjs')}` };
 }
 
@@ -176,7 +190,7 @@ describe.skipIf(!isRoot)('privileges (-u, -g, -r, -d) — needs root to switch u
 
   it.each([
     ['with @vmsb/xen as installed', () => ({})],
-    ['with Node\'s own calls when @vmsb/xen is missing', withoutNativePackage],
+    ["with Node's own calls when @vmsb/xen is missing", withoutNativePackage],
   ] as const)('-u/-g switch user before XAPI and the data file are touched (%s)', async (_, environment) => {
     const env = environment();
     const ls = await runTool('ls', ['-u', NOBODY, '-g', NOBODY, '-s', sock, VM], { env });
@@ -186,7 +200,9 @@ describe.skipIf(!isRoot)('privileges (-u, -g, -r, -d) — needs root to switch u
 
     const secret = join(open, 'root-only');
     writeFileSync(secret, 'x', { mode: 0o600 });
-    const denied = await runTool('set', ['-u', NOBODY, '-g', NOBODY, '-s', sock, VM, VENDOR, 'X', '7', secret], { env });
+    const denied = await runTool('set', ['-u', NOBODY, '-g', NOBODY, '-s', sock, VM, VENDOR, 'X', '7', secret], {
+      env,
+    });
     expect(denied).toMatchObject({ code: 1, err: `do_set: Failed to open ${secret}\n` });
     const uidOnly = await runTool('set', ['-u', NOBODY, '-s', sock, VM, VENDOR, 'X', '7', secret], { env });
     expect(uidOnly).toMatchObject({ code: 1, err: `do_set: Failed to open ${secret}\n` });
@@ -194,27 +210,32 @@ describe.skipIf(!isRoot)('privileges (-u, -g, -r, -d) — needs root to switch u
     expect(allowed).toMatchObject({ code: 0, err: '' });
   });
 
-  it.skipIf(!nativeUsable)('-r enters the chroot: the socket is looked up inside it (as XAPI runs varstore-rm -c)', async () => {
-    const r = await runTool('rm', ['-c', VM, '-r', open, '-u', NOBODY, '-g', NOBODY, '-s', '/xapi.sock'], {
-      env: { VARSTORE_EFI_CLONE_DIR: join(open, 'none') },
-    });
-    expect(r).toMatchObject({ code: 0, err: '' });
-    expect(guard.callsOf('VM.get_NVRAM')).toHaveLength(1);
-    // The host path of the socket does not exist inside the chroot: proof the root changed.
-    const outside = await runTool('ls', ['-d', '-r', open, '-u', NOBODY, '-g', NOBODY, '-s', sock, VM]);
-    expect(outside.code).toBe(1);
-    expect(outside.err).toContain(sock);
-    expect(guard.callsOf('VM.get_NVRAM')).toHaveLength(1);
-    const inside = await runTool('ls', ['-d', '-r', open, '-s', '/xapi.sock', VM]);
-    expect(inside).toMatchObject({ code: 0, err: '' });
-    expect(inside.out).toContain(`${GLOBAL} Boot0000\n`);
-  });
+  it.skipIf(!nativeUsable)(
+    '-r enters the chroot: the socket is looked up inside it (as XAPI runs varstore-rm -c)',
+    async () => {
+      const r = await runTool('rm', ['-c', VM, '-r', open, '-u', NOBODY, '-g', NOBODY, '-s', '/xapi.sock'], {
+        env: { VARSTORE_EFI_CLONE_DIR: join(open, 'none') },
+      });
+      expect(r).toMatchObject({ code: 0, err: '' });
+      expect(guard.callsOf('VM.get_NVRAM')).toHaveLength(1);
+      // The host path of the socket does not exist inside the chroot: proof the root changed.
+      const outside = await runTool('ls', ['-d', '-r', open, '-u', NOBODY, '-g', NOBODY, '-s', sock, VM]);
+      expect(outside.code).toBe(1);
+      expect(outside.err).toContain(sock);
+      expect(guard.callsOf('VM.get_NVRAM')).toHaveLength(1);
+      const inside = await runTool('ls', ['-d', '-r', open, '-s', '/xapi.sock', VM]);
+      expect(inside).toMatchObject({ code: 0, err: '' });
+      expect(inside.out).toContain(`${GLOBAL} Boot0000\n`);
+    },
+  );
 
   it('without @vmsb/xen, -r and -d fail before XAPI is contacted', async () => {
     const env = withoutNativePackage();
     const chroot = await runTool('ls', ['-r', open, '-s', '/xapi.sock', VM], { env });
     expect(chroot).toMatchObject({ code: 1, out: '' });
-    expect(chroot.err).toBe(`Failed to chroot to ${open}: entering a chroot needs @vmsb/xen, which is unavailable (@vmsb/xen is hidden by the test)\n`);
+    expect(chroot.err).toBe(
+      `Failed to chroot to ${open}: entering a chroot needs @vmsb/xen, which is unavailable (@vmsb/xen is hidden by the test)\n`,
+    );
     const depriv = await runTool('ls', ['-d', '-s', sock, VM], { env });
     expect(depriv).toMatchObject({ code: 1, out: '' });
     expect(depriv.err).toContain('Failed to reduce privileges (-d)');

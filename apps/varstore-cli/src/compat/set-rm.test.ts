@@ -97,7 +97,10 @@ describe('varstore-set', () => {
   it('reads data from a pipe to its end', async () => {
     const fifo = join(work, `fifo-${Math.random().toString(36).slice(2)}`);
     execFileSync('mkfifo', [fifo]);
-    const [r] = await Promise.all([runTool('set', ['-s', sock, VM, VENDOR, 'Piped', '7', fifo]), writeFile(fifo, 'from a pipe')]);
+    const [r] = await Promise.all([
+      runTool('set', ['-s', sock, VM, VENDOR, 'Piped', '7', fifo]),
+      writeFile(fifo, 'from a pipe'),
+    ]);
     expect(r).toMatchObject({ code: 0, err: '' });
     expect(Buffer.from(findVariable(storedVariables(guard), 'Piped', VENDOR)!.data).toString()).toBe('from a pipe');
   });
@@ -205,7 +208,12 @@ describe('varstore-rm', () => {
       );
       expect(r.err).toBe('Not Found\n');
       const after = storedVariables(guard);
-      for (const [n, g] of [['BootOrder', GLOBAL], ['Boot0000', GLOBAL], ['Blob', VENDOR]] as const) expect(findVariable(after, n, g)).toBeUndefined();
+      for (const [n, g] of [
+        ['BootOrder', GLOBAL],
+        ['Boot0000', GLOBAL],
+        ['Blob', VENDOR],
+      ] as const)
+        expect(findVariable(after, n, g)).toBeUndefined();
       expect(findVariable(after, 'PK', GLOBAL)).toBeDefined();
     });
 
@@ -226,7 +234,9 @@ describe('varstore-rm', () => {
       expect((await tool('rm', '-c', VM, GLOBAL, 'PK')).code).toBe(1);
       const usage = await tool('rm', VM);
       expect(usage.code).toBe(1);
-      expect(usage.out.split('\n')[0]).toBe(`usage: ${toolPath('rm')} [-c] [-h] [depriv options] <vm-uuid> [<guid> <name>]`);
+      expect(usage.out.split('\n')[0]).toBe(
+        `usage: ${toolPath('rm')} [-c] [-h] [depriv options] <vm-uuid> [<guid> <name>]`,
+      );
     });
   });
 });

@@ -47,7 +47,21 @@ function paths(tag = ''): Paths {
 }
 
 function fileArgs(p: Paths, ...extra: string[]): string[] {
-  return ['--domain', '1', '--transport', `unix:${p.socket}`, '--backend', 'file', '--arg', `path:${p.nvram}`, '--pidfile', p.pidfile, '--arg', `auth-dir:${p.auth}`, ...extra];
+  return [
+    '--domain',
+    '1',
+    '--transport',
+    `unix:${p.socket}`,
+    '--backend',
+    'file',
+    '--arg',
+    `path:${p.nvram}`,
+    '--pidfile',
+    p.pidfile,
+    '--arg',
+    `auth-dir:${p.auth}`,
+    ...extra,
+  ];
 }
 
 async function start(args: string[], pidfile: string): Promise<Daemon> {
@@ -62,7 +76,10 @@ async function snapshot(fw: Firmware): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const r of await fw.enumerate()) {
     const value = await fw.readVariable(r);
-    out.set(`${guidToText(r.guid)} ${r.name}`, `0x${value!.attributes.toString(16)} ${Buffer.from(value!.data).toString('hex')}`);
+    out.set(
+      `${guidToText(r.guid)} ${r.name}`,
+      `0x${value!.attributes.toString(16)} ${Buffer.from(value!.data).toString('hex')}`,
+    );
   }
   return out;
 }
@@ -91,7 +108,13 @@ describe('varstored over the guest-simulation socket', () => {
     const names = (await fw.enumerate(4)).map((r) => `${guidToText(r.guid)} ${r.name}`);
     expect(names).toContain(`${guidToText(VENDOR)} Alpha`);
     expect(names).toContain('8be4df61-93ca-11d2-aa0d-00e098032b8c SetupMode');
-    const unknown = await connection.call({ command: 'GetNextVariableName', nameSize: 64, name: utf16le('Nope'), guid: VENDOR, atRuntime: false });
+    const unknown = await connection.call({
+      command: 'GetNextVariableName',
+      nameSize: 64,
+      name: utf16le('Nope'),
+      guid: VENDOR,
+      atRuntime: false,
+    });
     expect(unknown.ok && unknown.response.status).toBe(EfiStatus.INVALID_PARAMETER);
 
     expect(await fw.setVariable(ref('Alpha'), Attributes.NV_BS_RT, new Uint8Array(0))).toBe(EfiStatus.SUCCESS);
@@ -102,9 +125,15 @@ describe('varstored over the guest-simulation socket', () => {
 
     // Not OVMF: a wrong protocol version and an unknown command still get an answer.
     const badVersion = await connection.exchange(Uint8Array.from([2, 0, 0, 0, 0, 0, 0, 0]));
-    expect(decodeResponse('GetVariable', badVersion)).toMatchObject({ ok: true, response: { status: EfiStatus.UNSUPPORTED } });
+    expect(decodeResponse('GetVariable', badVersion)).toMatchObject({
+      ok: true,
+      response: { status: EfiStatus.UNSUPPORTED },
+    });
     const badCommand = await connection.exchange(Uint8Array.from([1, 0, 0, 0, 9, 0, 0, 0]));
-    expect(decodeResponse('GetVariable', badCommand)).toMatchObject({ ok: true, response: { status: EfiStatus.UNSUPPORTED } });
+    expect(decodeResponse('GetVariable', badCommand)).toMatchObject({
+      ok: true,
+      response: { status: EfiStatus.UNSUPPORTED },
+    });
     await g.close();
 
     expect(await d.stop()).toEqual({ code: 0, signal: null });
@@ -129,13 +158,18 @@ describe('varstored over the guest-simulation socket', () => {
     const d = await start(fileArgs(p, '--log-level', 'error'), p.pidfile);
     const g = await guest(p.socket);
     await fc.assert(
-      fc.asyncProperty(fc.nat({ max: 5 }), fc.uint8Array({ maxLength: 200 }), fc.nat({ max: 4096 }), async (command, body, padding) => {
-        const frame = new Uint8Array(8 + body.length + padding);
-        frame.set([1, 0, 0, 0, command, 0, 0, 0]);
-        frame.set(body, 8);
-        const reply = await g.connection.exchange(frame);
-        expect(reply.length).toBeGreaterThanOrEqual(8);
-      }),
+      fc.asyncProperty(
+        fc.nat({ max: 5 }),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.nat({ max: 4096 }),
+        async (command, body, padding) => {
+          const frame = new Uint8Array(8 + body.length + padding);
+          frame.set([1, 0, 0, 0, command, 0, 0, 0]);
+          frame.set(body, 8);
+          const reply = await g.connection.exchange(frame);
+          expect(reply.length).toBeGreaterThanOrEqual(8);
+        },
+      ),
       { numRuns: 300 },
     );
     expect((await g.fw.queryVariableInfo(Attributes.NV_BS_RT)).status).toBe(EfiStatus.SUCCESS);
@@ -150,7 +184,19 @@ describe('varstored over the guest-simulation socket', () => {
     const first = await runOvmfBoot(g.fw);
     await g.close();
     expect(first.monotonicCounter).toBe(1);
-    expect(first.created).toEqual(expect.arrayContaining(['MTC', 'MemoryTypeInformation', 'Boot0000', 'Boot0001', 'BootOrder', 'ConOut', 'Lang', 'PlatformLang', 'Timeout']));
+    expect(first.created).toEqual(
+      expect.arrayContaining([
+        'MTC',
+        'MemoryTypeInformation',
+        'Boot0000',
+        'Boot0001',
+        'BootOrder',
+        'ConOut',
+        'Lang',
+        'PlatformLang',
+        'Timeout',
+      ]),
+    );
     expect(first.setupMode).toBe(1);
     expect(first.secureBoot).toBe(0);
     expect(await d.stop()).toEqual({ code: 0, signal: null });
@@ -162,7 +208,15 @@ describe('varstored over the guest-simulation socket', () => {
     await d.stop();
     expect(second.monotonicCounter).toBe(2);
     // Only the volatile variables are created again; the non-volatile ones were kept.
-    expect(second.created).toEqual(['OsIndicationsSupported', 'BootOptionSupport', 'PlatformLangCodes', 'LangCodes', 'ConOutDev', 'ConInDev', 'BootCurrent']);
+    expect(second.created).toEqual([
+      'OsIndicationsSupported',
+      'BootOptionSupport',
+      'PlatformLangCodes',
+      'LangCodes',
+      'ConOutDev',
+      'ConInDev',
+      'BootCurrent',
+    ]);
     expect(second.bootOrder).toEqual(first.bootOrder);
     expect(d.stdout).toMatch(/^info: Loaded \d+ variables$/m);
   });
@@ -181,7 +235,9 @@ describe('readiness and the pidfile', () => {
     const second = Daemon.spawn(fileArgs({ ...other, pidfile: p.pidfile }));
     daemons.push(second);
     expect(await second.waitExit()).toEqual({ code: 1, signal: null });
-    expect(second.stderr).toBe(`error: Failed to lock pidfile '${p.pidfile}': it is held by another varstored (pid ${d.pid})\n`);
+    expect(second.stderr).toBe(
+      `error: Failed to lock pidfile '${p.pidfile}': it is held by another varstored (pid ${d.pid})\n`,
+    );
     expect(await readPidfile(p.pidfile)).toBe(`${d.pid}\n`);
     await expect(stat(other.socket)).rejects.toThrow(/ENOENT/);
 
@@ -217,7 +273,11 @@ describe('durability', () => {
       for (let i = 1; !stopped; i++) {
         const name = `Var${i % 7}`;
         sent.set(name, i);
-        const status = await g.fw.setVariable(ref(name), Attributes.NV_BS_RT, Uint8Array.from([i & 0xff, (i >> 8) & 0xff, 0xee]));
+        const status = await g.fw.setVariable(
+          ref(name),
+          Attributes.NV_BS_RT,
+          Uint8Array.from([i & 0xff, (i >> 8) & 0xff, 0xee]),
+        );
         expect(status).toBe(EfiStatus.SUCCESS);
         answered.set(name, i);
         if (++count === 60) d.child.kill('SIGKILL');
@@ -238,7 +298,10 @@ describe('durability', () => {
       expect(value, name).toBeDefined();
       const stored = value!.data[0]! | (value!.data[1]! << 8);
       // The last answered value, or the one in flight at the kill if it reached the disk first.
-      expect(stored === last || stored === sent.get(name), `${name}: stored ${stored}, answered ${last}, sent ${sent.get(name)}`).toBe(true);
+      expect(
+        stored === last || stored === sent.get(name),
+        `${name}: stored ${stored}, answered ${last}, sent ${sent.get(name)}`,
+      ).toBe(true);
     }
     await h.close();
     await again.stop();
@@ -248,7 +311,9 @@ describe('durability', () => {
     const p = paths();
     const d = await start(fileArgs(p, '--arg', `save:${p.save}`), p.pidfile);
     let g = await guest(p.socket);
-    expect(await g.fw.setVariable(ref('Persistent'), Attributes.NV_BS_RT, Uint8Array.from([1]))).toBe(EfiStatus.SUCCESS);
+    expect(await g.fw.setVariable(ref('Persistent'), Attributes.NV_BS_RT, Uint8Array.from([1]))).toBe(
+      EfiStatus.SUCCESS,
+    );
     expect(await g.fw.setVariable(ref('Volatile'), Attributes.BS_RT, Uint8Array.from([2]))).toBe(EfiStatus.SUCCESS);
     expect(await g.fw.setVariable(ref('BootOnly'), Attributes.BS, Uint8Array.from([3]))).toBe(EfiStatus.SUCCESS);
     const before = await snapshot(g.fw);
@@ -280,13 +345,31 @@ describe('durability', () => {
 
   it('refuses a corrupt NVRAM file: clear error, exit 1, file untouched, never ready', async () => {
     const p = paths();
-    const blob = encodeVarsBlob({ variables: [{ name: utf16le('X'), guid: VENDOR, attributes: 7, data: Uint8Array.of(1), timestamp: new Uint8Array(16), signerDigest: new Uint8Array(32) }], morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } }, { nonVolatileOnly: true });
+    const blob = encodeVarsBlob(
+      {
+        variables: [
+          {
+            name: utf16le('X'),
+            guid: VENDOR,
+            attributes: 7,
+            data: Uint8Array.of(1),
+            timestamp: new Uint8Array(16),
+            signerDigest: new Uint8Array(32),
+          },
+        ],
+        morKey: new Uint8Array(8),
+        ppi: { index: 0, func: new Uint8Array(256) },
+      },
+      { nonVolatileOnly: true },
+    );
     const corrupt = Buffer.concat([blob, Buffer.of(0)]);
     await writeFile(p.nvram, corrupt);
     const d = Daemon.spawn(fileArgs(p));
     daemons.push(d);
     expect(await d.waitExit()).toEqual({ code: 1, signal: null });
-    expect(d.stderr).toBe(`error: ${p.nvram}: corrupt NVRAM (VARS blob): 1 unexpected bytes after the last of 1 variables (at byte 379)\n`);
+    expect(d.stderr).toBe(
+      `error: ${p.nvram}: corrupt NVRAM (VARS blob): 1 unexpected bytes after the last of 1 variables (at byte 379)\n`,
+    );
     expect(await readFile(p.nvram)).toEqual(corrupt);
     await expect(stat(p.pidfile)).rejects.toThrow(/ENOENT/);
     await expect(stat(p.socket)).rejects.toThrow(/ENOENT/);
@@ -326,14 +409,18 @@ describe('durability', () => {
     expect([...(await g.fw.readVariable(ref('V')))!.data]).toEqual([1]);
     await g.close();
     await d.stop();
-    expect(d.stderr).toMatch(/^error: SetVariable "V" .*: the NVRAM could not be saved \(.*cannot write.*\); change rolled back, answering DEVICE_ERROR$/m);
+    expect(d.stderr).toMatch(
+      /^error: SetVariable "V" .*: the NVRAM could not be saved \(.*cannot write.*\); change rolled back, answering DEVICE_ERROR$/m,
+    );
   });
 });
 
 // A real NVRAM from a VM's XAPI record (GPL test data of another project: read in place, never copied into the repository).
-const LEGACY = fileURLToPath(new URL('../../../../../shared/vectors/uefistored/nvram/legacy-payload-bin.dat', import.meta.url));
+const LEGACY = fileURLToPath(
+  new URL('../../../../../shared/vectors/uefistored/nvram/legacy-payload-bin.dat', import.meta.url),
+);
 
-describe.skipIf(!existsSync(LEGACY))('a real VM\'s NVRAM (VARS v1, 32 variables)', () => {
+describe.skipIf(!existsSync(LEGACY))("a real VM's NVRAM (VARS v1, 32 variables)", () => {
   it('boots from it, in user mode since it holds a PK, and rewrites it as v2 keeping every variable', async () => {
     const p = paths();
     await copyFile(LEGACY, p.nvram);
@@ -368,7 +455,29 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
     await mkdir(root, { mode: 0o777 });
     await chmod(root, 0o777);
     const pidfile = join(dir, 'varstored.pid');
-    const d = Daemon.spawn(['--domain', '4', '--transport', 'unix:/sock', '--backend', 'file', '--arg', 'path:/nvram.vars', '--arg', 'save:/save.dat', '--pidfile', pidfile, '--chroot', root, '--uid', '65534', '--gid', '65534', '--depriv', '--arg', `auth-dir:${join(dir, 'auth')}`]);
+    const d = Daemon.spawn([
+      '--domain',
+      '4',
+      '--transport',
+      'unix:/sock',
+      '--backend',
+      'file',
+      '--arg',
+      'path:/nvram.vars',
+      '--arg',
+      'save:/save.dat',
+      '--pidfile',
+      pidfile,
+      '--chroot',
+      root,
+      '--uid',
+      '65534',
+      '--gid',
+      '65534',
+      '--depriv',
+      '--arg',
+      `auth-dir:${join(dir, 'auth')}`,
+    ]);
     daemons.push(d);
     await d.logged('Ready');
     expect(await readPidfile(pidfile)).toBe(`${d.pid}\n`);
@@ -388,7 +497,10 @@ describe('the command line', () => {
   it.each([
     [['--transport', 'unix:/tmp/x'], 'varstored: --domain <domid> is required (see --help)\n'],
     [['--domain', '1', '--backend', 'file'], "varstored: backend 'file' requires --arg path:<file> (see --help)\n"],
-    [['--domain', '1', '--arg', 'uuid:u', '--resume'], 'varstored: --resume requires --arg resume:<file> (see --help)\n'],
+    [
+      ['--domain', '1', '--arg', 'uuid:u', '--resume'],
+      'varstored: --resume requires --arg resume:<file> (see --help)\n',
+    ],
   ])('%j is a usage error: one line on stderr, exit 2', async (argv, message) => {
     const d = Daemon.spawn(argv);
     daemons.push(d);
@@ -398,10 +510,21 @@ describe('the command line', () => {
   });
 
   it.skipIf(existsSync('/dev/xen/privcmd'))('says plainly when the Xen transport is unavailable', async () => {
-    const d = Daemon.spawn(['--domain', '1', '--backend', 'file', '--arg', `path:${join(dir, 'nvram.vars')}`, '--arg', `auth-dir:${join(dir, 'auth')}`]);
+    const d = Daemon.spawn([
+      '--domain',
+      '1',
+      '--backend',
+      'file',
+      '--arg',
+      `path:${join(dir, 'nvram.vars')}`,
+      '--arg',
+      `auth-dir:${join(dir, 'auth')}`,
+    ]);
     daemons.push(d);
     const exit = await d.waitExit();
     expect(exit).toEqual({ code: 1, signal: null });
-    expect(d.stderr).toMatch(/^varstored: the Xen transport is unavailable: .+; use --transport unix:<path> to run without Xen\n$/m);
+    expect(d.stderr).toMatch(
+      /^varstored: the Xen transport is unavailable: .+; use --transport unix:<path> to run without Xen\n$/m,
+    );
   });
 });

@@ -48,7 +48,8 @@ export class Daemon {
   async ready(pidfile: string): Promise<void> {
     const deadline = Date.now() + PATIENCE_MS;
     while (!existsSync(pidfile) || readFileSync(pidfile, 'utf8') !== `${this.pid}\n`) {
-      if (this.exit) throw new Error(`varstored exited (${JSON.stringify(this.exit)}) before it was ready:\n${this.output}`);
+      if (this.exit)
+        throw new Error(`varstored exited (${JSON.stringify(this.exit)}) before it was ready:\n${this.output}`);
       if (Date.now() > deadline) throw new Error(`varstored did not become ready:\n${this.output}`);
       await sleep(5);
     }
@@ -58,7 +59,10 @@ export class Daemon {
   async logged(text: string): Promise<void> {
     const deadline = Date.now() + PATIENCE_MS;
     while (!this.output.includes(text)) {
-      if (this.exit) throw new Error(`varstored exited (${JSON.stringify(this.exit)}) before logging ${JSON.stringify(text)}:\n${this.output}`);
+      if (this.exit)
+        throw new Error(
+          `varstored exited (${JSON.stringify(this.exit)}) before logging ${JSON.stringify(text)}:\n${this.output}`,
+        );
       if (Date.now() > deadline) throw new Error(`varstored did not log ${JSON.stringify(text)}:\n${this.output}`);
       await sleep(5);
     }
@@ -99,7 +103,9 @@ export async function readPidfile(path: string): Promise<string> {
 }
 
 /** Connects a guest to the daemon's socket and plays the firmware. */
-export async function guest(socket: string): Promise<{ connection: GuestConnection; fw: Firmware; close(): Promise<void> }> {
+export async function guest(
+  socket: string,
+): Promise<{ connection: GuestConnection; fw: Firmware; close(): Promise<void> }> {
   const connection = await GuestConnection.connect(socket);
   return { connection, fw: new Firmware(connection), close: () => connection.close() };
 }

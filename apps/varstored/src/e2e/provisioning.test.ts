@@ -16,13 +16,50 @@ let keys: string;
 
 /** A self-signed RSA certificate and its ESL. */
 function makeKey(name: string): void {
-  execFileSync('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3650', '-subj', `/CN=vmsb test ${name}/`, '-keyout', join(keys, `${name}.key`), '-out', join(keys, `${name}.crt`)], { stdio: 'ignore' });
-  execFileSync('cert-to-efi-sig-list', ['-g', OWNER, join(keys, `${name}.crt`), join(keys, `${name}.esl`)], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-new',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-sha256',
+      '-days',
+      '3650',
+      '-subj',
+      `/CN=vmsb test ${name}/`,
+      '-keyout',
+      join(keys, `${name}.key`),
+      '-out',
+      join(keys, `${name}.crt`),
+    ],
+    { stdio: 'ignore' },
+  );
+  execFileSync('cert-to-efi-sig-list', ['-g', OWNER, join(keys, `${name}.crt`), join(keys, `${name}.esl`)], {
+    stdio: 'ignore',
+  });
 }
 
 /** `var` signed by `signer`, as efitools' sign-efi-sig-list writes an .auth file. */
 function sign(variable: string, esl: string, signer: string, out: string, append = false): void {
-  execFileSync('sign-efi-sig-list', [...(append ? ['-a'] : []), '-g', OWNER, '-k', join(keys, `${signer}.key`), '-c', join(keys, `${signer}.crt`), variable, join(keys, `${esl}.esl`), out], { stdio: 'ignore' });
+  execFileSync(
+    'sign-efi-sig-list',
+    [
+      ...(append ? ['-a'] : []),
+      '-g',
+      OWNER,
+      '-k',
+      join(keys, `${signer}.key`),
+      '-c',
+      join(keys, `${signer}.crt`),
+      variable,
+      join(keys, `${esl}.esl`),
+      out,
+    ],
+    { stdio: 'ignore' },
+  );
 }
 
 beforeAll(async () => {
@@ -49,7 +86,21 @@ afterEach(async () => {
 });
 
 function args(...extra: string[]): string[] {
-  return ['--domain', '3', '--transport', `unix:${join(dir, 'sock')}`, '--backend', 'file', '--arg', `path:${join(dir, 'nvram.vars')}`, '--pidfile', join(dir, 'pid'), '--arg', `auth-dir:${join(dir, 'auth')}`, ...extra];
+  return [
+    '--domain',
+    '3',
+    '--transport',
+    `unix:${join(dir, 'sock')}`,
+    '--backend',
+    'file',
+    '--arg',
+    `path:${join(dir, 'nvram.vars')}`,
+    '--pidfile',
+    join(dir, 'pid'),
+    '--arg',
+    `auth-dir:${join(dir, 'auth')}`,
+    ...extra,
+  ];
 }
 
 async function start(...extra: string[]): Promise<Daemon> {
@@ -61,7 +112,8 @@ async function start(...extra: string[]): Promise<Daemon> {
 
 async function secureBootState() {
   const g = await guest(join(dir, 'sock'));
-  const read = async (name: string, guid: Uint8Array = VendorGuids.GLOBAL) => (await g.fw.readVariable({ name, guid }))?.data;
+  const read = async (name: string, guid: Uint8Array = VendorGuids.GLOBAL) =>
+    (await g.fw.readVariable({ name, guid }))?.data;
   const state = {
     secureBoot: (await read('SecureBoot'))?.[0],
     setupMode: (await read('SetupMode'))?.[0],
@@ -79,7 +131,9 @@ describe('first-boot provisioning', () => {
     const { g, state } = await secureBootState();
     expect(state).toEqual({ secureBoot: 1, setupMode: 0, pk: true, kek: true, db: true, dbx: true });
     // In user mode an unsigned write to db is refused.
-    expect(await g.fw.setVariable({ name: 'db', guid: VendorGuids.IMAGE_SECURITY_DATABASE }, 0x27, new Uint8Array(40))).not.toBe(EfiStatus.SUCCESS);
+    expect(
+      await g.fw.setVariable({ name: 'db', guid: VendorGuids.IMAGE_SECURITY_DATABASE }, 0x27, new Uint8Array(40)),
+    ).not.toBe(EfiStatus.SUCCESS);
     await g.close();
     await d.stop();
     const order = [...d.stdout.matchAll(/^info: Setting (\w+)\.\.\.$/gm)].map((m) => m[1]);

@@ -35,7 +35,21 @@ const socket = () => join(dir, 'sock');
 const pidfile = () => join(dir, 'varstored.pid');
 
 function args(...extra: string[]): string[] {
-  return ['--domain', '5', '--transport', `unix:${socket()}`, '--pidfile', pidfile(), '--arg', `uuid:${xapi.vmUuid}`, '--arg', `socket:${xapi.socketPath}`, '--arg', `auth-dir:${join(dir, 'auth')}`, ...extra];
+  return [
+    '--domain',
+    '5',
+    '--transport',
+    `unix:${socket()}`,
+    '--pidfile',
+    pidfile(),
+    '--arg',
+    `uuid:${xapi.vmUuid}`,
+    '--arg',
+    `socket:${xapi.socketPath}`,
+    '--arg',
+    `auth-dir:${join(dir, 'auth')}`,
+    ...extra,
+  ];
 }
 
 async function start(...extra: string[]): Promise<Daemon> {
@@ -80,7 +94,10 @@ describe('varstored with the xapidb backend (the default)', () => {
     const d = await start();
     const g = await guest(socket());
     await g.fw.setVariable(ref('V'), Attributes.NV_BS_RT, Uint8Array.of(1));
-    xapi.inject({ kind: 'failure', errorDescription: ['INTERNAL_ERROR', 'database locked'] }, { method: 'VM.set_NVRAM_EFI_variables' });
+    xapi.inject(
+      { kind: 'failure', errorDescription: ['INTERNAL_ERROR', 'database locked'] },
+      { method: 'VM.set_NVRAM_EFI_variables' },
+    );
     expect(await g.fw.setVariable(ref('V'), Attributes.NV_BS_RT, Uint8Array.of(2))).toBe(EfiStatus.DEVICE_ERROR);
     expect([...(await g.fw.readVariable(ref('V')))!.data]).toEqual([1]);
     expect(await g.fw.setVariable(ref('V'), Attributes.NV_BS_RT, Uint8Array.of(3))).toBe(EfiStatus.SUCCESS);
@@ -94,7 +111,15 @@ describe('varstored with the xapidb backend (the default)', () => {
     const g = await guest(socket());
     expect(await g.fw.notifySBFailure()).toBe(EfiStatus.SUCCESS);
     expect(await g.fw.notifySBFailure()).toBe(EfiStatus.ACCESS_DENIED);
-    expect(xapi.messages).toEqual([{ name: 'VM_SECURE_BOOT_FAILED', priority: 5, cls: 'VM', objUuid: xapi.vmUuid, body: 'The VM failed to pass Secure Boot verification.' }]);
+    expect(xapi.messages).toEqual([
+      {
+        name: 'VM_SECURE_BOOT_FAILED',
+        priority: 5,
+        cls: 'VM',
+        objUuid: xapi.vmUuid,
+        body: 'The VM failed to pass Secure Boot verification.',
+      },
+    ]);
     await g.close();
     await d.stop();
   });

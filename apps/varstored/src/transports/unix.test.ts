@@ -11,7 +11,10 @@ import { startUnixTransport, type UnixTransport } from './unix.js';
 let dir: string;
 let transport: UnixTransport | undefined;
 const lines: string[] = [];
-const log = createLogger('debug', { stdout: { write: (t: string) => lines.push(t) }, stderr: { write: (t: string) => lines.push(t) } });
+const log = createLogger('debug', {
+  stdout: { write: (t: string) => lines.push(t) },
+  stderr: { write: (t: string) => lines.push(t) },
+});
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vmsb-unix-'));
@@ -134,7 +137,9 @@ describe('guest-simulation transport', () => {
     bad.frame(new Uint8Array(0), 65537);
     await bad.waitClosed();
     expect(h.requests).toHaveLength(0);
-    expect(lines.join('')).toMatch(/warn: guest-sim: client 1 sent a 65537-byte frame, larger than the 65536-byte guest buffer/);
+    expect(lines.join('')).toMatch(
+      /warn: guest-sim: client 1 sent a 65537-byte frame, larger than the 65536-byte guest buffer/,
+    );
     const good = await Client.connect(path);
     good.frame(Uint8Array.of(9));
     expect((await good.reply())[15]).toBe(9);
@@ -220,7 +225,9 @@ describe('guest-simulation transport', () => {
           const t = await startUnixTransport({ path: join(dir, `sock${run++}`), handler, log });
           try {
             const c = await Client.connect(join(dir, `sock${run - 1}`));
-            const stream = Buffer.concat(payloads.map((p) => Buffer.concat([Buffer.from(Uint32Array.of(p.length).buffer), p])));
+            const stream = Buffer.concat(
+              payloads.map((p) => Buffer.concat([Buffer.from(Uint32Array.of(p.length).buffer), p])),
+            );
             for (let at = 0, i = 0; at < stream.length; i++) {
               const end = Math.min(stream.length, at + cuts[i % cuts.length]!);
               c.socket.write(stream.subarray(at, end));
@@ -251,13 +258,20 @@ describe('guest-simulation transport', () => {
   it('takes over a socket left by a dead daemon, but not a live one or a regular file', async () => {
     const path = join(dir, 'sock');
     const first = await startUnixTransport({ path, handler: echoHandler().handler, log });
-    await expect(startUnixTransport({ path, handler: echoHandler().handler, log })).rejects.toThrow(/another process is serving this socket/);
+    await expect(startUnixTransport({ path, handler: echoHandler().handler, log })).rejects.toThrow(
+      /another process is serving this socket/,
+    );
     await first.close();
     // A stale socket file: its daemon was killed without cleaning up.
-    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    spawnSync(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`,
+    ]);
     expect((await stat(path)).isSocket()).toBe(true);
     await writeFile(join(dir, 'file'), 'x');
-    await expect(startUnixTransport({ path: join(dir, 'file'), handler: echoHandler().handler, log })).rejects.toThrow(/exists and is not a socket/);
+    await expect(startUnixTransport({ path: join(dir, 'file'), handler: echoHandler().handler, log })).rejects.toThrow(
+      /exists and is not a socket/,
+    );
     transport = await startUnixTransport({ path, handler: echoHandler().handler, log });
   });
 });

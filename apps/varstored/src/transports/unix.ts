@@ -133,8 +133,15 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
 function adoptWithReadBuffer(socket: Socket, buffer: Uint8Array, onRead: (bytes: number) => boolean): Socket {
   const original = socket as unknown as { _handle: object | null };
   const handle = original._handle;
-  if (handle === null || typeof handle !== 'object') throw new Error('this Node.js version gives accepted sockets no handle to read from');
-  const adopted = new Socket({ handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer, callback: onRead } } as ConstructorParameters<typeof Socket>[0]);
+  if (handle === null || typeof handle !== 'object')
+    throw new Error('this Node.js version gives accepted sockets no handle to read from');
+  const adopted = new Socket({
+    handle,
+    allowHalfOpen: true,
+    readable: true,
+    writable: true,
+    onread: { buffer, callback: onRead },
+  } as ConstructorParameters<typeof Socket>[0]);
   original._handle = null;
   socket.destroy();
   return adopted;
@@ -234,7 +241,9 @@ class Connection {
         if (this.headerHave < HEADER) return at;
         const n = this.header.readUInt32LE(0);
         if (n > BUFFER_SIZE) {
-          this.log.warn(`guest-sim: client ${this.id} sent a ${n}-byte frame, larger than the ${BUFFER_SIZE}-byte guest buffer; closing the connection`);
+          this.log.warn(
+            `guest-sim: client ${this.id} sent a ${n}-byte frame, larger than the ${BUFFER_SIZE}-byte guest buffer; closing the connection`,
+          );
           this.close();
           return at;
         }
@@ -298,7 +307,8 @@ class Connection {
 
   /** Once nothing is buffered or in flight: a client that has ended gets its side closed too. */
   private atRest(): void {
-    if (!this.ended || this.busy !== undefined || this.held.length > 0 || this.socket.destroyed || this.stopping) return;
+    if (!this.ended || this.busy !== undefined || this.held.length > 0 || this.socket.destroyed || this.stopping)
+      return;
     if (this.headerHave > 0) {
       const expected = this.headerHave < HEADER ? `at least ${HEADER}` : `${HEADER + this.frameLength}`;
       const have = this.headerHave < HEADER ? this.headerHave : HEADER + this.bodyHave;

@@ -12,7 +12,10 @@ function fakeXen(options: { available?: boolean; xenstore?: Record<string, strin
   const started: { domid: number; handler: GuestHandler }[] = [];
   let closed = 0;
   const xen = {
-    xenAvailability: () => (options.available === false ? { ok: false as const, reason: '/dev/xen/privcmd is missing' } : { ok: true as const }),
+    xenAvailability: () =>
+      options.available === false
+        ? { ok: false as const, reason: '/dev/xen/privcmd is missing' }
+        : { ok: true as const },
     startIoreqServer: async ({ domid, handler }: { domid: number; handler: GuestHandler }) => {
       started.push({ domid, handler });
       return { vcpus: 2, close: async () => void closed++ };
@@ -27,7 +30,9 @@ function fakeXen(options: { available?: boolean; xenstore?: Record<string, strin
 describe('Xen glue', () => {
   it('refuses with the reason @vmsb/xen gives when Xen is unavailable', async () => {
     const f = fakeXen({ available: false });
-    await expect(startXenTransport(3, quiet, async () => f.xen)).rejects.toThrow(new XenUnavailable('/dev/xen/privcmd is missing'));
+    await expect(startXenTransport(3, quiet, async () => f.xen)).rejects.toThrow(
+      new XenUnavailable('/dev/xen/privcmd is missing'),
+    );
     expect(f.started).toHaveLength(0);
   });
 
@@ -70,9 +75,17 @@ describe('platform settings', () => {
     const xs = (values: Record<string, string>) => (key: string) => values[key];
     expect(resolvePlatform({}, undefined)).toEqual({ secureBoot: false, authEnforce: true });
     expect(resolvePlatform({ secureboot: true, authEnforce: false })).toEqual({ secureBoot: true, authEnforce: false });
-    expect(resolvePlatform({ secureboot: true, authEnforce: false }, xs({ secureboot: 'false', 'auth-enforce': 'true' }))).toEqual({ secureBoot: false, authEnforce: true });
-    expect(resolvePlatform({}, xs({ secureboot: 'TRUE', 'auth-enforce': '0' }))).toEqual({ secureBoot: false, authEnforce: true });
-    expect(resolvePlatform({}, xs({ secureboot: 'true', 'auth-enforce': 'false' }))).toEqual({ secureBoot: true, authEnforce: false });
+    expect(
+      resolvePlatform({ secureboot: true, authEnforce: false }, xs({ secureboot: 'false', 'auth-enforce': 'true' })),
+    ).toEqual({ secureBoot: false, authEnforce: true });
+    expect(resolvePlatform({}, xs({ secureboot: 'TRUE', 'auth-enforce': '0' }))).toEqual({
+      secureBoot: false,
+      authEnforce: true,
+    });
+    expect(resolvePlatform({}, xs({ secureboot: 'true', 'auth-enforce': 'false' }))).toEqual({
+      secureBoot: true,
+      authEnforce: false,
+    });
     expect(resolvePlatform({ secureboot: true }, xs({}))).toEqual({ secureBoot: true, authEnforce: true });
   });
 });

@@ -47,7 +47,9 @@ export class DeferredHandler implements GuestHandler {
   }
 
   ppiWrite(index: number, size: number, value: number): Promise<void> {
-    return this.target ? this.target.ppiWrite(index, size, value) : this.ready.then((h) => h.ppiWrite(index, size, value));
+    return this.target
+      ? this.target.ppiWrite(index, size, value)
+      : this.ready.then((h) => h.ppiWrite(index, size, value));
   }
 }
 
@@ -66,7 +68,11 @@ export interface XenTransport {
  * Opens the ioreq server for `domid` and serves it through a DeferredHandler. Throws XenUnavailable
  * when this machine cannot do Xen, with the reason @vmsb/xen gives.
  */
-export async function startXenTransport(domid: number, log: Logger, load: () => Promise<XenModule> = importXen): Promise<XenTransport> {
+export async function startXenTransport(
+  domid: number,
+  log: Logger,
+  load: () => Promise<XenModule> = importXen,
+): Promise<XenTransport> {
   const xen = await load();
   const availability = xen.xenAvailability();
   if (!availability.ok) throw new XenUnavailable(availability.reason);

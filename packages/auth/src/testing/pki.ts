@@ -112,7 +112,19 @@ export class Pki {
           : ['-newkey', options.key ?? 'rsa:2048', '-keyout', keyPath];
     const cnf = this.path(`${stem}.req.cnf`);
     writeFileSync(cnf, `[ req ]\ndistinguished_name = dn\nstring_mask = ${options.stringMask ?? 'utf8only'}\n[ dn ]\n`);
-    run('openssl', ['req', '-new', ...keyArgs, '-nodes', '-out', csrPath, '-subj', options.subject ?? `/CN=${name}`, '-config', cnf, '-utf8']);
+    run('openssl', [
+      'req',
+      '-new',
+      ...keyArgs,
+      '-nodes',
+      '-out',
+      csrPath,
+      '-subj',
+      options.subject ?? `/CN=${name}`,
+      '-config',
+      cnf,
+      '-utf8',
+    ]);
     if (options.keyPath !== undefined) writeFileSync(keyPath, readFileSync(options.keyPath));
     const selfSigned = options.issuer === undefined;
     const ca = options.ca ?? selfSigned;
@@ -130,9 +142,26 @@ export class Pki {
     writeFileSync(extPath, ext.join('\n') + '\n');
     writeFileSync(this.path('serial'), (options.serial ?? (this.serial++).toString(16)) + '\n');
     const args = [
-      'ca', '-batch', '-config', this.path('ca.cnf'), '-in', csrPath, '-out', certPath, '-notext',
-      '-startdate', options.notBefore ?? '20200101000000Z', '-enddate', options.notAfter ?? '20491231000000Z',
-      '-extfile', extPath, '-extensions', 'v3', '-md', options.md ?? 'sha256', '-utf8',
+      'ca',
+      '-batch',
+      '-config',
+      this.path('ca.cnf'),
+      '-in',
+      csrPath,
+      '-out',
+      certPath,
+      '-notext',
+      '-startdate',
+      options.notBefore ?? '20200101000000Z',
+      '-enddate',
+      options.notAfter ?? '20491231000000Z',
+      '-extfile',
+      extPath,
+      '-extensions',
+      'v3',
+      '-md',
+      options.md ?? 'sha256',
+      '-utf8',
     ];
     if (selfSigned) args.push('-selfsign', '-keyfile', keyPath);
     else args.push('-cert', options.issuer.certPath, '-keyfile', options.issuer.keyPath);
@@ -148,11 +177,32 @@ export class Pki {
   sign(
     content: Uint8Array,
     signer: Issued,
-    options: { signedAttributes?: boolean; wrapped?: boolean; extra?: readonly Issued[]; md?: string; noCerts?: boolean } = {},
+    options: {
+      signedAttributes?: boolean;
+      wrapped?: boolean;
+      extra?: readonly Issued[];
+      md?: string;
+      noCerts?: boolean;
+    } = {},
   ): Uint8Array {
     const inPath = this.path('content.bin');
     writeFileSync(inPath, content);
-    const args = ['cms', '-sign', '-binary', '-in', inPath, '-signer', signer.certPath, '-inkey', signer.keyPath, '-outform', 'DER', '-md', options.md ?? 'sha256', '-nosmimecap'];
+    const args = [
+      'cms',
+      '-sign',
+      '-binary',
+      '-in',
+      inPath,
+      '-signer',
+      signer.certPath,
+      '-inkey',
+      signer.keyPath,
+      '-outform',
+      'DER',
+      '-md',
+      options.md ?? 'sha256',
+      '-nosmimecap',
+    ];
     if (options.signedAttributes !== true) args.push('-noattr');
     if (options.noCerts === true) args.push('-nocerts');
     if (options.extra !== undefined && options.extra.length > 0) {
@@ -174,7 +224,25 @@ export class Pki {
     writeFileSync(p7, cms);
     writeFileSync(data, content);
     try {
-      run('openssl', ['smime', '-verify', '-binary', '-inform', 'DER', '-in', p7, '-content', data, '-CAfile', anchor.certPath, '-partial_chain', '-no_check_time', '-purpose', 'any', '-out', '/dev/null']);
+      run('openssl', [
+        'smime',
+        '-verify',
+        '-binary',
+        '-inform',
+        'DER',
+        '-in',
+        p7,
+        '-content',
+        data,
+        '-CAfile',
+        anchor.certPath,
+        '-partial_chain',
+        '-no_check_time',
+        '-purpose',
+        'any',
+        '-out',
+        '/dev/null',
+      ]);
       return true;
     } catch {
       return false;
@@ -234,7 +302,8 @@ export function time(year: number, month = 1, day = 1, hour = 0, minute = 0, sec
   return serializeEfiTime({ year, month, day, hour, minute, second } as Partial<EfiTime>);
 }
 
-export const ATTRS = Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.RUNTIME_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
+export const ATTRS =
+  Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.RUNTIME_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
 
 export interface SignedWrite {
   readonly name: string;
@@ -263,6 +332,10 @@ export function authenticated(pki: Pki, w: SignedWrite): Uint8Array {
   const sig =
     w.signer === undefined
       ? new Uint8Array(0)
-      : pki.sign(content, w.signer, { ...(w.extra !== undefined ? { extra: w.extra } : {}), signedAttributes: w.signedAttributes ?? false, wrapped: w.wrapped ?? false });
+      : pki.sign(content, w.signer, {
+          ...(w.extra !== undefined ? { extra: w.extra } : {}),
+          signedAttributes: w.signedAttributes ?? false,
+          wrapped: w.wrapped ?? false,
+        });
   return buildAuthentication2(w.timestamp, sig, w.payload);
 }

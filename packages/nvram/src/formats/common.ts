@@ -19,7 +19,8 @@ export function isZero(bytes: Uint8Array): boolean {
 export function ancillaryLosses(state: StoreState): string[] {
   const losses: string[] = [];
   if (!isZero(state.morKey)) losses.push('the MemoryOverwriteRequestControlLock key');
-  if (state.ppi.index !== 0 || !isZero(state.ppi.func)) losses.push('the TCG2 physical-presence (PPI) index and function data');
+  if (state.ppi.index !== 0 || !isZero(state.ppi.func))
+    losses.push('the TCG2 physical-presence (PPI) index and function data');
   return losses;
 }
 

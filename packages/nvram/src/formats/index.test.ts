@@ -4,13 +4,29 @@ import type { StoreState, Variable } from '@vmsb/efi';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeVarsBlob } from '../vars-blob.js';
-import { decodeNvram, detectFormat, encodeNvram, formatFromFileName, NVRAM_FORMATS, nvramLosses, type NvramFormat } from './index.js';
+import {
+  decodeNvram,
+  detectFormat,
+  encodeNvram,
+  formatFromFileName,
+  NVRAM_FORMATS,
+  nvramLosses,
+  type NvramFormat,
+} from './index.js';
 import { plain, stateOf, variablesArb } from './test-support.js';
 
 const GLOBAL = guidFromText('8be4df61-93ca-11d2-aa0d-00e098032b8c')!;
 
 function v(name: string, fields: Partial<Variable> = {}): Variable {
-  return { name: utf16le(name), guid: GLOBAL, attributes: 7, data: Uint8Array.of(1), timestamp: new Uint8Array(16), signerDigest: new Uint8Array(32), ...fields };
+  return {
+    name: utf16le(name),
+    guid: GLOBAL,
+    attributes: 7,
+    data: Uint8Array.of(1),
+    timestamp: new Uint8Array(16),
+    signerDigest: new Uint8Array(32),
+    ...fields,
+  };
 }
 
 function decodeOk(bytes: Uint8Array, format?: NvramFormat) {
@@ -44,7 +60,8 @@ describe('store format detection', () => {
 
   it('detects a Debian OVMF image', () => {
     const path = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
-    if (!existsSync(path)) throw new Error(`${path} is missing: install the Debian package "ovmf" (scripts/setup does)`);
+    if (!existsSync(path))
+      throw new Error(`${path} is missing: install the Debian package "ovmf" (scripts/setup does)`);
     expect(detectFormat(new Uint8Array(readFileSync(path)))).toBe('ovmf-fd');
   });
 
@@ -52,7 +69,9 @@ describe('store format detection', () => {
     expect(detectFormat(new Uint8Array(0))).toBeUndefined();
     expect(detectFormat(new Uint8Array(Buffer.from('hello world')))).toBeUndefined();
     // Base64 of something that is not a VARS blob.
-    expect(detectFormat(new Uint8Array(Buffer.from(Buffer.from('not a blob at all').toString('base64'))))).toBeUndefined();
+    expect(
+      detectFormat(new Uint8Array(Buffer.from(Buffer.from('not a blob at all').toString('base64')))),
+    ).toBeUndefined();
     const d = decodeNvram(new Uint8Array(Buffer.from('garbage')));
     expect(d.ok).toBe(false);
     if (!d.ok) expect(d.error).toMatch(/not a variable store/);
@@ -97,9 +116,13 @@ describe('conversions', () => {
 
   it('never throws on arbitrary bytes (property)', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 600 }), fc.constantFrom<NvramFormat | undefined>(undefined, ...NVRAM_FORMATS), (bytes, format) => {
-        expect(typeof decodeNvram(bytes, format).ok).toBe('boolean');
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.constantFrom<NvramFormat | undefined>(undefined, ...NVRAM_FORMATS),
+        (bytes, format) => {
+          expect(typeof decodeNvram(bytes, format).ok).toBe('boolean');
+        },
+      ),
       { numRuns: 500 },
     );
   });

@@ -64,7 +64,11 @@ export function detectFormat(bytes: Uint8Array): NvramFormat | undefined {
   if (startsWithMagic(bytes)) return 'vars';
   if (looksLikeOvmfFd(bytes)) return 'ovmf-fd';
   let first = 0;
-  while (first < bytes.length && (bytes[first] === 0x20 || bytes[first] === 0x09 || bytes[first] === 0x0a || bytes[first] === 0x0d)) first++;
+  while (
+    first < bytes.length &&
+    (bytes[first] === 0x20 || bytes[first] === 0x09 || bytes[first] === 0x0a || bytes[first] === 0x0d)
+  )
+    first++;
   if (bytes[first] === 0x7b /* { */) return 'json';
   // A UTF-8 byte-order mark before the JSON.
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf && bytes[3] === 0x7b) return 'json';
@@ -91,7 +95,11 @@ export type DecodedStore =
 export function decodeNvram(bytes: Uint8Array, format: NvramFormat | undefined = detectFormat(bytes)): DecodedStore {
   switch (format) {
     case undefined:
-      return { ok: false, error: 'not a variable store: neither a VARS blob (binary or base64), QEMU/virt-firmware JSON nor an OVMF .fd image' };
+      return {
+        ok: false,
+        error:
+          'not a variable store: neither a VARS blob (binary or base64), QEMU/virt-firmware JSON nor an OVMF .fd image',
+      };
     case 'vars':
     case 'vars-base64': {
       const blob = format === 'vars' ? bytes : fromBase64(bytes);
@@ -108,7 +116,9 @@ export function decodeNvram(bytes: Uint8Array, format: NvramFormat | undefined =
     }
     case 'ovmf-fd': {
       const decoded = decodeOvmfFd(bytes);
-      return decoded.ok ? { ok: true, format, state: decoded.state, warnings: decoded.warnings } : { ok: false, format, error: decoded.error };
+      return decoded.ok
+        ? { ok: true, format, state: decoded.state, warnings: decoded.warnings }
+        : { ok: false, format, error: decoded.error };
     }
   }
 }
@@ -130,7 +140,9 @@ export function encodeNvram(state: StoreState, format: NvramFormat, options: Enc
     case 'vars':
       return encodeVarsBlob(state, { nonVolatileOnly: false });
     case 'vars-base64':
-      return new Uint8Array(Buffer.from(Buffer.from(encodeVarsBlob(state, { nonVolatileOnly: false })).toString('base64'), 'latin1'));
+      return new Uint8Array(
+        Buffer.from(Buffer.from(encodeVarsBlob(state, { nonVolatileOnly: false })).toString('base64'), 'latin1'),
+      );
     case 'json':
       return new Uint8Array(Buffer.from(encodeJsonVarStore(state), 'utf8'));
     case 'ovmf-fd':

@@ -59,7 +59,8 @@ export function decodeJsonVarStore(input: Uint8Array | string): DecodedNvram {
 
 function decode(input: Uint8Array | string): DecodedNvram {
   const size = typeof input === 'string' ? input.length : input.length;
-  if (size > JsonVarStore.MAX_SIZE) throw new Invalid(`${size} bytes is larger than any variable store (${JsonVarStore.MAX_SIZE})`);
+  if (size > JsonVarStore.MAX_SIZE)
+    throw new Invalid(`${size} bytes is larger than any variable store (${JsonVarStore.MAX_SIZE})`);
   let text: string;
   try {
     text = typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input);
@@ -72,24 +73,32 @@ function decode(input: Uint8Array | string): DecodedNvram {
   } catch (e) {
     throw new Invalid(`not JSON (${e instanceof Error ? e.message : String(e)})`);
   }
-  if (root === null || typeof root !== 'object' || Array.isArray(root)) throw new Invalid('the top level is not an object');
+  if (root === null || typeof root !== 'object' || Array.isArray(root))
+    throw new Invalid('the top level is not an object');
   const top = root as Record<string, unknown>;
-  if (top.version !== JsonVarStore.VERSION) throw new Invalid(`version ${JSON.stringify(top.version)} is not supported (2 is)`);
+  if (top.version !== JsonVarStore.VERSION)
+    throw new Invalid(`version ${JSON.stringify(top.version)} is not supported (2 is)`);
   if (!Array.isArray(top.variables)) throw new Invalid('"variables" is not an array');
-  if (top.variables.length > JsonVarStore.MAX_VARIABLES) throw new Invalid(`${top.variables.length} variables; a store holds at most ${JsonVarStore.MAX_VARIABLES}`);
+  if (top.variables.length > JsonVarStore.MAX_VARIABLES)
+    throw new Invalid(`${top.variables.length} variables; a store holds at most ${JsonVarStore.MAX_VARIABLES}`);
   const warnings: string[] = [];
-  for (const key of Object.keys(top)) if (key !== 'version' && key !== 'variables') warnings.push(`unknown top-level member ${JSON.stringify(key)} ignored`);
+  for (const key of Object.keys(top))
+    if (key !== 'version' && key !== 'variables')
+      warnings.push(`unknown top-level member ${JSON.stringify(key)} ignored`);
   const variables: Variable[] = [];
   const seen = new Set<string>();
   top.variables.forEach((entry: unknown, i: number) => {
     const where = `variable ${i + 1}`;
-    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw new Invalid(`${where} is not an object`);
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry))
+      throw new Invalid(`${where} is not an object`);
     const e = entry as Record<string, unknown>;
-    if (typeof e.name !== 'string' || e.name.length === 0) throw new Invalid(`${where}: "name" is not a non-empty string`);
+    if (typeof e.name !== 'string' || e.name.length === 0)
+      throw new Invalid(`${where}: "name" is not a non-empty string`);
     const label = `${where} (${JSON.stringify(e.name.slice(0, 128))})`;
     if (e.name.includes('\u0000')) throw new Invalid(`${label}: the name holds a NUL character`);
     const name = utf16le(e.name);
-    if (name.length > JsonVarStore.NAME_MAX) throw new Invalid(`${label}: the name is longer than ${JsonVarStore.NAME_MAX} bytes`);
+    if (name.length > JsonVarStore.NAME_MAX)
+      throw new Invalid(`${label}: the name is longer than ${JsonVarStore.NAME_MAX} bytes`);
     if (typeof e.guid !== 'string') throw new Invalid(`${label}: "guid" is not a string`);
     const guid = guidFromText(e.guid);
     if (guid === undefined) throw new Invalid(`${label}: "guid" ${JSON.stringify(e.guid.slice(0, 64))} is not a GUID`);
@@ -98,21 +107,26 @@ function decode(input: Uint8Array | string): DecodedNvram {
     }
     const data = hex(e.data, `${label}: "data"`);
     if (data.length === 0) throw new Invalid(`${label}: "data" is empty (a variable always has a value)`);
-    if (data.length > JsonVarStore.DATA_MAX) throw new Invalid(`${label}: ${data.length} bytes of data exceed ${JsonVarStore.DATA_MAX}`);
+    if (data.length > JsonVarStore.DATA_MAX)
+      throw new Invalid(`${label}: ${data.length} bytes of data exceed ${JsonVarStore.DATA_MAX}`);
     let timestamp: Uint8Array = new Uint8Array(16);
     if (e.time !== undefined) {
       timestamp = hex(e.time, `${label}: "time"`);
-      if (timestamp.length !== 16) throw new Invalid(`${label}: "time" is ${timestamp.length} bytes, an EFI_TIME is 16`);
+      if (timestamp.length !== 16)
+        throw new Invalid(`${label}: "time" is ${timestamp.length} bytes, an EFI_TIME is 16`);
     }
     let signerDigest: Uint8Array = new Uint8Array(JsonVarStore.DIGEST_SIZE);
     if (e.digest !== undefined) {
       signerDigest = hex(e.digest, `${label}: "digest"`);
       if (signerDigest.length !== JsonVarStore.DIGEST_SIZE) {
-        throw new Invalid(`${label}: "digest" is ${signerDigest.length} bytes; only 32-byte (SHA-256) signer digests can be kept`);
+        throw new Invalid(
+          `${label}: "digest" is ${signerDigest.length} bytes; only 32-byte (SHA-256) signer digests can be kept`,
+        );
       }
     }
     for (const key of Object.keys(e)) {
-      if (!['guid', 'name', 'attr', 'data', 'time', 'digest'].includes(key)) warnings.push(`${label}: unknown member ${JSON.stringify(key)} ignored`);
+      if (!['guid', 'name', 'attr', 'data', 'time', 'digest'].includes(key))
+        warnings.push(`${label}: unknown member ${JSON.stringify(key)} ignored`);
     }
     const id = `${guidToText(guid)}:${Buffer.from(name).toString('hex')}`;
     if (seen.has(id)) throw new Invalid(`${label} ${guidToText(guid)} is listed twice`);
@@ -141,14 +155,16 @@ export function jsonVarStoreLosses(state: StoreState): string[] {
 export function encodeJsonVarStore(state: StoreState): string {
   const variables = state.variables.map((v): JsonVariable => {
     if (v.guid.length !== 16) throw new RangeError(`a GUID is 16 bytes, got ${v.guid.length}`);
-    if (v.name.length === 0 || v.name.length % 2 !== 0) throw new RangeError(`${guidToText(v.guid)}: a variable name must be whole UTF-16 code units`);
+    if (v.name.length === 0 || v.name.length % 2 !== 0)
+      throw new RangeError(`${guidToText(v.guid)}: a variable name must be whole UTF-16 code units`);
     const out: JsonVariable = {
       guid: guidToText(v.guid),
       name: fromUtf16le(v.name),
       attr: v.attributes >>> 0,
       data: Buffer.from(v.data).toString('hex'),
     };
-    if ((v.attributes & TIME_BASED_AUTHENTICATED_WRITE_ACCESS) !== 0 || !isZero(v.timestamp)) out.time = Buffer.from(v.timestamp).toString('hex');
+    if ((v.attributes & TIME_BASED_AUTHENTICATED_WRITE_ACCESS) !== 0 || !isZero(v.timestamp))
+      out.time = Buffer.from(v.timestamp).toString('hex');
     if (!isZero(v.signerDigest)) out.digest = Buffer.from(v.signerDigest).toString('hex');
     return out;
   });

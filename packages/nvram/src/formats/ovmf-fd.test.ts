@@ -62,7 +62,14 @@ describe('OVMF .fd images from Debian', () => {
     expect(Buffer.compare(emptyOvmfFd('2m'), template('OVMF_VARS.fd'))).toBe(0);
     const d = decodeOk(template('OVMF_VARS_4M.fd'));
     expect(d.state.variables).toEqual([]);
-    expect(d.info).toMatchObject({ fvLength: 0x84000, storeOffset: 72, storeSize: 0x3ffb8, authenticated: true, records: 0, ftwOffset: 0x41000 });
+    expect(d.info).toMatchObject({
+      fvLength: 0x84000,
+      storeOffset: 72,
+      storeSize: 0x3ffb8,
+      authenticated: true,
+      records: 0,
+      ftwOffset: 0x41000,
+    });
   });
 
   it('reads OVMF_VARS_4M.ms.fd: Debian PK, Debian + Microsoft 2011 KEK, 2011 db, the dummy dbx', () => {
@@ -79,11 +86,17 @@ describe('OVMF .fd images from Debian', () => {
     expect(subjectCN(pk[0]!.data)).toBe('Debian UEFI Secure Boot (PK/KEK key)');
 
     const kek = entries(find(vars, 'KEK', GLOBAL).data);
-    expect(kek.map((e) => subjectCN(e.data))).toEqual(['Debian UEFI Secure Boot (PK/KEK key)', 'Microsoft Corporation KEK CA 2011']);
+    expect(kek.map((e) => subjectCN(e.data))).toEqual([
+      'Debian UEFI Secure Boot (PK/KEK key)',
+      'Microsoft Corporation KEK CA 2011',
+    ]);
     expect(kek[1]!.owner).toBe('77fa9abd-0359-4d32-bd60-28f4e78f784b');
 
     const db = entries(find(vars, 'db', IMAGE_DB).data);
-    expect(db.map((e) => subjectCN(e.data))).toEqual(['Microsoft Windows Production PCA 2011', 'Microsoft Corporation UEFI CA 2011']);
+    expect(db.map((e) => subjectCN(e.data))).toEqual([
+      'Microsoft Windows Production PCA 2011',
+      'Microsoft Corporation UEFI CA 2011',
+    ]);
 
     const dbx = entries(find(vars, 'dbx', IMAGE_DB).data);
     expect(dbx).toHaveLength(1);
@@ -94,14 +107,20 @@ describe('OVMF .fd images from Debian', () => {
     // Secure Boot variables carry their enrolment timestamp; edk2's own settings are plain.
     expect(find(vars, 'PK', GLOBAL).attributes).toBe(0x27);
     expect(Buffer.from(find(vars, 'PK', GLOBAL).timestamp).some((b) => b !== 0)).toBe(true);
-    expect(find(vars, 'SecureBootEnable', guidFromText('f0a30bc7-af08-4556-99c4-001009c93a44')!).data).toEqual(Uint8Array.of(1));
+    expect(find(vars, 'SecureBootEnable', guidFromText('f0a30bc7-af08-4556-99c4-001009c93a44')!).data).toEqual(
+      Uint8Array.of(1),
+    );
   });
 
   it('reads OVMF_VARS_4M.snakeoil.fd: PK, KEK and db are the snakeoil certificate', () => {
     const d = decodeOk(template('OVMF_VARS_4M.snakeoil.fd'));
     if (!existsSync(SNAKEOIL_PEM)) throw new Error(`${SNAKEOIL_PEM} is missing: install the Debian package "ovmf"`);
     const snakeoil = new Uint8Array(new X509Certificate(readFileSync(SNAKEOIL_PEM)).raw);
-    for (const [name, guid] of [['PK', GLOBAL], ['KEK', GLOBAL], ['db', IMAGE_DB]] as const) {
+    for (const [name, guid] of [
+      ['PK', GLOBAL],
+      ['KEK', GLOBAL],
+      ['db', IMAGE_DB],
+    ] as const) {
       const list = entries(find(d.state.variables, name, guid).data);
       expect(list).toHaveLength(1);
       expect(Buffer.compare(list[0]!.data, snakeoil)).toBe(0);
@@ -167,7 +186,12 @@ describe('OVMF record states', () => {
   });
 
   it('keeps the first of two live copies and says so', () => {
-    const d = decodeOk(imageWith([{ name: 'X', state: 0x3f, data: [1] }, { name: 'X', state: 0x3f, data: [2] }]));
+    const d = decodeOk(
+      imageWith([
+        { name: 'X', state: 0x3f, data: [1] },
+        { name: 'X', state: 0x3f, data: [2] },
+      ]),
+    );
     expect(d.state.variables.map((v) => v.data[0])).toEqual([1]);
     expect(d.warnings.join('\n')).toMatch(/second live copy/);
   });
@@ -201,12 +225,16 @@ describe('OVMF record states', () => {
 describe('OVMF encoding', () => {
   it('round-trips any store it can hold (property)', () => {
     fc.assert(
-      fc.property(variablesArb({ digest: false }), fc.constantFrom('4m' as const, '2m' as const), (variables, layout) => {
-        const bytes = encodeOvmfFd(stateOf(variables), { layout });
-        const d = decodeOk(bytes);
-        expect(d.warnings).toEqual([]);
-        expect(plain(d.state.variables)).toEqual(plain(variables));
-      }),
+      fc.property(
+        variablesArb({ digest: false }),
+        fc.constantFrom('4m' as const, '2m' as const),
+        (variables, layout) => {
+          const bytes = encodeOvmfFd(stateOf(variables), { layout });
+          const d = decodeOk(bytes);
+          expect(d.warnings).toEqual([]);
+          expect(plain(d.state.variables)).toEqual(plain(variables));
+        },
+      ),
       { numRuns: 150 },
     );
   });
@@ -221,7 +249,9 @@ describe('OVMF encoding', () => {
       signerDigest: new Uint8Array(32).fill(7),
     };
     expect(ovmfFdLosses(stateOf([v]))).toEqual([expect.stringMatching(/Private .*signer digest/)]);
-    expect(ovmfFdLosses({ variables: [], morKey: new Uint8Array(8).fill(1), ppi: { index: 3, func: new Uint8Array(256) } })).toHaveLength(2);
+    expect(
+      ovmfFdLosses({ variables: [], morKey: new Uint8Array(8).fill(1), ppi: { index: 3, func: new Uint8Array(256) } }),
+    ).toHaveLength(2);
     expect(ovmfFdLosses(stateOf([{ ...v, signerDigest: new Uint8Array(32) }]))).toEqual([]);
   });
 
@@ -243,18 +273,36 @@ describe('OVMF encoding', () => {
   it('never throws on damaged images (property)', () => {
     const base = encodeOvmfFd(
       stateOf([
-        { name: utf16le('Boot0000'), guid: GLOBAL, attributes: 7, data: new Uint8Array(40).fill(3), timestamp: new Uint8Array(16), signerDigest: new Uint8Array(32) },
-        { name: utf16le('db'), guid: IMAGE_DB, attributes: 0x27, data: new Uint8Array(90).fill(9), timestamp: new Uint8Array(16).fill(1), signerDigest: new Uint8Array(32) },
+        {
+          name: utf16le('Boot0000'),
+          guid: GLOBAL,
+          attributes: 7,
+          data: new Uint8Array(40).fill(3),
+          timestamp: new Uint8Array(16),
+          signerDigest: new Uint8Array(32),
+        },
+        {
+          name: utf16le('db'),
+          guid: IMAGE_DB,
+          attributes: 0x27,
+          data: new Uint8Array(90).fill(9),
+          timestamp: new Uint8Array(16).fill(1),
+          signerDigest: new Uint8Array(32),
+        },
       ]),
       { layout: '2m' },
     );
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), fc.integer({ min: 0, max: base.length }), (flips, cut) => {
-        const img = base.slice(0, cut);
-        for (const [at, value] of flips) if (at < img.length) img[at] = value;
-        const d = decodeOvmfFd(img);
-        expect(typeof d.ok).toBe('boolean');
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+        fc.integer({ min: 0, max: base.length }),
+        (flips, cut) => {
+          const img = base.slice(0, cut);
+          for (const [at, value] of flips) if (at < img.length) img[at] = value;
+          const d = decodeOvmfFd(img);
+          expect(typeof d.ok).toBe('boolean');
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -79,7 +79,9 @@ export interface OvmfFdInfo {
   readonly ftwOffset?: number;
 }
 
-export type DecodedOvmfFd = (DecodedNvram & { readonly ok: true; readonly info: OvmfFdInfo }) | (DecodedNvram & { readonly ok: false });
+export type DecodedOvmfFd =
+  | (DecodedNvram & { readonly ok: true; readonly info: OvmfFdInfo })
+  | (DecodedNvram & { readonly ok: false });
 
 class Corrupt {
   constructor(readonly message: string) {}
@@ -112,10 +114,14 @@ interface Header {
 }
 
 function readHeader(bytes: Uint8Array): Header {
-  if (bytes.length > OvmfFd.MAX_SIZE) throw new Corrupt(`${bytes.length} bytes is larger than any variable flash image (${OvmfFd.MAX_SIZE})`);
-  if (bytes.length < 72 + OvmfFd.STORE_HEADER_SIZE) throw new Corrupt(`too short for a firmware volume and variable store header: ${bytes.length} bytes`);
+  if (bytes.length > OvmfFd.MAX_SIZE)
+    throw new Corrupt(`${bytes.length} bytes is larger than any variable flash image (${OvmfFd.MAX_SIZE})`);
+  if (bytes.length < 72 + OvmfFd.STORE_HEADER_SIZE)
+    throw new Corrupt(`too short for a firmware volume and variable store header: ${bytes.length} bytes`);
   if (!equal(bytes.subarray(16, 32), OvmfFd.FV_GUID)) {
-    throw new Corrupt(`FileSystemGuid ${guidToText(bytes.subarray(16, 32))} is not EFI_SYSTEM_NV_DATA_FV_GUID: not a variable flash volume`);
+    throw new Corrupt(
+      `FileSystemGuid ${guidToText(bytes.subarray(16, 32))} is not EFI_SYSTEM_NV_DATA_FV_GUID: not a variable flash volume`,
+    );
   }
   if (u32(bytes, 40) !== OvmfFd.FV_SIGNATURE) throw new Corrupt('no "_FVH" firmware volume signature at byte 40');
   const lengthHigh = u32(bytes, 36);
@@ -135,22 +141,33 @@ function readHeader(bytes: Uint8Array): Header {
   let authenticated: boolean;
   if (equal(signature, OvmfFd.AUTHENTICATED_STORE_GUID)) authenticated = true;
   else if (equal(signature, OvmfFd.PLAIN_STORE_GUID)) authenticated = false;
-  else throw new Corrupt(`variable store signature ${guidToText(signature)} is neither the authenticated nor the plain variable store GUID`);
+  else
+    throw new Corrupt(
+      `variable store signature ${guidToText(signature)} is neither the authenticated nor the plain variable store GUID`,
+    );
   const storeSize = u32(bytes, storeOffset + 16);
   if (storeSize < OvmfFd.STORE_HEADER_SIZE || storeSize > fvLength - storeOffset) {
-    throw new Corrupt(`variable store Size ${storeSize} does not fit the ${fvLength - storeOffset} bytes after the volume header`);
+    throw new Corrupt(
+      `variable store Size ${storeSize} does not fit the ${fvLength - storeOffset} bytes after the volume header`,
+    );
   }
   const format = bytes[storeOffset + 20]!;
   const state = bytes[storeOffset + 21]!;
-  if (format !== OvmfFd.STORE_FORMATTED) throw new Corrupt(`variable store Format 0x${format.toString(16)} is not formatted (0x5a)`);
-  if (state !== OvmfFd.STORE_HEALTHY) throw new Corrupt(`variable store State 0x${state.toString(16)} is not healthy (0xfe)`);
+  if (format !== OvmfFd.STORE_FORMATTED)
+    throw new Corrupt(`variable store Format 0x${format.toString(16)} is not formatted (0x5a)`);
+  if (state !== OvmfFd.STORE_HEALTHY)
+    throw new Corrupt(`variable store State 0x${state.toString(16)} is not healthy (0xfe)`);
   return { fvLength, storeOffset, storeSize, authenticated };
 }
 
 /** The FTW working block in the volume after the store, when there is one. */
 function findWorkingBlock(bytes: Uint8Array, from: number, to: number): number | undefined {
   for (let at = (from + 15) & ~15; at + OvmfFd.FTW_HEADER_SIZE <= to; at += 16) {
-    if (bytes[at] === OvmfFd.FTW_WORKING_BLOCK_GUID[0] && equal(bytes.subarray(at, at + 16), OvmfFd.FTW_WORKING_BLOCK_GUID)) return at;
+    if (
+      bytes[at] === OvmfFd.FTW_WORKING_BLOCK_GUID[0] &&
+      equal(bytes.subarray(at, at + 16), OvmfFd.FTW_WORKING_BLOCK_GUID)
+    )
+      return at;
   }
   return undefined;
 }
@@ -213,15 +230,19 @@ function decode(bytes: Uint8Array): DecodedOvmfFd {
       // A record being written when power failed has its header only (VAR_HEADER_VALID_ONLY, 0x7f):
       // its sizes may promise more than was written, and edk2 ignores it. Anything else is damage.
       if (state !== OvmfFd.VAR_ADDED && state !== OvmfFd.VAR_IN_DELETED_TRANSITION_ADDED) break;
-      throw new Corrupt(`record at byte ${at}: NameSize ${nameSize} and DataSize ${dataSize} run past the store end at byte ${end}`);
+      throw new Corrupt(
+        `record at byte ${at}: NameSize ${nameSize} and DataSize ${dataSize} run past the store end at byte ${end}`,
+      );
     }
     const next = align4(nameAt + nameSize + dataSize);
     const live = state === OvmfFd.VAR_ADDED;
     if (live || state === OvmfFd.VAR_IN_DELETED_TRANSITION_ADDED) {
       let name = bytes.subarray(nameAt, nameAt + nameSize);
-      if (name.length >= 2 && name[name.length - 2] === 0 && name[name.length - 1] === 0) name = name.subarray(0, name.length - 2);
+      if (name.length >= 2 && name[name.length - 2] === 0 && name[name.length - 1] === 0)
+        name = name.subarray(0, name.length - 2);
       const label = `record at byte ${at} (${JSON.stringify(fromUtf16le(name.subarray(0, 256)))} ${guidToText(guid)})`;
-      if (name.length === 0 || name.length % 2 !== 0) throw new Corrupt(`${label}: NameSize ${nameSize} is not a UTF-16 name`);
+      if (name.length === 0 || name.length % 2 !== 0)
+        throw new Corrupt(`${label}: NameSize ${nameSize} is not a UTF-16 name`);
       const key = `${guidToText(guid)}:${Buffer.from(name).toString('hex')}`;
       const previous = chosen.get(key);
       if (dataSize === 0) {
@@ -233,7 +254,9 @@ function decode(bytes: Uint8Array): DecodedOvmfFd {
           const monotonic = u32(bytes, at + 8) + u32(bytes, at + 12) * 2 ** 32;
           const pubKeyIndex = u32(bytes, at + 32);
           if (monotonic !== 0 || pubKeyIndex !== 0) {
-            warnings.push(`${label}: MonotonicCount ${monotonic} and PubKeyIndex ${pubKeyIndex} (counter-based authentication) are not kept`);
+            warnings.push(
+              `${label}: MonotonicCount ${monotonic} and PubKeyIndex ${pubKeyIndex} (counter-based authentication) are not kept`,
+            );
           }
         }
         chosen.set(key, {
@@ -249,7 +272,9 @@ function decode(bytes: Uint8Array): DecodedOvmfFd {
           },
         });
       } else if (previous.live && live) {
-        warnings.push(`${label}: a second live copy of the variable; the first one (byte ${previous.at}) is used, as firmware does`);
+        warnings.push(
+          `${label}: a second live copy of the variable; the first one (byte ${previous.at}) is used, as firmware does`,
+        );
       }
     }
     at = next;
@@ -257,13 +282,17 @@ function decode(bytes: Uint8Array): DecodedOvmfFd {
   const used = at - storeOffset;
   for (let i = at; i < end; i++) {
     if (bytes[i] !== 0xff) {
-      warnings.push(`the store holds non-erased bytes after its last record (byte ${i}); they are ignored, as firmware ignores them`);
+      warnings.push(
+        `the store holds non-erased bytes after its last record (byte ${i}); they are ignored, as firmware ignores them`,
+      );
       break;
     }
   }
   const ftwOffset = findWorkingBlock(bytes, end, header.fvLength);
   if (ftwOffset !== undefined && workingBlockBusy(bytes, ftwOffset, header.fvLength)) {
-    warnings.push('the fault-tolerant-write log records a write that may be unfinished; firmware would complete it at the next boot, so this view can be out of date');
+    warnings.push(
+      'the fault-tolerant-write log records a write that may be unfinished; firmware would complete it at the next boot, so this view can be out of date',
+    );
   }
   const variables = [...chosen.values()].sort((a, b) => a.at - b.at).map((f) => f.variable);
   if (variables.length > 4096) throw new Corrupt(`${variables.length} live variables is more than any store holds`);
@@ -324,7 +353,9 @@ export function ovmfFdLosses(state: StoreState): string[] {
   const losses = ancillaryLosses(state);
   for (const v of state.variables) {
     if (!isZero(v.signerDigest)) {
-      losses.push(`${fromUtf16le(v.name)} (${guidToText(v.guid)}): its signer digest (the binding of a private authenticated variable) has no place in an OVMF store`);
+      losses.push(
+        `${fromUtf16le(v.name)} (${guidToText(v.guid)}): its signer digest (the binding of a private authenticated variable) has no place in an OVMF store`,
+      );
     }
   }
   return losses;
@@ -354,9 +385,12 @@ export function encodeOvmfFd(state: StoreState, options: EncodeOvmfFdOptions = {
     try {
       header = readHeader(out);
     } catch (e) {
-      throw new RangeError(`the template is not a usable OVMF variable store: ${e instanceof Corrupt ? e.message : String(e)}`);
+      throw new RangeError(
+        `the template is not a usable OVMF variable store: ${e instanceof Corrupt ? e.message : String(e)}`,
+      );
     }
-    if (!header.authenticated) throw new RangeError('the template is a variable store without authentication fields; timestamps would be lost');
+    if (!header.authenticated)
+      throw new RangeError('the template is a variable store without authentication fields; timestamps would be lost');
   } else {
     out = emptyOvmfFd(options.layout ?? '4m');
     header = readHeader(out);
@@ -365,13 +399,16 @@ export function encodeOvmfFd(state: StoreState, options: EncodeOvmfFdOptions = {
   const end = header.storeOffset + header.storeSize;
   const needed = state.variables.reduce((n, v) => n + ovmfRecordSize(v), 0);
   if (start + needed > end) {
-    throw new RangeError(`the ${state.variables.length} variables need ${needed} bytes; the OVMF store holds ${end - start}`);
+    throw new RangeError(
+      `the ${state.variables.length} variables need ${needed} bytes; the OVMF store holds ${end - start}`,
+    );
   }
   out.fill(0xff, start, end);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   let at = start;
   for (const v of state.variables) {
-    if (v.name.length === 0 || v.name.length % 2 !== 0) throw new RangeError(`${guidToText(v.guid)}: a variable name must be whole UTF-16 code units`);
+    if (v.name.length === 0 || v.name.length % 2 !== 0)
+      throw new RangeError(`${guidToText(v.guid)}: a variable name must be whole UTF-16 code units`);
     if (v.data.length === 0) throw new RangeError(`${fromUtf16le(v.name)}: a variable cannot be empty`);
     view.setUint16(at, OvmfFd.START_ID, true);
     out[at + 2] = OvmfFd.VAR_ADDED;

@@ -34,7 +34,8 @@ export function variableArb(options: { digest?: boolean } = {}): fc.Arbitrary<Va
     attributes: attributesArb,
     data: fc.uint8Array({ minLength: 1, maxLength: 300 }),
     timestamp: fc.oneof(fc.constant(new Uint8Array(16)), bytes(16)),
-    signerDigest: options.digest === false ? fc.constant(new Uint8Array(32)) : fc.oneof(fc.constant(new Uint8Array(32)), bytes(32)),
+    signerDigest:
+      options.digest === false ? fc.constant(new Uint8Array(32)) : fc.oneof(fc.constant(new Uint8Array(32)), bytes(32)),
   });
 }
 

@@ -72,7 +72,15 @@ export interface Snapshot {
     gfnPublished: boolean;
     resourceMaps: number;
     ranges: { isMmio: boolean; start: number; end: number }[];
-    channels: { remotePort: number; bound: boolean; localPort: number; masked: boolean; pending: boolean; notifies: number; state: number }[];
+    channels: {
+      remotePort: number;
+      bound: boolean;
+      localPort: number;
+      masked: boolean;
+      pending: boolean;
+      notifies: number;
+      state: number;
+    }[];
   }[];
 }
 
@@ -89,7 +97,10 @@ interface NativeHypervisor {
 }
 
 interface HvModule {
-  Hypervisor: { new (dir: string): NativeHypervisor; create(dir: string, domid: number, vcpus: number, ramPages: number): void };
+  Hypervisor: {
+    new (dir: string): NativeHypervisor;
+    create(dir: string, domid: number, vcpus: number, ramPages: number): void;
+  };
   faults: { noMapResource: number; badVcpus: number; failBind: number; rangeBusy: number };
   constants: { legacyGfnBase: number; remotePortBase: number };
 }

@@ -74,14 +74,25 @@ interface UpdateOutcome {
   readonly backup?: string;
 }
 
-async function updateStore(ctx: CommandContext, storeText: string, signer: PkSigner | undefined): Promise<UpdateOutcome> {
+async function updateStore(
+  ctx: CommandContext,
+  storeText: string,
+  signer: PkSigner | undefined,
+): Promise<UpdateOutcome> {
   const { args, out } = ctx;
   const now = ctx.io.now();
   const store = await loadStore(ctx, storeText);
   if (!store.exists) throw new CliError(`${storeText}: no such file`, ExitCode.STORE);
   const report = analyzeStore(store.state, { store: storeText, format: store.format, now });
   if (report.certificates !== 'update_required') {
-    return { store: storeText, before: report.certificates, after: report.certificates, added: [], skipped: [], changes: [] };
+    return {
+      store: storeText,
+      before: report.certificates,
+      after: report.certificates,
+      added: [],
+      skipped: [],
+      changes: [],
+    };
   }
   const session = EditSession.open(store.state);
   const byId = new Map(microsoftCertificates().map((c) => [c.id, c]));
@@ -91,7 +102,12 @@ async function updateStore(ctx: CommandContext, storeText: string, signer: PkSig
   const dbIds = report.missing2023.filter((id) => id.startsWith('db-'));
   if (dbIds.length > 0) {
     // An append with a zero timestamp: the store keeps the later (existing) one and de-duplicates.
-    const result = writeDatabase(session, 'db', { payload: microsoftLists(dbIds.map((id) => byId.get(id)!)), timestamp: new Uint8Array(16) }, true);
+    const result = writeDatabase(
+      session,
+      'db',
+      { payload: microsoftLists(dbIds.map((id) => byId.get(id)!)), timestamp: new Uint8Array(16) },
+      true,
+    );
     if (result.status !== 0n) {
       reportRefusal(out, `${storeText}: append to db`, result.status, result.reason);
       throw new CliError(`${storeText}: not updated`, ExitCode.FAILED);
@@ -115,16 +131,32 @@ async function updateStore(ctx: CommandContext, storeText: string, signer: PkSig
       append(unsignedUpdate(new Uint8Array(16), payload));
     } else if (signer !== undefined) {
       const certificate = signer.certificate ?? pkCert;
-      if (certificate === undefined) throw new CliError(`${storeText}: no single PK certificate is enrolled to sign the KEK update with; give --pk-cert`, ExitCode.FAILED);
+      if (certificate === undefined)
+        throw new CliError(
+          `${storeText}: no single PK certificate is enrolled to sign the KEK update with; give --pk-cert`,
+          ExitCode.FAILED,
+        );
       let auth: Uint8Array;
       try {
-        auth = createAuthenticatedVariable({ name: 'KEK', append: true, timestamp: now, payload, key: signer.key, certificate });
+        auth = createAuthenticatedVariable({
+          name: 'KEK',
+          append: true,
+          timestamp: now,
+          payload,
+          key: signer.key,
+          certificate,
+        });
       } catch (e) {
         const subject = pkCert === undefined ? '' : ` (the enrolled PK is "${parseCertificate(pkCert).subject}")`;
         throw new CliError(`${storeText}: cannot sign the KEK update: ${messageOf(e)}${subject}`, ExitCode.FAILED);
       }
       // The PK's signature must hold as the daemon checks it in user mode, not only permissively.
-      const check = EditSession.open(session.result(), 'enforcing').set(utf16le('KEK'), Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT_AT | Attr.APPEND_WRITE, auth);
+      const check = EditSession.open(session.result(), 'enforcing').set(
+        utf16le('KEK'),
+        Guids.GLOBAL_VARIABLE,
+        Attrs.NV_BS_RT_AT | Attr.APPEND_WRITE,
+        auth,
+      );
       if (check.status !== 0n) {
         reportRefusal(out, `${storeText}: the signed KEK update`, check.status, check.reason);
         throw new CliError(`${storeText}: not updated (the key given is not the one the PK trusts)`, ExitCode.FAILED);
@@ -141,9 +173,18 @@ async function updateStore(ctx: CommandContext, storeText: string, signer: PkSig
 
   const changes = describeChanges(session.changes());
   const after = analyzeStore(session.result(), { store: storeText, format: store.format, now }).certificates;
-  if (args.flag('dry-run') || session.changes().length === 0) return { store: storeText, before: report.certificates, after, added, skipped, changes };
+  if (args.flag('dry-run') || session.changes().length === 0)
+    return { store: storeText, before: report.certificates, after, added, skipped, changes };
   const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
-  return { store: storeText, before: report.certificates, after, added, skipped, changes, ...(saved.backup !== undefined ? { backup: saved.backup } : {}) };
+  return {
+    store: storeText,
+    before: report.certificates,
+    after,
+    added,
+    skipped,
+    changes,
+    ...(saved.backup !== undefined ? { backup: saved.backup } : {}),
+  };
 }
 
 export const certsUpdate: Command = {
@@ -177,8 +218,10 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
     const { args, out } = ctx;
     const stores = args.positionals;
     if (stores.length === 0) throw usageError('certs update: missing <store>', 'see `varstore certs update --help`');
-    if (args.value('pk-key') !== undefined && args.flag('unsigned-kek')) throw usageError('certs update: --pk-key and --unsigned-kek exclude each other');
-    if (args.value('pk-cert') !== undefined && args.value('pk-key') === undefined) throw usageError('certs update: --pk-cert goes with --pk-key');
+    if (args.value('pk-key') !== undefined && args.flag('unsigned-kek'))
+      throw usageError('certs update: --pk-key and --unsigned-kek exclude each other');
+    if (args.value('pk-cert') !== undefined && args.value('pk-key') === undefined)
+      throw usageError('certs update: --pk-cert goes with --pk-key');
     let signer: PkSigner | undefined;
     if (args.value('pk-key') !== undefined) {
       const keyBytes = await readInput(args.value('pk-key')!, 'private key');
@@ -189,7 +232,8 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
       } catch (e) {
         throw new CliError(`--pk-key ${args.value('pk-key')}: ${messageOf(e)}`, ExitCode.STORE);
       }
-      const cert = args.value('pk-cert') === undefined ? undefined : (await readCertificateFile(args.value('pk-cert')!))[0];
+      const cert =
+        args.value('pk-cert') === undefined ? undefined : (await readCertificateFile(args.value('pk-cert')!))[0];
       signer = { key, certificate: cert };
     }
     const results = await eachStore(ctx, stores, 'updating', (s) => updateStore(ctx, s, signer));
@@ -209,11 +253,15 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
       if (v.after === 'update_required' && code === ExitCode.OK) code = ExitCode.UPDATE_REQUIRED;
       if (args.flag('json')) continue;
       if (v.before !== 'update_required') {
-        out.line(`${out.glyph('ok')} ${v.store}: ${v.before === 'unknown' ? 'no NVRAM yet (first boot): nothing to update' : 'update_ok, nothing to do'}`);
+        out.line(
+          `${out.glyph('ok')} ${v.store}: ${v.before === 'unknown' ? 'no NVRAM yet (first boot): nothing to update' : 'update_ok, nothing to do'}`,
+        );
         continue;
       }
       const verb = args.flag('dry-run') ? 'would add' : 'added';
-      out.line(`${out.glyph(v.after === 'update_ok' ? 'ok' : 'warn')} ${v.store}: ${v.added.length > 0 ? `${verb} ${v.added.map(microsoftName).join(', ')}` : 'nothing added'}`);
+      out.line(
+        `${out.glyph(v.after === 'update_ok' ? 'ok' : 'warn')} ${v.store}: ${v.added.length > 0 ? `${verb} ${v.added.map(microsoftName).join(', ')}` : 'nothing added'}`,
+      );
       for (const line of v.changes) out.line(`    ${line}`);
       for (const s of v.skipped) out.line(`  ${out.glyph('bad')} ${microsoftName(s.id)} not added: ${s.reason}`);
     }

@@ -1,6 +1,13 @@
 import { isNonVolatile, type StoreState } from '@vmsb/efi';
 import { replaceFile } from '@vmsb/nvram';
-import { decodeOvmfFd, encodeNvram, formatFromFileName, nvramLosses, type NvramFormat, type OvmfLayout } from '@vmsb/nvram/formats';
+import {
+  decodeOvmfFd,
+  encodeNvram,
+  formatFromFileName,
+  nvramLosses,
+  type NvramFormat,
+  type OvmfLayout,
+} from '@vmsb/nvram/formats';
 import { positionals } from '../args.js';
 import { loadStore, nameText, type Command } from '../command.js';
 import { CliError, ExitCode, messageOf, storeError, usageError } from '../errors.js';
@@ -36,11 +43,14 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     const [inText, outText] = positionals(args, 'convert', ['in', 'out']);
     const outSpec = parseStoreSpec(outText!, args.value('socket'));
     const layoutText = args.value('layout');
-    if (layoutText !== undefined && layoutText !== '4m' && layoutText !== '2m') throw usageError('convert: --layout is 4m or 2m');
+    if (layoutText !== undefined && layoutText !== '4m' && layoutText !== '2m')
+      throw usageError('convert: --layout is 4m or 2m');
     const layout = layoutText as OvmfLayout | undefined;
     let target: NvramFormat =
-      parseFormat(args.value('to')) ?? (outSpec.kind === 'xapi' ? 'vars-base64' : (formatFromFileName(outSpec.path) ?? 'vars'));
-    if (outSpec.kind === 'xapi' && target !== 'vars' && target !== 'vars-base64') throw usageError('convert: XAPI holds a VARS blob; --to does not apply to vm: stores');
+      parseFormat(args.value('to')) ??
+      (outSpec.kind === 'xapi' ? 'vars-base64' : (formatFromFileName(outSpec.path) ?? 'vars'));
+    if (outSpec.kind === 'xapi' && target !== 'vars' && target !== 'vars-base64')
+      throw usageError('convert: XAPI holds a VARS blob; --to does not apply to vm: stores');
     if (outSpec.kind === 'xapi') target = 'vars-base64';
     if (outSpec.kind === 'file' && !args.flag('force') && (await fileExists(outSpec.path))) {
       throw usageError(`convert: ${outSpec.path} exists; add --force to replace it`);
@@ -48,13 +58,16 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
 
     const input = await loadStore(ctx, inText!);
     if (!input.exists) throw storeError(`${inText}: no such file`);
-    if (input.state === undefined) throw new CliError(`${inText}: no variables yet (first boot): nothing to convert`, ExitCode.FAILED);
+    if (input.state === undefined)
+      throw new CliError(`${inText}: no variables yet (first boot): nothing to convert`, ExitCode.FAILED);
     let state: StoreState = input.state;
     const losses: string[] = [];
     if (target === 'json' || target === 'ovmf-fd') {
       const volatile = state.variables.filter((v) => !isNonVolatile(v.attributes));
       if (volatile.length > 0) {
-        losses.push(`${volatile.length} volatile variable${volatile.length === 1 ? '' : 's'} (${volatile.slice(0, 5).map(nameText).join(', ')}${volatile.length > 5 ? ', …' : ''}): an NV store keeps none`);
+        losses.push(
+          `${volatile.length} volatile variable${volatile.length === 1 ? '' : 's'} (${volatile.slice(0, 5).map(nameText).join(', ')}${volatile.length > 5 ? ', …' : ''}): an NV store keeps none`,
+        );
         state = { ...state, variables: state.variables.filter((v) => isNonVolatile(v.attributes)) };
       }
     }
@@ -77,8 +90,10 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     } else {
       let template: Uint8Array | undefined;
       if (target === 'ovmf-fd') {
-        if (args.value('template') !== undefined) template = await readInput(args.value('template')!, 'template', 64 * 1024 * 1024);
-        else if (input.format === 'ovmf-fd' && input.spec.kind === 'file' && layout === undefined) template = await readInput(input.spec.path, 'template', 64 * 1024 * 1024);
+        if (args.value('template') !== undefined)
+          template = await readInput(args.value('template')!, 'template', 64 * 1024 * 1024);
+        else if (input.format === 'ovmf-fd' && input.spec.kind === 'file' && layout === undefined)
+          template = await readInput(input.spec.path, 'template', 64 * 1024 * 1024);
         if (template !== undefined) {
           const t = decodeOvmfFd(template);
           if (!t.ok) throw storeError(`--template: ${t.error}`);
@@ -88,7 +103,10 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
       }
       let bytes: Uint8Array;
       try {
-        bytes = encodeNvram(state, target, { ...(template !== undefined ? { template } : {}), ...(layout !== undefined ? { layout } : {}) });
+        bytes = encodeNvram(state, target, {
+          ...(template !== undefined ? { template } : {}),
+          ...(layout !== undefined ? { layout } : {}),
+        });
       } catch (e) {
         throw new CliError(`convert: cannot write ${formatName(target)}: ${messageOf(e)}`, ExitCode.FAILED);
       }
@@ -98,7 +116,9 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
         throw storeError(messageOf(e));
       }
     }
-    out.line(`${out.glyph('ok')} ${state.variables.length} variables: ${inText} (${formatName(input.format)}) → ${outText} (${formatName(target)})`);
+    out.line(
+      `${out.glyph('ok')} ${state.variables.length} variables: ${inText} (${formatName(input.format)}) → ${outText} (${formatName(target)})`,
+    );
     return ExitCode.OK;
   },
 };

@@ -22,7 +22,9 @@ import { EditSession } from '../session.js';
 import { parseFormat } from '../stores.js';
 
 /** The new value of one database: a signed update to apply as is, or lists to write unsigned. */
-type Plan = { readonly kind: 'auth'; readonly bytes: Uint8Array; readonly source: string } | { readonly kind: 'lists'; readonly payload: Uint8Array };
+type Plan =
+  | { readonly kind: 'auth'; readonly bytes: Uint8Array; readonly source: string }
+  | { readonly kind: 'lists'; readonly payload: Uint8Array };
 
 async function listsOf(input: SecureBootInput, path: string, owner: Uint8Array): Promise<Uint8Array> {
   switch (input.kind) {
@@ -31,7 +33,9 @@ async function listsOf(input: SecureBootInput, path: string, owner: Uint8Array):
     case 'certificates':
       return buildSignatureList({ type: 'x509', certificates: input.certificates, owner });
     case 'auth':
-      throw usageError(`${path} is a signed update (.auth): it is the whole new value and cannot be combined with other sources for the same variable`);
+      throw usageError(
+        `${path} is a signed update (.auth): it is the whole new value and cannot be combined with other sources for the same variable`,
+      );
   }
 }
 
@@ -39,12 +43,18 @@ async function listsOf(input: SecureBootInput, path: string, owner: Uint8Array):
  * Combines the files given for one variable with the Microsoft certificates chosen: a single .auth
  * is applied as it is; anything else becomes the concatenation of signature lists.
  */
-async function planFor(paths: readonly string[], microsoft: Uint8Array | undefined, owner: Uint8Array): Promise<Plan | undefined> {
+async function planFor(
+  paths: readonly string[],
+  microsoft: Uint8Array | undefined,
+  owner: Uint8Array,
+): Promise<Plan | undefined> {
   const inputs = await Promise.all(paths.map(async (p) => ({ path: p, input: await readSecureBootInput(p) })));
   const auth = inputs.filter((i) => i.input.kind === 'auth');
   if (auth.length > 0) {
     if (inputs.length > 1 || microsoft !== undefined) {
-      throw usageError(`${auth[0]!.path} is a signed update (.auth): it is the whole new value and cannot be combined with other sources for the same variable`);
+      throw usageError(
+        `${auth[0]!.path} is a signed update (.auth): it is the whole new value and cannot be combined with other sources for the same variable`,
+      );
     }
     return { kind: 'auth', bytes: (auth[0]!.input as { bytes: Uint8Array }).bytes, source: auth[0]!.path };
   }
@@ -56,7 +66,7 @@ async function planFor(paths: readonly string[], microsoft: Uint8Array | undefin
 
 export const enroll: Command = {
   name: 'enroll',
-  summary: 'enroll PK, KEK, db (yours and/or Microsoft\'s) and dbx in place, keeping every other variable',
+  summary: "enroll PK, KEK, db (yours and/or Microsoft's) and dbx in place, keeping every other variable",
   help: `usage: varstore enroll <store> [--pk <file>] [--kek <file>]... [--db <file>]...
                        [--microsoft-kek none|2011|2023|all] [--microsoft-db none|windows|uefi|oprom|all]...
                        [--dbx bundled|none|<file>] [--owner <guid>] [--timestamp <t>]
@@ -99,7 +109,8 @@ A missing store file is created (format from --format or the file name, else a V
     const dbChoices = parseDbChoices(args.values('microsoft-db'));
     const dbxArg = args.value('dbx');
     const now = ctx.io.now();
-    const timestamp = args.value('timestamp') === undefined ? nowTimestamp(now) : parseTimestamp(args.value('timestamp')!, now);
+    const timestamp =
+      args.value('timestamp') === undefined ? nowTimestamp(now) : parseTimestamp(args.value('timestamp')!, now);
     const format = parseFormat(args.value('format'));
 
     const plans = new Map<SecureBootVariable, Plan>();
@@ -107,13 +118,22 @@ A missing store file is created (format from --format or the file name, else a V
     if (pk !== undefined) {
       if (pk.kind === 'lists') {
         const checked = checkSignatureLists(pk.payload, { maxSignatures: 1 });
-        if (!checked.ok) throw new CliError(`--pk: PK must hold exactly one X.509 certificate (${checked.reason})`, ExitCode.USAGE);
+        if (!checked.ok)
+          throw new CliError(`--pk: PK must hold exactly one X.509 certificate (${checked.reason})`, ExitCode.USAGE);
       }
       plans.set('PK', pk);
     }
-    const kek = await planFor(args.values('kek'), kekChoice === undefined ? undefined : microsoftLists(microsoftKeks(kekChoice)), owner);
+    const kek = await planFor(
+      args.values('kek'),
+      kekChoice === undefined ? undefined : microsoftLists(microsoftKeks(kekChoice)),
+      owner,
+    );
     if (kek !== undefined) plans.set('KEK', kek);
-    const db = await planFor(args.values('db'), dbChoices === undefined ? undefined : microsoftLists(microsoftDbs(dbChoices)), owner);
+    const db = await planFor(
+      args.values('db'),
+      dbChoices === undefined ? undefined : microsoftLists(microsoftDbs(dbChoices)),
+      owner,
+    );
     if (db !== undefined) plans.set('db', db);
 
     let dbx: Plan | undefined;
@@ -121,10 +141,15 @@ A missing store file is created (format from --format or the file name, else a V
       dbx = { kind: 'auth', bytes: bundledDbxUpdate().bytes, source: 'the bundled Microsoft dbx update' };
     } else if (dbxArg !== undefined && dbxArg !== 'none') {
       const input = await readSecureBootInput(dbxArg);
-      if (input.kind === 'certificates') throw usageError('--dbx takes a signed update (.auth) or signature lists (.esl), not certificates');
-      dbx = input.kind === 'auth' ? { kind: 'auth', bytes: input.bytes, source: dbxArg } : { kind: 'lists', payload: input.bytes };
+      if (input.kind === 'certificates')
+        throw usageError('--dbx takes a signed update (.auth) or signature lists (.esl), not certificates');
+      dbx =
+        input.kind === 'auth'
+          ? { kind: 'auth', bytes: input.bytes, source: dbxArg }
+          : { kind: 'lists', payload: input.bytes };
     }
-    if (plans.size === 0 && dbx === undefined) throw usageError('enroll: nothing to enroll: give --pk, --kek, --db, --microsoft-kek, --microsoft-db or --dbx');
+    if (plans.size === 0 && dbx === undefined)
+      throw usageError('enroll: nothing to enroll: give --pk, --kek, --db, --microsoft-kek, --microsoft-db or --dbx');
 
     const store = await loadStore(ctx, storeText!, format === undefined ? {} : { format });
     const session = EditSession.open(store.state);
@@ -136,7 +161,8 @@ A missing store file is created (format from --format or the file name, else a V
         // A signed update carries its own payload; check it is one before handing it over.
         try {
           const parts = splitAuthenticatedVariable(plan.bytes);
-          if (parts.payload.length > 0 && !parseSignatureLists(parts.payload).ok) throw new TypeError('its payload is not signature lists');
+          if (parts.payload.length > 0 && !parseSignatureLists(parts.payload).ok)
+            throw new TypeError('its payload is not signature lists');
         } catch (e) {
           throw new CliError(`${variable} from ${plan.source}: ${messageOf(e)}`, ExitCode.USAGE);
         }
@@ -145,7 +171,12 @@ A missing store file is created (format from --format or the file name, else a V
         // The same value again is no change: keep the stored timestamp rather than bump it.
         const existing = session.get(SecureBootVariables[variable].name, SecureBootVariables[variable].guid);
         if (!append && existing !== undefined && Buffer.compare(existing.data, plan.payload) === 0) return;
-        result = writeDatabase(session, variable, { payload: plan.payload, timestamp: append ? new Uint8Array(16) : timestamp }, append);
+        result = writeDatabase(
+          session,
+          variable,
+          { payload: plan.payload, timestamp: append ? new Uint8Array(16) : timestamp },
+          append,
+        );
       }
       if (result.status !== 0n) {
         reportRefusal(out, `enroll ${variable}`, result.status, result.reason);
@@ -163,7 +194,12 @@ A missing store file is created (format from --format or the file name, else a V
     const changes = session.changes();
     const after = analyzeStore(session.result(), { store: store.spec.text, format: store.format, now });
     if (args.flag('json')) {
-      out.json({ store: store.spec.text, dryRun: args.flag('dry-run'), changes: describeChanges(changes), readiness: after.readiness });
+      out.json({
+        store: store.spec.text,
+        dryRun: args.flag('dry-run'),
+        changes: describeChanges(changes),
+        readiness: after.readiness,
+      });
     } else {
       out.lines(changes.length === 0 ? ['no change: the store already holds these values'] : describeChanges(changes));
     }
@@ -173,7 +209,8 @@ A missing store file is created (format from --format or the file name, else a V
       return ExitCode.OK;
     }
     const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
-    if (!args.flag('json') && saved.saved) out.line(`${out.glyph('ok')} ${store.spec.text}: enrolled; readiness ${after.readiness}`);
+    if (!args.flag('json') && saved.saved)
+      out.line(`${out.glyph('ok')} ${store.spec.text}: enrolled; readiness ${after.readiness}`);
     return ExitCode.OK;
   },
 };

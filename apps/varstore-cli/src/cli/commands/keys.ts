@@ -21,7 +21,14 @@ import { loadStore, type Command } from '../command.js';
 import { microsoftDbs, microsoftKeks, microsoftLists, parseDbChoices, parseKekChoice } from '../edits.js';
 import { CliError, ExitCode, explainStatus, messageOf, usageError } from '../errors.js';
 import { parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
-import { isSignatureDatabase, nowTimestamp, parseAttributes, parseGuid, parseTimestamp, resolveName } from '../names.js';
+import {
+  isSignatureDatabase,
+  nowTimestamp,
+  parseAttributes,
+  parseGuid,
+  parseTimestamp,
+  resolveName,
+} from '../names.js';
 import { printable } from '../output.js';
 import { EditSession, variableKey } from '../session.js';
 
@@ -39,7 +46,8 @@ byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding ev
     positionals(args, 'esl', []);
     const owner = parseGuid(args.required('owner'), '--owner');
     const outPath = args.required('out');
-    if (args.values('cert').length === 0 && args.values('sha256').length === 0) throw usageError('esl: give --cert or --sha256');
+    if (args.values('cert').length === 0 && args.values('sha256').length === 0)
+      throw usageError('esl: give --cert or --sha256');
     const parts: Uint8Array[] = [];
     let entries = 0;
     for (const path of args.values('cert')) {
@@ -54,7 +62,9 @@ byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding ev
     }
     const bytes = concatSignatureLists(parts);
     await writeOutput(outPath, bytes);
-    out.line(`${out.glyph('ok')} wrote ${outPath}: ${entries} entr${entries === 1 ? 'y' : 'ies'}, ${bytes.length} bytes, owner ${guidToText(owner)}`);
+    out.line(
+      `${out.glyph('ok')} wrote ${outPath}: ${entries} entr${entries === 1 ? 'y' : 'ies'}, ${bytes.length} bytes, owner ${guidToText(owner)}`,
+    );
     return ExitCode.OK;
   },
 };
@@ -62,8 +72,10 @@ byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding ev
 /** The variable a sign/verify command is about: name, GUID, attributes as signed. */
 function updateTarget(args: Parameters<Command['run']>[0]['args'], existing: Parameters<typeof resolveName>[2] = []) {
   const resolved = resolveName(args.required('var'), args.value('guid'), existing);
-  let attributes = args.value('attributes') === undefined ? Attrs.NV_BS_RT_AT : parseAttributes(args.value('attributes')!);
-  if ((attributes & Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS) === 0) throw usageError(`attributes ${formatAttributes(attributes)} lack TIME_BASED_AUTHENTICATED_WRITE_ACCESS (AT)`);
+  let attributes =
+    args.value('attributes') === undefined ? Attrs.NV_BS_RT_AT : parseAttributes(args.value('attributes')!);
+  if ((attributes & Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS) === 0)
+    throw usageError(`attributes ${formatAttributes(attributes)} lack TIME_BASED_AUTHENTICATED_WRITE_ACCESS (AT)`);
   if (args.flag('append')) attributes |= Attr.APPEND_WRITE;
   return { ...resolved, attributes };
 }
@@ -119,53 +131,88 @@ The signature is checked against the bytes and the certificate before the .auth 
     const outPath = args.required('out');
     const attach = args.value('attach-signature');
     const emit = args.flag('emit-signable');
-    if (attach !== undefined && emit) throw usageError('sign: --emit-signable and --attach-signature are two separate steps');
+    if (attach !== undefined && emit)
+      throw usageError('sign: --emit-signable and --attach-signature are two separate steps');
     const chain = await Promise.all(args.values('chain').map(async (p) => (await readCertificateFile(p))[0]!));
     const wrap = args.flag('wrap-content-info');
 
     // Where the signed bytes come from: a signable file of the first step, or the options.
-    let target: { name: Uint8Array; guid: Uint8Array; attributes: number; timestamp: Uint8Array; payload: Uint8Array; label: string };
+    let target: {
+      name: Uint8Array;
+      guid: Uint8Array;
+      attributes: number;
+      timestamp: Uint8Array;
+      payload: Uint8Array;
+      label: string;
+    };
     if (args.value('signable') !== undefined) {
       if (attach === undefined) throw usageError('sign: --signable goes with --attach-signature');
-      for (const conflicting of ['timestamp', 'guid', 'attributes']) if (args.value(conflicting) !== undefined) throw usageError(`sign: --${conflicting} is taken from the --signable file`);
-      if (args.flag('append') || args.flag('empty') || args.positionals.length > 0) throw usageError('sign: the payload and --append are taken from the --signable file');
+      for (const conflicting of ['timestamp', 'guid', 'attributes'])
+        if (args.value(conflicting) !== undefined)
+          throw usageError(`sign: --${conflicting} is taken from the --signable file`);
+      if (args.flag('append') || args.flag('empty') || args.positionals.length > 0)
+        throw usageError('sign: the payload and --append are taken from the --signable file');
       const bytes = await readInput(args.value('signable')!, 'signable file');
       const name = args.required('var');
       try {
         const v = parseSignableBytes(bytes, name);
         target = { ...v, label: name };
       } catch (e) {
-        throw new CliError(`--signable ${args.value('signable')}: ${messageOf(e)} (was it made for --var ${name}?)`, ExitCode.USAGE);
+        throw new CliError(
+          `--signable ${args.value('signable')}: ${messageOf(e)} (was it made for --var ${name}?)`,
+          ExitCode.USAGE,
+        );
       }
     } else {
       const t = updateTarget(args);
       const [payloadPath] = positionals(args, 'sign', ['payload'], 1);
-      if ((payloadPath === undefined) === !args.flag('empty')) throw usageError('sign: give the payload file, or --empty for a deletion');
+      if ((payloadPath === undefined) === !args.flag('empty'))
+        throw usageError('sign: give the payload file, or --empty for a deletion');
       const payload = payloadPath === undefined ? new Uint8Array(0) : await readInput(payloadPath, 'payload');
       if (attach !== undefined && args.value('timestamp') === undefined) {
-        throw usageError('sign: --attach-signature needs the timestamp the signed bytes carry: --timestamp as in the first step, or --signable <file>');
+        throw usageError(
+          'sign: --attach-signature needs the timestamp the signed bytes carry: --timestamp as in the first step, or --signable <file>',
+        );
       }
-      const timestamp = args.value('timestamp') === undefined ? nowTimestamp(ctx.io.now()) : parseTimestamp(args.value('timestamp')!, ctx.io.now());
+      const timestamp =
+        args.value('timestamp') === undefined
+          ? nowTimestamp(ctx.io.now())
+          : parseTimestamp(args.value('timestamp')!, ctx.io.now());
       target = { name: t.name, guid: t.guid, attributes: t.attributes, timestamp, payload, label: t.text };
     }
-    const input = { name: target.name, guid: target.guid, attributes: target.attributes, timestamp: target.timestamp, payload: target.payload };
+    const input = {
+      name: target.name,
+      guid: target.guid,
+      attributes: target.attributes,
+      timestamp: target.timestamp,
+      payload: target.payload,
+    };
 
     let result: Uint8Array;
     let signerText = '';
     try {
       if (emit) {
-        for (const o of ['key', 'cert']) if (args.value(o) !== undefined) throw usageError(`sign: --emit-signable signs nothing; --${o} is for the other steps`);
+        for (const o of ['key', 'cert'])
+          if (args.value(o) !== undefined)
+            throw usageError(`sign: --emit-signable signs nothing; --${o} is for the other steps`);
         result = signableBytes(input);
       } else if (attach !== undefined) {
         const signature = await readInput(attach, 'signature');
-        const certificate = args.value('cert') === undefined ? undefined : (await readCertificateFile(args.value('cert')!))[0]!;
+        const certificate =
+          args.value('cert') === undefined ? undefined : (await readCertificateFile(args.value('cert')!))[0]!;
         const format = args.value('signature-format') ?? 'auto';
         if (!['auto', 'cms', 'raw'].includes(format)) throw usageError('sign: --signature-format is auto, cms or raw');
         const attempts: string[] = [];
         let made: Uint8Array | undefined;
         if (format !== 'raw') {
           try {
-            made = attachSignature({ ...input, cms: signature, ...(certificate !== undefined ? { certificate } : {}), chain, wrapContentInfo: wrap });
+            made = attachSignature({
+              ...input,
+              cms: signature,
+              ...(certificate !== undefined ? { certificate } : {}),
+              chain,
+              wrapContentInfo: wrap,
+            });
           } catch (e) {
             attempts.push(`as PKCS#7: ${messageOf(e)}`);
           }
@@ -180,7 +227,8 @@ The signature is checked against the bytes and the certificate before the .auth 
             }
           }
         }
-        if (made === undefined) throw new CliError(`the signature in ${attach} does not fit: ${attempts.join('; ')}`, ExitCode.FAILED);
+        if (made === undefined)
+          throw new CliError(`the signature in ${attach} does not fit: ${attempts.join('; ')}`, ExitCode.FAILED);
         result = made;
       } else {
         const keyBytes = await readInput(args.required('key'), 'private key');
@@ -199,8 +247,12 @@ The signature is checked against the bytes and the certificate before the .auth 
     const what = `${target.label}, attributes ${formatAttributes(target.attributes)}, timestamp ${timestampLabel(target.timestamp)}, ${target.payload.length}-byte payload`;
     if (emit) {
       out.line(`${out.glyph('ok')} wrote the ${result.length} bytes to sign to ${outPath} (${what})`);
-      out.note(`next: sign ${outPath} (e.g. openssl cms -sign -binary -noattr -md sha256 -signer <cert> -inkey <key> -in ${outPath} -outform DER -out ${outPath}.p7),`);
-      out.note(`then: varstore sign --var ${target.label} --attach-signature ${outPath}.p7 --signable ${outPath} --out <file.auth>`);
+      out.note(
+        `next: sign ${outPath} (e.g. openssl cms -sign -binary -noattr -md sha256 -signer <cert> -inkey <key> -in ${outPath} -outform DER -out ${outPath}.p7),`,
+      );
+      out.note(
+        `then: varstore sign --var ${target.label} --attach-signature ${outPath}.p7 --signable ${outPath} --out <file.auth>`,
+      );
     } else {
       out.line(`${out.glyph('ok')} wrote ${outPath}: ${what}, signed${signerText}`);
     }
@@ -209,7 +261,9 @@ The signature is checked against the bytes and the certificate before the .auth 
 };
 
 function summaryJson(c: CertificateSummary | undefined): unknown {
-  return c === undefined ? null : { subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, sha256: c.sha256, notAfter: c.notAfter };
+  return c === undefined
+    ? null
+    : { subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, sha256: c.sha256, notAfter: c.notAfter };
 }
 
 export const verify: Command = {
@@ -238,7 +292,8 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
     const [authPath] = positionals(args, 'verify', ['file.auth']);
     const storeText = args.value('store');
     const anchors = args.values('anchor');
-    if ((storeText === undefined) === (anchors.length === 0)) throw usageError('verify: give --store <store> or --anchor <cert> (one of them)');
+    if ((storeText === undefined) === (anchors.length === 0))
+      throw usageError('verify: give --store <store> or --anchor <cert> (one of them)');
     const auth = await readInput(authPath!, '.auth file');
 
     if (storeText !== undefined) {
@@ -249,7 +304,14 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       const key = variableKey(t.name, t.guid);
       const existing = session.original.variables.find((v) => variableKey(v.name, v.guid) === key);
       const explanation = explainAuthenticatedWrite(
-        { name: t.name, guid: t.guid, attributes: t.attributes & ~Attr.APPEND_WRITE, append: (t.attributes & Attr.APPEND_WRITE) !== 0, data: auth, ...(existing !== undefined ? { existing } : {}) },
+        {
+          name: t.name,
+          guid: t.guid,
+          attributes: t.attributes & ~Attr.APPEND_WRITE,
+          append: (t.attributes & Attr.APPEND_WRITE) !== 0,
+          data: auth,
+          ...(existing !== undefined ? { existing } : {}),
+        },
         { get: (n, g) => session.get(n, g), setupMode: session.store.setupMode, authEnforce: true },
       );
       // The whole SetVariable, as the guest's would run: attribute, size and namespace rules too.
@@ -259,18 +321,31 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
 
     const t = updateTarget(args);
     const trusted = (await Promise.all(anchors.map(readCertificateFile))).flat();
-    const verification = verifyAuthenticatedVariable({ name: t.name, guid: t.guid, attributes: t.attributes, auth, trusted });
-    let problem: { code: string; reason: string } | undefined = verification.ok ? undefined : { code: verification.code, reason: verification.reason };
+    const verification = verifyAuthenticatedVariable({
+      name: t.name,
+      guid: t.guid,
+      attributes: t.attributes,
+      auth,
+      trusted,
+    });
+    let problem: { code: string; reason: string } | undefined = verification.ok
+      ? undefined
+      : { code: verification.code, reason: verification.reason };
     if (verification.ok && isSignatureDatabase(t.name, t.guid) && verification.payload.length > 0) {
       const why = signatureDatabaseProblem(verification.payload, { isPK: t.text === 'PK' });
-      if (why !== undefined) problem = { code: 'malformed-list', reason: `the payload is not a valid ${t.text}: ${why}` };
+      if (why !== undefined)
+        problem = { code: 'malformed-list', reason: `the payload is not a valid ${t.text}: ${why}` };
     }
     const doc = {
       accepted: problem === undefined,
       variable: `${t.text} (${guidToText(t.guid)})`,
       attributes: t.attributes,
       code: problem?.code ?? null,
-      reason: problem?.reason ?? (verification.ok ? `signed by "${verification.signer.subject}", trusted through "${verification.trustedBy.subject}"` : ''),
+      reason:
+        problem?.reason ??
+        (verification.ok
+          ? `signed by "${verification.signer.subject}", trusted through "${verification.trustedBy.subject}"`
+          : ''),
       timestamp: verification.ok ? verification.timestamp : null,
       signer: summaryJson(verification.signer),
       trustedBy: verification.ok ? summaryJson(verification.trustedBy) : null,
@@ -286,7 +361,12 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
   },
 };
 
-function report(out: import('../output.js').Output, json: boolean, e: AuthExplanation, result: { status: bigint; reason?: string }): number {
+function report(
+  out: import('../output.js').Output,
+  json: boolean,
+  e: AuthExplanation,
+  result: { status: bigint; reason?: string },
+): number {
   const accepted = result.status === EfiStatus.SUCCESS;
   // The authenticator's reason explains signature failures; the store's, everything else.
   const authFailed = e.status !== EfiStatus.SUCCESS;
@@ -319,10 +399,14 @@ function report(out: import('../output.js').Output, json: boolean, e: AuthExplan
   out.line(`  reason:   ${reason}`);
   if (e.signer !== undefined) out.line(`  signer:   ${e.signer.subject}`);
   if (e.allowedSigners !== undefined && code === 'wrong-signer') {
-    out.line(`  expected: ${e.allowedSigners.length === 0 ? '(no PK or KEK certificate enrolled)' : e.allowedSigners.map((c) => c.subject).join(' | ')}`);
+    out.line(
+      `  expected: ${e.allowedSigners.length === 0 ? '(no PK or KEK certificate enrolled)' : e.allowedSigners.map((c) => c.subject).join(' | ')}`,
+    );
   }
-  if (e.timestamp !== undefined && code === 'stale-timestamp') out.line(`  timestamp: ${e.timestamp}, stored ${e.storedTimestamp ?? '-'}`);
-  if (code === 'bad-signature' && !e.append) out.line('  hint:     an update signed as an append verifies only as one: try --append');
+  if (e.timestamp !== undefined && code === 'stale-timestamp')
+    out.line(`  timestamp: ${e.timestamp}, stored ${e.storedTimestamp ?? '-'}`);
+  if (code === 'bad-signature' && !e.append)
+    out.line('  hint:     an update signed as an append verifies only as one: try --append');
   if (ex.fix !== undefined && !authFailed) out.line(`  fix:      ${ex.fix}`);
   return ExitCode.FAILED;
 }
@@ -357,9 +441,14 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
     const bits = Number(args.value('bits') ?? '2048');
     if (![2048, 3072, 4096].includes(bits)) throw usageError('keys create: --bits is 2048, 3072 or 4096');
     const days = args.value('days') === undefined ? undefined : Number(args.value('days'));
-    if (days !== undefined && (!Number.isInteger(days) || days < 1)) throw usageError('keys create: --days is a positive whole number');
-    const owner = args.value('owner') === undefined ? undefined : guidToText(parseGuid(args.value('owner')!, '--owner'));
-    const timestamp = args.value('timestamp') === undefined ? ctx.io.now() : efiTimeToDate(parseEfiTime(parseTimestamp(args.value('timestamp')!, ctx.io.now()))!);
+    if (days !== undefined && (!Number.isInteger(days) || days < 1))
+      throw usageError('keys create: --days is a positive whole number');
+    const owner =
+      args.value('owner') === undefined ? undefined : guidToText(parseGuid(args.value('owner')!, '--owner'));
+    const timestamp =
+      args.value('timestamp') === undefined
+        ? ctx.io.now()
+        : efiTimeToDate(parseEfiTime(parseTimestamp(args.value('timestamp')!, ctx.io.now()))!);
     const kekChoice = parseKekChoice(args.value('microsoft-kek'));
     const dbChoices = parseDbChoices(args.values('microsoft-db'));
     const extraKek = kekChoice === undefined ? [] : microsoftKeks(kekChoice);
@@ -372,7 +461,10 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
         ...(days !== undefined ? { days } : {}),
         ...(owner !== undefined ? { owner } : {}),
         timestamp,
-        extra: { ...(extraKek.length > 0 ? { KEK: microsoftLists(extraKek) } : {}), ...(extraDb.length > 0 ? { db: microsoftLists(extraDb) } : {}) },
+        extra: {
+          ...(extraKek.length > 0 ? { KEK: microsoftLists(extraKek) } : {}),
+          ...(extraDb.length > 0 ? { db: microsoftLists(extraDb) } : {}),
+        },
         outDir: dir,
       });
     } catch (e) {
@@ -396,4 +488,3 @@ function describeFile(name: string): string {
   if (name.endsWith('.auth')) return `signed update of ${name.slice(0, -5)}`;
   return 'owner GUID';
 }
-

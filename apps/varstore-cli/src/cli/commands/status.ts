@@ -1,4 +1,11 @@
-import { analyzeStore, microsoftName, type CertificateReport, type DatabaseReport, type Readiness, type StatusReport } from '../analysis.js';
+import {
+  analyzeStore,
+  microsoftName,
+  type CertificateReport,
+  type DatabaseReport,
+  type Readiness,
+  type StatusReport,
+} from '../analysis.js';
 import { loadStore, type Command, type CommandContext } from '../command.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { printable, Progress, type Output, type Tone } from '../output.js';
@@ -20,10 +27,17 @@ const READINESS_TEXT: Record<Readiness, string> = {
   certs_incomplete: 'PK is enrolled but KEK or db is missing',
 };
 
-export type StoreResult<T> = { readonly store: string; readonly ok: true; readonly value: T } | { readonly store: string; readonly ok: false; readonly error: CliError };
+export type StoreResult<T> =
+  | { readonly store: string; readonly ok: true; readonly value: T }
+  | { readonly store: string; readonly ok: false; readonly error: CliError };
 
 /** Runs `work` on each store in turn, with progress on a terminal; failures are collected, not thrown. */
-export async function eachStore<T>(ctx: CommandContext, stores: readonly string[], verb: string, work: (store: string) => Promise<T>): Promise<StoreResult<T>[]> {
+export async function eachStore<T>(
+  ctx: CommandContext,
+  stores: readonly string[],
+  verb: string,
+  work: (store: string) => Promise<T>,
+): Promise<StoreResult<T>[]> {
   const progress = new Progress(ctx.io, stores.length);
   const results: StoreResult<T>[] = [];
   try {
@@ -66,7 +80,8 @@ function certRow(out: Output, where: string, c: CertificateReport): string[] {
 function databaseLine(r: DatabaseReport): string {
   if (!r.present) return 'absent';
   const parts: string[] = [];
-  if (r.certificates.length > 0) parts.push(`${r.certificates.length} certificate${r.certificates.length === 1 ? '' : 's'}`);
+  if (r.certificates.length > 0)
+    parts.push(`${r.certificates.length} certificate${r.certificates.length === 1 ? '' : 's'}`);
   for (const h of r.hashes) parts.push(`${h.count} ${h.type.replace(/^CERT_/, '')} hash${h.count === 1 ? '' : 'es'}`);
   if (parts.length === 0) parts.push(`${r.entries} entries`);
   return `${parts.join(', ')}, ${r.size} bytes`;
@@ -80,14 +95,24 @@ export function printStatus(out: Output, r: StatusReport): void {
   if (r.mode !== null) rows.push(['Mode', r.mode === 'user' ? 'user (PK enrolled)' : 'setup (no PK)']);
   rows.push(['Secure Boot', `${out.glyph(r.secureBoot.enforceable ? 'ok' : 'bad')} ${r.secureBoot.detail}`]);
   if (r.pk !== null) {
-    rows.push(['PK', r.pk.problem !== null ? `${out.glyph('bad')} ${r.pk.problem}` : `${printable(r.pk.commonName ?? r.pk.subject)} (owner ${r.pk.owner}, expires ${date(r.pk.notAfter)})`]);
+    rows.push([
+      'PK',
+      r.pk.problem !== null
+        ? `${out.glyph('bad')} ${r.pk.problem}`
+        : `${printable(r.pk.commonName ?? r.pk.subject)} (owner ${r.pk.owner}, expires ${date(r.pk.notAfter)})`,
+    ]);
   } else if (r.mode !== null) {
     rows.push(['PK', 'absent']);
   }
   if (r.mode !== null) {
     rows.push(['KEK', databaseLine(r.kek)], ['db', databaseLine(r.db)]);
     const dbx = databaseLine(r.dbx);
-    rows.push(['dbx', r.dbx.present ? `${dbx}, ${r.dbx.headroom} bytes below the variable limit${r.dbx.placeholderOnly ? ' (placeholder only)' : ''}` : dbx]);
+    rows.push([
+      'dbx',
+      r.dbx.present
+        ? `${dbx}, ${r.dbx.headroom} bytes below the variable limit${r.dbx.placeholderOnly ? ' (placeholder only)' : ''}`
+        : dbx,
+    ]);
     const cert =
       r.certificates === 'update_required'
         ? `${out.glyph('bad')} update_required: add ${r.missing2023.map(microsoftName).join(', ')}`
@@ -103,7 +128,10 @@ export function printStatus(out: Output, r: StatusReport): void {
   ];
   if (certs.length > 0) {
     out.line();
-    out.table(['  CERTIFICATE', 'IN', 'MICROSOFT', 'EXPIRES', 'OWNER'], certs.map((row) => [`  ${row[0]}`, ...row.slice(1)]));
+    out.table(
+      ['  CERTIFICATE', 'IN', 'MICROSOFT', 'EXPIRES', 'OWNER'],
+      certs.map((row) => [`  ${row[0]}`, ...row.slice(1)]),
+    );
   }
   if (r.warnings.length > 0) {
     out.line();
@@ -146,4 +174,3 @@ Exit status 0 when every store was read, 3 when one could not be.`,
     return code;
   },
 };
-

@@ -11,11 +11,29 @@ import {
 import { buildSignatureList, concatSignatureLists, parseCertificate } from '@vmsb/keys';
 import { EfiStatus } from '@vmsb/protocol';
 import { positionals } from '../args.js';
-import { hex, loadStore, nameText, reportRefusal, requireContent, saveEdits, timestampText, variableJson, variableLine, type Command } from '../command.js';
+import {
+  hex,
+  loadStore,
+  nameText,
+  reportRefusal,
+  requireContent,
+  saveEdits,
+  timestampText,
+  variableJson,
+  variableLine,
+  type Command,
+} from '../command.js';
 import { unsignedUpdate } from '../edits.js';
 import { CliError, ExitCode, statusLine, usageError } from '../errors.js';
 import { readCertificateFile, readInput, writeOutput } from '../inputs.js';
-import { isSignatureDatabase, nowTimestamp, parseAttributes, parseGuid, parseTimestamp, resolveName } from '../names.js';
+import {
+  isSignatureDatabase,
+  nowTimestamp,
+  parseAttributes,
+  parseGuid,
+  parseTimestamp,
+  resolveName,
+} from '../names.js';
 import { printable, type Output } from '../output.js';
 import { EditSession, variableKey } from '../session.js';
 import { formatName, parseFormat } from '../stores.js';
@@ -36,7 +54,12 @@ The variables the store computes at each boot (SetupMode, SecureBoot, ...) are n
     if (!store.exists) throw new CliError(`${store.spec.text}: no such file`, ExitCode.STORE);
     const variables = store.state === undefined ? [] : EditSession.open(store.state).original.variables;
     if (ctx.args.flag('json')) {
-      ctx.out.json({ store: store.spec.text, format: store.format, firstBoot: store.state === undefined, variables: variables.map(variableJson) });
+      ctx.out.json({
+        store: store.spec.text,
+        format: store.format,
+        firstBoot: store.state === undefined,
+        variables: variables.map(variableJson),
+      });
       return ExitCode.OK;
     }
     if (store.state === undefined) {
@@ -45,7 +68,13 @@ The variables the store computes at each boot (SetupMode, SecureBoot, ...) are n
     }
     ctx.out.table(
       ['NAME', 'GUID', 'ATTRIBUTES', 'SIZE', 'TIMESTAMP'],
-      variables.map((v) => [nameText(v), guidToText(v.guid), formatAttributes(v.attributes), String(v.data.length), timestampText(v.timestamp) ?? '-']),
+      variables.map((v) => [
+        nameText(v),
+        guidToText(v.guid),
+        formatAttributes(v.attributes),
+        String(v.data.length),
+        timestampText(v.timestamp) ?? '-',
+      ]),
       ['left', 'left', 'left', 'right', 'left'],
     );
     const bytes = variables.reduce((n, v) => n + v.data.length, 0);
@@ -68,7 +97,14 @@ function signatureEntries(data: Uint8Array): { json: unknown[]; rows: string[][]
       if (info?.kind === 'x509') {
         try {
           const c = parseCertificate(s.data);
-          json.push({ type, owner, subject: c.subject, issuer: c.issuer, notAfter: c.notAfter.toISOString(), sha256: c.sha256 });
+          json.push({
+            type,
+            owner,
+            subject: c.subject,
+            issuer: c.issuer,
+            notAfter: c.notAfter.toISOString(),
+            sha256: c.sha256,
+          });
           rows.push([type, owner, printable(c.commonName ?? c.subject), c.notAfter.toISOString().slice(0, 10)]);
         } catch {
           json.push({ type, owner, data: hex(s.data), problem: 'not a parseable certificate' });
@@ -126,7 +162,9 @@ Exit status 1 when the variable does not exist.`,
   options: { guid: { kind: 'value' }, json: { kind: 'flag' }, hex: { kind: 'flag' }, out: { kind: 'value' } },
   async run(ctx) {
     const [storeText, nameArg] = positionals(ctx.args, 'get', ['store', 'name']);
-    const modes = ['json', 'hex', 'out'].filter((m) => (m === 'out' ? ctx.args.value(m) !== undefined : ctx.args.flag(m)));
+    const modes = ['json', 'hex', 'out'].filter((m) =>
+      m === 'out' ? ctx.args.value(m) !== undefined : ctx.args.flag(m),
+    );
     if (modes.length > 1) throw usageError(`get: --${modes.join(' and --')} exclude each other`);
     const store = await loadStore(ctx, storeText!);
     const state = requireContent(store);
@@ -139,14 +177,20 @@ Exit status 1 when the variable does not exist.`,
       if (session.get(resolved.name, resolved.guid) !== undefined) {
         ctx.out.note('  note: the store computes this variable at each boot; it is not stored (see `varstore status`)');
       } else {
-        ctx.out.note('  fix: list the variables with `varstore ls <store>`; give --guid if the name lives under another GUID');
+        ctx.out.note(
+          '  fix: list the variables with `varstore ls <store>`; give --guid if the name lives under another GUID',
+        );
       }
       return ExitCode.FAILED;
     }
     const outPath = ctx.args.value('out');
     if (ctx.args.flag('json')) {
       const entries = isSignatureDatabase(v.name, v.guid) ? signatureEntries(v.data) : undefined;
-      ctx.out.json({ ...variableJson(v), data: hex(v.data), ...(entries !== undefined ? { entries: entries.json } : {}) });
+      ctx.out.json({
+        ...variableJson(v),
+        data: hex(v.data),
+        ...(entries !== undefined ? { entries: entries.json } : {}),
+      });
     } else if (ctx.args.flag('hex')) {
       ctx.out.line(hex(v.data));
     } else if (outPath !== undefined) {
@@ -203,19 +247,32 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
   async run(ctx) {
     const { args } = ctx;
     const [storeText, nameArg] = positionals(args, 'set', ['store', 'name']);
-    const sources = ['data-file', 'hex', 'string', 'auth', 'esl', 'cert'].filter((s) => (s === 'cert' ? args.values(s).length > 0 : args.value(s) !== undefined));
-    if (sources.length !== 1) throw usageError(`set: give exactly one of --data-file, --hex, --string, --auth, --esl, --cert${sources.length > 1 ? ` (got --${sources.join(', --')})` : ''}`);
+    const sources = ['data-file', 'hex', 'string', 'auth', 'esl', 'cert'].filter((s) =>
+      s === 'cert' ? args.values(s).length > 0 : args.value(s) !== undefined,
+    );
+    if (sources.length !== 1)
+      throw usageError(
+        `set: give exactly one of --data-file, --hex, --string, --auth, --esl, --cert${sources.length > 1 ? ` (got --${sources.join(', --')})` : ''}`,
+      );
     const source = sources[0]!;
-    if (source !== 'esl' && source !== 'cert' && args.value('timestamp') !== undefined) throw usageError('set: --timestamp applies to --esl and --cert');
+    if (source !== 'esl' && source !== 'cert' && args.value('timestamp') !== undefined)
+      throw usageError('set: --timestamp applies to --esl and --cert');
     if (source !== 'cert' && args.value('owner') !== undefined) throw usageError('set: --owner applies to --cert');
-    const store = await loadStore(ctx, storeText!, { ...(args.value('format') !== undefined ? { format: parseFormat(args.value('format'))! } : {}) });
+    const store = await loadStore(ctx, storeText!, {
+      ...(args.value('format') !== undefined ? { format: parseFormat(args.value('format'))! } : {}),
+    });
     const session = EditSession.open(store.state);
     const resolved = resolveName(nameArg!, args.value('guid'), session.original.variables);
     const existing = session.get(resolved.name, resolved.guid);
-    let attributes = args.value('attributes') !== undefined ? parseAttributes(args.value('attributes')!) : (existing?.attributes ?? resolved.defaultAttributes);
+    let attributes =
+      args.value('attributes') !== undefined
+        ? parseAttributes(args.value('attributes')!)
+        : (existing?.attributes ?? resolved.defaultAttributes);
     if (args.flag('append')) attributes |= Attr.APPEND_WRITE;
     if (!isNonVolatile(attributes)) {
-      throw usageError(`set: attributes ${formatAttributes(attributes)} lack NV: a volatile variable lives only while the VM runs, a store keeps only non-volatile ones`);
+      throw usageError(
+        `set: attributes ${formatAttributes(attributes)} lack NV: a volatile variable lives only while the VM runs, a store keeps only non-volatile ones`,
+      );
     }
     const timeBased = hasTimeBasedAttr(attributes);
     let data: Uint8Array;
@@ -234,7 +291,10 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
         break;
       case 'auth':
         data = await readInput(args.value('auth')!, '.auth file');
-        if (!timeBased) throw usageError(`set: --auth needs TIME_BASED_AUTHENTICATED_WRITE_ACCESS in the attributes (${formatAttributes(attributes)})`);
+        if (!timeBased)
+          throw usageError(
+            `set: --auth needs TIME_BASED_AUTHENTICATED_WRITE_ACCESS in the attributes (${formatAttributes(attributes)})`,
+          );
         break;
       default: {
         const payload =
@@ -242,11 +302,19 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
             ? await readInput(args.value('esl')!, 'signature list')
             : concatSignatureLists(
                 await Promise.all(
-                  args.values('cert').map(async (path) => buildSignatureList({ type: 'x509', certificates: await readCertificateFile(path), owner: parseGuid(args.value('owner') ?? 'zero', '--owner') })),
+                  args.values('cert').map(async (path) =>
+                    buildSignatureList({
+                      type: 'x509',
+                      certificates: await readCertificateFile(path),
+                      owner: parseGuid(args.value('owner') ?? 'zero', '--owner'),
+                    }),
+                  ),
                 ),
               );
         const t = args.value('timestamp');
-        data = timeBased ? unsignedUpdate(t === undefined ? nowTimestamp(ctx.io.now()) : parseTimestamp(t, ctx.io.now()), payload) : payload;
+        data = timeBased
+          ? unsignedUpdate(t === undefined ? nowTimestamp(ctx.io.now()) : parseTimestamp(t, ctx.io.now()), payload)
+          : payload;
       }
     }
     const result = session.set(resolved.name, resolved.guid, attributes, data);
@@ -283,7 +351,9 @@ The store is backed up first unless --no-backup. Exit status 1 when there is no 
       ctx.out.error(`rm ${what}: ${statusLine(EfiStatus.NOT_FOUND)}`);
       return ExitCode.FAILED;
     }
-    const data = hasTimeBasedAttr(existing.attributes) ? unsignedUpdate(new Uint8Array(16), new Uint8Array(0)) : new Uint8Array(0);
+    const data = hasTimeBasedAttr(existing.attributes)
+      ? unsignedUpdate(new Uint8Array(16), new Uint8Array(0))
+      : new Uint8Array(0);
     const result = session.set(resolved.name, resolved.guid, existing.attributes, data);
     if (result.status !== EfiStatus.SUCCESS) {
       const code = reportRefusal(ctx.out, `rm ${what}`, result.status, result.reason);
@@ -297,4 +367,3 @@ The store is backed up first unless --no-backup. Exit status 1 when there is no 
     return ExitCode.OK;
   },
 };
-

@@ -23,7 +23,10 @@ export interface CliResult {
  * Runs the built `varstore` with `args` in `cwd`. The environment is fixed so output does not
  * depend on the caller's terminal: UTF-8 locale, no colour forcing.
  */
-export function varstore(args: readonly string[], options: { cwd?: string; env?: Record<string, string>; input?: Uint8Array } = {}): Promise<CliResult> {
+export function varstore(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string>; input?: Uint8Array } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd,
@@ -37,7 +40,12 @@ export function varstore(args: readonly string[], options: { cwd?: string; env?:
     child.on('error', reject);
     child.on('close', (code) => {
       const stdoutBytes = Buffer.concat(out);
-      resolve({ code: code ?? -1, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: Buffer.concat(err).toString('utf8') });
+      resolve({
+        code: code ?? -1,
+        stdout: stdoutBytes.toString('utf8'),
+        stdoutBytes,
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
     });
     child.stdin.end(options.input ?? new Uint8Array(0));
   });
@@ -49,7 +57,9 @@ export function peer(command: string, args: readonly string[], cwd?: string): Bu
     return execFileSync(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { stderr?: Buffer; stdout?: Buffer; message: string };
-    throw new Error(`${command} ${args.join(' ')} failed: ${err.stderr?.toString() ?? ''}${err.stdout?.toString() ?? ''}${err.message}`);
+    throw new Error(
+      `${command} ${args.join(' ')} failed: ${err.stderr?.toString() ?? ''}${err.stdout?.toString() ?? ''}${err.message}`,
+    );
   }
 }
 
@@ -77,13 +87,41 @@ export function makeCert(dir: string, name: string, cn = name): { key: string; c
   const key = `${dir}/${name}.key`;
   const crt = `${dir}/${name}.crt`;
   const der = `${dir}/${name}.der`;
-  peer('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-subj', `/CN=${cn}`, '-days', '3650']);
+  peer('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    crt,
+    '-subj',
+    `/CN=${cn}`,
+    '-days',
+    '3650',
+  ]);
   peer('openssl', ['x509', '-in', crt, '-outform', 'DER', '-out', der]);
   return { key, crt, der };
 }
 
-export function variable(name: string, guid: Uint8Array, attributes: number, data: Uint8Array, fields: Partial<Variable> = {}): Variable {
-  return { name: utf16le(name), guid, attributes, data, timestamp: new Uint8Array(16), signerDigest: new Uint8Array(32), ...fields };
+export function variable(
+  name: string,
+  guid: Uint8Array,
+  attributes: number,
+  data: Uint8Array,
+  fields: Partial<Variable> = {},
+): Variable {
+  return {
+    name: utf16le(name),
+    guid,
+    attributes,
+    data,
+    timestamp: new Uint8Array(16),
+    signerDigest: new Uint8Array(32),
+    ...fields,
+  };
 }
 
 export function stateOf(variables: readonly Variable[]): StoreState {
@@ -95,12 +133,20 @@ export const IMAGE_SECURITY = Guids.IMAGE_SECURITY_DATABASE;
 export const SB_ATTRS = Attrs.NV_BS_RT_AT;
 
 /** An in-process I/O for `run()`: captured output, a fixed clock. */
-export function memoryIo(options: { now?: Date; env?: Record<string, string>; tty?: boolean } = {}): CliIo & { out(): string; err(): string } {
+export function memoryIo(
+  options: { now?: Date; env?: Record<string, string>; tty?: boolean } = {},
+): CliIo & { out(): string; err(): string } {
   const out: string[] = [];
   const err: string[] = [];
   return {
-    stdout: { write: (c: string | Uint8Array) => out.push(typeof c === 'string' ? c : Buffer.from(c).toString('latin1')), isTTY: options.tty === true },
-    stderr: { write: (c: string | Uint8Array) => err.push(typeof c === 'string' ? c : Buffer.from(c).toString('latin1')), isTTY: options.tty === true },
+    stdout: {
+      write: (c: string | Uint8Array) => out.push(typeof c === 'string' ? c : Buffer.from(c).toString('latin1')),
+      isTTY: options.tty === true,
+    },
+    stderr: {
+      write: (c: string | Uint8Array) => err.push(typeof c === 'string' ? c : Buffer.from(c).toString('latin1')),
+      isTTY: options.tty === true,
+    },
     env: { LANG: 'C.UTF-8', ...options.env },
     now: () => options.now ?? new Date('2026-11-22T12:00:00Z'),
     out: () => out.join(''),

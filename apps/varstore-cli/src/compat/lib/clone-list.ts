@@ -22,7 +22,9 @@ export interface CloneListEntry {
   readonly name: Uint8Array;
 }
 
-export type CloneListResult = { readonly ok: true; readonly entries: readonly CloneListEntry[] } | { readonly ok: false; readonly message: string };
+export type CloneListResult =
+  | { readonly ok: true; readonly entries: readonly CloneListEntry[] }
+  | { readonly ok: false; readonly message: string };
 
 const isBlank = (b: number): boolean => b === 0x20 || b === 0x09;
 
@@ -72,11 +74,15 @@ export async function readCloneLists(io: ToolIo): Promise<CloneListResult> {
     try {
       const info = await stat(path);
       if (info.isDirectory()) continue;
-      if (info.size > MAX_LIST_BYTES) return { ok: false, message: `Could not open '${path}': larger than ${MAX_LIST_BYTES} bytes` };
+      if (info.size > MAX_LIST_BYTES)
+        return { ok: false, message: `Could not open '${path}': larger than ${MAX_LIST_BYTES} bytes` };
       bytes = await readFile(path);
     } catch (e) {
       const error = e as NodeJS.ErrnoException;
-      return { ok: false, message: `Could not open '${path}': ${error.code ?? ''}${error.code ? ', ' : ''}${error.message}` };
+      return {
+        ok: false,
+        message: `Could not open '${path}': ${error.code ?? ''}${error.code ? ', ' : ''}${error.message}`,
+      };
     }
     const parsed = parseCloneList(bytes, path);
     if (!parsed.ok) return parsed;

@@ -26,7 +26,9 @@ export interface CommandLine {
   readonly socket?: string;
 }
 
-export type CommandLineResult = { readonly ok: true; readonly commandLine: CommandLine } | { readonly ok: false; readonly exitCode: number };
+export type CommandLineResult =
+  | { readonly ok: true; readonly commandLine: CommandLine }
+  | { readonly ok: false; readonly exitCode: number };
 
 const PRIVILEGE_OPTIONS = 'r:dg:s:u:';
 
@@ -54,7 +56,9 @@ export function parseCommandLine(argv: readonly string[], spec: ToolSpec, io: To
   let uid = 0;
   let gid = 0;
   let depriv = false;
-  const scanned = scanArguments(argv, `h${spec.flags ?? ''}${PRIVILEGE_OPTIONS}`, { posixlyCorrect: io.env['POSIXLY_CORRECT'] !== undefined });
+  const scanned = scanArguments(argv, `h${spec.flags ?? ''}${PRIVILEGE_OPTIONS}`, {
+    posixlyCorrect: io.env['POSIXLY_CORRECT'] !== undefined,
+  });
   for (const event of scanned.events) {
     if (event.kind === 'error') {
       io.err(`${io.argv0}: ${event.message}\n`);

@@ -33,7 +33,11 @@ export function formatAttributeLines(attributes: number): string {
 }
 
 /** varstore-get: the variable's data, or with -a its attributes. */
-export async function varstoreGet(argv: readonly string[], io: ToolIo, options: Partial<PrepareOptions> = {}): Promise<number> {
+export async function varstoreGet(
+  argv: readonly string[],
+  io: ToolIo,
+  options: Partial<PrepareOptions> = {},
+): Promise<number> {
   const parsed = parseCommandLine(argv, GET, io);
   if (!parsed.ok) return parsed.exitCode;
   const { commandLine } = parsed;

@@ -38,7 +38,10 @@ describe('scanArguments (glibc getopt)', () => {
   });
 
   it('ends options at "--"; "-" alone is an operand; POSIXLY_CORRECT stops at the first operand', () => {
-    expect(scanArguments(['-c', '--', '-d', 'x'], OPTS)).toEqual({ events: [{ kind: 'option', option: 'c' }], operands: ['-d', 'x'] });
+    expect(scanArguments(['-c', '--', '-d', 'x'], OPTS)).toEqual({
+      events: [{ kind: 'option', option: 'c' }],
+      operands: ['-d', 'x'],
+    });
     expect(scanArguments(['-', '-c'], OPTS)).toEqual({ events: [{ kind: 'option', option: 'c' }], operands: ['-'] });
     expect(scanArguments(['u', '-c'], OPTS, { posixlyCorrect: true })).toEqual({ events: [], operands: ['u', '-c'] });
   });
@@ -52,7 +55,10 @@ describe('scanArguments (glibc getopt)', () => {
         event: { kind: 'option' as const, option: o, argument: a },
       })),
     );
-    const item = fc.oneof(operand.map((o) => ({ operand: o })), option);
+    const item = fc.oneof(
+      operand.map((o) => ({ operand: o })),
+      option,
+    );
     fc.assert(
       fc.property(fc.array(item, { maxLength: 12 }), (items) => {
         const words = items.flatMap((i) => ('operand' in i ? [i.operand] : i.words));

@@ -19,7 +19,11 @@ export interface ScannedArguments {
 }
 
 /** `optstring` as getopt takes it: each option letter, followed by ':' when it takes an argument. */
-export function scanArguments(args: readonly string[], optstring: string, options: { posixlyCorrect?: boolean } = {}): ScannedArguments {
+export function scanArguments(
+  args: readonly string[],
+  optstring: string,
+  options: { posixlyCorrect?: boolean } = {},
+): ScannedArguments {
   const takesArgument = new Map<string, boolean>();
   for (let i = 0; i < optstring.length; i++) {
     const c = optstring[i]!;

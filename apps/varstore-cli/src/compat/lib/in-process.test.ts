@@ -33,7 +33,14 @@ function memoryNvram(initial?: StoreState, failSaves = false): SessionNvram & { 
 }
 
 const state = (data: string): StoreState => ({
-  variables: [makeVariable({ name: utf16le('Var'), guid: guidFromText(VENDOR)!, attributes: 7, data: new Uint8Array(Buffer.from(data)) })],
+  variables: [
+    makeVariable({
+      name: utf16le('Var'),
+      guid: guidFromText(VENDOR)!,
+      attributes: 7,
+      data: new Uint8Array(Buffer.from(data)),
+    }),
+  ],
   morKey: new Uint8Array(8),
   ppi: { index: 0, func: new Uint8Array(256) },
 });
@@ -73,14 +80,22 @@ describe('tools in-process', () => {
 
   it('reports a load failure and exits 1', async () => {
     const io = new BufferIo();
-    const nvram: SessionNvram = { load: async () => Promise.reject(new Error('cannot read the NVRAM of VM x')), save: async () => undefined };
+    const nvram: SessionNvram = {
+      load: async () => Promise.reject(new Error('cannot read the NVRAM of VM x')),
+      save: async () => undefined,
+    };
     expect(await varstoreLs([VM], io, { nvram })).toBe(1);
     expect(io.stderr).toBe('cannot read the NVRAM of VM x\n');
   });
 
   it('refuses a stored variable the store could never hold, naming it', async () => {
     const io = new BufferIo();
-    const bad: StoreState = { ...state('x'), variables: [makeVariable({ name: Uint8Array.of(0x41), guid: guidFromText(VENDOR)!, attributes: 7, data: Uint8Array.of(1) })] };
+    const bad: StoreState = {
+      ...state('x'),
+      variables: [
+        makeVariable({ name: Uint8Array.of(0x41), guid: guidFromText(VENDOR)!, attributes: 7, data: Uint8Array.of(1) }),
+      ],
+    };
     expect(await varstoreLs([VM], io, { nvram: memoryNvram(bad) })).toBe(1);
     expect(io.stderr).toMatch(/^the NVRAM of VM 0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9 cannot be used: .*odd length/);
   });

@@ -7,14 +7,20 @@ import { openToolSession, type PrepareOptions } from './prepare.js';
 
 export const LS: ToolSpec = {
   synopsis: '[-h] [depriv options] <vm-uuid>',
-  description: ["Prints one line per EFI variable of the VM: its GUID, a space, and its name's printable ASCII characters."],
+  description: [
+    "Prints one line per EFI variable of the VM: its GUID, a space, and its name's printable ASCII characters.",
+  ],
 };
 
 /** Enough for any store (at most 1024 variables fit); more means the enumeration loops. */
 const MAX_VARIABLES = 4096;
 
 /** varstore-ls: every variable GetNextVariableName yields, as `<guid> <name>`. */
-export async function varstoreLs(argv: readonly string[], io: ToolIo, options: Partial<PrepareOptions> = {}): Promise<number> {
+export async function varstoreLs(
+  argv: readonly string[],
+  io: ToolIo,
+  options: Partial<PrepareOptions> = {},
+): Promise<number> {
   const parsed = parseCommandLine(argv, LS, io);
   if (!parsed.ok) return parsed.exitCode;
   const { commandLine } = parsed;
@@ -22,7 +28,10 @@ export async function varstoreLs(argv: readonly string[], io: ToolIo, options: P
     printUsage(LS, io);
     return 1;
   }
-  const session = await openToolSession(commandLine, commandLine.operands[0]!, io, { ...options, authenticated: false });
+  const session = await openToolSession(commandLine, commandLine.operands[0]!, io, {
+    ...options,
+    authenticated: false,
+  });
   if (session === undefined) return 1;
 
   let name: Uint8Array = new Uint8Array(0);

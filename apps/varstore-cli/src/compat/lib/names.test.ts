@@ -51,7 +51,16 @@ describe('GUID arguments', () => {
 
   it('accepts nothing but the 36-character form', () => {
     const good = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
-    for (const bad of [` ${good}`, `${good} `, `{${good}}`, good.replace(/-/g, ''), good.slice(0, 35), `${good.slice(0, 8)}_${good.slice(9)}`, good.replace('8', 'g'), good.replace('8', 'é')]) {
+    for (const bad of [
+      ` ${good}`,
+      `${good} `,
+      `{${good}}`,
+      good.replace(/-/g, ''),
+      good.slice(0, 35),
+      `${good.slice(0, 8)}_${good.slice(9)}`,
+      good.replace('8', 'g'),
+      good.replace('8', 'é'),
+    ]) {
       expect(parseGuidArgument(bad)).toBeUndefined();
     }
     fc.assert(fc.property(fc.string({ maxLength: 40 }), (s) => void parseGuidArgument(s)));

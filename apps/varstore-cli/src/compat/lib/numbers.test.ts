@@ -47,7 +47,8 @@ describe('parseIdArgument (-u, -g)', () => {
   });
 
   it('refuses trailing text, signs that wrap, and the (uid_t)-1 sentinel', () => {
-    for (const bad of ['12 ', '12x', 'abc', '-1', '4294967295', '99999999999999999999', ' ', '-']) expect(parseIdArgument(bad)).toBeUndefined();
+    for (const bad of ['12 ', '12x', 'abc', '-1', '4294967295', '99999999999999999999', ' ', '-'])
+      expect(parseIdArgument(bad)).toBeUndefined();
   });
 });
 
@@ -61,7 +62,8 @@ describe('parseAttributesArgument (varstore-set)', () => {
   });
 
   it('refuses words, partial numbers, negatives and values over 32 bits', () => {
-    for (const bad of ['append', '', '7abc', '-1', '0x100000000', ' ', '0x']) expect(parseAttributesArgument(bad)).toBeUndefined();
+    for (const bad of ['append', '', '7abc', '-1', '0x100000000', ' ', '0x'])
+      expect(parseAttributesArgument(bad)).toBeUndefined();
   });
 
   it('is exactly the 32-bit values written in any base', () => {

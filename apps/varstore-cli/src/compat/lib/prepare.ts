@@ -19,7 +19,12 @@ export interface PrepareOptions {
  * The C tools' start: everything that needs the caller's privileges and files is loaded, privileges
  * are dropped, then the VM's NVRAM is read. Prints why and resolves to undefined on failure.
  */
-export async function openToolSession(commandLine: CommandLine, uuid: string, io: ToolIo, options: PrepareOptions): Promise<ToolSession | undefined> {
+export async function openToolSession(
+  commandLine: CommandLine,
+  uuid: string,
+  io: ToolIo,
+  options: PrepareOptions,
+): Promise<ToolSession | undefined> {
   let authenticator: Authenticator | undefined;
   if (options.authenticated) {
     // Loaded now: after a chroot nothing more can be loaded from disk.

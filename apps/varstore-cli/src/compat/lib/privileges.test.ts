@@ -31,7 +31,12 @@ describe('dropPrivileges', () => {
 
   it('hands the chroot, ids and -d to @vmsb/xen, leaving out ids of 0 (unchanged)', async () => {
     const native = recorder();
-    expect(await dropPrivileges({ chroot: '/var/run/xen/varstored-root-7', uid: 65542, gid: 65542, depriv: true }, native.load)).toBeUndefined();
+    expect(
+      await dropPrivileges(
+        { chroot: '/var/run/xen/varstored-root-7', uid: 65542, gid: 65542, depriv: true },
+        native.load,
+      ),
+    ).toBeUndefined();
     expect(await dropPrivileges({ chroot: '/r', uid: 0, gid: 0, depriv: false }, native.load)).toBeUndefined();
     expect(native.calls).toEqual([
       { chroot: '/var/run/xen/varstored-root-7', uid: 65542, gid: 65542, depriv: true },
@@ -54,7 +59,9 @@ describe('dropPrivileges', () => {
       'Failed to reduce privileges (-d): this needs @vmsb/xen, which is unavailable (Cannot find package)',
     );
     // The package loads but its binding is not built: the same refusal, naming why.
-    const unbuilt = recorder(Object.assign(new Error('Xen is unavailable: the Xen binding is not built'), { code: 'ENOXEN' }));
+    const unbuilt = recorder(
+      Object.assign(new Error('Xen is unavailable: the Xen binding is not built'), { code: 'ENOXEN' }),
+    );
     expect(await dropPrivileges({ chroot: '/x', uid: 0, gid: 0, depriv: false }, unbuilt.load)).toBe(
       'Failed to chroot to /x: entering a chroot needs @vmsb/xen, which is unavailable (Xen is unavailable: the Xen binding is not built)',
     );

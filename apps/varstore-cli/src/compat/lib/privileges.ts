@@ -47,7 +47,10 @@ export function privilegesRequested(request: PrivilegeRequest): boolean {
  * Drops privileges as asked. Resolves to undefined on success, or to the message to print (the
  * tool then exits 1).
  */
-export async function dropPrivileges(request: PrivilegeRequest, load: NativeLoader = loadNativePrivileges): Promise<string | undefined> {
+export async function dropPrivileges(
+  request: PrivilegeRequest,
+  load: NativeLoader = loadNativePrivileges,
+): Promise<string | undefined> {
   if (!privilegesRequested(request)) return undefined;
   let native: NativePrivileges | undefined;
   let unavailable = '';
@@ -67,7 +70,8 @@ export async function dropPrivileges(request: PrivilegeRequest, load: NativeLoad
       return undefined;
     } catch (e) {
       // ENOXEN: the package loaded but its native binding is not built here; nothing was changed.
-      if ((e as NodeJS.ErrnoException).code !== NATIVE_UNAVAILABLE) return `Failed to drop privileges: ${e instanceof Error ? e.message : String(e)}`;
+      if ((e as NodeJS.ErrnoException).code !== NATIVE_UNAVAILABLE)
+        return `Failed to drop privileges: ${e instanceof Error ? e.message : String(e)}`;
       unavailable = e instanceof Error ? e.message : String(e);
     }
   }

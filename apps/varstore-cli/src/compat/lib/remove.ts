@@ -24,14 +24,22 @@ export function emptyAuthenticationDescriptor(): Uint8Array {
  * those attributes and empty data (or the empty descriptor when it is time-based authenticated).
  * Prints the EFI status on stderr and returns false when either step fails.
  */
-export async function removeVariable(session: ToolSession, guid: Uint8Array, name: Uint8Array, io: ToolIo): Promise<boolean> {
+export async function removeVariable(
+  session: ToolSession,
+  guid: Uint8Array,
+  name: Uint8Array,
+  io: ToolIo,
+): Promise<boolean> {
   const current = session.getVariable(name, guid);
   if (current.status !== EfiStatus.SUCCESS) {
     io.err(`${efiStatusText(current.status)}\n`);
     return false;
   }
   const attributes = current.attributes!;
-  const data = (attributes & Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS) !== 0 ? emptyAuthenticationDescriptor() : new Uint8Array(0);
+  const data =
+    (attributes & Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS) !== 0
+      ? emptyAuthenticationDescriptor()
+      : new Uint8Array(0);
   const status = await session.setVariable(name, guid, attributes, data);
   if (status !== EfiStatus.SUCCESS) {
     io.err(`${efiStatusText(status)}\n`);

@@ -16,7 +16,11 @@ export const RM: ToolSpec = {
 };
 
 /** varstore-rm: one variable, or (-c) the remove-on-clone lists. */
-export async function varstoreRm(argv: readonly string[], io: ToolIo, options: Partial<PrepareOptions> = {}): Promise<number> {
+export async function varstoreRm(
+  argv: readonly string[],
+  io: ToolIo,
+  options: Partial<PrepareOptions> = {},
+): Promise<number> {
   const parsed = parseCommandLine(argv, RM, io);
   if (!parsed.ok) return parsed.exitCode;
   const { commandLine } = parsed;
@@ -44,7 +48,13 @@ export async function varstoreRm(argv: readonly string[], io: ToolIo, options: P
   if (clone) {
     // Each listed variable is removed if present; a missing one is reported and skipped.
     for (const entry of entries) {
-      io.out(Buffer.concat([Buffer.from(`Removing: GUID: '${entry.guidText}' Name: '`), Buffer.from(entry.name), Buffer.from("'\n")]));
+      io.out(
+        Buffer.concat([
+          Buffer.from(`Removing: GUID: '${entry.guidText}' Name: '`),
+          Buffer.from(entry.name),
+          Buffer.from("'\n"),
+        ]),
+      );
       const name = nameArgument(entry.name, io);
       if (name !== undefined) await removeVariable(session, entry.guid, name, io);
     }

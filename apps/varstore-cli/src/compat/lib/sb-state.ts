@@ -9,8 +9,8 @@ import { removeVariable } from './remove.js';
 export const SB_STATE: ToolSpec = {
   synopsis: '[-h] [depriv options] <vm-uuid> setup|user',
   description: [
-    'setup: deletes the VM\'s PK, KEK, db and dbx, leaving its firmware in Setup Mode.',
-    'user: does the same, then enrols the host\'s default keys (PK.auth, KEK.auth, db.auth, dbx.auth',
+    "setup: deletes the VM's PK, KEK, db and dbx, leaving its firmware in Setup Mode.",
+    "user: does the same, then enrols the host's default keys (PK.auth, KEK.auth, db.auth, dbx.auth",
     'from /var/lib/varstored), leaving it in User Mode.',
   ],
 };
@@ -23,7 +23,11 @@ const SECURE_BOOT_VARIABLES = [
 ] as const;
 
 /** varstore-sb-state: clear the Secure Boot keys, and for `user` enrol the defaults. */
-export async function varstoreSbState(argv: readonly string[], io: ToolIo, options: Partial<PrepareOptions> = {}): Promise<number> {
+export async function varstoreSbState(
+  argv: readonly string[],
+  io: ToolIo,
+  options: Partial<PrepareOptions> = {},
+): Promise<number> {
   const parsed = parseCommandLine(argv, SB_STATE, io);
   if (!parsed.ok) return parsed.exitCode;
   const { commandLine } = parsed;

@@ -7,7 +7,15 @@
  * EFI_DEVICE_ERROR.
  */
 import { VariableStore, type Authenticator, type StoreOptions } from '@vmsb/efi';
-import { EfiStatus, Limits, decodeResponse, encodeRequest, encodedRequestSize, type Request, type Response } from '@vmsb/protocol';
+import {
+  EfiStatus,
+  Limits,
+  decodeResponse,
+  encodeRequest,
+  encodedRequestSize,
+  type Request,
+  type Response,
+} from '@vmsb/protocol';
 import { createXapidbStore, type XapidbStore } from '@vmsb/xapi';
 import type { ToolIo } from './io.js';
 
@@ -52,9 +60,14 @@ export class ToolSession {
     };
     let store: VariableStore;
     try {
-      store = state === undefined ? VariableStore.create(storeOptions) : VariableStore.restore(state, { ...storeOptions, resume: false });
+      store =
+        state === undefined
+          ? VariableStore.create(storeOptions)
+          : VariableStore.restore(state, { ...storeOptions, resume: false });
     } catch (e) {
-      throw new Error(`the NVRAM of VM ${options.uuid} cannot be used: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new Error(`the NVRAM of VM ${options.uuid} cannot be used: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
     }
     return new ToolSession(store, source, io);
   }
@@ -62,7 +75,9 @@ export class ToolSession {
   getVariable(name: Uint8Array, guid: Uint8Array): { status: bigint; attributes?: number; data?: Uint8Array } {
     const r = this.read({ command: 'GetVariable', name, guid, dataSize: Limits.DATA_MAX, atRuntime: false });
     if (r.command !== 'GetVariable') throw new Error('the store answered another command');
-    return r.status === EfiStatus.SUCCESS ? { status: r.status, attributes: r.attributes, data: r.data } : { status: r.status };
+    return r.status === EfiStatus.SUCCESS
+      ? { status: r.status, attributes: r.attributes, data: r.data }
+      : { status: r.status };
   }
 
   /** The variable after (name, guid); an empty name starts the enumeration. */
@@ -99,7 +114,8 @@ export class ToolSession {
 
   private encode(request: Request): Uint8Array {
     const buffer = new Uint8Array(Limits.BUFFER_SIZE);
-    if (encodedRequestSize(request) > buffer.length) throw new Error(`the request does not fit the ${Limits.BUFFER_SIZE}-byte buffer`);
+    if (encodedRequestSize(request) > buffer.length)
+      throw new Error(`the request does not fit the ${Limits.BUFFER_SIZE}-byte buffer`);
     encodeRequest(request, buffer);
     return buffer;
   }

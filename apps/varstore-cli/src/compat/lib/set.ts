@@ -19,7 +19,9 @@ export const SET: ToolSpec = {
   ],
 };
 
-type ReadResult = { readonly ok: true; readonly data: Uint8Array } | { readonly ok: false; readonly problem: 'open' | 'size' | 'read' };
+type ReadResult =
+  | { readonly ok: true; readonly data: Uint8Array }
+  | { readonly ok: false; readonly problem: 'open' | 'size' | 'read' };
 
 /**
  * The data file, at most one variable's worth. A regular file is sized first (as in C); anything
@@ -59,7 +61,11 @@ async function readDataFile(path: string): Promise<ReadResult> {
 }
 
 /** varstore-set: one SetVariable with the file's contents. */
-export async function varstoreSet(argv: readonly string[], io: ToolIo, options: Partial<PrepareOptions> = {}): Promise<number> {
+export async function varstoreSet(
+  argv: readonly string[],
+  io: ToolIo,
+  options: Partial<PrepareOptions> = {},
+): Promise<number> {
   const parsed = parseCommandLine(argv, SET, io);
   if (!parsed.ok) return parsed.exitCode;
   const { commandLine } = parsed;
@@ -67,7 +73,13 @@ export async function varstoreSet(argv: readonly string[], io: ToolIo, options: 
     printUsage(SET, io);
     return 1;
   }
-  const [uuid, guidArg, nameArg, attributesArg, path] = commandLine.operands as [string, string, string, string, string];
+  const [uuid, guidArg, nameArg, attributesArg, path] = commandLine.operands as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   const session = await openToolSession(commandLine, uuid, io, { ...options, authenticated: true });
   if (session === undefined) return 1;
 

@@ -29,7 +29,9 @@ export const VM = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9';
 /** A `varstore-ls` line: lower-case GUID, one space, printable ASCII. */
 export const LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12} [\x20-\x7e]*$/;
 /** The variables the C tools' start (setup_variables) adds to any VM. */
-export const C_BUILTIN_LINES = ['SignatureSupport', 'SetupMode', 'AuditMode', 'DeployedMode', 'SecureBoot'].map((n) => `${GLOBAL} ${n}`);
+export const C_BUILTIN_LINES = ['SignatureSupport', 'SetupMode', 'AuditMode', 'DeployedMode', 'SecureBoot'].map(
+  (n) => `${GLOBAL} ${n}`,
+);
 export const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i);
 
 export let work: string;
@@ -57,7 +59,11 @@ export function useCompatHarness(): void {
 /** Starts the double for VM with these stored variables (none: a VM that never booted). */
 export async function startVm(variables?: readonly Variable[], socketPath?: string): Promise<void> {
   sock = socketPath ?? join(work, `xapi-${Math.random().toString(36).slice(2)}.sock`);
-  guard = await startGuardDouble({ socketPath: sock, vmUuid: VM, ...(variables ? { nvram: { 'EFI-variables': nvramOf(variables) } } : {}) });
+  guard = await startGuardDouble({
+    socketPath: sock,
+    vmUuid: VM,
+    ...(variables ? { nvram: { 'EFI-variables': nvramOf(variables) } } : {}),
+  });
 }
 
 /** A tool against the double's socket. */

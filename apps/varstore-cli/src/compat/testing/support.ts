@@ -37,7 +37,11 @@ export interface ToolRun {
 }
 
 /** Runs bin/varstore-<tool> with `args`; never rejects. */
-export function runTool(tool: ToolName, args: readonly string[], options: { env?: Record<string, string>; input?: Uint8Array } = {}): Promise<ToolRun> {
+export function runTool(
+  tool: ToolName,
+  args: readonly string[],
+  options: { env?: Record<string, string>; input?: Uint8Array } = {},
+): Promise<ToolRun> {
   return new Promise((done, fail) => {
     const env: Record<string, string | undefined> = { ...process.env, ...options.env };
     delete env['POSIXLY_CORRECT'];
@@ -65,13 +69,28 @@ export function guid(text: string): Uint8Array {
   return g;
 }
 
-export function variable(name: string | Uint8Array, guidText: string, attributes: number, data: Uint8Array, timestamp?: Uint8Array): Variable {
-  return makeVariable({ name: typeof name === 'string' ? utf16le(name) : name, guid: guid(guidText), attributes, data, ...(timestamp ? { timestamp } : {}) });
+export function variable(
+  name: string | Uint8Array,
+  guidText: string,
+  attributes: number,
+  data: Uint8Array,
+  timestamp?: Uint8Array,
+): Variable {
+  return makeVariable({
+    name: typeof name === 'string' ? utf16le(name) : name,
+    guid: guid(guidText),
+    attributes,
+    data,
+    ...(timestamp ? { timestamp } : {}),
+  });
 }
 
 /** VM.NVRAM["EFI-variables"] holding these (non-volatile) variables. */
 export function nvramOf(variables: readonly Variable[]): string {
-  const blob = encodeVarsBlob({ variables, morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } }, { nonVolatileOnly: true });
+  const blob = encodeVarsBlob(
+    { variables, morKey: new Uint8Array(8), ppi: { index: 0, func: new Uint8Array(256) } },
+    { nonVolatileOnly: true },
+  );
   return Buffer.from(blob).toString('base64');
 }
 
@@ -129,19 +148,60 @@ export function makeSecureBootKeys(dir: string): SecureBootKeys {
   mkdirSync(authDir, { recursive: true });
   const run = (cmd: string, args: string[]): void => void execFileSync(cmd, args, { cwd: dir, stdio: 'pipe' });
   for (const k of ['PK', 'KEK', 'db']) {
-    run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3650', '-subj', `/CN=Test ${k}/`, '-keyout', `${k}.key`, '-out', `${k}.crt`]);
+    run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-sha256',
+      '-days',
+      '3650',
+      '-subj',
+      `/CN=Test ${k}/`,
+      '-keyout',
+      `${k}.key`,
+      '-out',
+      `${k}.crt`,
+    ]);
     run('cert-to-efi-sig-list', ['-g', OWNER, `${k}.crt`, `${k}.esl`]);
   }
   const hashes = [new Uint8Array(32).fill(0xa1), new Uint8Array(32).fill(0xb2)];
-  writeFileSync(join(dir, 'dbx.esl'), serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, hashes, guid(OWNER))]));
+  writeFileSync(
+    join(dir, 'dbx.esl'),
+    serializeSignatureLists([signatureListOfHashes(Guids.CERT_SHA256, hashes, guid(OWNER))]),
+  );
   const sign = (name: string, signer: string, extra: string[] = []): void =>
-    run('sign-efi-sig-list', [...extra, '-t', '2024-01-01 00:00:00', '-k', `${signer}.key`, '-c', `${signer}.crt`, name, `${name}.esl`, join(authDir, `${name}.auth`)]);
+    run('sign-efi-sig-list', [
+      ...extra,
+      '-t',
+      '2024-01-01 00:00:00',
+      '-k',
+      `${signer}.key`,
+      '-c',
+      `${signer}.crt`,
+      name,
+      `${name}.esl`,
+      join(authDir, `${name}.auth`),
+    ]);
   sign('PK', 'PK');
   sign('KEK', 'PK');
   sign('db', 'KEK');
   sign('dbx', 'KEK', ['-a']);
   writeFileSync(join(dir, 'my.bin'), 'hi\n');
-  run('sign-efi-sig-list', ['-g', VENDOR, '-t', '2024-01-01 00:00:00', '-k', 'db.key', '-c', 'db.crt', 'MyVar', 'my.bin', 'MyVar.auth']);
+  run('sign-efi-sig-list', [
+    '-g',
+    VENDOR,
+    '-t',
+    '2024-01-01 00:00:00',
+    '-k',
+    'db.key',
+    '-c',
+    'db.crt',
+    'MyVar',
+    'my.bin',
+    'MyVar.auth',
+  ]);
   const read = (path: string): Uint8Array => new Uint8Array(readFileSync(join(dir, path)));
   const names = ['PK', 'KEK', 'db', 'dbx'] as const;
   return {
