@@ -25,6 +25,7 @@ import {
   type BuiltinName,
 } from './builtins.js';
 import { guidEquals, guidToText } from './guid.js';
+import { secureBootValue } from './secure-boot.js';
 import { laterEfiTimeBytes } from './time.js';
 import type {
   AuthResult,
@@ -218,7 +219,7 @@ export class VariableStore {
       case Names.DeployedMode:
         return Uint8Array.of(pk ? 1 : 0);
       case Names.SecureBoot:
-        return Uint8Array.of(pk && this.platform.secureBoot ? 1 : 0);
+        return Uint8Array.of(this.secureBootAtBoot(pk));
       case Names.VendorKeys:
         return Uint8Array.of(1);
       case Names.PPIBuffer: {
@@ -880,6 +881,10 @@ export class VariableStore {
     return undefined;
   }
 
+  private secureBootAtBoot(pkEnrolled: boolean): 0 | 1 {
+    return secureBootValue('varstored', { pkEnrolled, platformSecureBoot: this.platform.secureBoot });
+  }
+
   /** SetupMode, DeployedMode and (before runtime) SecureBoot follow PK presence. */
   private refreshModes(runtime: boolean): void {
     const pk = !this.setupMode;
@@ -887,7 +892,7 @@ export class VariableStore {
     this.putInternal(Names.SetupMode, Uint8Array.of(pk ? 0 : 1));
     this.putInternal(Names.DeployedMode, Uint8Array.of(pk ? 1 : 0));
     // After ExitBootServices SecureBoot keeps describing the current boot (edk2).
-    if (!runtime) this.putInternal(Names.SecureBoot, Uint8Array.of(pk && this.platform.secureBoot ? 1 : 0));
+    if (!runtime) this.putInternal(Names.SecureBoot, Uint8Array.of(this.secureBootAtBoot(pk)));
     if (before.setup !== (pk ? 0 : 1)) {
       this.log(
         'info',
