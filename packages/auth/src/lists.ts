@@ -7,7 +7,7 @@ import {
   type SignatureData,
   type SignatureList,
 } from '@vmsb/efi';
-import type { CertificateCache } from './cache.js';
+import { CertificateCache } from './cache.js';
 import { oidName } from './oids.js';
 import { rsaKeyObject } from './x509.js';
 
@@ -16,12 +16,12 @@ import { rsaKeyObject } from './x509.js';
  * (edk2 CheckSignatureListFormat, varstored check_signature_list_format): supported types with their
  * fixed sizes, SignatureHeaderSize 0, no empty list, the lists consume the payload exactly, and every
  * X.509 entry a certificate with an RSA key. A PK holds exactly one X.509 certificate. An empty
- * payload (a deletion) is always acceptable.
+ * payload (a deletion) is always acceptable. The one check the store and the offline tools apply.
  */
 export function signatureDatabaseProblem(
   payload: Uint8Array,
   isPk: boolean,
-  cache: CertificateCache,
+  cache: CertificateCache = new CertificateCache(),
 ): string | undefined {
   const r = checkSignatureDatabase(payload, isPk, cache);
   return r.ok ? undefined : r.reason;

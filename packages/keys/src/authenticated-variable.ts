@@ -14,6 +14,7 @@ import {
   utf16le,
   type EfiTime,
 } from '@vmsb/efi';
+import { signatureDatabaseProblem } from '@vmsb/auth';
 import { certificateDer, certificateFields, type CertificateInput } from './certificate.js';
 import { loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
 import { decodePem, looksLikePem, pemText } from './pem.js';
@@ -25,7 +26,7 @@ import {
   withCertificates,
   wrapContentInfo,
 } from './pkcs7.js';
-import { guidBytes, signatureDatabaseProblem, type GuidInput } from './signature-list.js';
+import { guidBytes, type GuidInput } from './signature-list.js';
 
 /** sizeof(EFI_TIME) + sizeof(WIN_CERTIFICATE_UEFI_GUID) without CertData. */
 export const AUTHENTICATION_2_HEADER_SIZE = 40;
@@ -96,7 +97,7 @@ export function prepareVariable(input: VariableInput): UnsignedVariable {
 
   if (input.checkPayload !== false && input.payload.length > 0 && isSignatureDatabase(name, guid)) {
     const isPK = guidEquals(guid, Guids.GLOBAL_VARIABLE) && bytesEqual(name, utf16le('PK'));
-    const why = signatureDatabaseProblem(input.payload, { isPK });
+    const why = signatureDatabaseProblem(input.payload, isPK);
     if (why !== undefined) throw new TypeError(`the payload is not a valid signature database: ${why}`);
   }
   return { name, guid, attributes, timestamp, payload: input.payload.slice() };

@@ -30,7 +30,6 @@ export {
   buildSignatureList,
   signatureLists,
   concatSignatureLists,
-  signatureDatabaseProblem,
   guidBytes,
   type GuidInput,
   type HashInput,

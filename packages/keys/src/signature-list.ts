@@ -1,12 +1,9 @@
-import { X509Certificate } from 'node:crypto';
 import {
-  checkSignatureLists,
   guidFromText,
   Guids,
   serializeSignatureLists,
   signatureListOfCertificate,
   signatureListOfHashes,
-  x509Certificates,
   type SignatureList,
 } from '@vmsb/efi';
 import { certificateDer, tbsHash, type CertificateInput } from './certificate.js';
@@ -148,27 +145,4 @@ export function concatSignatureLists(parts: readonly Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
-}
-
-/**
- * Why `payload` cannot be the value of a Secure Boot database (PK, KEK, db, dbx, dbt), or undefined:
- * edk2's format rules (supported types, fixed sizes, no trailing bytes; PK at most one entry) plus
- * the check edk2 makes on X.509 entries (a certificate with an RSA key), applied to every entry.
- */
-export function signatureDatabaseProblem(
-  payload: Uint8Array,
-  options: { readonly isPK?: boolean } = {},
-): string | undefined {
-  const checked = checkSignatureLists(payload, options.isPK === true ? { maxSignatures: 1 } : {});
-  if (!checked.ok) return checked.reason;
-  for (const [i, { der }] of x509Certificates(checked.lists).entries()) {
-    try {
-      const key = new X509Certificate(der).publicKey;
-      if (key.asymmetricKeyType !== 'rsa')
-        return `X.509 entry ${i} holds a ${key.asymmetricKeyType ?? 'non-RSA'} key; UEFI needs RSA`;
-    } catch (err) {
-      return `X.509 entry ${i} is not a certificate: ${err instanceof Error ? err.message : String(err)}`;
-    }
-  }
-  return undefined;
 }

@@ -18,7 +18,17 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildAuthentication2 } from '@vmsb/auth';
-import { fromUtf16le, guidToText, parseSignatureLists, utf16le, x509Certificates } from '@vmsb/efi';
+import {
+  fromUtf16le,
+  Guids,
+  guidFromText,
+  guidToText,
+  parseSignatureLists,
+  serializeSignatureLists,
+  signatureListOfHashes,
+  utf16le,
+  x509Certificates,
+} from '@vmsb/efi';
 import { encodeVarsBlob } from '@vmsb/nvram';
 import { decodeNvram, detectFormat } from '@vmsb/nvram/formats';
 import { startGuardDouble } from '@vmsb/xapi/guard-double';
@@ -360,6 +370,24 @@ describe('signature lists and signed updates, against efitools and openssl', () 
     const unsigned = await verify('unsigned.auth');
     expect([unsigned.code, unsigned.stdout]).toEqual([1, expect.stringContaining('no-signature')]);
     expect((await varstore(['verify', `${d}/good.auth`, '--var', 'db'])).code).toBe(2);
+  });
+
+  it('verify --anchor refuses what the daemon refuses: a PK whose one entry is a hash, not a certificate', async () => {
+    const d = dir();
+    const hashList = serializeSignatureLists([
+      signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(7)], guidFromText(OWNER)!),
+    ]);
+    writeFileSync(`${d}/hash.esl`, hashList);
+    const sign = ['-t', '2030-01-01 00:00:00', '-k', `${keys}/PK.key`, '-c', `${keys}/PK.crt`];
+    peer('sign-efi-sig-list', [...sign, 'PK', `${d}/hash.esl`, `${d}/hash-pk.auth`]);
+    const anchored = await varstore(['verify', `${d}/hash-pk.auth`, '--var', 'PK', '--anchor', `${keys}/PK.crt`]);
+    expect([anchored.code, anchored.stdout]).toEqual([1, expect.stringContaining('malformed-list')]);
+    expect(anchored.stdout).toContain('PK must hold an X.509 certificate');
+    // The store path runs the daemon's SetVariable: the same verdict.
+    const store = `${d}/vm.vars`;
+    expect((await varstore(['enroll', store, '--pk', `${keys}/PK.auth`])).code).toBe(0);
+    const stored = await varstore(['verify', `${d}/hash-pk.auth`, '--var', 'PK', '--store', store]);
+    expect([stored.code, stored.stdout]).toEqual([1, expect.stringContaining('PK must hold an X.509 certificate')]);
   });
 
   it('signs offline: the signable bytes equal sign-efi-sig-list -o, and both openssl cms and raw signatures attach', async () => {
