@@ -75,7 +75,14 @@ export type {
   PpiWriteOutcome,
 } from './types.js';
 export { VariableStore } from './store.js';
-export { type SecureBootRule, type SecureBootInputs, secureBootValue } from './secure-boot.js';
+export {
+  type SecureBootRule,
+  type SecureBootInputs,
+  type VariableKind,
+  secureBootValue,
+  variableKind,
+  signerDigestIsData,
+} from './secure-boot.js';
 export { FirmwareClient, type RequestHandler } from './firmware.js';
 export {
   Names,

@@ -930,6 +930,29 @@ describe('convert', () => {
     expect(readBytes(`${d}/small.fd`).length).toBe(131072);
   });
 
+  it('converts a VARS v1 blob to .fd without false signer-digest losses, and says when it rewrites it as v2', async () => {
+    const d = dir();
+    // varstored's v1 format: no ancillary data; signer digests of other variables are uninitialised bytes.
+    const junk = { signerDigest: new Uint8Array(32).fill(0xcd) };
+    const vars = [
+      variable('Boot0000', GLOBAL, 7, Uint8Array.of(1), junk),
+      variable('PK', GLOBAL, SB_ATTRS, readBytes(`${keys}/PK.esl`), junk),
+    ];
+    const v2 = encodeVarsBlob(stateOf(vars), { nonVolatileOnly: false });
+    const v1 = Uint8Array.from([...v2.subarray(0, 24), ...v2.subarray(24 + 268)]);
+    v1[4] = 1;
+    writeFileSync(`${d}/v1.vars`, v1);
+    const fd = await varstore(['convert', `${d}/v1.vars`, `${d}/v1.fd`]);
+    expect([fd.code, fd.stderr]).toEqual([0, expect.not.stringContaining('signer digest')]);
+    expect(fd.stderr).not.toContain('left out');
+    expect(find(`${d}/v1.fd`, 'PK')!.data).toEqual(readBytes(`${keys}/PK.esl`));
+    const again = await varstore(['convert', `${d}/v1.vars`, `${d}/v2.vars`]);
+    expect([again.code, again.stderr]).toEqual([0, expect.stringContaining('VARS v1 blob: written as VARS v2')]);
+    expect(readBytes(`${d}/v2.vars`)[4]).toBe(2);
+    const quiet = await varstore(['convert', `${d}/v2.vars`, `${d}/v3.vars`]);
+    expect(quiet.stderr).not.toContain('VARS v1');
+  });
+
   it('refuses to lose signer digests or ancillary data unless told, and says what would be lost', async () => {
     const d = dir();
     const bound = variable('Private', new Uint8Array(16).fill(0x11), SB_ATTRS, Uint8Array.of(1), {

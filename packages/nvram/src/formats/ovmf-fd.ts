@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import type { StoreState, Variable } from '@vmsb/efi';
+import { signerDigestIsData, type StoreState, type Variable } from '@vmsb/efi';
 import { fromUtf16le, guidFromText, guidToText } from '@vmsb/protocol';
 import { ancillaryLosses, isZero, type DecodedNvram } from './common.js';
 
@@ -352,7 +352,7 @@ export function ovmfRecordSize(v: Pick<Variable, 'name' | 'data'>): number {
 export function ovmfFdLosses(state: StoreState): string[] {
   const losses = ancillaryLosses(state);
   for (const v of state.variables) {
-    if (!isZero(v.signerDigest)) {
+    if (signerDigestIsData(v) && !isZero(v.signerDigest)) {
       losses.push(
         `${fromUtf16le(v.name)} (${guidToText(v.guid)}): its signer digest (the binding of a private authenticated variable) has no place in an OVMF store`,
       );
