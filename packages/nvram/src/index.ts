@@ -15,3 +15,12 @@ export {
   type FileStoreOptions,
 } from './file-store.js';
 export { replaceFile } from './durable-file.js';
+export {
+  AUTH_FILES,
+  readAuthFiles,
+  applyAuthFiles,
+  type AuthFile,
+  type AuthFileSpec,
+  type ProvisionEvents,
+  type ProvisionResult,
+} from './provision.js';
