@@ -1,7 +1,7 @@
 // Loads the compiled binding lazily and explains, when it cannot, exactly what is missing.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Request kinds the binding hands to JS (everything else it completes itself). */
@@ -38,8 +38,18 @@ export interface NativeBinding {
 
 export type LoadResult = { ok: true; binding: NativeBinding } | { ok: false; reason: string };
 
-/** The package root, from src/ (tests) or dist/ (built). */
-export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+/** The package root: the nearest folder with a package.json, from src/ (tests) or anywhere in dist/ (built). */
+export const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(from: string): string {
+  let dir = from;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return join(from, '..');
+    dir = up;
+  }
+  return dir;
+}
 export const defaultBuildDir = join(packageRoot, 'build');
 
 const requireNative = createRequire(import.meta.url);

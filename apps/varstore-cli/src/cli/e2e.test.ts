@@ -31,7 +31,7 @@ import {
 } from '@vmsb/efi';
 import { encodeVarsBlob } from '@vmsb/nvram';
 import { decodeNvram, detectFormat } from '@vmsb/nvram/formats';
-import { startGuardDouble } from '@vmsb/xapi/guard-double';
+import { startGuardDouble } from '@vmsb/xapi/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   assertBuilt,

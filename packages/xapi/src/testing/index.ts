@@ -1,0 +1,2 @@
+// Test doubles: not part of the main entry. `@vmsb/xapi/testing`.
+export * from './guard-double.js';
