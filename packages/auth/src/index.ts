@@ -53,3 +53,4 @@ export {
   type AuthenticatedDataVerification,
 } from './verify.js';
 export { variableKind, type VariableKind } from '@vmsb/efi';
+export { Oid, oidName } from './oids.js';

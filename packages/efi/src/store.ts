@@ -1,6 +1,7 @@
 import {
   EfiStatus,
   Limits,
+  concatBytes,
   decodeRequest,
   encodeResponse,
   encodeStatus,
@@ -13,6 +14,7 @@ import {
   type Response,
 } from '@vmsb/protocol';
 import { ATTRIBUTES_MASK, Attr, formatAttributes } from './attributes.js';
+import { AUTHENTICATION2_AUTHINFO_OFFSET, authentication2Length } from './authentication2.js';
 import {
   MODE_BUILTINS,
   MOR_KEY_SIZE,
@@ -53,12 +55,6 @@ import {
 
 /** sizeof(EFI_VARIABLE_AUTHENTICATION) of the deprecated counter-based scheme. */
 const AUTHINFO_SIZE = 560;
-/** OFFSET_OF_AUTHINFO2_CERT_DATA: EFI_TIME + WIN_CERTIFICATE_UEFI_GUID header. */
-const AUTH2_CERT_DATA_OFFSET = 40;
-/** OFFSET_OF(EFI_VARIABLE_AUTHENTICATION_2, AuthInfo). */
-const AUTH2_AUTHINFO_OFFSET = 16;
-/** OFFSET_OF(WIN_CERTIFICATE_UEFI_GUID, CertData). */
-const WIN_CERT_UEFI_GUID_HEADER = 24;
 /** MemoryOverwriteRequestControl may only carry these bits. */
 const MOR_ACTION_VALID_MASK = 0x11;
 
@@ -91,13 +87,6 @@ function isNv(v: Variable | undefined): boolean {
 
 function copyVariable(v: Variable): Variable {
   return makeVariable(v);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 /** What a SetVariable did, before it is turned into a response. */
@@ -591,18 +580,10 @@ export class VariableStore {
       if (data.length !== AUTHINFO_SIZE) return fail(EfiStatus.UNSUPPORTED, 'AUTHENTICATED_WRITE_ACCESS is deprecated');
       payload = data.subarray(data.length);
     } else if (at) {
-      const dwLength =
-        data.length >= AUTH2_CERT_DATA_OFFSET
-          ? new DataView(data.buffer, data.byteOffset + AUTH2_AUTHINFO_OFFSET, 4).getUint32(0, true)
-          : 0;
-      if (
-        data.length < AUTH2_CERT_DATA_OFFSET ||
-        dwLength > data.length - AUTH2_AUTHINFO_OFFSET ||
-        dwLength < WIN_CERT_UEFI_GUID_HEADER
-      ) {
+      const dwLength = authentication2Length(data);
+      if (dwLength === undefined)
         return fail(EfiStatus.SECURITY_VIOLATION, 'malformed EFI_VARIABLE_AUTHENTICATION_2 descriptor');
-      }
-      payload = data.subarray(AUTH2_AUTHINFO_OFFSET + dwLength);
+      payload = data.subarray(AUTHENTICATION2_AUTHINFO_OFFSET + dwLength);
     } else {
       payload = data;
     }
@@ -751,7 +732,7 @@ export class VariableStore {
       ) {
         next = undefined;
       } else {
-        const data = append ? concat(existing.data, w.payload) : w.payload;
+        const data = append ? concatBytes(existing.data, w.payload) : w.payload;
         if (data.length > Limits.DATA_MAX)
           return fail(
             EfiStatus.OUT_OF_RESOURCES,

@@ -1,3 +1,4 @@
+import type { LogLevel } from '@vmsb/protocol';
 import type { Variable } from './variable.js';
 
 /** Per-VM platform settings (xenstore `platform/secureboot`, `platform/auth-enforce`, or `--platform`). */
@@ -66,7 +67,7 @@ export interface StoreState {
   readonly atRuntime?: boolean;
 }
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export type { LogLevel };
 
 export interface StoreOptions {
   readonly platform: PlatformSettings;

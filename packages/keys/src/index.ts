@@ -45,7 +45,6 @@ export {
   attachSignature,
   splitAuthenticatedVariable,
   timestampBytes,
-  AUTHENTICATION_2_HEADER_SIZE,
   type VariableInput,
   type UnsignedVariable,
   type TimestampInput,

@@ -7,6 +7,7 @@ import {
   type SignatureList,
 } from '@vmsb/efi';
 import { certificateDer, tbsHash, type CertificateInput } from './certificate.js';
+import { concatBytes } from '@vmsb/protocol';
 
 /** A GUID as text (`77fa9abd-0359-4d32-bd60-28f4e78f784b`) or as 16 bytes in EFI order. */
 export type GuidInput = string | Uint8Array;
@@ -109,7 +110,7 @@ export function signatureLists(spec: SignatureListSpec): SignatureList[] {
       return [
         signatureListOfHashes(
           guid,
-          hashes.map((h) => concat(h, time)),
+          hashes.map((h) => concatBytes(h, time)),
           owner,
         ),
       ];
@@ -129,20 +130,7 @@ function hashBytes(input: HashInput): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'));
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** The concatenation of several lists' bytes (a variable value holding them all). */
 export function concatSignatureLists(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }

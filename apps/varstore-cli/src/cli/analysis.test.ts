@@ -164,7 +164,10 @@ describe('store problems an administrator should see', () => {
       expect(r.secureBoot.detail).toMatch(/varstored's rule.*SecureBootEnable is not consulted/);
     }
     // The daemon serving the same NVRAM with platform:secureboot=true answers SecureBoot=1.
-    const daemon = VariableStore.restore(sbEnable(0), { platform: { secureBoot: true }, resume: false });
+    const daemon = VariableStore.restore(sbEnable(0), {
+      platform: { secureBoot: true, authEnforce: true },
+      resume: false,
+    });
     expect(daemon.secureBoot).toBe(true);
     expect(analyzeStore(store({}), { store: 's', format: 'vars', now: NOW }).secureBoot.enforceable).toBe(false);
   });
