@@ -235,7 +235,14 @@ function newStoreFrom(state: StoreState, resume: boolean): VariableStore {
 describe('NotifySBFailure', () => {
   it('raises the alert once, then ACCESS_DENIED (varstored)', () => {
     let calls = 0;
-    const fw = client(newStore({ notifySBFailure: () => (calls++, S.SUCCESS) }));
+    const fw = client(
+      newStore({
+        notifySBFailure: () => {
+          calls++;
+          return S.SUCCESS;
+        },
+      }),
+    );
     expect(fw.notifySBFailure()).toBe(S.SUCCESS);
     expect(fw.notifySBFailure()).toBe(S.ACCESS_DENIED);
     expect(calls).toBe(1);
@@ -265,7 +272,9 @@ describe('undecodable requests', () => {
     const request = (words: number[]) => {
       const b = new Uint8Array(Limits.BUFFER_SIZE);
       const v = new DataView(b.buffer);
-      words.forEach((w, i) => v.setUint32(i * 4, w, true));
+      words.forEach((w, i) => {
+        v.setUint32(i * 4, w, true);
+      });
       return store.dispatch(b);
     };
     expect(request([2, 0]).status).toBe(S.UNSUPPORTED);

@@ -655,10 +655,9 @@ export class VariableStore {
         'authenticated writes cannot be verified: no authenticator is configured',
       );
     const append = (r.attributes & Attr.APPEND_WRITE) !== 0;
-    const store = this;
     const view: StoreView = {
       get: (n: Uint8Array, g: Uint8Array) => {
-        const v = store.lookup(n, g);
+        const v = this.lookup(n, g);
         return v === undefined ? undefined : copyVariable(v);
       },
       setupMode: this.setupMode,

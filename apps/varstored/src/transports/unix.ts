@@ -173,7 +173,7 @@ class Connection {
     private readonly id: number,
     private readonly handler: Pick<GuestHandler, 'handleCommand'>,
     private readonly log: Logger,
-    private readonly onClosed: () => void,
+    onClosed: () => void,
   ) {
     log.debug(`guest-sim: client ${id} connected`);
     this.socket = adoptWithReadBuffer(accepted, this.readBuffer, (n) => this.onRead(n));
