@@ -5,7 +5,6 @@ import {
   compareEfiTimeBytes,
   formatEfiTime,
   Guids,
-  guidEquals,
   guidToText,
   parseEfiTime,
   parseSignatureLists,
