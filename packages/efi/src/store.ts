@@ -955,7 +955,14 @@ export class VariableStore {
   private openPending<R>(before: Snapshot, onRollback: () => R): PendingChange<R> {
     this.pendingOpen = true;
     let settled = false;
-    const state = this.state();
+    // The store's own records, not copies: they are frozen and replaced, never changed in place, so
+    // a write costs one list of references instead of a copy of every variable.
+    const state: StoreState = {
+      variables: [...this.vars.values()],
+      morKey: this.morKey.slice(),
+      ppi: { index: this.ppiIdx, func: this.ppiFunc.slice() },
+      atRuntime: this.runtime,
+    };
     return {
       state,
       commit: () => {

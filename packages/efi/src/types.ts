@@ -95,7 +95,10 @@ export interface RestoreOptions extends StoreOptions {
 
 /** A change the owner must make durable before the answer goes out. */
 export interface PendingChange<R> {
-  /** The complete new state (volatile variables included; persist what your medium keeps). */
+  /**
+   * The complete new state (volatile variables included; persist what your medium keeps). Read-only:
+   * its variables are the store's own records, shared rather than copied.
+   */
   readonly state: StoreState;
   /** The change is durable: keep it. */
   commit(): void;
