@@ -1,7 +1,7 @@
-// Builds the native targets (binding.gyp). The host binding and the launcher need only Node's
-// headers and are always built; the Xen binding and the fake hypervisor are built if and only if
-// the Xen headers are present, so `pnpm install` succeeds on machines without Xen and the daemon can
-// say exactly what is missing. The seccomp filter is compiled in when libseccomp's headers are
+// Builds the native targets (binding.gyp) if and only if the Xen headers are present, so `pnpm install`
+// succeeds on machines without Xen and the programs can say exactly what is missing. (The host binding
+// and the launcher need no Xen header, but are built with the rest: binding.gyp can build them alone
+// with VMSB_WITH_XEN=0.) The seccomp filter is compiled in when libseccomp's headers are
 // present (libseccomp-dev); without them --depriv refuses to start rather than run unfiltered.
 //
 // Environment:
@@ -32,12 +32,21 @@ const REQUIRED_HEADERS = [
   'xen/memory.h',
 ];
 
+function skip(reason) {
+  record({ built: false, reason });
+  console.log(`[@vmsb/xen] ${reason}: native build skipped (the Xen transport, the locks and the sandbox will be unavailable)`);
+  process.exit(0);
+}
+
 let xenReason;
 if (process.env.VMSB_XEN === '0') xenReason = 'VMSB_XEN=0';
 else {
   const missing = REQUIRED_HEADERS.filter((h) => !existsSync(join(includeDir, h)));
   if (missing.length > 0) xenReason = `Xen headers not found in ${includeDir}: ${missing.join(', ')} (install libxen-dev)`;
 }
+// node-gyp always builds in ./build: without the Xen headers nothing is built, so that a run that
+// finds none never replaces a complete build.
+if (xenReason !== undefined) skip(xenReason);
 const withXen = xenReason === undefined;
 const withSeccomp = existsSync('/usr/include/seccomp.h');
 
