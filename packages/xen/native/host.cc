@@ -77,6 +77,7 @@ Napi::Value Lock(const Napi::CallbackInfo& info) {
 Napi::Object InitHost(Napi::Env env, Napi::Object exports) {
   exports.Set("lock", Napi::Function::New(env, Lock, "lock"));
   exports.Set("enterSandbox", Napi::Function::New(env, EnterSandbox, "enterSandbox"));
+  exports.Set("filterText", Napi::Function::New(env, FilterText, "filterText"));
   exports.Set("seccompAvailable", Napi::Boolean::New(env, SeccompAvailable()));
   return exports;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -89,7 +90,7 @@ const char* const kKilled[] = {
 // keeps file I/O on libuv's thread pool (io_uring requests are not seen by seccomp).
 const char* const kNotImplemented[] = {"clone3", "io_uring_setup"};
 
-void LoadFilter(Napi::Env env) {
+scmp_filter_ctx BuildFilter(Napi::Env env) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (!ctx)
     throw Napi::Error::New(env, "seccomp_init failed");
@@ -103,6 +104,16 @@ void LoadFilter(Napi::Env env) {
   rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
   if (rc < 0)
     fail("seccomp_attr_set", rc, "SCMP_FLTATR_CTL_NNP");
+  // A call through another ABI (i386's int 0x80) ends the process; x32 calls, which share the
+  // x86_64 architecture number, get the same rules as native ones.
+  rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, kKill);
+  if (rc < 0)
+    fail("seccomp_attr_set", rc, "SCMP_FLTATR_ACT_BADARCH");
+  if (seccomp_arch_native() == SCMP_ARCH_X86_64) {
+    rc = seccomp_arch_add(ctx, SCMP_ARCH_X32);
+    if (rc < 0 && rc != -EEXIST)
+      fail("seccomp_arch_add", rc, "x32");
+  }
   for (const char* name : kKilled) {
     const int nr = seccomp_syscall_resolve_name(name);
     if (nr == __NR_SCMP_ERROR)
@@ -123,7 +134,12 @@ void LoadFilter(Napi::Env env) {
   rc = seccomp_rule_add(ctx, kKill, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
   if (rc < 0)
     fail("seccomp_rule_add", rc, "clone without CLONE_THREAD");
-  rc = seccomp_load(ctx);
+  return ctx;
+}
+
+void LoadFilter(Napi::Env env) {
+  scmp_filter_ctx ctx = BuildFilter(env);
+  const int rc = seccomp_load(ctx);
   seccomp_release(ctx);
   if (rc < 0)
     throw SystemError(env, "seccomp_load", -rc, "with SECCOMP_FILTER_FLAG_TSYNC");
@@ -142,6 +158,37 @@ uint32_t IdOption(Napi::Env env, Napi::Object options, const char* key) {
 }
 
 }  // namespace
+
+// filterText(): the filter enterSandbox loads, in libseccomp's pseudo-filter-code form (for tests and
+// for administrators who want to see it); undefined without libseccomp.
+Napi::Value FilterText(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef VMSB_HAVE_SECCOMP
+  scmp_filter_ctx ctx = BuildFilter(env);
+  FILE* out = tmpfile();
+  if (!out) {
+    const int err = errno;
+    seccomp_release(ctx);
+    throw SystemError(env, "tmpfile", err);
+  }
+  const int rc = seccomp_export_pfc(ctx, fileno(out));
+  seccomp_release(ctx);
+  std::string text;
+  if (rc == 0) {
+    rewind(out);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), out)) > 0)
+      text.append(buf, n);
+  }
+  fclose(out);
+  if (rc < 0)
+    throw SystemError(env, "seccomp_export_pfc", -rc);
+  return Napi::String::New(env, text);
+#else
+  return env.Undefined();
+#endif
+}
 
 bool SeccompAvailable() {
 #ifdef VMSB_HAVE_SECCOMP

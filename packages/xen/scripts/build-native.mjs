@@ -34,7 +34,9 @@ const REQUIRED_HEADERS = [
 
 function skip(reason) {
   record({ built: false, reason });
-  console.log(`[@vmsb/xen] ${reason}: native build skipped (the Xen transport, the locks and the sandbox will be unavailable)`);
+  console.log(
+    `[@vmsb/xen] ${reason}: native build skipped (the Xen transport, the locks and the sandbox will be unavailable)`,
+  );
   process.exit(0);
 }
 
@@ -42,7 +44,8 @@ let xenReason;
 if (process.env.VMSB_XEN === '0') xenReason = 'VMSB_XEN=0';
 else {
   const missing = REQUIRED_HEADERS.filter((h) => !existsSync(join(includeDir, h)));
-  if (missing.length > 0) xenReason = `Xen headers not found in ${includeDir}: ${missing.join(', ')} (install libxen-dev)`;
+  if (missing.length > 0)
+    xenReason = `Xen headers not found in ${includeDir}: ${missing.join(', ')} (install libxen-dev)`;
 }
 // node-gyp always builds in ./build: without the Xen headers nothing is built, so that a run that
 // finds none never replaces a complete build.

@@ -2,12 +2,7 @@
 // exports, the one linked against the fake hypervisor in tests.
 import { type LoadResult, type NativeBinding, probeFailureReason } from './native.js';
 import { IoreqServerImpl } from './server.js';
-import type {
-  Availability,
-  GuestHandler,
-  IoreqServer,
-  StartIoreqServerOptions,
-} from './types.js';
+import type { Availability, GuestHandler, IoreqServer, StartIoreqServerOptions } from './types.js';
 
 /** XENSTORE_ABS_PATH_MAX and XENSTORE_PAYLOAD_MAX from xen/io/xs_wire.h. */
 const XENSTORE_PATH_MAX = 3072;

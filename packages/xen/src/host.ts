@@ -9,6 +9,7 @@ import { defaultBuildDir, loadFailureReason } from './native.js';
 interface HostBinding {
   lock(path: string, create: boolean, mode: number): number | { heldBy: number };
   enterSandbox(options: SandboxOptions): void;
+  filterText(): string | undefined;
   readonly seccompAvailable: boolean;
 }
 
@@ -65,7 +66,9 @@ function binding(): HostBinding {
 /** Whether the host binding loads, and whether it can build the seccomp filter. */
 export function hostAvailability(): HostAvailability {
   const result = load();
-  return 'reason' in result ? { ok: false, reason: result.reason } : { ok: true, seccomp: result.binding.seccompAvailable };
+  return 'reason' in result
+    ? { ok: false, reason: result.reason }
+    : { ok: true, seccomp: result.binding.seccompAvailable };
 }
 
 /**
@@ -125,7 +128,9 @@ export function enterSandbox(options: SandboxOptions): void {
   }
   if (typeof depriv !== 'boolean') throw new TypeError('depriv must be a boolean');
   if (depriv && (!Number.isInteger(fileSizeLimit) || fileSizeLimit! < 4096 || fileSizeLimit! > 2 ** 30)) {
-    throw new RangeError(`fileSizeLimit must be an integer from 4096 to 2^30 under depriv, got ${String(fileSizeLimit)}`);
+    throw new RangeError(
+      `fileSizeLimit must be an integer from 4096 to 2^30 under depriv, got ${String(fileSizeLimit)}`,
+    );
   }
   const native = binding();
   native.enterSandbox({
@@ -138,6 +143,11 @@ export function enterSandbox(options: SandboxOptions): void {
   // The binding moved to the new root; Node caches the working directory, so tell it too, or
   // path.resolve() would keep resolving against the old one. chdir itself is not filtered.
   if (chroot !== undefined) process.chdir('/');
+}
+
+/** The seccomp filter `enterSandbox` loads under depriv, as libseccomp prints it (PFC); undefined without libseccomp. */
+export function seccompFilterText(): string | undefined {
+  return binding().filterText();
 }
 
 /** The launcher executable (see native/launch.c and native-artefacts.json). */
