@@ -44,7 +44,7 @@ interface Daemon {
 }
 
 function startDaemon(args: string[], env: Record<string, string>): Daemon {
-  const child = spawn(process.execPath, [daemonBin, ...args], {
+  const child = spawn(daemonBin, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

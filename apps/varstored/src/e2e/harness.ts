@@ -33,7 +33,7 @@ export class Daemon {
   }
 
   static spawn(args: readonly string[]): Daemon {
-    return new Daemon(spawn(process.execPath, [VARSTORED, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    return new Daemon(spawn(VARSTORED, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   get pid(): number {
