@@ -1,7 +1,7 @@
 import { chmod, chown, open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StoreState } from '@vmsb/efi';
-import { encodeVarsBlob, replaceFile } from '@vmsb/nvram';
+import { encodeVarsBlob, FileStoreLocked, lockFileStore, replaceFile } from '@vmsb/nvram';
 import {
   decodeNvram,
   detectFormat,
@@ -180,10 +180,26 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
       } catch (e) {
         throw storeError(`${path}: cannot encode the new state as ${formatName(format)}: ${messageOf(e)}`);
       }
+      // One writer per NVRAM: a running varstored holds the store's lock for its whole life, and
+      // would undo this change with its next write.
+      let lock: Awaited<ReturnType<typeof lockFileStore>>;
+      try {
+        lock = await lockFileStore(path);
+      } catch (e) {
+        if (e instanceof FileStoreLocked) {
+          throw storeError(
+            `${path}: the VM is running: ${e.heldBy ? `process ${e.heldBy}` : 'another process'} (its varstored, or another varstore writing it) holds ${e.lockPath}; nothing was written`,
+            'stop the VM first, then retry; reading the store is fine while it runs',
+          );
+        }
+        throw storeError(`${path}: cannot write: ${messageOf(e)}`);
+      }
       try {
         await replaceFile(path, bytes);
       } catch (e) {
         throw storeError(messageOf(e));
+      } finally {
+        lock.release();
       }
       // The replacement is a new file: give it the owner and mode of the one it replaces, so
       // that the hypervisor (often not root) can still open it.
