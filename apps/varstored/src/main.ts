@@ -10,7 +10,7 @@
 import { readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { VariableStore, type PlatformSettings, type StoreOptions, type StoreState } from '@vmsb/efi';
-import { MAX_VARS_BLOB_SIZE, readSaveFile, writeSaveFile } from '@vmsb/nvram';
+import { readSaveFile, writeSaveFile } from '@vmsb/nvram';
 import { type DaemonConfig, parseArgs, usageText } from './args.js';
 import { LazyAuthenticator } from './authenticator.js';
 import { type Backend, BACKENDS } from './backends.js';
@@ -51,10 +51,13 @@ export async function main(argv: readonly string[], streams: Streams = process):
 }
 
 /**
- * RLIMIT_FSIZE under --depriv: the largest file the daemon writes is a VARS blob (the NVRAM file, the
- * save file, their temporaries), at most MAX_VARS_BLOB_SIZE; the pidfile is a few bytes.
+ * RLIMIT_FSIZE under --depriv, as the C daemon's: 256 KiB. The largest file the daemon writes is a VARS
+ * blob (the NVRAM file, the save file, their temporaries): its header and ancillary data plus, per
+ * variable, 84 bytes besides name and data, where the store's quota counts 128, so a store within its
+ * 131072-byte quota encodes to at most 131364 bytes; the rest is room for a store loaded over quota.
+ * The pidfile is a few bytes.
  */
-export const DEPRIV_FILE_SIZE_LIMIT = Math.ceil(MAX_VARS_BLOB_SIZE / 4096) * 4096;
+export const DEPRIV_FILE_SIZE_LIMIT = 256 * 1024;
 
 /** A handler that holds requests until the service exists (the socket is opened before the drop). */
 class PendingHandler {

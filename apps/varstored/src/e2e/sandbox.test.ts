@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { Attributes, runOvmfBoot, VendorGuids } from '@vmsb/guest-sim';
-import { decodeVarsBlob } from '@vmsb/nvram';
-import { EfiStatus, fromUtf16le } from '@vmsb/protocol';
+import { decodeVarsBlob, VarsBlob } from '@vmsb/nvram';
+import { EfiStatus, fromUtf16le, Limits } from '@vmsb/protocol';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEPRIV_FILE_SIZE_LIMIT } from '../main.js';
 import { Daemon, guest, readPidfile } from './harness.js';
@@ -313,5 +313,15 @@ describe('one writer per NVRAM and per pidfile', () => {
     );
     expect((await lstat(link)).isSymbolicLink()).toBe(true);
     await expect(stat(join(dir, 'varstored.pid'))).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('RLIMIT_FSIZE under --depriv', () => {
+  it('is above the largest VARS blob of a store within its quota (what the daemon writes)', () => {
+    // Per variable the blob spends RECORD_OVERHEAD besides name and data; the quota counts OVERHEAD.
+    expect(VarsBlob.RECORD_OVERHEAD).toBeLessThanOrEqual(Limits.OVERHEAD);
+    const largest = VarsBlob.HEADER_SIZE + VarsBlob.ANCILLARY_SIZE + Limits.TOTAL_MAX;
+    expect(DEPRIV_FILE_SIZE_LIMIT).toBeGreaterThan(largest);
+    expect(DEPRIV_FILE_SIZE_LIMIT).toBe(256 * 1024);
   });
 });
