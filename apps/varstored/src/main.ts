@@ -146,10 +146,12 @@ class Daemon {
     // Files that need the daemon's initial privileges are read before they are dropped.
     const authFiles = config.resume ? [] : await guard(readAuthFiles(config.authDir));
 
+    const dropping = config.chroot !== undefined || config.uid !== 0 || config.gid !== 0 || config.depriv;
     if (config.transport.kind === 'xen') {
       this.xen = await guard(startXenTransport(config.domid, log));
-    } else {
-      // Opened on the host before the drop, like the Xen handles; requests wait for the service.
+    } else if (dropping) {
+      // A host path, so opened before the drop like the Xen handles (inside a chroot it would be out
+      // of reach); requests wait for the service. Without a drop it appears only once ready.
       this.unix = await guard(startUnixTransport({ path: config.transport.path, handler: this.pending, log }));
     }
     const platform = this.platformSettings();
@@ -193,7 +195,8 @@ class Daemon {
     });
 
     if (config.transport.kind === 'unix') {
-      this.pending.attach(service);
+      if (this.unix !== undefined) this.pending.attach(service);
+      else this.unix = await guard(startUnixTransport({ path: config.transport.path, handler: service, log }));
     } else {
       this.xen!.handler.attach(service);
     }
