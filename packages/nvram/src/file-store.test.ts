@@ -192,7 +192,8 @@ function lockFromAnotherProcess(path: string): string {
   return (run.stdout || run.stderr).trim();
 }
 
-describe('the store lock (one writer per NVRAM)', () => {
+// Each test starts Node processes: slow on a loaded machine.
+describe('the store lock (one writer per NVRAM)', { timeout: 30_000 }, () => {
   it('is held across saves, which replace the file with a new inode, and names its holder', async () => {
     const path = join(dir, 'nvram.vars');
     const lock = await lockFileStore(path);

@@ -8,11 +8,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, lstatSync }
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { assertBuilt, varstore } from './testing/support.js';
 
 const VARSTORED = join(dirname(createRequire(import.meta.url).resolve('varstored/package.json')), 'bin', 'varstored');
 const VENDOR = '11111111-2222-3333-4444-555555555555';
+
+// Several processes per test (the daemon and each varstore run): slow on a loaded machine.
+vi.setConfig({ testTimeout: 60_000 });
 
 let dir: string;
 let daemon: ChildProcess | undefined;
