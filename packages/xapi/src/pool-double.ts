@@ -549,6 +549,7 @@ const KIND_CYCLE: readonly PoolVmKind[] = [
   'snapshot',
   'pv',
   'uefi-never-booted',
+  'uefi-running',
 ];
 
 /**

@@ -14,6 +14,7 @@ import {
 } from '@vmsb/nvram/formats';
 import { createXapidbStore, DEFAULT_XAPI_SOCKET } from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError, usageError } from './errors.js';
+import { assertVmHalted } from './pool/vm-write.js';
 
 /**
  * A store on the command line: a file (format detected from its content) or `vm:<uuid>` (the VM's
@@ -215,6 +216,8 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
     exists: true,
     warnings: [],
     async save(next) {
+      // XAPI takes NVRAM writes whatever the power state; a running VM's varstored would overwrite them.
+      await assertVmHalted(spec.socket, spec.uuid);
       try {
         await store.save(next);
       } catch (e) {
