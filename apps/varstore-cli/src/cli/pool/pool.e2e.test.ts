@@ -193,6 +193,25 @@ describe('certs update vm:all writes only halted VMs', () => {
     expect(readdirSync(join(d, defaultDir))).toEqual([`${uuid}.vars`]);
   });
 
+  it('exits 0 when every VM is fine, or was updated', async () => {
+    const d = dir();
+    const socket = join(d, 'xapi');
+    const vms = [
+      { nameLabel: 'old-1', nvram: { 'EFI-variables': fixtures.needsUpdate } },
+      { nameLabel: 'old-2', nvram: { 'EFI-variables': fixtures.needsUpdate } },
+      { nameLabel: 'new-1', nvram: { 'EFI-variables': fixtures.upToDate }, powerState: 'Running' as const },
+      { nameLabel: 'bios', powerState: 'Running' as const, hvmBootParams: { firmware: 'bios' } },
+    ];
+    pool = await startPoolDouble({ socketPath: socket, vms });
+    expect((await varstore(['certs', 'check', 'vm:all', '--socket', socket])).code).toBe(4);
+    const update = await varstore(['certs', 'update', 'vm:all', '--socket', socket, '--pk-key', keys.pkKey], {
+      cwd: d,
+    });
+    expect([update.code, update.stdout]).toEqual([0, expect.stringMatching(/^ {2}✓ updated +2$/m)]);
+    const check = await varstore(['certs', 'check', 'vm:all', '--socket', socket]);
+    expect([check.code, check.stdout]).toEqual([0, expect.stringContaining('3 UEFI VMs of 4 in the pool')]);
+  });
+
   it('a VM that starts between the check and the write is not written', async () => {
     const d = dir();
     const { socket, kinds } = await startPool(40, d);
