@@ -952,14 +952,16 @@ describe('vm:<uuid> stores (the XAPI pool double and the xapi-guard double stand
 
       const set = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--backup-dir', d]);
       expect(set.code).toBe(0);
-      const backup = readdirSync(d).find((f) => f.startsWith(`vm-${VM}.vars.bak-`))!;
-      expect(variablesOf(`${d}/${backup}`).map((v) => fromUtf16le(v.name))).toEqual(['BootOrder']);
+      // The backup is the NVRAM as XAPI held it, byte for byte, named by the VM's UUID.
+      const backup = `${VM}.vars`;
+      expect(readFileSync(`${d}/${backup}`).toString('base64')).toBe(initial());
       const stored = decodeNvram(new Uint8Array(Buffer.from(nvram().get('EFI-variables')!, 'base64')));
       expect(stored.ok && stored.state.variables.map((v) => fromUtf16le(v.name))).toEqual(['BootOrder', 'PK']);
       expect(pool.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(1);
 
       expect((await varstore(['convert', vm, `${d}/export.json`, '--socket', socket])).code).toBe(0);
       expect((await varstore(['convert', `${d}/${backup}`, vm, '--socket', socket, '--backup-dir', d])).code).toBe(0);
+      expect(readdirSync(d).filter((f) => f.startsWith(VM))).toEqual([`${VM}-2.vars`, `${VM}.vars`]);
       const restored = decodeNvram(new Uint8Array(Buffer.from(nvram().get('EFI-variables')!, 'base64')));
       expect(restored.ok && restored.state.variables.map((v) => fromUtf16le(v.name))).toEqual(['BootOrder']);
 
@@ -968,6 +970,11 @@ describe('vm:<uuid> stores (the XAPI pool double and the xapi-guard double stand
       const refused = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--no-backup']);
       expect([refused.code, refused.stderr]).toEqual([3, expect.stringContaining('is not halted, nothing written')]);
       expect(pool.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(2);
+      const refusedWithBackup = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket], {
+        cwd: d,
+      });
+      expect(refusedWithBackup.code).toBe(3);
+      expect(readdirSync(d).filter((f) => f.startsWith('varstore-backup-'))).toEqual([]);
 
       nvram().clear();
       expect(JSON.parse((await varstore(['status', vm, '--socket', socket, '--json'])).stdout).readiness).toBe(

@@ -7,7 +7,14 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_XAPI_SOCKET, PoolClient, type PoolSession, XapiError } from '@vmsb/xapi';
+import {
+  DEFAULT_XAPI_SOCKET,
+  decodeBase64Strict,
+  EFI_VARIABLES_KEY,
+  PoolClient,
+  type PoolSession,
+  XapiError,
+} from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError } from '../errors.js';
 
 /** Why a VM in this power state is not written, and what to do. */
@@ -106,6 +113,28 @@ export class BackupDirectory {
     }
     throw storeError(`cannot find a free backup name for ${uuid} in ${dir}`);
   }
+}
+
+/**
+ * Saves a VM's NVRAM as XAPI holds it now (NVRAM["EFI-variables"], base64-decoded) into `backups`;
+ * undefined when it has none.
+ */
+export async function backupVmNvram(
+  socket: string,
+  uuid: string,
+  backups: BackupDirectory,
+): Promise<string | undefined> {
+  let encoded: string | undefined;
+  try {
+    encoded = await new PoolClient({ socket }).withSession(async (s) =>
+      (await s.nvram(await s.vmByUuid(uuid))).get(EFI_VARIABLES_KEY),
+    );
+  } catch (e) {
+    throw storeError(`vm:${uuid}: cannot read the NVRAM to back it up: ${xapiProblem(e)}`);
+  }
+  if (encoded === undefined) return undefined;
+  // Saved as it is, even if it is not base64: nothing is lost.
+  return backups.save(uuid, decodeBase64Strict(encoded) ?? new Uint8Array(Buffer.from(encoded, 'utf8')));
 }
 
 export type WriteOutcome =
