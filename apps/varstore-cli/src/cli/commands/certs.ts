@@ -85,7 +85,6 @@ async function updateStore(
   signer: PkSigner | undefined,
 ): Promise<UpdateOutcome> {
   const { args } = ctx;
-  const now = ctx.io.now();
   const store = await loadStore(ctx, storeText);
   if (!store.exists) throw new CliError(`${storeText}: no such file`, ExitCode.STORE);
   const plan = planCertsUpdate(ctx, storeText, store.state, store.format, signer);
