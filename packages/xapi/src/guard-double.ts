@@ -28,7 +28,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { decodeMethodCall, encodeMethodResponse, type XmlRpcValue } from '../xmlrpc.js';
+import { decodeMethodCall, encodeMethodResponse, type XmlRpcValue } from './xmlrpc.js';
 
 export type CertificatesState = 'ok' | 'update_available' | 'update_on_boot';
 

@@ -5,8 +5,8 @@
 import { request } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startGuardDouble, type GuardDouble } from './guard-double.js';
-import { tempSocketDir } from '../test-support.js';
-import { decodeMethodResponse, encodeMethodCall, type XmlRpcValue } from '../xmlrpc.js';
+import { tempSocketDir } from './test-support.js';
+import { decodeMethodResponse, encodeMethodCall, type XmlRpcValue } from './xmlrpc.js';
 
 let dir: ReturnType<typeof tempSocketDir>;
 let guard: GuardDouble;

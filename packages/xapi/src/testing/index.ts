@@ -1,2 +1,0 @@
-// Test doubles: not part of the main entry. `@vmsb/xapi/testing`.
-export * from './guard-double.js';
