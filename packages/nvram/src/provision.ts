@@ -7,8 +7,8 @@
  */
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Attr, Attrs, Guids } from '@vmsb/efi';
-import { EfiStatus, Limits } from '@vmsb/protocol';
+import { Attr, Attrs, Guids, type SetOutcome, type StoreState } from '@vmsb/efi';
+import { EfiStatus, Limits, statusName, utf16le } from '@vmsb/protocol';
 
 export interface AuthFileSpec {
   readonly name: 'dbx' | 'db' | 'KEK' | 'PK';
@@ -153,4 +153,71 @@ export async function applyAuthFiles(
     applied.push(file.name);
   }
   return { ok: true, applied };
+}
+
+/** Where the daemon's provisioning messages go (its logger, or a collector for a dry run). */
+export interface ProvisionLog {
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+}
+
+export interface ProvisionTarget {
+  setVariable(name: Uint8Array, guid: Uint8Array, attributes: number, data: Uint8Array): SetOutcome;
+}
+
+/**
+ * A first boot as the daemon runs it: the files applied in order through the store, each accepted
+ * write made durable with `persist` (absent: nothing to persist) before the next, with the C
+ * daemon's log lines. Resolves to the names applied; rejects when a file is refused, is too large,
+ * or cannot be saved (the daemon must not start half-provisioned).
+ */
+export async function provisionFirstBoot(
+  store: ProvisionTarget,
+  files: readonly AuthFile[],
+  persist: ((state: StoreState) => Promise<void>) | undefined,
+  log: ProvisionLog,
+): Promise<string[]> {
+  const result = await applyAuthFiles(
+    files,
+    async (file, attributes, data) => {
+      const outcome = store.setVariable(utf16le(file.name), file.guid, attributes, data);
+      if (outcome.pending !== undefined) {
+        if (persist === undefined) {
+          outcome.pending.commit();
+        } else {
+          try {
+            await persist(outcome.pending.state);
+          } catch (e) {
+            outcome.pending.rollback();
+            throw new Error(`Failed to save ${file.name} from ${file.path}: ${(e as Error).message}`);
+          }
+          outcome.pending.commit();
+        }
+      }
+      return outcome;
+    },
+    {
+      missing(file) {
+        const problem = file.problem ?? { kind: 'missing', message: `Auth file '${file.path}' is missing!` };
+        // A file that exists but cannot be used is not silently skipped: the daemon would start with
+        // fewer keys than the administrator installed.
+        if (problem.kind === 'too-large') throw new Error(problem.message);
+        if (problem.kind === 'missing') log.warn(problem.message);
+        else log.error(problem.message);
+        log.warn(`Cannot setup ${file.name} because auth data is missing!`);
+        if (!file.required) log.info(`Continuing keys setup despite missing optional ${file.name}`);
+        else log.warn('Aborting keys setup: PK is not enrolled without KEK and db');
+      },
+      setting(file) {
+        log.info(`Setting ${file.name}...`);
+      },
+    },
+  );
+  if (!result.ok) {
+    throw new Error(
+      `Failed to execute auth data ${result.refused.path}: ${statusName(result.status)}${result.reason ? ` (${result.reason})` : ''}`,
+    );
+  }
+  return [...result.applied];
 }
