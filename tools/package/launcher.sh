@@ -1,0 +1,24 @@
+#!/bin/sh
+# @PROGRAM@ (vmsb): runs lib/@PROGRAM@.mjs with the Node runtime this package carries, found from
+# this script's own location (symlinks resolved), so the tree works from any prefix. A `node` on
+# PATH is never used.
+self=$(readlink -f -- "$0") || exit 127
+vmsb=${self%/*/*}/lib/vmsb
+
+# Node options from the environment would change what the programs run or load: drop them.
+unset NODE_OPTIONS NODE_PATH NODE_EXTRA_CA_CERTS NODE_ICU_DATA NODE_REPL_EXTERNAL_MODULE \
+  NODE_V8_COVERAGE NODE_COMPILE_CACHE NODE_PRESERVE_SYMLINKS NODE_PENDING_DEPRECATION \
+  NODE_REDIRECT_WARNINGS NODE_DEBUG_NATIVE
+
+# Runtime and V8 flags live in one place, lib/vmsb/node-flags: lines of "<program> <flags>", where
+# "*" means every program.
+set -f
+flags=
+while read -r program options; do
+  case $program in
+  '*' | @PROGRAM@) flags="$flags $options" ;;
+  esac
+done <"$vmsb/node-flags"
+
+# A step that must run before Node (a sandbox launcher, for one) goes in front of the runtime here.
+exec "$vmsb/bin/node" $flags "$vmsb/lib/@PROGRAM@.mjs" "$@"

@@ -1,0 +1,11 @@
+export {
+  buildPackage,
+  type PackageOptions,
+  type PackageResult,
+  type NativeFile,
+  EL7_GLIBC,
+  VMSB_DIR,
+} from './build.js';
+export { checkPackage, type CheckOptions, type CheckReport } from './check.js';
+export { inspectRuntime, elfVersionNeeds, RuntimeRefused, type RuntimeFacts } from './runtime.js';
+export { PROGRAM_NAMES } from './bundle.js';
