@@ -47,6 +47,8 @@ export interface PackageOptions {
   readonly nodeLicence?: string;
   /** Skip the RPM (the tarball alone). */
   readonly rpm?: boolean;
+  /** Refuse when the runtime or a native file needs a newer glibc than this (2.17 for EL7). */
+  readonly maxGlibc?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -149,6 +151,21 @@ export async function buildPackage(options: PackageOptions = {}): Promise<Packag
   const minimumGlibc = [runtime.requires.glibc ?? '2.2.5', ...natives.map((n) => n.requires.glibc ?? '2.2.5')]
     .sort(compareVersions)
     .at(-1)!;
+  if (options.maxGlibc !== undefined) {
+    const over = [
+      ...(compareVersions(runtime.requires.glibc ?? '0', options.maxGlibc) > 0
+        ? [
+            `the runtime ${runtime.path} (GLIBC_${runtime.requires.glibc}: ${symbolsAbove(runtime.path, options.maxGlibc).join(', ')})`,
+          ]
+        : []),
+      ...natives
+        .filter((n) => compareVersions(n.requires.glibc ?? '0', options.maxGlibc!) > 0)
+        .map((n) => `${n.source} (${symbolsAbove(join(root, n.source), options.maxGlibc!).join(', ')})`),
+    ];
+    if (over.length > 0) {
+      throw new RuntimeRefused(`needs a glibc newer than ${options.maxGlibc}: ${over.join('; ')}`);
+    }
+  }
   writeFileSync(
     join(vmsbDir, 'runtime.json'),
     `${JSON.stringify(
@@ -219,7 +236,7 @@ export async function buildPackage(options: PackageOptions = {}): Promise<Packag
  * Loads every addon in the runtime that will carry it: an addon built for another ABI
  * (NODE_MODULE_VERSION, or a Node-API version the runtime lacks) fails here, not on a host.
  */
-function checkAddonsLoad(runtime: RuntimeFacts, addons: readonly string[]): void {
+export function checkAddonsLoad(runtime: RuntimeFacts, addons: readonly string[]): void {
   for (const addon of addons) {
     const r = spawnSync(runtime.path, ['-e', 'process.dlopen({ exports: {} }, process.argv[1])', addon], {
       encoding: 'utf8',

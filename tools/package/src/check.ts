@@ -59,8 +59,26 @@ export function systemNodes(): string[] {
   return [...found].sort();
 }
 
+/** Runs the package's programs. */
+export interface Runner {
+  run(command: readonly string[]): { code: number | null; stdout: string; stderr: string };
+  spawn(command: readonly string[]): ChildProcess;
+}
+
+/** Runs commands as they are (for measurements; the check hides the system node). */
+export class PlainRunner implements Runner {
+  constructor(private readonly cwd: string) {}
+  run(command: readonly string[]) {
+    const r = spawnSync(command[0]!, command.slice(1), { cwd: this.cwd, encoding: 'utf8', timeout: PATIENCE_MS });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+  spawn(command: readonly string[]): ChildProcess {
+    return spawn(command[0]!, command.slice(1), { cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+}
+
 /** Runs commands from the unpacked tree with the system's node hidden. */
-export class HiddenNode {
+export class HiddenNode implements Runner {
   readonly marker: string;
   private readonly prelude: string;
 
@@ -246,17 +264,48 @@ export async function checkPackage(options: CheckOptions): Promise<CheckReport> 
 
 /** Starts the packaged daemon on the file store and the guest-simulation socket, plays an OVMF boot, stops it. */
 async function serveBoot(
-  hidden: HiddenNode,
+  runner: Runner,
   varstored: string,
   scratch: string,
   nvram: string,
   authDir: string,
   extra: readonly string[],
 ): Promise<BootReport> {
-  const socket = join(scratch, 'varstored.sock');
-  const pidfile = join(scratch, 'varstored.pid');
+  const daemon = await startDaemon(runner, varstored, scratch, 'varstored', nvram, authDir, extra);
+  try {
+    const report = await daemon.boot();
+    await daemon.stop();
+    return report;
+  } finally {
+    daemon.kill();
+  }
+}
+
+export interface RunningDaemon {
+  readonly child: ChildProcess;
+  /** Spawn until the pidfile held the pid (its readiness signal), in ms. */
+  readonly startMs: number;
+  boot(): Promise<BootReport>;
+  /** SIGTERM; rejects unless it exits 0. */
+  stop(): Promise<void>;
+  kill(): void;
+}
+
+/** Starts varstored (file backend, unix transport) and resolves once it is ready. */
+export async function startDaemon(
+  runner: Runner,
+  varstored: string,
+  dir: string,
+  name: string,
+  nvram: string,
+  authDir: string,
+  extra: readonly string[],
+): Promise<RunningDaemon> {
+  const socket = join(dir, `${name}.sock`);
+  const pidfile = join(dir, `${name}.pid`);
   rmSync(pidfile, { force: true });
-  const child = hidden.spawn([
+  const started = performance.now();
+  const child = runner.spawn([
     varstored,
     '--domain',
     '1',
@@ -280,30 +329,41 @@ async function serveBoot(
   );
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   void exited.then((e) => (exit = e));
+  const deadline = Date.now() + PATIENCE_MS;
   try {
-    const deadline = Date.now() + PATIENCE_MS;
     while (!existsSync(pidfile) || readFileSync(pidfile, 'utf8') !== `${child.pid}\n`) {
       if (exit) throw new CheckFailed(`varstored exited (${JSON.stringify(exit)}) before it was ready:\n${output}`);
       if (Date.now() > deadline) throw new CheckFailed(`varstored did not become ready:\n${output}`);
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 1));
     }
-    const connection = await GuestConnection.connect(socket);
-    let report: BootReport;
-    try {
-      report = await runOvmfBoot(new Firmware(connection));
-    } finally {
-      await connection.close();
-    }
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), PATIENCE_MS);
-    const e = await exited;
-    clearTimeout(timer);
-    if (e.code !== 0)
-      throw new CheckFailed(`varstored did not stop cleanly on SIGTERM (${JSON.stringify(e)}):\n${output}`);
-    return report;
-  } finally {
-    if (!exit) child.kill('SIGKILL');
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
   }
+  const startMs = performance.now() - started;
+  return {
+    child,
+    startMs,
+    async boot() {
+      const connection = await GuestConnection.connect(socket);
+      try {
+        return await runOvmfBoot(new Firmware(connection));
+      } finally {
+        await connection.close();
+      }
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), PATIENCE_MS);
+      const e = await exited;
+      clearTimeout(timer);
+      if (e.code !== 0)
+        throw new CheckFailed(`varstored did not stop cleanly on SIGTERM (${JSON.stringify(e)}):\n${output}`);
+    },
+    kill() {
+      if (!exit) child.kill('SIGKILL');
+    },
+  };
 }
 
 function expectOk(r: { code: number | null; stdout: string; stderr: string }, what: string): string {

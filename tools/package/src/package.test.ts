@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPackage, type PackageResult } from './build.js';
+import { buildPackage, checkAddonsLoad, type PackageResult } from './build.js';
 import { PROGRAM_NAMES } from './bundle.js';
 import { checkPackage } from './check.js';
 import { RuntimeRefused } from './runtime.js';
@@ -80,6 +80,21 @@ describe('pnpm package', () => {
       env: { ...process.env, NODE_OPTIONS: `--require ${probe}` },
     });
     expect(help).toMatch(/varstore/);
+  });
+
+  it('refuses a runtime that cannot load the addons it would carry', () => {
+    // A runtime that refuses addons stands in for one of another ABI: the load is what decides.
+    const wrapper = join(out, 'node-without-addons');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${process.execPath} --no-addons "$@"\n`, { mode: 0o755 });
+    const addon = join(pkg.tree, 'usr/lib/vmsb/lib/native/vmsb_xen.node');
+    expect(() => checkAddonsLoad({ ...pkg.runtime, path: wrapper }, [addon])).toThrow(/cannot load .*vmsb_xen\.node/);
+    expect(() => checkAddonsLoad(pkg.runtime, [addon])).not.toThrow();
+  });
+
+  it('--max-glibc names what needs a newer C library', async () => {
+    await expect(buildPackage({ outDir: join(out, 'old-glibc'), rpm: false, maxGlibc: '2.3' })).rejects.toThrow(
+      /needs a glibc newer than 2\.3: the runtime .*@GLIBC_2\./,
+    );
   });
 
   it('refuses a runtime that is not a working Node', async () => {

@@ -39,6 +39,9 @@ export class RuntimeRefused extends Error {}
 export function inspectRuntime(candidate: string): RuntimeFacts {
   if (!existsSync(candidate)) throw new RuntimeRefused(`the Node runtime ${candidate} does not exist`);
   const path = realpathSync(candidate);
+  const head = readFileSync(path).subarray(0, 4);
+  if (head.toString('latin1') !== '\x7fELF')
+    throw new RuntimeRefused(`the Node runtime ${path} is not an ELF executable`);
   const probe = spawnSync(path, ['-e', RUNTIME_PROBE], { encoding: 'utf8', timeout: 60_000 });
   if (probe.status !== 0) {
     const why = (probe.stderr || probe.error?.message || `exit ${probe.status ?? probe.signal}`).trim().split('\n');
