@@ -5,7 +5,7 @@
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import { type Metafile, type Plugin, build } from 'esbuild';
+import { build, type Metafile, type Plugin } from 'esbuild';
 
 /** A program the package installs: its launcher's path in the tree and the built module it runs. */
 export interface Program {

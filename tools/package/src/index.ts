@@ -1,12 +1,12 @@
 export {
   buildPackage,
+  EL7_GLIBC,
+  type NativeFile,
   type PackageOptions,
   type PackageResult,
-  type NativeFile,
-  EL7_GLIBC,
   VMSB_DIR,
 } from './build.js';
-export { checkPackage, type CheckOptions, type CheckReport } from './check.js';
-export { measurePackage, type MeasureOptions, type MeasureResult } from './measure.js';
-export { inspectRuntime, elfVersionNeeds, RuntimeRefused, type RuntimeFacts } from './runtime.js';
 export { PROGRAM_NAMES } from './bundle.js';
+export { type CheckOptions, type CheckReport, checkPackage } from './check.js';
+export { type MeasureOptions, type MeasureResult, measurePackage } from './measure.js';
+export { elfVersionNeeds, inspectRuntime, type RuntimeFacts, RuntimeRefused } from './runtime.js';
