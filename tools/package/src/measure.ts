@@ -6,7 +6,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PlainRunner, type RunningDaemon, startDaemon } from './check.js';
+import { REPO_ROOT } from './build.js';
+import { PlainRunner, type Runner, type RunningDaemon, startDaemon } from './check.js';
 
 export interface MeasureOptions {
   readonly tarball: string;
@@ -29,6 +30,7 @@ export interface MemoryResult {
 export interface MeasureResult {
   readonly startupMs: number;
   readonly nodeStartupMs: number;
+  readonly checkoutStartupMs: number;
   readonly bareNodePssKiB: number;
   readonly memory: readonly MemoryResult[];
   readonly tarballBytes: number;
@@ -78,8 +80,15 @@ export async function measurePackage(options: MeasureOptions): Promise<MeasureRe
     const enforcing = ['--platform', 'secureboot=true'];
 
     // Start-up: spawn → ready (pidfile) against spawn → exit of `node -e 0`, alternating.
+    // The checkout's daemon (bin/varstored: dist modules, node_modules) under the same runtime, for comparison.
+    const checkout = [node, join(REPO_ROOT, 'apps/varstored/bin/varstored')];
+    const checkoutRunner: Runner = {
+      run: (c) => runner.run([...checkout, ...c.slice(1)]),
+      spawn: (c) => runner.spawn([...checkout, ...c.slice(1)]),
+    };
     const starts: number[] = [];
     const nodes: number[] = [];
+    const checkoutStarts: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const t0 = performance.now();
       await exitOf(spawn(node, ['-e', '0'], { stdio: 'ignore' }));
@@ -89,11 +98,16 @@ export async function measurePackage(options: MeasureOptions): Promise<MeasureRe
       const d = await startDaemon(runner, varstored, scratch, 'start', nv, authDir, enforcing);
       starts.push(d.startMs);
       await d.stop();
+      copyFileSync(template, nv);
+      const c = await startDaemon(checkoutRunner, varstored, scratch, 'start', nv, authDir, enforcing);
+      checkoutStarts.push(c.startMs);
+      await c.stop();
     }
+    const checkoutStartupMs = median(checkoutStarts);
     const startupMs = median(starts);
     const nodeStartupMs = median(nodes);
     log(
-      `startup: ${startupMs.toFixed(1)} ms against node -e 0 ${nodeStartupMs.toFixed(1)} ms (${(startupMs / nodeStartupMs).toFixed(2)}x)`,
+      `startup: ${startupMs.toFixed(1)} ms against node -e 0 ${nodeStartupMs.toFixed(1)} ms (${(startupMs / nodeStartupMs).toFixed(2)}x); the checkout's bin/varstored ${checkoutStartupMs.toFixed(1)} ms`,
     );
 
     // Bare runtime: what a node that only waits costs, the same count at once.
@@ -139,7 +153,7 @@ export async function measurePackage(options: MeasureOptions): Promise<MeasureRe
       }
     }
     writeFileSync(flagsFile, shipped);
-    return { startupMs, nodeStartupMs, bareNodePssKiB, memory, tarballBytes, unpackedBytes };
+    return { startupMs, nodeStartupMs, checkoutStartupMs, bareNodePssKiB, memory, tarballBytes, unpackedBytes };
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
