@@ -20,5 +20,7 @@ while read -r program options; do
   esac
 done <"$vmsb/node-flags"
 
+# The programs name themselves as invoked (the C tools print argv[0]); the bundle takes this back.
+export VMSB_ARGV0="$0"
 # A step that must run before Node (a sandbox launcher, for one) goes in front of the runtime here.
 exec "$vmsb/bin/node" $flags "$vmsb/lib/@PROGRAM@.mjs" "$@"

@@ -14,7 +14,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundlePrograms, findNativeFiles, findPrograms, NATIVE_SUBDIR, type Program } from './bundle.js';
 import { bundledPackages, writeLicences } from './licences.js';
@@ -59,6 +59,8 @@ export interface NativeFile {
   readonly requires: ElfVersionNeeds;
   /** Symbols that need a glibc newer than EL7's 2.17. */
   readonly aboveEl7: readonly string[];
+  /** For an addon: the ABI node-gyp built it for (its build/config.gypi). */
+  readonly builtFor?: { nodeModuleVersion?: number; napiVersion?: number };
 }
 
 export interface PackageResult {
@@ -136,7 +138,26 @@ export async function buildPackage(options: PackageOptions = {}): Promise<Packag
       source: relative(root, n.file),
       requires: elfVersionNeeds(n.file),
       aboveEl7: symbolsAbove(n.file, EL7_GLIBC),
+      ...(n.name.endsWith('.node') ? { builtFor: addonBuildAbi(n.file) } : {}),
     });
+  }
+  for (const n of natives) {
+    const abi = n.builtFor;
+    if (abi?.napiVersion !== undefined && runtime.napi < abi.napiVersion) {
+      throw new RuntimeRefused(
+        `the Node runtime ${runtime.path} implements Node-API ${runtime.napi}; ${n.source} needs Node-API ${abi.napiVersion}`,
+      );
+    }
+    if (
+      abi &&
+      abi.napiVersion === undefined &&
+      abi.nodeModuleVersion !== undefined &&
+      String(abi.nodeModuleVersion) !== runtime.modules
+    ) {
+      throw new RuntimeRefused(
+        `${n.source} was built for NODE_MODULE_VERSION ${abi.nodeModuleVersion}, the Node runtime ${runtime.path} is ${runtime.modules}: rebuild it with that runtime`,
+      );
+    }
   }
   checkAddonsLoad(
     runtime,
@@ -181,7 +202,12 @@ export async function buildPackage(options: PackageOptions = {}): Promise<Packag
           openssl: runtime.openssl,
           requires: runtime.requires,
         },
-        native: natives.map((n) => ({ path: n.path, requires: n.requires, symbolsNewerThanGlibc2_17: n.aboveEl7 })),
+        native: natives.map((n) => ({
+          path: n.path,
+          ...(n.builtFor ? { builtFor: n.builtFor } : {}),
+          requires: n.requires,
+          symbolsNewerThanGlibc2_17: n.aboveEl7,
+        })),
       },
       null,
       2,
@@ -248,6 +274,26 @@ export function checkAddonsLoad(runtime: RuntimeFacts, addons: readonly string[]
       );
     }
   }
+}
+
+/**
+ * The ABI an addon was compiled for: node-gyp's build/config.gypi (NODE_MODULE_VERSION of the
+ * headers) and the NAPI_VERSION its build defines (the Node-API level it needs of a runtime).
+ */
+function addonBuildAbi(addon: string): { nodeModuleVersion?: number; napiVersion?: number } {
+  const buildDir = dirname(dirname(addon));
+  const abi: { nodeModuleVersion?: number; napiVersion?: number } = {};
+  const gypi = join(buildDir, 'config.gypi');
+  if (existsSync(gypi)) {
+    const m = /"node_module_version":\s*(\d+)/.exec(readFileSync(gypi, 'utf8'));
+    if (m) abi.nodeModuleVersion = Number(m[1]);
+  }
+  const target = join(buildDir, `${basename(addon, '.node')}.target.mk`);
+  if (existsSync(target)) {
+    const m = /-DNAPI_VERSION=(\d+)/.exec(readFileSync(target, 'utf8'));
+    if (m) abi.napiVersion = Number(m[1]);
+  }
+  return abi;
 }
 
 function normaliseModes(dir: string): void {

@@ -66,6 +66,20 @@ export interface BundleResult {
   readonly assets: ReadonlyMap<string, string>;
 }
 
+/**
+ * Runs first in every bundle. CommonJS dependencies (sax) call require() for Node's built-in
+ * modules. The launcher passes the name it was invoked by (VMSB_ARGV0), which the programs print
+ * as the C tools print argv[0]; it is removed so that nothing the program starts inherits it.
+ */
+const BANNER = [
+  "import { createRequire as __vmsbCreateRequire } from 'node:module';",
+  'const require = __vmsbCreateRequire(import.meta.url);',
+  'if (process.env.VMSB_ARGV0 !== undefined) {',
+  '  process.argv[1] = process.env.VMSB_ARGV0;',
+  '  delete process.env.VMSB_ARGV0;',
+  '}',
+].join('\n');
+
 /** Where the bundles look for native files, relative to themselves (see packages/xen/src/native.ts). */
 export const NATIVE_SUBDIR = 'native';
 const ASSET_SUBDIR = 'assets';
@@ -94,10 +108,7 @@ export async function bundlePrograms(
     target: `node${nodeMajor}`,
     metafile: true,
     logLevel: 'silent',
-    // CommonJS dependencies (sax) call require() for Node's built-in modules.
-    banner: {
-      js: "import { createRequire as __vmsbCreateRequire } from 'node:module';\nconst require = __vmsbCreateRequire(import.meta.url);",
-    },
+    banner: { js: BANNER },
     define: { VMSB_BUNDLED_NATIVE_DIR: JSON.stringify(`./${NATIVE_SUBDIR}/`) },
     plugins: [assetPlugin(assets)],
   });

@@ -80,6 +80,11 @@ describe('pnpm package', () => {
       env: { ...process.env, NODE_OPTIONS: `--require ${probe}` },
     });
     expect(help).toMatch(/varstore/);
+    // The compat tools print the name they were invoked by, as the C tools print argv[0].
+    const usage = execFileSync(join(pkg.tree, 'usr/bin/varstore-ls'), ['-h'], { encoding: 'utf8' });
+    expect(usage.split('\n')[0]).toBe(
+      `usage: ${join(pkg.tree, 'usr/bin/varstore-ls')} [-h] [depriv options] <vm-uuid>`,
+    );
   });
 
   it('refuses a runtime that cannot load the addons it would carry', () => {
