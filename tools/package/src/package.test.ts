@@ -138,6 +138,28 @@ describe.skipIf(!hasRpm)('the RPM (skipped without rpmbuild)', () => {
   });
 });
 
+describe.skipIf(!hasRpm)('the RPM installed with rpm into an empty root (skipped without rpmbuild)', () => {
+  it('installs, runs from where it is installed, and erases without leaving files', () => {
+    const root = join(out, 'rpm-root');
+    const db = ['--root', root, '--dbpath', '/var/lib/rpm'];
+    // --nodeps: this root holds no C library, Xen libraries or varstored-guard packages.
+    execFileSync('rpm', [...db, '--initdb']);
+    execFileSync('rpm', [...db, '--nodeps', '-i', pkg.rpm!], { stdio: 'pipe' });
+    for (const f of PUBLIC_FILES) expect(existsSync(join(root, f))).toBe(true);
+    expect(execFileSync(join(root, 'usr/bin/varstore'), ['--help'], { encoding: 'utf8' })).toMatch(/^usage: varstore/);
+    expect(() =>
+      execFileSync(
+        join(root, 'usr/sbin/varstored'),
+        ['--domain', '1', '--transport', 'xen', '--backend', 'file', '--arg', `path:${join(out, 'rpm.vars')}`],
+        { stdio: 'pipe' },
+      ),
+    ).toThrow(/Xen transport is unavailable/);
+    execFileSync('rpm', [...db, '--nodeps', '-e', 'vmsb'], { stdio: 'pipe' });
+    expect(existsSync(join(root, 'usr/lib/vmsb'))).toBe(false);
+    for (const f of PUBLIC_FILES) expect(existsSync(join(root, f))).toBe(false);
+  });
+});
+
 describe.skipIf(!isRoot)('the unpacked tarball with the system node hidden (root only: skipped when not root)', () => {
   it('serves guest boots, runs varstore status, keys create and enroll, and fails cleanly on --transport xen', async () => {
     const report = await checkPackage({ tarball: pkg.tarball, workDir: out });
