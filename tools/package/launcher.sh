@@ -22,5 +22,15 @@ done <"$vmsb/node-flags"
 
 # The programs name themselves as invoked (the C tools print argv[0]); the bundle takes this back.
 export VMSB_ARGV0="$0"
-# A step that must run before Node (a sandbox launcher, for one) goes in front of the runtime here.
+
+# Steps that must run before Node go in front of the runtime.
+case @PROGRAM@ in
+varstored)
+  # vmsb-launch (packages/xen/native/launch.c) enters the daemon's namespaces under --depriv, then
+  # execs node with the script and options only (same pid): the flags go through NODE_OPTIONS, which
+  # takes Node's options and V8's heap sizes (Node refuses, at start, one it does not take there).
+  [ -z "$flags" ] || export NODE_OPTIONS="${flags# }"
+  exec "$vmsb/lib/native/vmsb-launch" "$vmsb/bin/node" "$vmsb/lib/@PROGRAM@.mjs" "$@"
+  ;;
+esac
 exec "$vmsb/bin/node" $flags "$vmsb/lib/@PROGRAM@.mjs" "$@"

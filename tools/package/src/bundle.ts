@@ -34,8 +34,8 @@ const SBIN = new Set(['varstored']);
 const APPS = ['apps/varstored', 'apps/varstore-cli'];
 
 /**
- * The programs, from the apps' `bin` entries: each bin script imports its built module
- * (`import '../dist/<file>.js'`), which becomes the bundle's entry.
+ * The programs, from the apps' `bin` entries: the built module each bin script imports or runs
+ * (`../dist/<file>.js`) becomes the bundle's entry.
  */
 export function findPrograms(root: string): Program[] {
   const programs: Program[] = [];
@@ -45,8 +45,10 @@ export function findPrograms(root: string): Program[] {
     };
     for (const [name, script] of Object.entries(manifest.bin ?? {})) {
       const scriptPath = join(root, app, script);
-      const m = /import\s+['"](\.\.?\/[^'"]+)['"]/.exec(readFileSync(scriptPath, 'utf8'));
-      if (!m) throw new Error(`${scriptPath} does not import its module (import '../dist/<file>.js')`);
+      // A JavaScript bin imports its module (`import '../dist/<file>.js'`); a shell one runs it
+      // (`node "$here/../dist/<file>.js"`).
+      const m = /(\.\.\/dist\/[\w.-]+\.js)/.exec(readFileSync(scriptPath, 'utf8'));
+      if (!m) throw new Error(`${scriptPath} names no module of ../dist/ to bundle`);
       const entry = resolve(dirname(scriptPath), m[1]!);
       if (!existsSync(entry)) throw new Error(`${entry} is missing: run pnpm build first`);
       programs.push({ name, dir: SBIN.has(name) ? 'usr/sbin' : 'usr/bin', entry });
@@ -203,6 +205,16 @@ export function findNativeFiles(
   }
   const found: { file: string; name: string }[] = [];
   for (const dir of [...packageDirs].sort()) {
+    // A package may list what its programs need (packages/xen/native-artefacts.json): all of it ships.
+    const manifest = join(dir, 'native-artefacts.json');
+    if (existsSync(manifest)) {
+      const listed = JSON.parse(readFileSync(manifest, 'utf8')) as { artefacts?: { path: string }[] };
+      for (const a of listed.artefacts ?? []) {
+        const file = join(dir, a.path);
+        if (!existsSync(file)) throw new Error(`${manifest} lists ${a.path}, which is not built (${file})`);
+        found.push({ file, name: basename(file) });
+      }
+    }
     const release = join(dir, 'build', 'Release');
     if (!existsSync(release)) continue;
     for (const name of readdirSync(release).sort()) {
@@ -210,6 +222,7 @@ export function findNativeFiles(
       if (!statSync(file).isFile() || !isElf(file)) continue;
       const stem = name.endsWith('.node') ? name.slice(0, -5) : name;
       const quoted = [`"${stem}"`, `'${stem}'`, `"${name}"`, `'${name}'`, `/${name}"`, `/${name}'`];
+      if (found.some((f) => f.name === name)) continue;
       if (texts.some((t) => quoted.some((q) => t.includes(q)))) found.push({ file, name });
     }
   }

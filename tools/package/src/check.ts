@@ -9,6 +9,9 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  chownSync,
+  copyFileSync,
+  readlinkSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -34,7 +37,7 @@ export interface CheckOptions {
 
 export interface CheckReport {
   readonly steps: string[];
-  readonly boots: { readonly setupMode: BootReport; readonly enforcing: BootReport };
+  readonly boots: { readonly setupMode: BootReport; readonly enforcing: BootReport; readonly depriv: BootReport };
   readonly status: { readonly before: string; readonly after: unknown };
   readonly xen: { readonly code: number | null; readonly stderr: string };
 }
@@ -43,6 +46,9 @@ export interface CheckReport {
 const PATIENCE_MS = 30_000;
 
 export class CheckFailed extends Error {}
+
+/** The ids the sandboxed daemon runs as (nobody/nogroup on Debian). */
+const NOBODY = 65534;
 
 /** The `node` binaries a program could reach on this machine (PATH, the usual places, ours). */
 export function systemNodes(): string[] {
@@ -221,6 +227,39 @@ export async function checkPackage(options: CheckOptions): Promise<CheckReport> 
     }
     step(`varstored served a boot with Secure Boot enforcing (${enforcing.trace.length} calls)`);
 
+    // The sandbox from the package: vmsb-launch's namespaces, chroot, ids, seccomp; every module
+    // the daemon needs is in its bundle, since nothing outside the chroot is reachable afterwards.
+    const jail = join(scratch, 'jail');
+    mkdirSync(join(jail, 'vm'), { recursive: true });
+    chownSync(join(jail, 'vm'), NOBODY, NOBODY);
+    copyFileSync(nvram, join(jail, 'vm', 'nvram.vars'));
+    chownSync(join(jail, 'vm', 'nvram.vars'), NOBODY, NOBODY);
+    const sandboxed = await startDaemon(hidden, bin('varstored'), scratch, 'sandboxed', '/vm/nvram.vars', '/none', [
+      ...['--platform', 'secureboot=true', '--depriv', '--chroot', jail],
+      ...['--uid', String(NOBODY), '--gid', String(NOBODY)],
+    ]);
+    let depriv: BootReport;
+    try {
+      const pid = sandboxed.child.pid!;
+      for (const ns of ['mnt', 'net', 'ipc', 'uts']) {
+        if (readlinkSync(`/proc/${pid}/ns/${ns}`) === readlinkSync(`/proc/self/ns/${ns}`)) {
+          throw new CheckFailed(`varstored --depriv runs in this process's ${ns} namespace`);
+        }
+      }
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      if (!new RegExp(`^Uid:\\s+${NOBODY}\\s`, 'm').test(status) || !/^Seccomp:\s+2/m.test(status)) {
+        throw new CheckFailed(`varstored --depriv is not sandboxed:\n${status}`);
+      }
+      depriv = await sandboxed.boot();
+      await sandboxed.stop();
+    } finally {
+      sandboxed.kill();
+    }
+    if (depriv.secureBoot !== 1) throw new CheckFailed(`sandboxed boot: SecureBoot=${depriv.secureBoot}`);
+    step(
+      `varstored --depriv --chroot --uid --gid served a Secure Boot boot from its namespaces, uid ${NOBODY} and seccomp (${depriv.trace.length} calls)`,
+    );
+
     const xenRun = hidden.run([
       bin('varstored'),
       '--domain',
@@ -253,7 +292,7 @@ export async function checkPackage(options: CheckOptions): Promise<CheckReport> 
     step('no program touched the system node');
     return {
       steps,
-      boots: { setupMode, enforcing },
+      boots: { setupMode, enforcing, depriv },
       status: { before, after },
       xen: { code: xenRun.code, stderr: xenRun.stderr },
     };

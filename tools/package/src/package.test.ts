@@ -41,6 +41,8 @@ describe('pnpm package', () => {
     for (const f of [
       'usr/lib/vmsb/bin/node',
       'usr/lib/vmsb/lib/native/vmsb_xen.node',
+      'usr/lib/vmsb/lib/native/vmsb_host.node',
+      'usr/lib/vmsb/lib/native/vmsb-launch',
       'usr/lib/vmsb/node-flags',
       'usr/lib/vmsb/runtime.json',
       'usr/lib/vmsb/licences/vmsb/LICENSE',
@@ -161,11 +163,12 @@ describe.skipIf(!hasRpm)('the RPM installed with rpm into an empty root (skipped
 });
 
 describe.skipIf(!isRoot)('the unpacked tarball with the system node hidden (root only: skipped when not root)', () => {
-  it('serves guest boots, runs varstore status, keys create and enroll, and fails cleanly on --transport xen', async () => {
+  it('serves guest boots (one under --depriv), runs varstore status, keys create and enroll, and fails cleanly on --transport xen', async () => {
     const report = await checkPackage({ tarball: pkg.tarball, workDir: out });
     expect(report.boots.setupMode.setupMode).toBe(1);
     expect(report.boots.enforcing.secureBoot).toBe(1);
     expect(report.boots.enforcing.trace.length).toBeGreaterThan(100);
+    expect(report.boots.depriv.secureBoot).toBe(1);
     expect(report.status.after).toMatchObject({ mode: 'user' });
     expect(report.xen.stderr).toMatch(/\/dev\/xen\/privcmd/);
   });
