@@ -80,8 +80,8 @@ export async function measurePackage(options: MeasureOptions): Promise<MeasureRe
     const enforcing = ['--platform', 'secureboot=true'];
 
     // Start-up: spawn → ready (pidfile) against spawn → exit of `node -e 0`, alternating.
-    // The checkout's daemon (bin/varstored: dist modules, node_modules) under the same runtime, for comparison.
-    const checkout = [node, join(REPO_ROOT, 'apps/varstored/bin/varstored')];
+    // The checkout's daemon (dist/cli.js and its node_modules) under the same runtime, for comparison.
+    const checkout = [node, join(REPO_ROOT, 'apps/varstored/dist/cli.js')];
     const checkoutRunner: Runner = {
       run: (c) => runner.run([...checkout, ...c.slice(1)]),
       spawn: (c) => runner.spawn([...checkout, ...c.slice(1)]),
@@ -107,7 +107,7 @@ export async function measurePackage(options: MeasureOptions): Promise<MeasureRe
     const startupMs = median(starts);
     const nodeStartupMs = median(nodes);
     log(
-      `startup: ${startupMs.toFixed(1)} ms against node -e 0 ${nodeStartupMs.toFixed(1)} ms (${(startupMs / nodeStartupMs).toFixed(2)}x); the checkout's bin/varstored ${checkoutStartupMs.toFixed(1)} ms`,
+      `startup: ${startupMs.toFixed(1)} ms against node -e 0 ${nodeStartupMs.toFixed(1)} ms (${(startupMs / nodeStartupMs).toFixed(2)}x); the checkout's dist/cli.js ${checkoutStartupMs.toFixed(1)} ms`,
     );
 
     // Bare runtime: what a node that only waits costs, the same count at once.
