@@ -14,4 +14,4 @@ export {
   type FileStore,
   type FileStoreOptions,
 } from './file-store.js';
-export { replaceFile } from './durable-file.js';
+export { replaceFile, replaceFileSync } from './durable-file.js';
