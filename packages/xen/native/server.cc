@@ -222,6 +222,10 @@ std::vector<std::string> Server::Teardown() {
   // A request JS never completed would leave its vCPU blocked: complete it without effect.
   if (page_ && xce_) {
     for (unsigned v = 0; v < slots_.size(); v++) {
+      if (slots_[v].mapped && fmem_) {
+        xenforeignmemory_unmap(fmem_, slots_[v].mapped, kBufferPages);
+        slots_[v].mapped = nullptr;
+      }
       if (slots_[v].kind != Pending::None && bound_[v]) {
         const bool read = slots_[v].kind == Pending::PpiRead;
         slots_[v] = Slot{};
@@ -447,8 +451,9 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
   xen_pfn_t pfns[kBufferPages];
   for (unsigned i = 0; i < kBufferPages; i++)
     pfns[i] = static_cast<xen_pfn_t>(gfn) + i;
-  // All or nothing (err == NULL): a buffer running past guest RAM is refused whole.
-  void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ, kBufferPages, pfns, nullptr);
+  // All or nothing (err == NULL): a buffer running past guest RAM is refused whole. Mapped writable
+  // so that an answer given synchronously goes back through the same mapping.
+  void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
   if (!mapped) {
     Log("warn", Format("vCPU %u: cannot map the guest buffer at frame 0x%x: %s", vcpu, gfn, strerror(errno)), true);
     return Finish(vcpu, false, 0);
@@ -461,12 +466,26 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
     xenforeignmemory_unmap(fmem_, mapped, kBufferPages);
     throw;
   }
+  slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
+  try {
+    Emit(kCommand, vcpu, copy);
+  } catch (...) {
+    Unmap(vcpu);
+    throw;
+  }
+  // Not answered within the callback: the answer will come through a fresh mapping.
+  Unmap(vcpu);
+}
+
+void Server::Unmap(unsigned vcpu) {
+  void* mapped = slots_[vcpu].mapped;
+  if (!mapped)
+    return;
+  slots_[vcpu].mapped = nullptr;
   if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
     const int err = errno;
     Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
   }
-  slots_[vcpu] = Slot{Pending::Command, gfn, 4};
-  Emit(kCommand, vcpu, copy);
 }
 
 void Server::Finish(unsigned vcpu, bool set_data, uint64_t data) {
@@ -502,24 +521,30 @@ Napi::Value Server::Complete(const Napi::CallbackInfo& info) {
         auto bytes = result.As<Napi::Uint8Array>();
         if (bytes.ByteLength() > kBufferSize)
           throw Napi::RangeError::New(env, "a response is at most 65536 bytes");
-        // Write back through a fresh mapping of the frame the guest named when it asked.
-        xen_pfn_t pfns[kBufferPages];
-        for (unsigned i = 0; i < kBufferPages; i++)
-          pfns[i] = static_cast<xen_pfn_t>(slot.gfn) + i;
-        void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
-        if (!mapped) {
-          Log("warn",
-              Format("vCPU %u: cannot map the guest buffer at frame 0x%" PRIx64 " to answer: %s", vcpu, slot.gfn,
-                     strerror(errno)),
-              true);
+        if (slot.mapped) {
+          // Answered inside the request's callback: through the mapping it was read from.
+          memcpy(slot.mapped, bytes.Data(), bytes.ByteLength());
         } else {
-          memcpy(mapped, bytes.Data(), bytes.ByteLength());
-          if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
-            const int err = errno;
-            Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
+          // Write back through a fresh mapping of the frame the guest named when it asked.
+          xen_pfn_t pfns[kBufferPages];
+          for (unsigned i = 0; i < kBufferPages; i++)
+            pfns[i] = static_cast<xen_pfn_t>(slot.gfn) + i;
+          void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
+          if (!mapped) {
+            Log("warn",
+                Format("vCPU %u: cannot map the guest buffer at frame 0x%" PRIx64 " to answer: %s", vcpu, slot.gfn,
+                       strerror(errno)),
+                true);
+          } else {
+            memcpy(mapped, bytes.Data(), bytes.ByteLength());
+            if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
+              const int err = errno;
+              Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
+            }
           }
         }
       }
+      Unmap(vcpu);
       slots_[vcpu] = Slot{};
       Finish(vcpu, false, 0);
       break;

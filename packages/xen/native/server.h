@@ -39,6 +39,10 @@ class Server : public Napi::ObjectWrap<Server> {
     Pending kind = Pending::None;
     uint64_t gfn = 0;   // the buffer a command answers into, as the guest gave it
     uint32_t size = 0;  // access size, for masking a read's value
+    // The guest buffer's mapping while the handler runs synchronously inside the request's
+    // callback: an answer given there is written through it (one mapping per call, as varstored
+    // does); it is unmapped as soon as the callback returns.
+    void* mapped = nullptr;
   };
   // A snapshot of one ioreq, taken once: the page is shared and only this copy is trusted.
   struct Request {
@@ -66,6 +70,7 @@ class Server : public Napi::ObjectWrap<Server> {
   void Dispatch(unsigned vcpu, const Request& req);
   void BeginCommand(unsigned vcpu, uint32_t gfn);
   void Finish(unsigned vcpu, bool set_data, uint64_t data);
+  void Unmap(unsigned vcpu);
   volatile ioreq_t* SlotOf(unsigned vcpu) const;
   int VcpuOf(evtchn_port_t port) const;
   void Log(const char* level, const std::string& message, bool guest_caused);

@@ -130,7 +130,53 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     expect(buffer.subarray(12).equals(content.subarray(12))).toBe(true);
     expect(fx.readRam((gfn - 1) * PAGE, PAGE).equals(before)).toBe(true);
     expect(fx.readRam((gfn + 16) * PAGE, PAGE).equals(after)).toBe(true);
-    // Mapped for the copy and for the answer, and unmapped both times.
+    // The handler's promise settled within the request's callback (its microtasks run there): the
+    // answer went back through the mapping the request was copied from, then it was unmapped.
+    expect(fx.snapshot().counters.foreignPages).toBe(0);
+    expect(fx.snapshot().counters.foreignMaps).toBe(1);
+  });
+
+  it('answers a synchronous handler through the mapping it copied the request from: one mapping per call', async () => {
+    const seen: Buffer[] = [];
+    const handler: GuestHandler = {
+      handleCommand: (request) => {
+        seen.push(Buffer.from(request));
+        return Buffer.from(`answer ${seen.length}`);
+      },
+      ppiRead: () => 0,
+      ppiWrite: () => undefined,
+    };
+    await start(handler);
+    const gfn = 0x30;
+    for (let call = 1; call <= 3; call++) {
+      const content = randomBytes(BUFFER_SIZE);
+      fx.writeRam(gfn * PAGE, content);
+      expect((await fx.out(call % 3, 0x100, 4, gfn)).outcome).toBe('completed');
+      expect(seen[call - 1]!.equals(content)).toBe(true);
+      const buffer = fx.readBuffer(gfn);
+      expect(buffer.subarray(0, 8).toString()).toBe(`answer ${call}`);
+      expect(buffer.subarray(8).equals(content.subarray(8))).toBe(true);
+    }
+    expect(fx.snapshot().counters.foreignMaps).toBe(3);
+    expect(fx.snapshot().counters.foreignPages).toBe(0);
+  });
+
+  it('unmaps the buffer when a synchronous handler throws or gives no valid answer, and still completes', async () => {
+    let call = 0;
+    const handler: GuestHandler = {
+      handleCommand: () => {
+        call++;
+        if (call === 1) throw new Error('boom');
+        return 'not bytes' as unknown as Uint8Array;
+      },
+      ppiRead: () => 0,
+      ppiWrite: () => undefined,
+    };
+    await start(handler);
+    for (let i = 0; i < 2; i++) {
+      expect((await fx.out(0, 0x100, 4, 0x20)).outcome).toBe('completed');
+      expect(fx.readBuffer(0x20, 8).equals(DEVICE_ERROR)).toBe(true);
+    }
     expect(fx.snapshot().counters.foreignPages).toBe(0);
     expect(fx.snapshot().counters.foreignMaps).toBe(2);
   });
@@ -154,6 +200,9 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     const buffer = fx.readBuffer(gfn);
     expect(buffer.subarray(0, 2).toString()).toBe('ok');
     expect(buffer.subarray(2).equals(second.subarray(2))).toBe(true);
+    // Answered after the callback returned: unmapped meanwhile, answered through a fresh mapping.
+    expect(fx.snapshot().counters.foreignMaps).toBe(2);
+    expect(fx.snapshot().counters.foreignPages).toBe(0);
   });
 
   it('serves IN and OUT of every size at every offset of the three ports as varstored does', async () => {
