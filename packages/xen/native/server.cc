@@ -131,6 +131,7 @@ void Server::Open() {
   ports_.assign(vcpus_, 0);
   bound_.assign(vcpus_, false);
   slots_.assign(vcpus_, Slot{});
+  copies_.resize(vcpus_);
 
   // No buffered ioreqs: every request is synchronous and there is no buffered ring to map.
   if (xendevicemodel_create_ioreq_server(dmod_, domid_, HVM_IOREQSRV_BUFIOREQ_OFF, &id_) < 0)
@@ -458,15 +459,20 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
     Log("warn", Format("vCPU %u: cannot map the guest buffer at frame 0x%x: %s", vcpu, gfn, strerror(errno)), true);
     return Finish(vcpu, false, 0);
   }
-  // One copy into private memory; everything after parses the copy, never the guest's pages.
-  Napi::Buffer<uint8_t> copy;
+  // One copy into private memory; everything after parses the copy, never the guest's pages. A plain
+  // Uint8Array, not a Node Buffer: Buffer's slice() makes a view, Uint8Array's a copy, and what the
+  // store keeps of a request it keeps with slice().
+  Napi::Uint8Array copy;
   try {
-    copy = Napi::Buffer<uint8_t>::Copy(env_, static_cast<const uint8_t*>(mapped), kBufferSize);
+    Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env_, kBufferSize);
+    memcpy(memory.Data(), mapped, kBufferSize);
+    copy = Napi::Uint8Array::New(env_, kBufferSize, memory, 0);
   } catch (...) {
     xenforeignmemory_unmap(fmem_, mapped, kBufferPages);
     throw;
   }
   slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
+  copies_[vcpu] = Napi::Persistent(copy);
   try {
     Emit(kCommand, vcpu, copy);
   } catch (...) {
@@ -475,6 +481,15 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
   }
   // Not answered within the callback: the answer will come through a fresh mapping.
   Unmap(vcpu);
+}
+
+void Server::ReleaseCopy(unsigned vcpu) {
+  if (vcpu >= copies_.size() || copies_[vcpu].IsEmpty())
+    return;
+  Napi::ArrayBuffer memory = copies_[vcpu].Value().ArrayBuffer();
+  copies_[vcpu].Reset();
+  // Detaching frees the 64 KiB now; a handler that kept the request would see it empty, never stale.
+  memory.Detach();
 }
 
 void Server::Unmap(unsigned vcpu) {
@@ -545,6 +560,7 @@ Napi::Value Server::Complete(const Napi::CallbackInfo& info) {
         }
       }
       Unmap(vcpu);
+      ReleaseCopy(vcpu);
       slots_[vcpu] = Slot{};
       Finish(vcpu, false, 0);
       break;
@@ -597,6 +613,7 @@ Napi::Value Server::Close(const Napi::CallbackInfo& info) {
   closed_ = true;
   quiet_ = true;
   const auto failed = Teardown();
+  copies_.clear();
   for (size_t i = 0; i < failed.size(); i++)
     problems.Set(static_cast<uint32_t>(i), Napi::String::New(env, failed[i]));
   if (cleanup_hook_) {

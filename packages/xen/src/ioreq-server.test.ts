@@ -25,7 +25,8 @@ function recorder(respond: (request: Uint8Array) => Uint8Array | Promise<Uint8Ar
   let maxActive = 0;
   const handler: GuestHandler = {
     async handleCommand(request) {
-      calls.push({ kind: 'command', request });
+      // A copy: the request's memory is released once it is answered.
+      calls.push({ kind: 'command', request: request.slice() });
       active++;
       maxActive = Math.max(maxActive, active);
       try {
@@ -134,6 +135,36 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
     // answer went back through the mapping the request was copied from, then it was unmapped.
     expect(fx.snapshot().counters.foreignPages).toBe(0);
     expect(fx.snapshot().counters.foreignMaps).toBe(1);
+  });
+
+  it('hands a plain Uint8Array whose slices are copies, and releases its memory once answered', async () => {
+    const requests: Uint8Array[] = [];
+    const kept: Uint8Array[] = [];
+    let later: Uint8Array | undefined;
+    const handler: GuestHandler = {
+      handleCommand: async (request) => {
+        requests.push(request);
+        kept.push(request.slice(0, 16)); // what a store keeps of a request
+        if (requests.length === 2) {
+          await new Promise((resolve) => setImmediate(resolve));
+          later = request;
+        }
+        return Uint8Array.of(1);
+      },
+      ppiRead: () => 0,
+      ppiWrite: () => undefined,
+    };
+    await start(handler);
+    for (const vcpu of [0, 1]) {
+      fx.writeRam(0x20 * PAGE, Buffer.alloc(BUFFER_SIZE, 0xab));
+      expect((await fx.out(vcpu, 0x100, 4, 0x20)).outcome).toBe('completed');
+    }
+    expect(Buffer.isBuffer(requests[0])).toBe(false);
+    expect(Object.getPrototypeOf(requests[0])).toBe(Uint8Array.prototype);
+    // Usable until answered (also across an await), released after: empty, never stale.
+    expect(later).toBe(requests[1]);
+    for (const r of requests) expect(r.length).toBe(0);
+    for (const k of kept) expect([...k]).toEqual(new Array(16).fill(0xab));
   });
 
   it('answers a synchronous handler through the mapping it copied the request from: one mapping per call', async () => {
