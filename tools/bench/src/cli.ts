@@ -5,7 +5,8 @@
  * Runs the benchmarks (all but boot-storm by default) pinned to CPU 0 — this runner and every
  * process it starts (daemons, echo servers, bare node) — and prints `bench <name>: <ratio>x
  * <baseline>` with the medians for each. `--profile DIR` writes a CPU profile of every daemon the
- * unix trace benchmarks start; `--node-flags` passes node/V8 options to every daemon.
+ * unix trace benchmarks start; `--node-flags` passes node/V8 options to every daemon (default:
+ * those of the launcher, apps/varstored/bin/varstored).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ import {
   workDirectory,
   type BenchContext,
 } from './benches.js';
-import { buildNative } from './native.js';
+import { buildNative, launcherNodeFlags } from './native.js';
 import { format, type BenchResult } from './stats.js';
 import { bootStorm, footprint, startupXen, xenTrace, type XenContext } from './xen.js';
 
@@ -49,13 +50,13 @@ function parse(argv: readonly string[]): {
   rounds: number;
   json?: string;
   profile?: string;
-  nodeFlags: string[];
+  nodeFlags: string[] | undefined;
 } {
   const names: Name[] = [];
   let rounds = 9;
   let json: string | undefined;
   let profile: string | undefined;
-  let nodeFlags: string[] = [];
+  let nodeFlags: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') continue;
@@ -124,13 +125,13 @@ async function main(): Promise<number> {
     workDir: work.path,
     log,
     cEcho: peers.echo,
-    daemonNodeArgs: options.nodeFlags,
+    daemonNodeArgs: options.nodeFlags ?? launcherNodeFlags(),
     ...(options.profile !== undefined ? { profileDir: options.profile } : {}),
   };
   const cpu = cpus();
   const machine = `${cpu.length} × ${cpu[0]?.model.trim() ?? 'CPU'}, Linux ${release()}, Node ${process.version}, CPUs allowed: ${cpuList()}, work dir on ${work.filesystem}`;
   process.stdout.write(
-    `# vmsb benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine}${options.nodeFlags.length > 0 ? `; daemon node flags: ${options.nodeFlags.join(' ')}` : ''}\n`,
+    `# vmsb benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine}; daemon node flags: ${ctx.daemonNodeArgs.join(' ') || 'none'}\n`,
   );
   const results: BenchResult[] = [];
   const emit = (r: BenchResult): void => {

@@ -4,7 +4,7 @@
  * Xen libraries) and `guest` (plays a vCPU on the fake hypervisor, the same for every server).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,21 @@ export function xenPackageDir(): string | undefined {
     return dirname(fromDaemon.resolve('@vmsb/xen/package.json'));
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The node options the daemon's launcher (apps/varstored/bin/varstored) starts it with, from its
+ * `#!/usr/bin/env -S node <options>` line: the benchmarks run the daemon as installed.
+ */
+export function launcherNodeFlags(): string[] {
+  try {
+    const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'varstored');
+    const first = readFileSync(launcher, 'utf8').split('\n', 1)[0] ?? '';
+    const match = /^#!\S*env\s+-S\s+node\s+(.*)$/.exec(first);
+    return match ? match[1]!.split(/\s+/).filter(Boolean) : [];
+  } catch {
+    return [];
   }
 }
 

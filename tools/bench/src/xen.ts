@@ -531,7 +531,8 @@ export async function footprint(ctx: XenContext): Promise<BenchResult[]> {
     const settledPriv: number[] = [];
     const bare: number[] = [];
     const barePriv: number[] = [];
-    const rounds = Math.max(1, Math.min(ctx.rounds, 3));
+    // Ten daemons per round are ten samples; one round by default keeps `pnpm bench` short.
+    const rounds = Math.max(1, Math.floor(ctx.rounds / 9));
     for (let r = 0; r < rounds; r++) {
       const domains: { dir: string; domid: number }[] = [];
       const daemons: XenDaemon[] = [];
