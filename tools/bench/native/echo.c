@@ -96,8 +96,9 @@ int main(int argc, char **argv) {
         blob = malloc(blob_size ? blob_size : 1);
         memset(blob, 0x5a, blob_size);
         snprintf(temp, sizeof(temp), "%s.tmp", durable);
-        snprintf(dir, sizeof(dir), "%s", durable);
-        snprintf(dir, sizeof(dir), "%s", dirname(dir));
+        char path[4096];
+        snprintf(path, sizeof(path), "%s", durable);
+        snprintf(dir, sizeof(dir), "%s", dirname(path)); /* dirname() may modify its argument */
     }
     signal(SIGPIPE, SIG_IGN);
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
