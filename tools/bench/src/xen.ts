@@ -90,7 +90,9 @@ async function guestRun(
 ): Promise<GuestRun> {
   const args = ['run', domain.dir, String(domain.domid), frames, replies, ...(wait ? ['--wait'] : [])];
   const [command, ...rest] = [...wrapper, ctx.peers.guest, ...args];
-  const out = (await run(command!, rest)).trim().split(' ');
+  const text = await run(command!, rest);
+  const out = text.trim().split(' ');
+  if (out.length !== 5) throw new Error(`the guest printed ${JSON.stringify(text)}`);
   return {
     ready: BigInt(out[0]!),
     first: BigInt(out[1]!),
@@ -112,14 +114,19 @@ interface Server {
   stop(): Promise<number | null>;
 }
 
+/** Servers still running, killed if the runner exits first (a run never leaves one behind). */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 function track(child: ChildProcess): Server {
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8192)));
   child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8192)));
+  live.add(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  void exited.then(() => process.off('exit', killOnExit));
+  void exited.then(() => live.delete(child));
   return {
     child,
     pid: child.pid!,
