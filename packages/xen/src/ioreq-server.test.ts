@@ -152,7 +152,7 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
         return Uint8Array.of(1);
       },
       ppiRead: () => 0,
-      ppiWrite: () => undefined,
+      ppiWrite: async () => undefined,
     };
     await start(handler);
     for (const vcpu of [0, 1]) {
@@ -175,7 +175,7 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
         return Buffer.from(`answer ${seen.length}`);
       },
       ppiRead: () => 0,
-      ppiWrite: () => undefined,
+      ppiWrite: async () => undefined,
     };
     await start(handler);
     const gfn = 0x30;
@@ -201,7 +201,7 @@ describe.skipIf(!fakeBuilt)('ioreq server on the fake hypervisor', () => {
         return 'not bytes' as unknown as Uint8Array;
       },
       ppiRead: () => 0,
-      ppiWrite: () => undefined,
+      ppiWrite: async () => undefined,
     };
     await start(handler);
     for (let i = 0; i < 2; i++) {

@@ -19,7 +19,7 @@ import type { BenchContext } from './benches.js';
 import type { NativePeers } from './native.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
-import { vmNvramBlob, vmStore, Vendor } from './vm-state.js';
+import { vmNvramBlob, vmStore } from './vm-state.js';
 
 type XenPeers = NonNullable<NativePeers['xen']>;
 
@@ -642,8 +642,7 @@ export async function bootStorm(ctx: XenContext): Promise<BenchResult[]> {
         });
       });
       const done = await Promise.all(runs);
-      const last = done.reduce((a, g) => (g.last > a ? g.last : a), 0n);
-      wall = Number(last - started) / 1e6;
+      wall = Math.max(...done.map((g) => Number(g.last - started) / 1e6));
       for (const d of daemons) {
         const m = await memoryOf(d.pid);
         totalPss += m.pss;
