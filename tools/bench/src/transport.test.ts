@@ -115,7 +115,7 @@ describe.skipIf(
       [31, 'daemon'],
       [32, 'responder'],
     ] as const) {
-      const domain = join(dir, server);
+      const domain = join(dir, `domain-${server}`);
       await mkdir(domain);
       expect(run(peers.guest, ['create', domain, String(domid), '1', '256']).status).toBe(0);
       await writeFile(join(domain, 'nvram.vars'), vmNvramBlob());
