@@ -1,5 +1,5 @@
 /**
- * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|startup|rss|durable-write|xen-trace|
+ * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|startup|rss|durable-write|vm-all|xen-trace|
  *             startup-xen|footprint|boot-storm ...] [--rounds N] [--json FILE] [--profile DIR]
  *            [--node-flags "FLAGS"]
  * Runs the benchmarks (all but boot-storm by default) pinned to CPU 0 — this runner and every
@@ -25,6 +25,7 @@ import {
   type BenchContext,
 } from './benches.js';
 import { buildNative, launcherNodeFlags } from './native.js';
+import { vmAll } from './pool.js';
 import { format, type BenchResult } from './stats.js';
 import { bootStorm, footprint, startupXen, xenTrace, type XenContext } from './xen.js';
 
@@ -36,6 +37,7 @@ const ALL = [
   'startup',
   'rss',
   'durable-write',
+  'vm-all',
   'xen-trace',
   'startup-xen',
   'footprint',
@@ -150,6 +152,7 @@ async function main(): Promise<number> {
     if (wants.has('auth-verify')) emit(authVerify(ctx));
     if (wants.has('startup')) emit(await startup(ctx));
     if (wants.has('durable-write')) emit(await durableWrite(ctx, work.filesystem));
+    if (wants.has('vm-all')) emit(await vmAll(ctx));
     const xenNames: Name[] = ['xen-trace', 'startup-xen', 'footprint', 'boot-storm'];
     if (xenNames.some((n) => wants.has(n))) {
       if (peers.xen === undefined) {

@@ -43,13 +43,12 @@ export function xenPackageDir(): string | undefined {
 
 /**
  * The node options the daemon's launcher (apps/varstored/bin/varstored) starts it with, from its
- * `#!/usr/bin/env -S node <options>` line: the benchmarks run the daemon as installed.
+ * `exec node <options> "$here/../dist/cli.js"` line: the benchmarks run the daemon as installed.
  */
 export function launcherNodeFlags(): string[] {
   try {
     const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'varstored');
-    const first = readFileSync(launcher, 'utf8').split('\n', 1)[0] ?? '';
-    const match = /^#!\S*env\s+-S\s+node\s+(.*)$/.exec(first);
+    const match = /^exec node ([^"]*)"\$here\/\.\.\/dist\/cli\.js"/m.exec(readFileSync(launcher, 'utf8'));
     return match ? match[1]!.split(/\s+/).filter(Boolean) : [];
   } catch {
     return [];
