@@ -13,8 +13,9 @@ export default defineConfig({
   // pkijs and asn1js) is bundled too but evaluated only when an authenticated write first needs it
   // (esbuild turns the dynamic import of a bundled module into a lazy initialiser): inside a chroot no
   // module file can be read any more, and loading it eagerly before the chroot cost xenopsd's path
-  // its start-up time (BENCHMARKS.md, startup-xen). Xen and XAPI are loaded before privileges drop.
-  noExternal: [/^(?!@vmsb\/(xen|xapi)$)/],
-  external: ['@vmsb/xen', '@vmsb/xapi'],
+  // its start-up time (BENCHMARKS.md, startup-xen). @vmsb/xen (and its subpaths: native bindings
+  // found next to their package) and @vmsb/xapi stay packages, loaded before privileges drop.
+  noExternal: [/^(?!@vmsb\/(xen|xapi)(\/|$))/],
+  external: ['@vmsb/xen', '@vmsb/xen/host', '@vmsb/xapi'],
   define: { __VMSB_AUTH_BUNDLED__: 'true' },
 });

@@ -42,13 +42,13 @@ export function xenPackageDir(): string | undefined {
 }
 
 /**
- * The node options the daemon's launcher (apps/varstored/bin/varstored) starts it with, from its
- * `exec node <options> "$here/../dist/cli.js"` line: the benchmarks run the daemon as installed.
+ * The node options the daemon's launcher starts it with (apps/varstored/bin/node-flags, its
+ * `exec node <options> "$@"` line): the benchmarks run the daemon as installed.
  */
 export function launcherNodeFlags(): string[] {
   try {
-    const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'varstored');
-    const match = /^exec node ([^"]*)"\$here\/\.\.\/dist\/cli\.js"/m.exec(readFileSync(launcher, 'utf8'));
+    const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'node-flags');
+    const match = /^exec node (.*) "\$@"$/m.exec(readFileSync(launcher, 'utf8'));
     return match ? match[1]!.split(/\s+/).filter(Boolean) : [];
   } catch {
     return [];

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { X509Certificate, verify } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { findSigner, parseAuthentication2, parseSignedData, signedContent, createAuthenticator } from '@vmsb/auth';
 import { Attr, Attrs, Guids, utf16le } from '@vmsb/efi';
 import { varstoredEntry } from '@vmsb/fuzz';
@@ -195,13 +195,13 @@ async function startXenDaemon(
     }
   }
   const env = { ...process.env, LD_PRELOAD: ctx.peers.fakeLibrary, VMSB_FAKE_XEN: domain.dir };
-  const [command, ...rest] = [
-    ...(setup.wrapper ?? []),
-    process.execPath,
-    ...ctx.daemonNodeArgs,
-    varstoredEntry(),
-    ...args,
-  ];
+  // Confined as xenopsd confines it, the daemon must start through its launcher (bin/varstored:
+  // vmsb-launch enters the namespaces --depriv needs, then node with bin/node-flags' options); the
+  // --node-flags of a run apply to the other daemons only.
+  const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'varstored');
+  const [command, ...rest] = setup.chroot
+    ? [...(setup.wrapper ?? []), launcher, ...args]
+    : [...(setup.wrapper ?? []), process.execPath, ...ctx.daemonNodeArgs, varstoredEntry(), ...args];
   const spawnedAt = process.hrtime.bigint();
   const child = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const server = track(child);
