@@ -6,7 +6,7 @@
  * process it starts (daemons, echo servers, bare node) — and prints `bench <name>: <ratio>x
  * <baseline>` with the medians for each. `--profile DIR` writes a CPU profile of every daemon the
  * unix trace benchmarks start; `--node-flags` passes node/V8 options to every daemon (default:
- * those of the launcher, apps/varstored/bin/varstored).
+ * those of the launcher, apps/varstored/bin/node-flags; confined daemons start through bin/varstored).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
