@@ -25,6 +25,10 @@ import { startXenTransport, XenUnavailable, type XenTransport } from './transpor
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type StopSignal = (typeof SIGNALS)[number];
 
+/** Set by the daemon's build (tsup.config.ts) when the verifier is inside the bundle. */
+declare const __VMSB_AUTH_BUNDLED__: boolean | undefined;
+const AUTH_BUNDLED = typeof __VMSB_AUTH_BUNDLED__ !== 'undefined' && __VMSB_AUTH_BUNDLED__;
+
 /** A start-up failure: logged as one line, exit status 1. */
 class StartupError extends Error {}
 
@@ -162,8 +166,9 @@ class Daemon {
       BACKENDS[config.backend](config.backendArgs, config.chroot !== undefined ? { root: config.chroot } : {}),
     );
     const authenticator = new LazyAuthenticator(log);
-    if (config.chroot !== undefined) {
-      // Inside the chroot no module can be loaded any more: load the verifier now.
+    if (config.chroot !== undefined && !AUTH_BUNDLED) {
+      // Inside the chroot no module file can be read any more: load the verifier now, unless it is
+      // part of the daemon's bundle (then it is evaluated on first use, even inside the chroot).
       await authenticator
         .load()
         .catch((e: Error) => log.error(`authenticated variables: ${e.message}; authenticated writes will be refused`));

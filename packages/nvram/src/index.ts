@@ -19,7 +19,7 @@ export {
   type FileStoreOptions,
   type FileStoreLock,
 } from './file-store.js';
-export { replaceFile } from './durable-file.js';
+export { replaceFile, replaceFileSync } from './durable-file.js';
 export {
   AUTH_FILES,
   readAuthFiles,
