@@ -20,6 +20,14 @@ while read -r program options; do
   esac
 done <"$vmsb/node-flags"
 
+# Second stage of varstored (below): vmsb-launch has entered the namespaces and runs this script
+# again in node's place, so that Node gets its flags on the command line (V8 flags such as
+# --lite-mode are refused in NODE_OPTIONS).
+if [ "${VMSB_LAUNCH_STAGE-}" = node ]; then
+  unset VMSB_LAUNCH_STAGE
+  exec "$vmsb/bin/node" $flags "$@"
+fi
+
 # The programs name themselves as invoked (the C tools print argv[0]); the bundle takes this back.
 export VMSB_ARGV0="$0"
 
@@ -27,10 +35,11 @@ export VMSB_ARGV0="$0"
 case @PROGRAM@ in
 varstored)
   # vmsb-launch (packages/xen/native/launch.c) enters the daemon's namespaces under --depriv, then
-  # execs node with the script and options only (same pid): the flags go through NODE_OPTIONS, which
-  # takes Node's options and V8's heap sizes (Node refuses, at start, one it does not take there).
-  [ -z "$flags" ] || export NODE_OPTIONS="${flags# }"
-  exec "$vmsb/lib/native/vmsb-launch" "$vmsb/bin/node" "$vmsb/lib/@PROGRAM@.mjs" "$@"
+  # execs its first argument with the script and the options (same pid): this script again, whose
+  # second stage (above) starts node with the flags. The daemon itself refuses --depriv when it is
+  # not in the launcher's namespaces, so the stage variable cannot be used to skip them.
+  export VMSB_LAUNCH_STAGE=node
+  exec "$vmsb/lib/native/vmsb-launch" "$self" "$vmsb/lib/@PROGRAM@.mjs" "$@"
   ;;
 esac
 exec "$vmsb/bin/node" $flags "$vmsb/lib/@PROGRAM@.mjs" "$@"
