@@ -14,7 +14,7 @@ import { Attr, Attrs, Guids, utf16le } from '@vmsb/efi';
 import { varstoredEntry } from '@vmsb/fuzz';
 import { bundledDbxUpdate } from '@vmsb/keys';
 import { encodeRequest, encodedRequestSize, type Request } from '@vmsb/protocol';
-import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/guard-double';
+import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/testing';
 import type { BenchContext } from './benches.js';
 import type { NativePeers } from './native.js';
 import { median, result, type BenchResult } from './stats.js';
