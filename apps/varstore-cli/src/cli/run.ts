@@ -1,5 +1,6 @@
 import { parseCommandArgs } from './args.js';
 import type { Command } from './command.js';
+import { bootCheck } from './commands/boot-check.js';
 import { certsCheck, certsUpdate } from './commands/certs.js';
 import { convert } from './commands/convert.js';
 import { enroll } from './commands/enroll.js';
@@ -17,6 +18,7 @@ export const COMMANDS: readonly Command[] = [
   set,
   rm,
   status,
+  bootCheck,
   esl,
   sign,
   verify,

@@ -20,7 +20,7 @@ import { positionals } from '../args.js';
 import { loadStore, type Command } from '../command.js';
 import { microsoftDbs, microsoftKeks, microsoftLists, parseDbChoices, parseKekChoice } from '../edits.js';
 import { CliError, ExitCode, explainStatus, messageOf, usageError } from '../errors.js';
-import { parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
+import { FileMode, imageHash, parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
 import {
   isSignatureDatabase,
   nowTimestamp,
@@ -35,19 +35,28 @@ import { EditSession, variableKey } from '../session.js';
 export const esl: Command = {
   name: 'esl',
   summary: 'build EFI signature lists from certificates or SHA-256 hashes',
-  help: `usage: varstore esl (--cert <file>... | --sha256 <hex>...) --owner <guid> --out <file>
+  help: `usage: varstore esl (--cert <file>... | --sha256 <hex>... | --pe <image.efi>...) --owner <guid> --out <file>
 
 Writes EFI_SIGNATURE_LISTs: one X.509 list per certificate (PEM, PEM bundles or DER), byte for
-byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding every --sha256 hash.
---owner is the SignatureOwner of every entry (a GUID, or microsoft, zero).`,
-  options: { cert: { kind: 'values' }, sha256: { kind: 'values' }, owner: { kind: 'value' }, out: { kind: 'value' } },
+byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding every --sha256 hash
+and the Authenticode SHA-256 of every --pe image (what firmware looks up in db and dbx; the same
+hash as \`pesign -h\` and \`varstore boot-check\`), ready for \`varstore set <store> db --append --esl\`.
+--owner is the SignatureOwner of every entry (a GUID, or microsoft, zero). --out - writes to stdout.`,
+  options: {
+    cert: { kind: 'values' },
+    sha256: { kind: 'values' },
+    pe: { kind: 'values' },
+    owner: { kind: 'value' },
+    out: { kind: 'value' },
+    json: { kind: 'flag' },
+  },
   async run(ctx) {
     const { args, out } = ctx;
     positionals(args, 'esl', []);
     const owner = parseGuid(args.required('owner'), '--owner');
     const outPath = args.required('out');
-    if (args.values('cert').length === 0 && args.values('sha256').length === 0)
-      throw usageError('esl: give --cert or --sha256');
+    if (args.values('cert').length === 0 && args.values('sha256').length === 0 && args.values('pe').length === 0)
+      throw usageError('esl: give --cert, --sha256 or --pe');
     const parts: Uint8Array[] = [];
     let entries = 0;
     for (const path of args.values('cert')) {
@@ -55,16 +64,20 @@ byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding ev
       parts.push(buildSignatureList({ type: 'x509', certificates: certs, owner }));
       entries += certs.length;
     }
-    if (args.values('sha256').length > 0) {
-      const hashes = args.values('sha256').map((h) => parseHex(h, 32, '--sha256'));
+    const hashes = args.values('sha256').map((h) => parseHex(h, 32, '--sha256'));
+    for (const path of args.values('pe')) hashes.push(await imageHash(path));
+    if (hashes.length > 0) {
       parts.push(buildSignatureList({ type: 'sha256', hashes, owner }));
       entries += hashes.length;
     }
     const bytes = concatSignatureLists(parts);
-    await writeOutput(outPath, bytes);
-    out.line(
-      `${out.glyph('ok')} wrote ${outPath}: ${entries} entr${entries === 1 ? 'y' : 'ies'}, ${bytes.length} bytes, owner ${guidToText(owner)}`,
-    );
+    await writeOutput(outPath, bytes, { mode: FileMode.PUBLIC, stdout: ctx.io.stdout });
+    const summary = `wrote ${outPath === '-' ? 'standard output' : outPath}: ${entries} entr${entries === 1 ? 'y' : 'ies'}, ${bytes.length} bytes, owner ${guidToText(owner)}`;
+    if (args.flag('json')) {
+      if (outPath === '-') throw usageError('esl: --json and --out - both use standard output');
+      out.json({ out: outPath, entries, size: bytes.length, owner: guidToText(owner) });
+    } else if (outPath === '-') out.note(summary);
+    else out.line(`${out.glyph('ok')} ${summary}`);
     return ExitCode.OK;
   },
 };
@@ -243,7 +256,7 @@ The signature is checked against the bytes and the certificate before the .auth 
       if (e instanceof CliError) throw e;
       throw new CliError(`sign ${target.label}: ${messageOf(e)}`, ExitCode.FAILED);
     }
-    await writeOutput(outPath, result);
+    await writeOutput(outPath, result, { mode: FileMode.PUBLIC, stdout: ctx.io.stdout });
     const what = `${target.label}, attributes ${formatAttributes(target.attributes)}, timestamp ${timestampLabel(target.timestamp)}, ${target.payload.length}-byte payload`;
     if (emit) {
       out.line(`${out.glyph('ok')} wrote the ${result.length} bytes to sign to ${outPath} (${what})`);

@@ -25,7 +25,7 @@ import {
 } from '../command.js';
 import { unsignedUpdate } from '../edits.js';
 import { CliError, ExitCode, statusLine, usageError } from '../errors.js';
-import { readCertificateFile, readInput, writeOutput } from '../inputs.js';
+import { FileMode, parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
 import {
   isSignatureDatabase,
   nowTimestamp,
@@ -194,8 +194,8 @@ Exit status 1 when the variable does not exist.`,
     } else if (ctx.args.flag('hex')) {
       ctx.out.line(hex(v.data));
     } else if (outPath !== undefined) {
-      await writeOutput(outPath, v.data);
-      ctx.out.note(`wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath}`);
+      await writeOutput(outPath, v.data, { mode: FileMode.PRIVATE, stdout: ctx.io.stdout });
+      ctx.out.note(`wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath === '-' ? 'standard output' : outPath}`);
     } else if (ctx.io.stdout.isTTY === true) {
       describeVariable(ctx.out, v);
     } else {
@@ -281,9 +281,7 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
         data = await readInput(args.value('data-file')!, 'data file');
         break;
       case 'hex': {
-        const text = args.value('hex')!.replace(/\s/g, '');
-        if (!/^([0-9a-fA-F]{2})*$/.test(text)) throw usageError('set: --hex is not an even number of hex digits');
-        data = Uint8Array.from(Buffer.from(text, 'hex'));
+        data = args.value('hex')!.trim() === '' ? new Uint8Array(0) : parseHex(args.value('hex')!, undefined, '--hex');
         break;
       }
       case 'string':
