@@ -307,6 +307,10 @@ export function analyzeStore(
     warnings.push(
       `Microsoft 2023 certificates missing: ${missing.map(microsoftName).join(', ')} (\`varstore certs update\`)`,
     );
+  if (state !== undefined && pkVar !== undefined && !ms.uefi2011 && !ms.oprom2023)
+    warnings.push(
+      'db trusts no option-ROM CA (Microsoft UEFI CA 2011 or Option ROM UEFI CA 2023): the UEFI option ROMs of passed-through GPUs and NICs will not run (`varstore enroll --db <yours> --microsoft-db all`)',
+    );
   if (state !== undefined && pkVar !== undefined && dbxVar === undefined)
     warnings.push('no dbx: no revoked boot loader is refused');
   if (placeholderOnly)

@@ -57,7 +57,7 @@ function remedyFor(
   const ms = microsoftRemedies(bytes, dbs.db, dbs.dbx);
   if (ms.length > 0) {
     const purposes = [...new Set(ms.map((c) => c.purpose).filter((p) => p !== undefined))];
-    return `enroll ${ms.map((c) => c.name).join(' or ')} in db: \`varstore enroll ${store} --microsoft-db ${purposes.join(',')} …\` (keep your other db entries), or \`varstore certs update ${store}\``;
+    return `enroll ${ms.map((c) => c.name).join(' or ')} in db (\`varstore enroll ${store} --microsoft-db ${purposes.join(',')}\` replaces db: name your own db certificates with --db too)`;
   }
   const signer = verdict.signatures.find((s) => s.signer !== null)?.signer ?? undefined;
   const hash = `add its hash to db: \`varstore esl --pe ${image} --owner <guid> --out image.esl && varstore set ${store} db --append --esl image.esl\``;

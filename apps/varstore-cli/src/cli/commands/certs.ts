@@ -19,7 +19,8 @@ XenServer's certificate check does: an update is required when the store trusts 
 CA (KEK CA 2011, Windows Production PCA 2011, UEFI CA 2011) without its 2023 successor (KEK 2K CA
 2023, Windows UEFI CA 2023, UEFI CA 2023 and Option ROM UEFI CA 2023).
 With one store the word alone is printed; with several, "<store>: <word>" per line.
-Exit status 0 when no store needs the update, 4 when one does, 3 when a store could not be read.`,
+Exit status 0 when no store needs the update, 4 when one does, 1 when a store has no NVRAM yet
+(unknown: the VM never booted), 3 when a store could not be read.`,
   options: { json: { kind: 'flag' } },
   async run(ctx) {
     const stores = ctx.args.positionals;
@@ -40,7 +41,8 @@ Exit status 0 when no store needs the update, 4 when one does, 3 when a store co
       }
       const v = r.value;
       docs.push({ store: v.store, certificates: v.certificates, missing: v.missing2023 });
-      if (v.certificates === 'update_required' && code === ExitCode.OK) code = ExitCode.UPDATE_REQUIRED;
+      if (v.certificates === 'update_required' && code !== ExitCode.STORE) code = ExitCode.UPDATE_REQUIRED;
+      if (v.certificates === 'unknown' && code === ExitCode.OK) code = ExitCode.FAILED;
       if (!ctx.args.flag('json')) ctx.out.line(stores.length === 1 ? v.certificates : `${v.store}: ${v.certificates}`);
     }
     if (ctx.args.flag('json')) ctx.out.json(stores.length === 1 ? docs[0] : docs);

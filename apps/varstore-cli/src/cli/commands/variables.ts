@@ -169,7 +169,7 @@ Exit status 1 when the variable does not exist.`,
     const store = await loadStore(ctx, storeText!);
     const state = requireContent(store);
     const session = EditSession.open(state);
-    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables);
+    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables, { mustExist: true });
     const key = variableKey(resolved.name, resolved.guid);
     const v = session.original.variables.find((x) => variableKey(x.name, x.guid) === key);
     if (v === undefined) {
@@ -198,6 +198,7 @@ Exit status 1 when the variable does not exist.`,
       ctx.out.note(`wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath === '-' ? 'standard output' : outPath}`);
     } else if (ctx.io.stdout.isTTY === true) {
       describeVariable(ctx.out, v);
+      ctx.out.note('(a description: raw bytes are not written to a terminal; pipe the output, or use --out <file> or --out -)');
     } else {
       ctx.out.bytes(v.data);
     }
@@ -342,7 +343,7 @@ The store is backed up first unless --no-backup. Exit status 1 when there is no 
     const store = await loadStore(ctx, storeText!);
     const state = requireContent(store);
     const session = EditSession.open(state);
-    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables);
+    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables, { mustExist: true });
     const what = `${resolved.text} (${guidToText(resolved.guid)})`;
     const existing = session.get(resolved.name, resolved.guid);
     if (existing === undefined || !isNonVolatile(existing.attributes)) {
