@@ -134,7 +134,10 @@ function tlv(bytes: Uint8Array, at: number, limit: number): Tlv | undefined {
 
 function oidIs(bytes: Uint8Array, t: Tlv | undefined, oid: readonly number[]): boolean {
   return (
-    t !== undefined && t.tag === 0x06 && t.end - t.valueStart === oid.length && oid.every((b, i) => bytes[t.valueStart + i] === b)
+    t !== undefined &&
+    t.tag === 0x06 &&
+    t.end - t.valueStart === oid.length &&
+    oid.every((b, i) => bytes[t.valueStart + i] === b)
   );
 }
 

@@ -33,7 +33,9 @@ export interface PeImage {
   readonly sections: readonly SectionHeader[];
 }
 
-export type PeImageResult = { readonly ok: true; readonly image: PeImage } | { readonly ok: false; readonly reason: string };
+export type PeImageResult =
+  | { readonly ok: true; readonly image: PeImage }
+  | { readonly ok: false; readonly reason: string };
 
 /**
  * Reads the headers of a PE/COFF image as edk2's DxeImageVerificationLib does before hashing
@@ -132,7 +134,9 @@ export function parsePeImage(bytes: Uint8Array): PeImageResult {
 export type AuthenticodeAlgorithm = 'sha1' | 'sha256' | 'sha384' | 'sha512';
 
 /** The byte ranges the Authenticode hash covers, in order. */
-export function authenticodeRanges(image: PeImage): { ok: true; ranges: [number, number][] } | { ok: false; reason: string } {
+export function authenticodeRanges(
+  image: PeImage,
+): { ok: true; ranges: [number, number][] } | { ok: false; reason: string } {
   const ranges: [number, number][] = [];
   const add = (start: number, end: number): void => {
     if (end > start) ranges.push([start, end]);

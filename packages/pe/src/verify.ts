@@ -112,8 +112,7 @@ function findCertificateHash(
   cert: Certificate,
 ): { match: DatabaseMatch; timeOfRevocation: Uint8Array } | null {
   for (const h of signatureHashes(dbx.lists)) {
-    if (h.type.kind !== 'x509-hash' || h.type.hashAlgorithm === undefined || h.timeOfRevocation === undefined)
-      continue;
+    if (h.type.kind !== 'x509-hash' || h.type.hashAlgorithm === undefined || h.timeOfRevocation === undefined) continue;
     const tbsHash = createHash(h.type.hashAlgorithm).update(cert.tbs).digest();
     if (Buffer.compare(tbsHash, h.hash) === 0) {
       return {
@@ -191,7 +190,15 @@ export function verifyImage(bytes: Uint8Array, databases: ImageSecurityDatabases
     if (banned !== null) return refused('unsigned, and its SHA-256 hash is in dbx', { sha256, match: banned });
     const listed = findHash(db, 'db', sha.digest, 'sha256');
     if (listed !== null)
-      return { allowed: true, sha256, signed: false, reason: 'unsigned; its SHA-256 hash is in db', decidedBy: null, match: listed, signatures: [] };
+      return {
+        allowed: true,
+        sha256,
+        signed: false,
+        reason: 'unsigned; its SHA-256 hash is in db',
+        decidedBy: null,
+        match: listed,
+        signatures: [],
+      };
     return refused('unsigned, and its SHA-256 hash is not in db', { sha256 });
   }
 
@@ -227,10 +234,21 @@ export function verifyImage(bytes: Uint8Array, databases: ImageSecurityDatabases
       : undefined;
     const signer = signerCert === undefined ? null : summarizeCertificate(signerCert);
     const record = (outcome: SignatureOutcome, detail: string, match: DatabaseMatch | null = null): void => {
-      checks.push({ ...base, digestAlgorithm: algorithm ?? null, signer, certificates: summaries, outcome, detail, match });
+      checks.push({
+        ...base,
+        digestAlgorithm: algorithm ?? null,
+        signer,
+        certificates: summaries,
+        outcome,
+        detail,
+        match,
+      });
     };
     if (algorithm === undefined || algorithm === 'sha224') {
-      record('unsupported', 'its digest algorithm is not one edk2 hashes images with (SHA-1, SHA-256, SHA-384, SHA-512)');
+      record(
+        'unsupported',
+        'its digest algorithm is not one edk2 hashes images with (SHA-1, SHA-256, SHA-384, SHA-512)',
+      );
       continue;
     }
     const digestResult = authenticodeDigest(bytes, image, algorithm);
@@ -342,7 +360,9 @@ export function verifyImage(bytes: Uint8Array, databases: ImageSecurityDatabases
     }
     record(
       verified === undefined ? 'untrusted' : 'skipped',
-      verified === undefined ? detail : 'not checked against db (an earlier signature is trusted); nothing of it is in dbx',
+      verified === undefined
+        ? detail
+        : 'not checked against db (an earlier signature is trusted); nothing of it is in dbx',
     );
   }
 
@@ -364,7 +384,9 @@ export function verifyImage(bytes: Uint8Array, databases: ImageSecurityDatabases
   if (verified !== undefined) {
     const m = verified.match;
     const why =
-      m.certificate !== undefined ? `its chain reaches db's "${m.certificate.subject}"` : 'its Authenticode hash is in db';
+      m.certificate !== undefined
+        ? `its chain reaches db's "${m.certificate.subject}"`
+        : 'its Authenticode hash is in db';
     return {
       allowed: true,
       sha256,

@@ -62,7 +62,12 @@ function findCommand(argv: readonly string[]): { command: Command; rest: readonl
 }
 
 /** Options that may come before the command (`varstore --ascii status ...`); those with a value take the next word. */
-const GLOBAL_OPTIONS: Readonly<Record<string, boolean>> = { '--ascii': false, '--no-color': false, '--json': false, '--socket': true };
+const GLOBAL_OPTIONS: Readonly<Record<string, boolean>> = {
+  '--ascii': false,
+  '--no-color': false,
+  '--json': false,
+  '--socket': true,
+};
 
 /** Moves global options given before the command to after it, where the command's parser reads them. */
 function hoistGlobalOptions(argv: readonly string[]): readonly string[] {

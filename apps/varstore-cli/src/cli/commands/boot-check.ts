@@ -30,7 +30,11 @@ export interface BootCheckResult {
 }
 
 /** Microsoft db certificates that are not in db and would let the image run. */
-function microsoftRemedies(bytes: Uint8Array, db: Uint8Array | undefined, dbx: Uint8Array | undefined): MicrosoftCertificate[] {
+function microsoftRemedies(
+  bytes: Uint8Array,
+  db: Uint8Array | undefined,
+  dbx: Uint8Array | undefined,
+): MicrosoftCertificate[] {
   const present = db === undefined ? undefined : Buffer.from(db);
   const out: MicrosoftCertificate[] = [];
   for (const cert of microsoftCertificates({ role: 'db' })) {
@@ -78,7 +82,9 @@ function commonName(subject: string): string {
 }
 
 function printResult(out: Output, r: BootCheckResult): void {
-  out.line(`${out.glyph(r.allowed ? 'ok' : 'bad')} ${printable(r.image)}: ${r.allowed ? 'allowed' : 'refused'}: ${r.reason}`);
+  out.line(
+    `${out.glyph(r.allowed ? 'ok' : 'bad')} ${printable(r.image)}: ${r.allowed ? 'allowed' : 'refused'}: ${r.reason}`,
+  );
   const rows: [string, string][] = [];
   if (r.sha256 !== null) rows.push(['    sha256', r.sha256]);
   if (r.match !== null) rows.push(['    matched', describeMatch(r.match)]);

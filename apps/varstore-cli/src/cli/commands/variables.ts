@@ -195,10 +195,14 @@ Exit status 1 when the variable does not exist.`,
       ctx.out.line(hex(v.data));
     } else if (outPath !== undefined) {
       await writeOutput(outPath, v.data, { mode: FileMode.PRIVATE, stdout: ctx.io.stdout });
-      ctx.out.note(`wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath === '-' ? 'standard output' : outPath}`);
+      ctx.out.note(
+        `wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath === '-' ? 'standard output' : outPath}`,
+      );
     } else if (ctx.io.stdout.isTTY === true) {
       describeVariable(ctx.out, v);
-      ctx.out.note('(a description: raw bytes are not written to a terminal; pipe the output, or use --out <file> or --out -)');
+      ctx.out.note(
+        '(a description: raw bytes are not written to a terminal; pipe the output, or use --out <file> or --out -)',
+      );
     } else {
       ctx.out.bytes(v.data);
     }
