@@ -10,7 +10,7 @@ import {
 } from '@vmsb/auth';
 import { guidToText, parseSignatureLists, signatureHashes, x509Certificates, type SignatureList } from '@vmsb/efi';
 import { authenticodeHashAlgorithm, derPrefix, readCertificateTable, spcIndirectDataContent } from './certificates.js';
-import { authenticodeDigest, parsePeImage, type AuthenticodeAlgorithm, type PeImage } from './image.js';
+import { authenticodeDigest, parsePeImage, type PeImage } from './image.js';
 
 /** The image-security databases an image is checked against: each variable's value, or undefined when absent. */
 export interface ImageSecurityDatabases {
@@ -85,12 +85,6 @@ function viewOf(value: Uint8Array | undefined): DatabaseView {
   return { present: true, lists, certificates };
 }
 
-const TYPE_OF_ALGORITHM: Record<AuthenticodeAlgorithm, string> = {
-  sha1: 'CERT_SHA1',
-  sha256: 'CERT_SHA256',
-  sha384: 'CERT_SHA384',
-  sha512: 'CERT_SHA512',
-};
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
