@@ -165,10 +165,11 @@ describe('Authenticode hash', () => {
     const p = parsePeImage(image);
     if (!p.ok) throw new Error(p.reason);
     const checksum = image.slice();
-    checksum[p.image.checksumOffset] ^= 0xff;
+    checksum[p.image.checksumOffset] = (checksum[p.image.checksumOffset] ?? 0) ^ 0xff;
     expect(sha256Of(checksum)).toBe(base);
     const section = image.slice();
-    section[p.image.sections[0]!.pointerToRawData + 5] ^= 1;
+    const at = p.image.sections[0]!.pointerToRawData + 5;
+    section[at] = (section[at] ?? 0) ^ 1;
     expect(sha256Of(section)).not.toBe(base);
     // A header without a certificate-table entry hashes everything after CheckSum.
     expect(sha256Of(syntheticImage({ numberOfRvaAndSizes: 4 }))).toMatch(/^[0-9a-f]{64}$/);
@@ -305,7 +306,8 @@ describe('verifyImage against db and dbx, as sbverify --cert decides', () => {
     const p = parsePeImage(signed);
     if (!p.ok) throw new Error(p.reason);
     const changed = signed.slice();
-    changed[p.image.sections[1]!.pointerToRawData] ^= 1;
+    const at = p.image.sections[1]!.pointerToRawData;
+    changed[at] = (changed[at] ?? 0) ^ 1;
     const v = verifyImage(changed, { db: certList(der), dbx: undefined });
     expect(v.allowed).toBe(false);
     expect(v.signatures[0]!.detail).toContain('changed after signing');
