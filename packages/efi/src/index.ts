@@ -95,3 +95,5 @@ export {
   type VariableProperty,
   type CheckFailure,
 } from './var-check.js';
+export { devicePathToText } from './device-path.js';
+export { parseLoadOption, LoadOptionAttr, type LoadOption } from './load-option.js';

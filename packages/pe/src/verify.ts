@@ -85,7 +85,6 @@ function viewOf(value: Uint8Array | undefined): DatabaseView {
   return { present: true, lists, certificates };
 }
 
-
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }

@@ -51,6 +51,12 @@ export function timestampText(bytes: Uint8Array): string | null {
   return t === undefined ? null : formatEfiTime(t);
 }
 
+/** A descriptor timestamp for JSON: ISO-8601 UTC with `Z`, or null for an all-zero one. */
+export function isoTimestamp(bytes: Uint8Array): string | null {
+  const t = timestampText(bytes);
+  return t === null ? null : `${t}Z`;
+}
+
 export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
@@ -63,7 +69,7 @@ export function variableJson(v: Variable): Record<string, unknown> {
     attributes: v.attributes >>> 0,
     attributesText: formatAttributes(v.attributes),
     size: v.data.length,
-    timestamp: timestampText(v.timestamp),
+    timestamp: isoTimestamp(v.timestamp),
     signerDigest: v.signerDigest.every((b) => b === 0) ? null : hex(v.signerDigest),
   };
 }

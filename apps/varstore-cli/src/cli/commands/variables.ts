@@ -23,6 +23,7 @@ import {
   variableLine,
   type Command,
 } from '../command.js';
+import { decodeValue } from '../decode.js';
 import { unsignedUpdate } from '../edits.js';
 import { CliError, ExitCode, statusLine, usageError } from '../errors.js';
 import { FileMode, parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
@@ -41,15 +42,21 @@ import { formatName, parseFormat } from '../stores.js';
 export const ls: Command = {
   name: 'ls',
   summary: 'list the variables of a store',
-  help: `usage: varstore ls <store> [--json] [--socket <path>]
+  help: `usage: varstore ls <store> [--json] [--raw] [--socket <path>]
 
-Lists the variables a store holds (name, vendor GUID, attributes, size, timestamp), in order.
+Lists the variables a store holds (name, vendor GUID, attributes, size, timestamp, value), in order.
+Values UEFI gives a layout to are decoded: Boot####/Driver#### load options (description and
+device path in UEFI text form, e.g. PciRoot(0x0)/Pci(0x1,0x1)/Ata(Primary,Master,0x0)), BootOrder,
+BootNext, Timeout, ConIn/ConOut/ErrOut, Lang/PlatformLang, SecureBootEnable and other switches.
+--raw shows every value as hex instead (the first 32 bytes; \`varstore get\` shows it all).
+- reads the store from stdin.
 <store> is a file (VARS blob, base64 VARS, QEMU/virt-firmware JSON or OVMF .fd, detected from its
 content) or vm:<uuid> (the VM's NVRAM in XAPI, through --socket, default /var/lib/xcp/xapi).
 The variables the store computes at each boot (SetupMode, SecureBoot, ...) are not stored and not listed.`,
-  options: { json: { kind: 'flag' } },
+  options: { json: { kind: 'flag' }, raw: { kind: 'flag' } },
   async run(ctx) {
     const [storeText] = positionals(ctx.args, 'ls', ['store']);
+    const raw = ctx.args.flag('raw');
     const store = await loadStore(ctx, storeText!);
     if (!store.exists) throw new CliError(`${store.spec.text}: no such file`, ExitCode.STORE);
     const variables = store.state === undefined ? [] : EditSession.open(store.state).original.variables;
@@ -58,7 +65,9 @@ The variables the store computes at each boot (SetupMode, SecureBoot, ...) are n
         store: store.spec.text,
         format: store.format,
         firstBoot: store.state === undefined,
-        variables: variables.map(variableJson),
+        variables: variables.map((v) =>
+          raw ? { ...variableJson(v), data: hex(v.data) } : { ...variableJson(v), value: decodeValue(v)?.json ?? null },
+        ),
       });
       return ExitCode.OK;
     }
@@ -67,15 +76,16 @@ The variables the store computes at each boot (SetupMode, SecureBoot, ...) are n
       return ExitCode.OK;
     }
     ctx.out.table(
-      ['NAME', 'GUID', 'ATTRIBUTES', 'SIZE', 'TIMESTAMP'],
+      ['NAME', 'GUID', 'ATTRIBUTES', 'SIZE', 'TIMESTAMP', 'VALUE'],
       variables.map((v) => [
         nameText(v),
         guidToText(v.guid),
         formatAttributes(v.attributes),
         String(v.data.length),
         timestampText(v.timestamp) ?? '-',
+        raw ? `${hex(v.data.subarray(0, 32))}${v.data.length > 32 ? '…' : ''}` : (decodeValue(v)?.text ?? ''),
       ]),
-      ['left', 'left', 'left', 'right', 'left'],
+      ['left', 'left', 'left', 'right', 'left', 'left'],
     );
     const bytes = variables.reduce((n, v) => n + v.data.length, 0);
     ctx.out.line(`${variables.length} variables, ${bytes} bytes of data (${formatName(store.format)})`);
@@ -132,6 +142,7 @@ function hexdump(data: Uint8Array, limit: number): string[] {
 }
 
 function describeVariable(out: Output, v: Variable): void {
+  const decoded = decodeValue(v);
   out.fields([
     ['Name', nameText(v)],
     ['GUID', guidToText(v.guid)],
@@ -139,6 +150,7 @@ function describeVariable(out: Output, v: Variable): void {
     ['Size', `${v.data.length} bytes`],
     ['Timestamp', timestampText(v.timestamp) ?? '-'],
     ...(v.signerDigest.every((b) => b === 0) ? [] : ([['Signer digest', hex(v.signerDigest)]] as [string, string][])),
+    ...(decoded === undefined ? [] : ([['Value', decoded.text]] as [string, string][])),
   ]);
   out.line();
   const entries = isSignatureDatabase(v.name, v.guid) ? signatureEntries(v.data) : undefined;
@@ -189,6 +201,7 @@ Exit status 1 when the variable does not exist.`,
       ctx.out.json({
         ...variableJson(v),
         data: hex(v.data),
+        value: decodeValue(v)?.json ?? null,
         ...(entries !== undefined ? { entries: entries.json } : {}),
       });
     } else if (ctx.args.flag('hex')) {
