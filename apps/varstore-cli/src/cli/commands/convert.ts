@@ -28,7 +28,7 @@ the list of what would be lost, unless --allow-loss:
   json and fd keep non-volatile variables only (a save file's volatile ones are left out)
 <in> and <out> are files or vm:<uuid> (reading or replacing a VM's NVRAM in XAPI; the NVRAM is
 backed up into --backup-dir first). --to defaults to the format <out>'s name suggests (.json, .fd,
-.b64), else a binary VARS blob. An .fd is written into --template, else into <in> when it is an
+.b64), else a binary VARS blob; <out> - writes to stdout, <in> - reads stdin. An .fd is written into --template, else into <in> when it is an
 .fd, else into a fresh OVMF image of --layout (default 4m). <out> is not replaced unless --force.`,
   options: {
     to: { kind: 'value' },
@@ -37,6 +37,7 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     'allow-loss': { kind: 'flag' },
     force: { kind: 'flag' },
     'backup-dir': { kind: 'value' },
+    json: { kind: 'flag' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -52,7 +53,9 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     if (outSpec.kind === 'xapi' && target !== 'vars' && target !== 'vars-base64')
       throw usageError('convert: XAPI holds a VARS blob; --to does not apply to vm: stores');
     if (outSpec.kind === 'xapi') target = 'vars-base64';
-    if (outSpec.kind === 'file' && !args.flag('force') && (await fileExists(outSpec.path))) {
+    const toStdout = outSpec.kind === 'file' && outSpec.path === '-';
+    if (toStdout && args.flag('json')) throw usageError('convert: --json and the output - both use standard output');
+    if (outSpec.kind === 'file' && !toStdout && !args.flag('force') && (await fileExists(outSpec.path))) {
       throw usageError(`convert: ${outSpec.path} exists; add --force to replace it`);
     }
 
@@ -82,9 +85,11 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
       for (const l of losses) out.warn(`left out: ${l}`);
     }
 
+    let backupPath: string | undefined;
     if (outSpec.kind === 'xapi') {
       const dest = await openStore(outSpec);
       const backup = await dest.backup(ctx.io.now(), args.value('backup-dir'));
+      backupPath = backup;
       if (backup !== undefined) out.note(`backup: ${backup}`);
       await dest.save(state);
     } else {
@@ -110,11 +115,29 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
       } catch (e) {
         throw new CliError(`convert: cannot write ${formatName(target)}: ${messageOf(e)}`, ExitCode.FAILED);
       }
+      if (toStdout) {
+        ctx.io.stdout.write(bytes);
+        out.note(`${state.variables.length} variables: ${inText} (${formatName(input.format)}) → standard output (${formatName(target)})`);
+        return ExitCode.OK;
+      }
       try {
+        // A store holds NVRAM content: private (0600), like every store varstore creates.
         await replaceFile(outSpec.path, bytes);
       } catch (e) {
         throw storeError(messageOf(e));
       }
+    }
+    if (args.flag('json')) {
+      out.json({
+        in: inText,
+        out: outText,
+        from: input.format,
+        to: target,
+        variables: state.variables.length,
+        leftOut: losses,
+        backup: backupPath ?? null,
+      });
+      return ExitCode.OK;
     }
     out.line(
       `${out.glyph('ok')} ${state.variables.length} variables: ${inText} (${formatName(input.format)}) → ${outText} (${formatName(target)})`,

@@ -10,6 +10,7 @@ import { analyzeStore } from '../analysis.js';
 import { positionals } from '../args.js';
 import { loadStore, reportRefusal, saveEdits, type Command } from '../command.js';
 import {
+  changesJson,
   describeChanges,
   microsoftDbs,
   microsoftKeks,
@@ -233,7 +234,7 @@ A missing store file is created (format from --format or the file name, else a V
       out.json({
         store: store.spec.text,
         dryRun: args.flag('dry-run'),
-        changes: describeChanges(changes),
+        changes: changesJson(changes),
         readiness: after.readiness,
       });
     } else {

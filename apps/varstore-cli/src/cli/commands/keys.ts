@@ -138,6 +138,7 @@ The signature is checked against the bytes and the certificate before the .auth 
     signable: { kind: 'value' },
     'signature-format': { kind: 'value' },
     'wrap-content-info': { kind: 'flag' },
+    json: { kind: 'flag' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -256,10 +257,29 @@ The signature is checked against the bytes and the certificate before the .auth 
       if (e instanceof CliError) throw e;
       throw new CliError(`sign ${target.label}: ${messageOf(e)}`, ExitCode.FAILED);
     }
+    if (args.flag('json') && outPath === '-') throw usageError('sign: --json and --out - both use standard output');
     await writeOutput(outPath, result, { mode: FileMode.PUBLIC, stdout: ctx.io.stdout });
+    if (args.flag('json')) {
+      const t = target.timestamp.every((b) => b === 0) ? null : `${formatEfiTime(parseEfiTime(target.timestamp)!)}Z`;
+      out.json({
+        out: outPath,
+        step: emit ? 'signable' : 'signed',
+        name: target.label,
+        guid: guidToText(target.guid),
+        attributes: target.attributes,
+        attributesText: formatAttributes(target.attributes),
+        timestamp: t,
+        payloadSize: target.payload.length,
+        size: result.length,
+        signer: signerText === '' ? null : signerText.replace(/^ by "(.*)"$/, '$1'),
+      });
+      return ExitCode.OK;
+    }
+    // With --out -, stdout carries the bytes: the summary goes to stderr.
+    const say = (text: string): void => (outPath === '-' ? out.note(text) : out.line(text));
     const what = `${target.label}, attributes ${formatAttributes(target.attributes)}, timestamp ${timestampLabel(target.timestamp)}, ${target.payload.length}-byte payload`;
     if (emit) {
-      out.line(`${out.glyph('ok')} wrote the ${result.length} bytes to sign to ${outPath} (${what})`);
+      say(`${out.glyph('ok')} wrote the ${result.length} bytes to sign to ${outPath} (${what})`);
       out.note(
         `next: sign ${outPath} (e.g. openssl cms -sign -binary -noattr -md sha256 -signer <cert> -inkey <key> -in ${outPath} -outform DER -out ${outPath}.p7),`,
       );
@@ -267,7 +287,7 @@ The signature is checked against the bytes and the certificate before the .auth 
         `then: varstore sign --var ${target.label} --attach-signature ${outPath}.p7 --signable ${outPath} --out <file.auth>`,
       );
     } else {
-      out.line(`${out.glyph('ok')} wrote ${outPath}: ${what}, signed${signerText}`);
+      say(`${out.glyph('ok')} wrote ${outPath}: ${what}, signed${signerText}`);
     }
     return ExitCode.OK;
   },

@@ -260,6 +260,7 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
     cert: { kind: 'values' },
     owner: { kind: 'value' },
     timestamp: { kind: 'value' },
+    json: { kind: 'flag' },
     ...WRITE_OPTIONS,
   },
   async run(ctx) {
@@ -338,6 +339,17 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
     if (result.status !== EfiStatus.SUCCESS) return reportRefusal(ctx.out, `set ${what}`, result.status, result.reason);
     const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
     const now = session.get(resolved.name, resolved.guid);
+    if (args.flag('json')) {
+      ctx.out.json({
+        store: store.spec.text,
+        name: resolved.text,
+        guid: guidToText(resolved.guid),
+        action: !saved.saved ? 'unchanged' : now === undefined ? 'deleted' : args.flag('append') ? 'appended' : 'set',
+        variable: now === undefined ? null : variableJson(now),
+        backup: saved.backup ?? null,
+      });
+      return ExitCode.OK;
+    }
     if (!saved.saved) ctx.out.line(`${ctx.out.glyph('info')} ${what}: unchanged`);
     else if (now === undefined) ctx.out.line(`${ctx.out.glyph('ok')} deleted ${what}`);
     else ctx.out.line(`${ctx.out.glyph('ok')} ${args.flag('append') ? 'appended to' : 'set'} ${variableLine(now)}`);
@@ -354,7 +366,7 @@ Deletes a variable through the daemon's store code in permissive mode, as varsto
 db and dbx are deleted with an empty unsigned update; a private authenticated variable can only be
 deleted by its signer (sign an empty payload with \`varstore sign\`, then \`varstore set --auth\`).
 The store is backed up first unless --no-backup. Exit status 1 when there is no such variable.`,
-  options: { guid: { kind: 'value' }, ...WRITE_OPTIONS },
+  options: { guid: { kind: 'value' }, json: { kind: 'flag' }, ...WRITE_OPTIONS },
   async run(ctx) {
     const [storeText, nameArg] = positionals(ctx.args, 'rm', ['store', 'name']);
     const store = await loadStore(ctx, storeText!);
@@ -378,7 +390,18 @@ The store is backed up first unless --no-backup. Exit status 1 when there is no 
       }
       return code;
     }
-    await saveEdits(ctx, store, session, { backup: !ctx.args.flag('no-backup') });
+    const saved = await saveEdits(ctx, store, session, { backup: !ctx.args.flag('no-backup') });
+    if (ctx.args.flag('json')) {
+      ctx.out.json({
+        store: store.spec.text,
+        name: resolved.text,
+        guid: guidToText(resolved.guid),
+        action: 'deleted',
+        variable: null,
+        backup: saved.backup ?? null,
+      });
+      return ExitCode.OK;
+    }
     ctx.out.line(`${ctx.out.glyph('ok')} deleted ${what}`);
     return ExitCode.OK;
   },
