@@ -117,7 +117,9 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
       }
       if (toStdout) {
         ctx.io.stdout.write(bytes);
-        out.note(`${state.variables.length} variables: ${inText} (${formatName(input.format)}) → standard output (${formatName(target)})`);
+        out.note(
+          `${state.variables.length} variables: ${inText} (${formatName(input.format)}) → standard output (${formatName(target)})`,
+        );
         return ExitCode.OK;
       }
       try {
