@@ -456,7 +456,8 @@ Generates three RSA keys and self-signed certificates ("<cn> PK", "<cn> KEK", "<
 KEK.auth (signed by PK), db.auth (signed by KEK), noPK.auth (deletes PK, back to setup mode).
 --microsoft-kek/--microsoft-db add Microsoft's certificates to KEK.auth/db.auth. Files in <dir>:
 {PK,KEK,db}.{key,crt,der,esl,auth}, noPK.auth, owner-guid.txt; existing files are never overwritten.
-Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth --db <dir>/db.auth`,
+Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth --db <dir>/db.auth
+(add --microsoft-db none when db.auth holds none of Microsoft's CAs: see \`varstore enroll --help\`)`,
   options: {
     out: { kind: 'value' },
     cn: { kind: 'value' },
@@ -508,7 +509,9 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
       undefined,
       keySetFiles(set).map((f) => [`  ${f.name}`, f.mode === 0o600 ? 'private key (0600)' : describeFile(f.name)]),
     );
-    out.note(`next: varstore enroll <store> --pk ${dir}/PK.auth --kek ${dir}/KEK.auth --db ${dir}/db.auth`);
+    out.note(
+      `next: varstore enroll <store> --pk ${dir}/PK.auth --kek ${dir}/KEK.auth --db ${dir}/db.auth${extraDb.length > 0 ? '' : ' --microsoft-db none   (db.auth holds no Microsoft CA: Windows, shim and option ROMs will not run; --microsoft-db all when creating the keys keeps them)'}`,
+    );
     return ExitCode.OK;
   },
 };
