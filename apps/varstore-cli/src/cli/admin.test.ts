@@ -284,6 +284,25 @@ describe('conventions', () => {
     expect(noDir.code).toBe(3);
     expect(noDir.stderr).toContain(`${d}/no/such/dir/x.esl`);
     expect(noDir.stderr).not.toMatch(/\.tmp/);
+    // Two certificates with one subject: the mismatch is told by fingerprint.
+    const a = makeCert(d, 'a', 'Same Name');
+    const b = makeCert(d, 'b', 'Same Name');
+    const payload = `${d}/p.esl`;
+    expect((await varstore(['esl', '--cert', a.crt, '--owner', 'zero', '--out', payload])).code).toBe(0);
+    expect(
+      (await varstore(['sign', '--var', 'db', '--key', a.key, '--cert', a.crt, payload, '--out', `${d}/p.auth`])).code,
+    ).toBe(0);
+    const wrong = await varstore(['verify', `${d}/p.auth`, '--var', 'db', '--anchor', b.crt]);
+    const fp = (crt: string) =>
+      execFileSync('openssl', ['x509', '-in', crt, '-noout', '-fingerprint', '-sha256'])
+        .toString()
+        .split('=')[1]!
+        .trim()
+        .replace(/:/g, '')
+        .toLowerCase();
+    expect(wrong.code).toBe(1);
+    expect(wrong.stdout).toContain(fp(a.crt));
+    expect(wrong.stdout).toContain(fp(b.crt));
   });
 
   it('applies one file-mode policy: public 0644, NVRAM and values 0600, backups as their original', async () => {
@@ -299,6 +318,11 @@ describe('conventions', () => {
     expect((await varstore(['set', store, 'Timeout', '--hex', '0300'])).code).toBe(0);
     const backup = readdirSync(d).find((f) => f.startsWith('vm.vars.bak-'))!;
     expect([mode(store), mode(`${d}/${backup}`)]).toEqual([0o640, 0o640]);
+    expect((await varstore(['convert', store, `${d}/new.json`])).code).toBe(0);
+    expect(mode(`${d}/new.json`)).toBe(0o600);
+    chmodSync(`${d}/new.json`, 0o660);
+    expect((await varstore(['convert', store, `${d}/new.json`, '--force'])).code).toBe(0);
+    expect(mode(`${d}/new.json`)).toBe(0o660);
   });
 });
 

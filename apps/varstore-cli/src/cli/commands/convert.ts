@@ -1,3 +1,4 @@
+import { chmod, chown, stat } from 'node:fs/promises';
 import { isNonVolatile, type StoreState } from '@vmsb/efi';
 import { replaceFile } from '@vmsb/nvram';
 import {
@@ -122,11 +123,16 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
         );
         return ExitCode.OK;
       }
+      // A store holds NVRAM content: a new one is private (0600); a replaced one keeps its owner and mode.
+      const previous = await stat(outSpec.path).catch(() => undefined);
       try {
-        // A store holds NVRAM content: private (0600), like every store varstore creates.
         await replaceFile(outSpec.path, bytes);
       } catch (e) {
         throw storeError(messageOf(e));
+      }
+      if (previous !== undefined) {
+        await chown(outSpec.path, previous.uid, previous.gid).catch(() => undefined);
+        await chmod(outSpec.path, previous.mode & 0o7777).catch(() => undefined);
       }
     }
     if (args.flag('json')) {

@@ -388,7 +388,19 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
     else {
       out.line(`${out.glyph('bad')} rejected (${problem.code}): ${problem.reason}`);
       if (!verification.ok && verification.signer !== undefined) out.line(`  signer:   ${verification.signer.subject}`);
-      if (!verification.ok && problem.code === 'wrong-signer') out.line(`  expected: ${anchors.join(', ')}`);
+      if (!verification.ok && problem.code === 'wrong-signer') {
+        // Same subject, different certificate: only fingerprints tell them apart.
+        const infos = trusted.map((der) => parseCertificate(der));
+        const collide =
+          verification.signer !== undefined && infos.some((c) => c.subject === verification.signer!.subject);
+        const label = (c: { subject: string; sha256: string }) =>
+          collide ? `${c.subject} (sha256 ${c.sha256})` : c.subject;
+        if (collide && verification.signer !== undefined)
+          out.line(
+            `  signer sha256: ${verification.signer.sha256} (the same subject as an anchor, another certificate)`,
+          );
+        out.line(`  expected: ${infos.map(label).join(' | ')} (from ${anchors.join(', ')})`);
+      }
     }
     return problem === undefined ? ExitCode.OK : ExitCode.FAILED;
   },
