@@ -622,7 +622,7 @@ describe('ls, get, set and rm', () => {
       variables: [{ name: 'Mine', guid: VENDOR, attributes: 7, size: 2, timestamp: null }],
     });
     expect((await varstore(['ls', store])).stdout).toMatch(
-      /^NAME +GUID +ATTRIBUTES +SIZE +TIMESTAMP\nMine +11111111-2222-3333-4444-555555555555 +NV\|BS\|RT +2 +-\n1 variables/,
+      /^NAME +GUID +ATTRIBUTES +SIZE +TIMESTAMP +VALUE\nMine +11111111-2222-3333-4444-555555555555 +NV\|BS\|RT +2 +-\n1 variables/,
     );
     expect((await varstore(['get', store, 'Mine', '--hex'])).stdout).toBe('0102\n');
     expect((await varstore(['get', store, 'Mine'])).stdoutBytes).toEqual(Buffer.from([1, 2]));
