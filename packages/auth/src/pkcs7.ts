@@ -5,7 +5,7 @@ import { DerError, bytesEqual, children, isContextTlv, precheckDer, type Tlv } f
 import { CERTIFICATE_SIGNATURE_HASH, Oid, oidName } from './oids.js';
 import { caKind, certificateFromNode, issuedBy, rsaKeyObject, selfIssued, type Certificate } from './x509.js';
 
-/** Bounds on the work one signature may cause (DESIGN.md §5). */
+/** Bounds on the work one signature may cause (docs/architecture.md §5). */
 export const Pkcs7Limits = {
   /** Largest encoded SignedData accepted. */
   MAX_SIZE: 65536,
