@@ -96,12 +96,12 @@ function nodeText(type: number, subtype: number, data: Uint8Array): string {
         if ((hid & 0xffff) === 0x41d0) {
           const id = hid >>> 16;
           const named: Record<number, string> = {
-            0x0a03: 'PciRoot',
-            0x0a08: 'PcieRoot',
-            0x0604: 'Floppy',
-            0x0301: 'Keyboard',
-            0x0501: 'Serial',
-            0x0401: 'ParallelPort',
+            2563: 'PciRoot',
+            2568: 'PcieRoot',
+            1540: 'Floppy',
+            769: 'Keyboard',
+            1281: 'Serial',
+            1025: 'ParallelPort',
           };
           text =
             named[id] !== undefined
