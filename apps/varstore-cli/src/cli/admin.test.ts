@@ -305,6 +305,52 @@ describe('conventions', () => {
     expect(wrong.stdout).toContain(fp(b.crt));
   });
 
+  it('verify --json has one shape with --store and with --anchor', async () => {
+    const d = dir();
+    const a = makeCert(d, 'a', 'KEK Signer');
+    const store = `${d}/vm.vars`;
+    expect(
+      (await varstore(['enroll', store, '--pk', a.crt, '--kek', a.crt, '--microsoft-db', 'all', '--no-backup'])).code,
+    ).toBe(0);
+    expect((await varstore(['esl', '--pe', SHIM, '--owner', 'zero', '--out', `${d}/p.esl`])).code).toBe(0);
+    expect(
+      (
+        await varstore([
+          'sign',
+          '--var',
+          'db',
+          '--append',
+          '--timestamp',
+          '2030-01-01',
+          '--key',
+          a.key,
+          '--cert',
+          a.crt,
+          `${d}/p.esl`,
+          '--out',
+          `${d}/p.auth`,
+        ])
+      ).code,
+    ).toBe(0);
+    const byStore = await varstore(['verify', `${d}/p.auth`, '--var', 'db', '--append', '--store', store, '--json']);
+    const byAnchor = await varstore(['verify', `${d}/p.auth`, '--var', 'db', '--append', '--anchor', a.crt, '--json']);
+    expect([byStore.code, byAnchor.code]).toEqual([0, 0]);
+    const s = JSON.parse(byStore.stdout);
+    const an = JSON.parse(byAnchor.stdout);
+    expect(Object.keys(s).sort()).toEqual(Object.keys(an).sort());
+    for (const doc of [s, an]) {
+      expect(doc).toMatchObject({
+        accepted: true,
+        name: 'db',
+        guid: 'd719b2cb-3d3a-4596-a3bc-dad00e67656f',
+        append: true,
+        timestamp: '2030-01-01T00:00:00Z',
+      });
+      expect(doc.trustedBy.subject).toBe('CN=KEK Signer');
+    }
+    expect([s.against, an.against]).toEqual(['store', 'anchors']);
+  });
+
   it('applies one file-mode policy: public 0644, NVRAM and values 0600, backups as their original', async () => {
     const d = dir();
     const store = await enrolled(d, ['--microsoft-db', 'all']);

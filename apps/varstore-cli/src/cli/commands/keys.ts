@@ -349,7 +349,7 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       );
       // The whole SetVariable, as the guest's would run: attribute, size and namespace rules too.
       const result = session.set(t.name, t.guid, t.attributes, auth);
-      return report(out, args.flag('json'), explanation, result);
+      return report(out, args.flag('json'), explanation, result, t);
     }
 
     const t = updateTarget(args);
@@ -369,22 +369,49 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       if (why !== undefined)
         problem = { code: 'malformed-list', reason: `the payload is not a valid ${t.text}: ${why}` };
     }
+    const accepted = problem === undefined;
     const doc = {
-      accepted: problem === undefined,
+      accepted,
       variable: `${t.text} (${guidToText(t.guid)})`,
-      attributes: t.attributes,
       code: problem?.code ?? null,
       reason:
         problem?.reason ??
         (verification.ok
           ? `signed by "${verification.signer.subject}", trusted through "${verification.trustedBy.subject}"`
           : ''),
-      timestamp: verification.ok ? verification.timestamp : null,
-      signer: summaryJson(verification.signer),
-      trustedBy: verification.ok ? summaryJson(verification.trustedBy) : null,
     };
-    if (args.flag('json')) out.json(doc);
-    else if (problem === undefined) out.line(`${out.glyph('ok')} accepted: ${doc.reason}`);
+    if (args.flag('json')) {
+      out.json(
+        verifyDocument({
+          accepted,
+          status: accepted ? 'SUCCESS' : 'SECURITY_VIOLATION',
+          code: doc.code,
+          reason: doc.reason,
+          name: t.text,
+          guid: t.guid,
+          attributes: t.attributes,
+          against: 'anchors',
+          mode: null,
+          timestamp: verification.ok ? verification.timestamp : undefined,
+          storedTimestamp: undefined,
+          signer: verification.signer,
+          allowedSigners: trusted.map((der) => {
+            const c = parseCertificate(der);
+            return {
+              subject: c.subject,
+              issuer: c.issuer,
+              serialNumber: c.serialNumber,
+              sha256: c.sha256,
+              notAfter: c.notAfter.toISOString(),
+            };
+          }),
+          trustedBy: verification.ok ? verification.trustedBy : undefined,
+          chain: verification.ok ? verification.chain : [],
+        }),
+      );
+      return accepted ? ExitCode.OK : ExitCode.FAILED;
+    }
+    if (problem === undefined) out.line(`${out.glyph('ok')} accepted: ${doc.reason}`);
     else {
       out.line(`${out.glyph('bad')} rejected (${problem.code}): ${problem.reason}`);
       if (!verification.ok && verification.signer !== undefined) out.line(`  signer:   ${verification.signer.subject}`);
@@ -406,11 +433,58 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
   },
 };
 
+/**
+ * The one JSON shape of `verify`, against a store or against anchors: the variable as `name` and
+ * `guid`, times in ISO-8601 UTC with `Z`, certificates as summaries.
+ */
+function verifyDocument(d: {
+  accepted: boolean;
+  status: string;
+  code: string | null;
+  reason: string;
+  name: string;
+  guid: Uint8Array;
+  attributes: number;
+  against: 'store' | 'anchors';
+  mode: string | null;
+  timestamp: string | undefined;
+  storedTimestamp: string | undefined;
+  signer: CertificateSummary | undefined;
+  allowedSigners: readonly (
+    | CertificateSummary
+    | { subject: string; issuer: string; serialNumber: string; sha256: string; notAfter: string }
+  )[];
+  trustedBy: CertificateSummary | undefined;
+  chain: readonly CertificateSummary[];
+}): unknown {
+  const iso = (t: string | undefined): string | null => (t === undefined ? null : t.endsWith('Z') ? t : `${t}Z`);
+  return {
+    accepted: d.accepted,
+    status: d.status,
+    code: d.code,
+    reason: d.reason,
+    name: d.name,
+    guid: guidToText(d.guid),
+    attributes: d.attributes,
+    attributesText: formatAttributes(d.attributes),
+    append: (d.attributes & Attr.APPEND_WRITE) !== 0,
+    against: d.against,
+    mode: d.mode,
+    timestamp: iso(d.timestamp),
+    storedTimestamp: iso(d.storedTimestamp),
+    signer: summaryJson(d.signer as CertificateSummary | undefined),
+    allowedSigners: d.allowedSigners.map((c) => summaryJson(c as CertificateSummary)),
+    trustedBy: summaryJson(d.trustedBy),
+    chain: d.chain.map(summaryJson),
+  };
+}
+
 function report(
   out: import('../output.js').Output,
   json: boolean,
   e: AuthExplanation,
   result: { status: bigint; reason?: string },
+  target: { text: string; guid: Uint8Array; attributes: number },
 ): number {
   const accepted = result.status === EfiStatus.SUCCESS;
   // The authenticator's reason explains signature failures; the store's, everything else.
@@ -418,21 +492,25 @@ function report(
   const reason = accepted ? e.reason : authFailed ? e.reason : (result.reason ?? e.reason);
   const code = accepted ? null : authFailed ? (e.code ?? 'refused') : 'refused-by-store';
   if (json) {
-    out.json({
-      accepted,
-      status: statusName(result.status),
-      code,
-      reason,
-      variable: e.variable,
-      mode: e.mode,
-      append: e.append,
-      timestamp: e.timestamp ?? null,
-      storedTimestamp: e.storedTimestamp ?? null,
-      signer: summaryJson(e.signer),
-      allowedSigners: (e.allowedSigners ?? []).map(summaryJson),
-      trustedBy: summaryJson(e.trustedBy),
-      chain: (e.chain ?? []).map(summaryJson),
-    });
+    out.json(
+      verifyDocument({
+        accepted,
+        status: statusName(result.status),
+        code,
+        reason,
+        name: target.text,
+        guid: target.guid,
+        attributes: target.attributes,
+        against: 'store',
+        mode: e.mode,
+        timestamp: e.timestamp,
+        storedTimestamp: e.storedTimestamp,
+        signer: e.signer,
+        allowedSigners: e.allowedSigners ?? [],
+        trustedBy: e.trustedBy,
+        chain: e.chain ?? [],
+      }),
+    );
     return accepted ? ExitCode.OK : ExitCode.FAILED;
   }
   if (accepted) {
