@@ -273,6 +273,24 @@ describe('conventions', () => {
     ]);
   });
 
+  it('prints keys create and certs update as JSON, changes as data', async () => {
+    const d = dir();
+    const keys = JSON.parse((await varstore(['keys', 'create', '--out', `${d}/keys`, '--json'])).stdout);
+    expect(keys.files).toContainEqual({ name: 'PK.key', mode: '0600' });
+    expect(keys.files).toContainEqual({ name: 'PK.auth', mode: '0644' });
+    const fd = `${d}/vm.fd`;
+    execFileSync('cp', ['/usr/share/OVMF/OVMF_VARS_4M.ms.fd', fd]);
+    const update = await varstore(['certs', 'update', fd, '--dry-run', '--json']);
+    expect(update.code).toBe(4);
+    const doc = JSON.parse(update.stdout);
+    expect(doc.changes[0]).toMatchObject({
+      name: 'db',
+      guid: 'd719b2cb-3d3a-4596-a3bc-dad00e67656f',
+      action: 'update',
+    });
+    expect(doc.changes[0].added).toEqual(expect.arrayContaining([expect.stringContaining('Microsoft UEFI CA 2023')]));
+  });
+
   it('names a bad hex digit, says "not a certificate" for a text file, never shows a temporary name', async () => {
     const d = dir();
     const hexBad = await varstore(['esl', '--sha256', `${'0'.repeat(62)}g0`, '--owner', 'zero', '--out', `${d}/x.esl`]);

@@ -2,7 +2,7 @@ import { Attr, Attrs, Guids, parseSignatureLists, utf16le, x509Certificates } fr
 import { createAuthenticatedVariable, loadPrivateKey, microsoftCertificates, parseCertificate } from '@vmsb/keys';
 import { analyzeStore, microsoftName, type StatusReport } from '../analysis.js';
 import { loadStore, reportRefusal, saveEdits, type Command, type CommandContext } from '../command.js';
-import { describeChanges, microsoftLists, PCR7_WARNING, unsignedUpdate, writeDatabase } from '../edits.js';
+import { changesJson, describeChanges, microsoftLists, PCR7_WARNING, unsignedUpdate, writeDatabase } from '../edits.js';
 import { CliError, ExitCode, messageOf, usageError } from '../errors.js';
 import { readCertificateFile, readInput } from '../inputs.js';
 import { printable } from '../output.js';
@@ -73,6 +73,8 @@ interface UpdateOutcome {
   readonly added: string[];
   readonly skipped: { id: string; reason: string }[];
   readonly changes: string[];
+  /** The same changes as data (--json). */
+  readonly changeData: unknown[];
   readonly backup?: string;
 }
 
@@ -94,6 +96,7 @@ async function updateStore(
       added: [],
       skipped: [],
       changes: [],
+      changeData: [],
     };
   }
   const session = EditSession.open(store.state);
@@ -174,9 +177,10 @@ async function updateStore(
   }
 
   const changes = describeChanges(session.changes());
+  const changeData = changesJson(session.changes());
   const after = analyzeStore(session.result(), { store: storeText, format: store.format, now }).certificates;
   if (args.flag('dry-run') || session.changes().length === 0)
-    return { store: storeText, before: report.certificates, after, added, skipped, changes };
+    return { store: storeText, before: report.certificates, after, added, skipped, changes, changeData };
   const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
   return {
     store: storeText,
@@ -185,6 +189,7 @@ async function updateStore(
     added,
     skipped,
     changes,
+    changeData,
     ...(saved.backup !== undefined ? { backup: saved.backup } : {}),
   };
 }
@@ -250,7 +255,8 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
         continue;
       }
       const v = r.value;
-      docs.push({ ...v, dryRun: args.flag('dry-run') });
+      const { changes: _lines, changeData, ...rest } = v;
+      docs.push({ ...rest, changes: changeData, dryRun: args.flag('dry-run') });
       if (v.changes.length > 0) changed = true;
       if (v.after === 'update_required' && code === ExitCode.OK) code = ExitCode.UPDATE_REQUIRED;
       if (args.flag('json')) continue;

@@ -557,6 +557,7 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
     timestamp: { kind: 'value' },
     'microsoft-kek': { kind: 'value' },
     'microsoft-db': { kind: 'values' },
+    json: { kind: 'flag' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -593,6 +594,14 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
       });
     } catch (e) {
       throw new CliError(`keys create: ${messageOf(e)}`, ExitCode.STORE);
+    }
+    if (args.flag('json')) {
+      out.json({
+        out: dir,
+        owner: set.owner,
+        files: keySetFiles(set).map((f) => ({ name: f.name, mode: `0${f.mode.toString(8)}` })),
+      });
+      return ExitCode.OK;
     }
     out.line(`${out.glyph('ok')} created keys in ${dir} (owner ${set.owner}):`);
     out.table(
