@@ -8,10 +8,15 @@ export {
 } from './vars-blob.js';
 export {
   createFileStore,
+  FileStoreLocked,
+  fileStoreLockPath,
+  lockFileStore,
+  refuseSymlinkedStore,
   readSaveFile,
   writeSaveFile,
   type NvramStore,
   type FileStore,
   type FileStoreOptions,
+  type FileStoreLock,
 } from './file-store.js';
 export { replaceFile } from './durable-file.js';

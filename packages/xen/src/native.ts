@@ -33,7 +33,6 @@ export interface NativeBinding {
   xenstoreWrite(path: string, value: string): void;
   /** Drops the process's xenstore connection (kept open so writes work after a chroot). */
   xenstoreClose(): void;
-  dropPrivileges(options: { chroot?: string; uid?: number; gid?: number; depriv: boolean }): void;
 }
 
 export type LoadResult = { ok: true; binding: NativeBinding } | { ok: false; reason: string };

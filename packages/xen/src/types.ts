@@ -47,8 +47,10 @@ export interface DropPrivilegesOptions {
   uid?: number;
   /** Group to become, and the only supplementary group; 0 or absent leaves it unchanged. */
   gid?: number;
-  /** varstored's --depriv: no exec may gain privileges afterwards (PR_SET_NO_NEW_PRIVS). */
+  /** varstored's --depriv: rlimits, PR_SET_NO_NEW_PRIVS and the seccomp filter (see `@vmsb/xen/host`). */
   depriv: boolean;
+  /** RLIMIT_FSIZE under depriv, in bytes: the largest file the process writes. */
+  fileSizeLimit?: number;
 }
 
 export type Availability = { ok: true } | { ok: false; reason: string };

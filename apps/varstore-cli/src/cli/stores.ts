@@ -1,7 +1,6 @@
 import { chmod, chown, open, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { StoreState } from '@vmsb/efi';
-import { encodeVarsBlob, replaceFile } from '@vmsb/nvram';
+import { FileStoreLocked, lockFileStore, replaceFile } from '@vmsb/nvram';
 import {
   decodeNvram,
   detectFormat,
@@ -15,6 +14,7 @@ import {
 import { createXapidbStore, DEFAULT_XAPI_SOCKET } from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError, usageError } from './errors.js';
 import { readStdin } from './inputs.js';
+import { assertVmHalted, BackupDirectory, backupVmNvram } from './pool/vm-write.js';
 
 /**
  * A store on the command line: a file (format detected from its content) or `vm:<uuid>` (the VM's
@@ -188,10 +188,26 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
       } catch (e) {
         throw storeError(`${path}: cannot encode the new state as ${formatName(format)}: ${messageOf(e)}`);
       }
+      // One writer per NVRAM: a running varstored holds the store's lock for its whole life, and
+      // would undo this change with its next write.
+      let lock: Awaited<ReturnType<typeof lockFileStore>>;
+      try {
+        lock = await lockFileStore(path);
+      } catch (e) {
+        if (e instanceof FileStoreLocked) {
+          throw storeError(
+            `${path}: the VM is running: ${e.heldBy ? `process ${e.heldBy}` : 'another process'} (its varstored, or another varstore writing it) holds ${e.lockPath}; nothing was written`,
+            'stop the VM first, then retry; reading the store is fine while it runs',
+          );
+        }
+        throw storeError(`${path}: cannot write: ${messageOf(e)}`);
+      }
       try {
         await replaceFile(path, bytes);
       } catch (e) {
         throw storeError(messageOf(e));
+      } finally {
+        lock.release();
       }
       // The replacement is a new file: give it the owner and mode of the one it replaces, so
       // that the hypervisor (often not root) can still open it.
@@ -226,6 +242,8 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
     exists: true,
     warnings: [],
     async save(next) {
+      // XAPI takes NVRAM writes whatever the power state; a running VM's varstored would overwrite them.
+      await assertVmHalted(spec.socket, spec.uuid);
       try {
         await store.save(next);
       } catch (e) {
@@ -233,10 +251,11 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
       }
       state = next;
     },
-    async backup(now, dir = '.') {
+    async backup(now, dir) {
+      // Every write checks first, so that a VM that will not be written leaves no backup behind.
+      await assertVmHalted(spec.socket, spec.uuid);
       if (state === undefined) return undefined;
-      const bytes = encodeVarsBlob(state, { nonVolatileOnly: true });
-      return writeNew(join(dir, `vm-${spec.uuid}.vars.bak-${stamp(now)}`), bytes);
+      return backupVmNvram(spec.socket, spec.uuid, new BackupDirectory(dir, now));
     },
   };
 }

@@ -459,7 +459,7 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
       '--domain',
       '4',
       '--transport',
-      'unix:/sock',
+      `unix:${join(dir, 'sock')}`,
       '--backend',
       'file',
       '--arg',
@@ -481,7 +481,8 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
     daemons.push(d);
     await d.logged('Ready');
     expect(await readPidfile(pidfile)).toBe(`${d.pid}\n`);
-    const g = await guest(join(root, 'sock'));
+    // The socket is opened on the host before the drop; path: and save: are inside the chroot.
+    const g = await guest(join(dir, 'sock'));
     expect(await g.fw.setVariable(ref('InChroot'), Attributes.NV_BS_RT, Uint8Array.of(1))).toBe(EfiStatus.SUCCESS);
     await g.close();
     expect(await d.stop()).toEqual({ code: 0, signal: null });

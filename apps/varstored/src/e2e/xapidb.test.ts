@@ -3,7 +3,7 @@
  * (@vmsb/xapi/guard-double: a real HTTP/XML-RPC server on a Unix socket standing in for
  * xapi-guard and XAPI, which cannot run here).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,7 +139,8 @@ describe('varstored with the xapidb backend (the default)', () => {
     const d = Daemon.spawn(args());
     daemons.push(d);
     await until(() => xapi.callsOf('VM.get_NVRAM').length === 1, 'the NVRAM read');
-    expect(existsSync(pidfile())).toBe(false);
+    // The pidfile is locked from the start (so it exists), but empty: not ready.
+    expect(readFileSync(pidfile(), 'utf8')).toBe('');
     expect(existsSync(socket())).toBe(false);
     expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     expect(existsSync(pidfile())).toBe(false);
