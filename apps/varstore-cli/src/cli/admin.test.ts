@@ -9,6 +9,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utf16le } from '@vmsb/efi';
+import { generatePool, startPoolDouble } from '@vmsb/xapi/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { assertBuilt, makeCert, readBytes, requirePeer, varstore } from './testing/support.js';
 
@@ -125,6 +126,39 @@ describe('boot-check', () => {
     const store = await enrolled(dir(), ['--microsoft-db', 'all']);
     expect((await varstore(['boot-check', store])).code).toBe(2);
     expect((await varstore(['boot-check', store, `${work}/missing.efi`])).code).toBe(3);
+  });
+});
+
+describe('boot-check vm:all (the pool double of @vmsb/xapi stands in for XAPI)', () => {
+  it('checks every UEFI VM: allowed, refused or first_boot per VM, NDJSON with the images, exit 1', async () => {
+    const d = dir();
+    const uefi = readFileSync(await enrolled(d, ['--microsoft-db', 'uefi'])).toString('base64');
+    execFileSync('mv', [`${d}/vm.vars`, `${d}/uefi.vars`]);
+    const windows = readFileSync(await enrolled(d, ['--microsoft-db', 'windows'])).toString('base64');
+    const specs = generatePool(24, (i) => ({ 'EFI-variables': i % 2 === 0 ? uefi : windows }));
+    const socket = join(d, 'xapi');
+    const pool = await startPoolDouble({ socketPath: socket, vms: specs });
+    try {
+      const r = await varstore(['boot-check', 'vm:all', SHIM, '--socket', socket, '--json']);
+      expect(r.code).toBe(1);
+      const lines = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      const expected = specs
+        .map((spec, i) => ({ spec, i, uuid: [...pool.vms.values()][i]!.uuid }))
+        .filter(({ spec }) => spec.kind.startsWith('uefi-'));
+      expect(lines.map((l) => l.vm).sort()).toEqual(expected.map((e) => e.uuid).sort());
+      for (const l of lines) {
+        const e = expected.find((x) => x.uuid === l.vm)!;
+        const want = e.spec.kind === 'uefi-never-booted' ? 'first_boot' : e.i % 2 === 0 ? 'allowed' : 'refused';
+        expect([l.vm, l.result]).toEqual([l.vm, want]);
+        if (want !== 'first_boot')
+          expect(l.images[0]).toMatchObject({ image: SHIM, allowed: want === 'allowed', sha256: pesignHash(SHIM) });
+      }
+    } finally {
+      await pool.close();
+    }
   });
 });
 

@@ -4,6 +4,8 @@ import { verifyImage, type DatabaseMatch, type ImageVerdict, type SignatureCheck
 import { loadStore, type Command } from '../command.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { readInput } from '../inputs.js';
+import { bootCheckPool } from '../pool/boot-check.js';
+import { isPoolSelection, POOL_HELP } from '../pool/selector.js';
 import { printable, type Output } from '../output.js';
 
 /** PE/COFF images can be large (unified kernel images); they are read whole. */
@@ -96,10 +98,50 @@ function printResult(out: Output, r: BootCheckResult): void {
   out.fields(rows);
 }
 
+/** The verdict on one image for one store's content (a store with NVRAM). */
+export function checkImage(state: StoreState, storeText: string, image: string, bytes: Uint8Array): BootCheckResult {
+  const pk = find(state, 'PK', Guids.GLOBAL_VARIABLE);
+  const sbEnable = find(state, 'SecureBootEnable', Guids.SECURE_BOOT_ENABLE_DISABLE);
+  const dbs = {
+    db: find(state, 'db', Guids.IMAGE_SECURITY_DATABASE)?.data,
+    dbx: find(state, 'dbx', Guids.IMAGE_SECURITY_DATABASE)?.data,
+    dbt: find(state, 'dbt', Guids.IMAGE_SECURITY_DATABASE)?.data,
+  };
+  const verdict = verifyImage(bytes, dbs);
+  let allowed = verdict.allowed;
+  let reason = verdict.reason;
+  if (pk === undefined) {
+    allowed = true;
+    reason = `setup mode (no PK): the firmware checks no signatures (in user mode: ${verdict.allowed ? 'allowed' : 'refused'}, ${verdict.reason})`;
+  } else if (sbEnable !== undefined && sbEnable.data[0] === 0) {
+    allowed = true;
+    reason = `SecureBootEnable is 0: OVMF does not enforce (with it on: ${verdict.allowed ? 'allowed' : 'refused'}, ${verdict.reason})`;
+  }
+  return {
+    image,
+    store: storeText,
+    allowed,
+    sha256: verdict.sha256,
+    reason,
+    signed: verdict.signed,
+    decidedBy: verdict.decidedBy === null ? null : verdict.decidedBy + 1,
+    match: verdict.match,
+    remedy: allowed ? null : remedyFor(verdict, bytes, dbs, storeText, image),
+    signatures: verdict.signatures.map(({ index, ...s }) => ({ number: index + 1, ...s })),
+  };
+}
+
+/** Reads the images named on the command line (at most one may be `-`). */
+export async function readImages(images: readonly string[]): Promise<{ path: string; bytes: Uint8Array }[]> {
+  const out: { path: string; bytes: Uint8Array }[] = [];
+  for (const path of images) out.push({ path, bytes: await readInput(path, 'image', MAX_IMAGE_SIZE) });
+  return out;
+}
+
 export const bootCheck: Command = {
   name: 'boot-check',
   summary: "would this VM's firmware run these EFI images under Secure Boot? (edk2's rules)",
-  help: `usage: varstore boot-check <store> <image.efi>... [--json] [--socket <path>]
+  help: `usage: varstore boot-check <store>|vm:all <image.efi>... [--json] [--socket <path>] [--jobs <n>]
 
 For each PE/COFF image (boot loader, shim, kernel, driver, option ROM; - reads one from stdin):
 would the VM's firmware, in user mode with Secure Boot on, let it run? The rules are edk2's
@@ -114,12 +156,17 @@ matched, and for a refusal what would make it boot. In setup mode (no PK) nothin
 The platform must also turn Secure Boot on (Xen: platform:secureboot=true); that is not in the NVRAM.
   --json   an array, one object per image: image, store, allowed, sha256, reason, signed,
            decidedBy, match, remedy, signatures
-Exit status 0 when every image would run, 1 when one would not, 3 when a file cannot be read.`,
-  options: { json: { kind: 'flag' } },
+vm:all checks every UEFI VM of the pool (${POOL_HELP}); result per VM: allowed, refused,
+first_boot (no NVRAM yet: its keys come at its first boot) or failed; --json: one line per VM
+with "images", the array above.
+Exit status 0 when every image would run (on every VM), 1 when one would not (or a VM has no
+NVRAM yet, or could not be read), 3 when a file cannot be read or XAPI cannot be reached.`,
+  options: { json: { kind: 'flag' }, jobs: { kind: 'value' } },
   async run(ctx) {
     const [storeText, ...images] = ctx.args.positionals;
     if (storeText === undefined || images.length === 0)
       throw usageError('boot-check: give a store and at least one image', 'see `varstore boot-check --help`');
+    if (isPoolSelection([storeText])) return bootCheckPool(ctx, await readImages(images));
     const store = await loadStore(ctx, storeText);
     if (!store.exists) throw new CliError(`${storeText}: no such file`, ExitCode.STORE);
     const state = store.state;
@@ -129,38 +176,10 @@ Exit status 0 when every image would run, 1 when one would not, 3 when a file ca
         ExitCode.FAILED,
         'check again after the first boot, or against a store that holds the keys it will get',
       );
-    const pk = find(state, 'PK', Guids.GLOBAL_VARIABLE);
-    const sbEnable = find(state, 'SecureBootEnable', Guids.SECURE_BOOT_ENABLE_DISABLE);
-    const dbs = {
-      db: find(state, 'db', Guids.IMAGE_SECURITY_DATABASE)?.data,
-      dbx: find(state, 'dbx', Guids.IMAGE_SECURITY_DATABASE)?.data,
-      dbt: find(state, 'dbt', Guids.IMAGE_SECURITY_DATABASE)?.data,
-    };
     const results: BootCheckResult[] = [];
     for (const image of images) {
       const bytes = await readInput(image, 'image', MAX_IMAGE_SIZE);
-      const verdict = verifyImage(bytes, dbs);
-      let allowed = verdict.allowed;
-      let reason = verdict.reason;
-      if (pk === undefined) {
-        allowed = true;
-        reason = `setup mode (no PK): the firmware checks no signatures (in user mode: ${verdict.allowed ? 'allowed' : 'refused'}, ${verdict.reason})`;
-      } else if (sbEnable !== undefined && sbEnable.data[0] === 0) {
-        allowed = true;
-        reason = `SecureBootEnable is 0: OVMF does not enforce (with it on: ${verdict.allowed ? 'allowed' : 'refused'}, ${verdict.reason})`;
-      }
-      results.push({
-        image,
-        store: storeText,
-        allowed,
-        sha256: verdict.sha256,
-        reason,
-        signed: verdict.signed,
-        decidedBy: verdict.decidedBy === null ? null : verdict.decidedBy + 1,
-        match: verdict.match,
-        remedy: allowed ? null : remedyFor(verdict, bytes, dbs, storeText, image),
-        signatures: verdict.signatures.map(({ index, ...s }) => ({ number: index + 1, ...s })),
-      });
+      results.push(checkImage(state, storeText, image, bytes));
     }
     if (ctx.args.flag('json')) ctx.out.json(results);
     else for (const r of results) printResult(ctx.out, r);
