@@ -112,3 +112,5 @@ export {
   authentication2Length,
   buildAuthentication2,
 } from './authentication2.js';
+export { devicePathToText } from './device-path.js';
+export { parseLoadOption, LoadOptionAttr, type LoadOption } from './load-option.js';

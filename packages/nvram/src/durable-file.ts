@@ -14,8 +14,10 @@ export class ReplaceError extends Error {
   }
 }
 
+/** The error without the path Node appends: it would name our temporary file, not the caller's. */
 function reason(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  const message = e instanceof Error ? e.message : String(e);
+  return message.replace(/, \w+ '[^']*'(?: -> '[^']*')?$/, '');
 }
 
 /**

@@ -37,6 +37,8 @@ export interface CertificateReport {
   readonly generation: Generation;
   /** The Microsoft certificate this is (`kek-2011`, `db-windows-2023`, ...), else null. */
   readonly microsoftId: string | null;
+  /** Always null here: an entry that does not parse is reported in its database's `problem`. */
+  readonly problem: null;
 }
 
 export interface HashCount {
@@ -71,7 +73,7 @@ export interface StatusReport {
     /** edk2's SecureBootEnable setting, when the store carries it. */
     readonly secureBootEnable: boolean | null;
   };
-  readonly pk: (CertificateReport & { readonly problem: null }) | { readonly problem: string } | null;
+  readonly pk: CertificateReport | { readonly problem: string } | null;
   readonly kek: DatabaseReport;
   readonly db: DatabaseReport;
   readonly dbx: DatabaseReport & { readonly headroom: number; readonly placeholderOnly: boolean };
@@ -171,6 +173,7 @@ export function certificateReport(
     expired: info.notAfter.getTime() < now.getTime(),
     generation: ms === undefined ? 'other' : ms.generation === 2011 ? '2011' : '2023',
     microsoftId: ms?.id ?? null,
+    problem: null,
   };
 }
 
@@ -189,7 +192,7 @@ export function databaseReport(v: Variable | undefined, now: Date): DatabaseRepo
       entries++;
       if (info?.kind === 'x509') {
         const r = certificateReport(s.data, s.owner, now);
-        if ('problem' in r) problems.push(r.problem);
+        if (r.problem !== null) problems.push(r.problem);
         else certificates.push(r);
       } else {
         const type = info?.name ?? guidToText(list.type);
@@ -254,7 +257,7 @@ export function analyzeStore(
     if (report.problem !== null) pk = { problem: report.problem };
     else if (report.entries !== 1 || report.certificates.length !== 1)
       pk = { problem: `PK holds ${report.entries} entries; it must hold exactly one X.509 certificate` };
-    else pk = { ...report.certificates[0]!, problem: null };
+    else pk = report.certificates[0]!;
   }
 
   // A dbx whose only entry is the SHA-256 of nothing revokes nothing (virt-firmware's placeholder).
@@ -332,6 +335,10 @@ export function analyzeStore(
   if (missing.length > 0)
     warnings.push(
       `Microsoft 2023 certificates missing: ${missing.map(microsoftName).join(', ')} (\`varstore certs update\`)`,
+    );
+  if (state !== undefined && pkVar !== undefined && !ms.uefi2011 && !ms.oprom2023)
+    warnings.push(
+      'db trusts no option-ROM CA (Microsoft UEFI CA 2011 or Option ROM UEFI CA 2023): the UEFI option ROMs of passed-through GPUs and NICs will not run (`varstore enroll --db <yours> --microsoft-db all`)',
     );
   if (state !== undefined && pkVar !== undefined && dbxVar === undefined)
     warnings.push('no dbx: no revoked boot loader is refused');

@@ -54,6 +54,12 @@ export function timestampText(bytes: Uint8Array): string | null {
 
 export { hex };
 
+/** A descriptor timestamp for JSON: ISO-8601 UTC with `Z`, or null for an all-zero one. */
+export function isoTimestamp(bytes: Uint8Array): string | null {
+  const t = timestampText(bytes);
+  return t === null ? null : `${t}Z`;
+}
+
 /** The JSON form of a variable's metadata (ls, get). */
 export function variableJson(v: Variable): Record<string, unknown> {
   return {
@@ -62,7 +68,7 @@ export function variableJson(v: Variable): Record<string, unknown> {
     attributes: v.attributes >>> 0,
     attributesText: formatAttributes(v.attributes),
     size: v.data.length,
-    timestamp: timestampText(v.timestamp),
+    timestamp: isoTimestamp(v.timestamp),
     signerDigest: v.signerDigest.every((b) => b === 0) ? null : hex(v.signerDigest),
   };
 }

@@ -1,5 +1,5 @@
 import { buildAuthentication2 } from '@vmsb/auth';
-import { Attr, Attrs, Guids, guidToText, parseSignatureLists, signatureTypeOf, utf16le } from '@vmsb/efi';
+import { Attr, Attrs, fromUtf16le, Guids, guidToText, parseSignatureLists, signatureTypeOf, utf16le } from '@vmsb/efi';
 import {
   buildSignatureList,
   concatSignatureLists,
@@ -126,6 +126,22 @@ export function databaseDiff(change: Change): { added: string[]; removed: string
   for (const [label, n] of a) for (let i = 0; i < n - (b.get(label) ?? 0); i++) added.push(label);
   for (const [label, n] of b) for (let i = 0; i < n - (a.get(label) ?? 0); i++) removed.push(label);
   return { added, removed };
+}
+
+/** A session's changes as data (--json): per variable, the action, sizes and database entries added and removed. */
+export function changesJson(changes: readonly Change[]): unknown[] {
+  return changes.map((c) => {
+    const diff = isSignatureDatabase(c.name, c.guid) ? databaseDiff(c) : undefined;
+    return {
+      name: fromUtf16le(c.name),
+      guid: guidToText(c.guid),
+      action: c.before === undefined ? 'create' : c.after === undefined ? 'delete' : 'update',
+      sizeBefore: c.before?.data.length ?? 0,
+      sizeAfter: c.after?.data.length ?? 0,
+      added: diff?.added ?? [],
+      removed: diff?.removed ?? [],
+    };
+  });
 }
 
 /** Lines describing a session's changes, for dry runs and reports. */

@@ -1,14 +1,38 @@
-import { open } from 'node:fs/promises';
+import { chmod, open } from 'node:fs/promises';
 import { checkSignatureLists, Guids, guidEquals } from '@vmsb/efi';
 import { readCertificates } from '@vmsb/keys';
 import { replaceFile } from '@vmsb/nvram';
+import { authenticodeDigest, parsePeImage } from '@vmsb/pe';
 import { CliError, ExitCode, messageOf } from './errors.js';
 
 /** Inputs (certificates, lists, .auth files, payloads) are small; anything larger is a mistake. */
 export const MAX_INPUT_SIZE = 16 * 1024 * 1024;
 
-/** Reads a whole input file of at most `max` bytes; errors name the file and exit with code 3. */
+let stdinTaken = false;
+
+/** Standard input, read to its end (at most `max` bytes); only one input of a command may be `-`. */
+export async function readStdin(what: string, max = MAX_INPUT_SIZE): Promise<Uint8Array> {
+  if (stdinTaken) throw new CliError(`${what} -: standard input is already used by another input`, ExitCode.USAGE);
+  stdinTaken = true;
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+      length += chunk.length;
+      if (length > max)
+        throw new CliError(`${what} on standard input: more than the ${max} bytes a ${what} can be`, ExitCode.STORE);
+      chunks.push(chunk);
+    }
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError(`${what} on standard input: ${messageOf(e)}`, ExitCode.STORE);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** Reads a whole input file of at most `max` bytes (`-`: standard input); errors name the file and exit with code 3. */
 export async function readInput(path: string, what: string, max = MAX_INPUT_SIZE): Promise<Uint8Array> {
+  if (path === '-') return readStdin(what, max);
   let handle;
   try {
     handle = await open(path, 'r');
@@ -40,11 +64,30 @@ export async function readInput(path: string, what: string, max = MAX_INPUT_SIZE
   }
 }
 
-/** Writes an output file atomically (temporary file, fsync, rename). */
-export async function writeOutput(path: string, bytes: Uint8Array | string): Promise<void> {
+/**
+ * File modes, one policy: what can be published (signature lists, signed updates, certificates)
+ * is 0644; private keys and anything holding NVRAM content (stores, variable values) 0600.
+ * A store that is replaced keeps its own mode, and a backup its original's.
+ */
+export const FileMode = { PUBLIC: 0o644, PRIVATE: 0o600 } as const;
+
+/**
+ * Writes an output file atomically (temporary file, fsync, rename) with `mode`; `-` writes the
+ * bytes to `stdout` instead.
+ */
+export async function writeOutput(
+  path: string,
+  bytes: Uint8Array | string,
+  options: { mode: number; stdout: { write(chunk: Uint8Array): unknown } },
+): Promise<void> {
   const data = typeof bytes === 'string' ? new Uint8Array(Buffer.from(bytes, 'utf8')) : bytes;
+  if (path === '-') {
+    options.stdout.write(data);
+    return;
+  }
   try {
     await replaceFile(path, data);
+    await chmod(path, options.mode);
   } catch (e) {
     throw new CliError(messageOf(e), ExitCode.STORE);
   }
@@ -58,8 +101,25 @@ export async function readCertificateFile(path: string): Promise<Uint8Array[]> {
     if (certs.length === 0) throw new TypeError('no CERTIFICATE block');
     return certs;
   } catch (e) {
-    throw new CliError(`certificate ${path}: ${messageOf(e)}`, ExitCode.STORE);
+    const text = bytes.length > 0 && bytes.every((b) => b === 9 || b === 10 || b === 13 || (b >= 0x20 && b < 0x7f));
+    throw new CliError(
+      text && !Buffer.from(bytes).toString('latin1').includes('-----BEGIN')
+        ? `certificate ${path}: not a certificate (a text file without a "-----BEGIN CERTIFICATE-----" block)`
+        : `certificate ${path}: not a certificate (${messageOf(e)})`,
+      ExitCode.STORE,
+      'give an X.509 certificate in PEM or DER (e.g. `openssl x509 -in cert.pem -outform DER`)',
+    );
   }
+}
+
+/** The Authenticode SHA-256 of a PE/COFF image file, as firmware looks it up in db and dbx. */
+export async function imageHash(path: string): Promise<Uint8Array> {
+  const bytes = await readInput(path, 'image', 512 * 1024 * 1024);
+  const parsed = parsePeImage(bytes);
+  if (!parsed.ok) throw new CliError(`image ${path}: ${parsed.reason}`, ExitCode.STORE);
+  const digest = authenticodeDigest(bytes, parsed.image, 'sha256');
+  if (!digest.ok) throw new CliError(`image ${path}: ${digest.reason}`, ExitCode.STORE);
+  return digest.digest;
 }
 
 export type SecureBootInput =
@@ -103,8 +163,14 @@ export async function readSecureBootInput(path: string): Promise<SecureBootInput
 /** Hex text (spaces and colons allowed) of exactly `size` bytes. */
 export function parseHex(text: string, size: number | undefined, what: string): Uint8Array {
   const clean = text.replace(/[\s:]/g, '');
-  if (!/^([0-9a-fA-F]{2})+$/.test(clean))
-    throw new CliError(`${what} ${JSON.stringify(text.slice(0, 80))} is not hex`, ExitCode.USAGE);
+  const bad = /[^0-9a-fA-F]/.exec(clean);
+  if (bad !== null)
+    throw new CliError(
+      `${what} ${JSON.stringify(text.slice(0, 80))}: ${JSON.stringify(bad[0])} is not a hex digit (0-9, a-f)`,
+      ExitCode.USAGE,
+    );
+  if (clean.length === 0 || clean.length % 2 !== 0)
+    throw new CliError(`${what}: an odd number of hex digits (${clean.length}); give whole bytes`, ExitCode.USAGE);
   const bytes = Uint8Array.from(Buffer.from(clean, 'hex'));
   if (size !== undefined && bytes.length !== size)
     throw new CliError(`${what} is ${bytes.length} bytes, expected ${size}`, ExitCode.USAGE);

@@ -13,7 +13,7 @@ import {
   type Variable,
 } from '@vmsb/efi';
 import { guidFromText } from '@vmsb/protocol';
-import { usageError } from './errors.js';
+import { CliError, ExitCode, usageError } from './errors.js';
 
 /** GUID aliases accepted wherever a GUID is. */
 const GUID_ALIASES: Readonly<Record<string, Uint8Array>> = {
@@ -116,6 +116,8 @@ export function resolveName(
   text: string,
   guidText: string | undefined,
   existing: readonly Variable[] = [],
+  /** For commands that read or delete: an unknown name is a missing variable (exit 1), not a usage error. */
+  options: { mustExist?: boolean } = {},
 ): ResolvedName {
   if (text.length === 0) throw usageError('the variable name is empty');
   if (text.includes('\u0000')) throw usageError('the variable name holds a NUL character');
@@ -139,6 +141,12 @@ export function resolveName(
       `several variables are named ${JSON.stringify(text)}: give --guid (${matches.map((v) => guidToText(v.guid)).join(', ')})`,
     );
   }
+  if (options.mustExist === true)
+    throw new CliError(
+      `no variable named ${JSON.stringify(text)} in the store`,
+      ExitCode.FAILED,
+      'list them with `varstore ls <store>`; give --guid if the name lives under another GUID',
+    );
   throw usageError(`the vendor GUID of ${JSON.stringify(text)} is not known: give --guid`);
 }
 

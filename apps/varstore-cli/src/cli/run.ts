@@ -1,5 +1,6 @@
 import { parseCommandArgs } from './args.js';
 import type { Command } from './command.js';
+import { bootCheck } from './commands/boot-check.js';
 import { certsCheck, certsUpdate } from './commands/certs.js';
 import { convert } from './commands/convert.js';
 import { enroll } from './commands/enroll.js';
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   set,
   rm,
   status,
+  bootCheck,
   esl,
   sign,
   verify,
@@ -35,8 +37,9 @@ export const COMMANDS: readonly Command[] = [
 ];
 
 const EXIT_CODES = `Exit status: 0 done (check passed, update accepted); 1 refused or failed (an EFI error, a rejected
-signature, no such variable); 2 wrong usage; 3 a store or file cannot be read or written; 4 a store
-needs the Microsoft 2023 certificate update (certs check, certs update).`;
+signature, no such variable, an image that would not boot, a store whose Secure Boot is not
+enforceable for status, no NVRAM yet for certs check); 2 wrong usage; 3 a store or file cannot be
+read or written; 4 a store needs the Microsoft 2023 certificate update (certs check, certs update).`;
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -49,8 +52,9 @@ vm:<uuid> for a VM's NVRAM in XAPI (--socket, default /var/lib/xcp/xapi).
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
-Options for every command: --help, --ascii (no Unicode glyphs; or VARSTORE_ASCII=1), --no-color
-(or NO_COLOR=1), --socket <path>. Read commands take --json.
+Options for every command, before or after it: --help, --ascii (no Unicode glyphs; or
+VARSTORE_ASCII=1), --no-color (or NO_COLOR=1), --socket <path>. Commands that print take --json.
+- is standard input wherever a file or store is read, and standard output for --out.
 ${EXIT_CODES}
 Run \`varstore <command> --help\` for a command's options.`;
 }
@@ -67,8 +71,38 @@ function findCommand(argv: readonly string[]): { command: Command; rest: readonl
   return byOne === undefined ? undefined : { command: byOne, rest: argv.slice(1) };
 }
 
+/** Options that may come before the command (`varstore --ascii status ...`); those with a value take the next word. */
+const GLOBAL_OPTIONS: Readonly<Record<string, boolean>> = {
+  '--ascii': false,
+  '--no-color': false,
+  '--json': false,
+  '--socket': true,
+};
+
+/** Moves global options given before the command to after it, where the command's parser reads them. */
+function hoistGlobalOptions(argv: readonly string[]): readonly string[] {
+  const globals: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    const name = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
+    const takesValue = GLOBAL_OPTIONS[name];
+    if (takesValue === undefined) break;
+    globals.push(a);
+    if (takesValue && !a.includes('=') && i + 1 < argv.length) globals.push(argv[++i]!);
+    i++;
+  }
+  if (globals.length === 0 || i >= argv.length) return argv;
+  const rest = argv.slice(i);
+  const found = findCommand(rest);
+  if (found === undefined) return argv;
+  const words = rest.length - found.rest.length;
+  return [...rest.slice(0, words), ...globals, ...found.rest];
+}
+
 /** Runs one `varstore` invocation; resolves to the exit status. Never rejects. */
-export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+export async function run(original: readonly string[], io: CliIo): Promise<number> {
+  const argv = hoistGlobalOptions(original);
   const style = { ascii: argv.includes('--ascii'), noColor: argv.includes('--no-color') };
   const out = new Output(io, style);
   try {

@@ -13,6 +13,7 @@ import {
 } from '@vmsb/nvram/formats';
 import { createXapidbStore, DEFAULT_XAPI_SOCKET } from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError, usageError } from './errors.js';
+import { readStdin } from './inputs.js';
 import { assertVmHalted, BackupDirectory, backupVmNvram } from './pool/vm-write.js';
 
 /**
@@ -94,12 +95,13 @@ function stamp(now: Date): string {
     .replace(/\.\d+Z$/, 'Z');
 }
 
-/** Writes `bytes` to `<base>` or `<base>-N`, never over an existing file. */
-async function writeNew(base: string, bytes: Uint8Array): Promise<string> {
+/** Writes `bytes` to `<base>` or `<base>-N` with `mode`, never over an existing file. */
+async function writeNew(base: string, bytes: Uint8Array, mode = 0o600): Promise<string> {
   for (let n = 0; n < 100; n++) {
     const path = n === 0 ? base : `${base}-${n}`;
     try {
-      await writeFile(path, bytes, { flag: 'wx', mode: 0o600 });
+      await writeFile(path, bytes, { flag: 'wx', mode });
+      await chmod(path, mode);
       return path;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
@@ -114,10 +116,14 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
   let original: Uint8Array | undefined;
   let mode: { mode: number; uid: number; gid: number } | undefined;
   let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`${path}: cannot open: ${messageOf(e)}`);
+  if (path === '-') {
+    original = await readStdin('store', MAX_STORE_FILE);
+  } else {
+    try {
+      handle = await open(path, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`${path}: cannot open: ${messageOf(e)}`);
+    }
   }
   if (handle !== undefined) {
     try {
@@ -152,7 +158,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     const detected = detectFormat(original);
     if (detected === undefined) {
       throw storeError(
-        `${path}: not a variable store`,
+        `${path === '-' ? 'standard input' : path}: not a variable store`,
         `a store is a VARS blob (binary or base64), QEMU/virt-firmware JSON or an OVMF .fd image (formats: ${NVRAM_FORMATS.join(', ')})`,
       );
     }
@@ -175,6 +181,8 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     warnings,
     ...(varsVersion !== undefined ? { varsVersion } : {}),
     async save(next) {
+      if (path === '-')
+        throw usageError('a store read from standard input (-) cannot be written back: give a file or vm:<uuid>');
       let bytes: Uint8Array;
       try {
         bytes = encodeNvram(
@@ -215,8 +223,11 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
       original = bytes;
     },
     async backup(now) {
+      if (path === '-')
+        throw usageError('a store read from standard input (-) cannot be written back: give a file or vm:<uuid>');
       if (original === undefined || original.length === 0) return undefined;
-      return writeNew(`${path}.bak-${stamp(now)}`, original);
+      // A backup holds what the store held: it keeps the store's mode.
+      return writeNew(`${path}.bak-${stamp(now)}`, original, mode?.mode ?? 0o600);
     },
   };
 }

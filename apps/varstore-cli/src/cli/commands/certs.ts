@@ -3,7 +3,7 @@ import type { NvramFormat } from '@vmsb/nvram/formats';
 import { createAuthenticatedVariable, loadPrivateKey, microsoftCertificates, parseCertificate } from '@vmsb/keys';
 import { analyzeStore, microsoftName, type StatusReport } from '../analysis.js';
 import { loadStore, reportRefusal, saveEdits, type Command, type CommandContext } from '../command.js';
-import { describeChanges, microsoftLists, PCR7_WARNING, unsignedUpdate, writeDatabase } from '../edits.js';
+import { changesJson, describeChanges, microsoftLists, PCR7_WARNING, unsignedUpdate, writeDatabase } from '../edits.js';
 import { CliError, ExitCode, messageOf, usageError } from '../errors.js';
 import { readCertificateFile, readInput } from '../inputs.js';
 import { printable } from '../output.js';
@@ -23,7 +23,8 @@ CA (KEK CA 2011, Windows Production PCA 2011, UEFI CA 2011) without its 2023 suc
 2023, Windows UEFI CA 2023, UEFI CA 2023 and Option ROM UEFI CA 2023).
 With one store the word alone is printed; with several, "<store>: <word>" per line.
 vm:all checks every UEFI VM of the pool (${POOL_HELP}).
-Exit status 0 when no store needs the update, 4 when one does, 3 when a store could not be read.`,
+Exit status 0 when no store needs the update, 4 when one does, 1 when a store has no NVRAM yet
+(unknown: the VM never booted), 3 when a store could not be read.`,
   options: { json: { kind: 'flag' }, jobs: { kind: 'value' } },
   async run(ctx) {
     const stores = ctx.args.positionals;
@@ -45,7 +46,8 @@ Exit status 0 when no store needs the update, 4 when one does, 3 when a store co
       }
       const v = r.value;
       docs.push({ store: v.store, certificates: v.certificates, missing: v.missing2023 });
-      if (v.certificates === 'update_required' && code === ExitCode.OK) code = ExitCode.UPDATE_REQUIRED;
+      if (v.certificates === 'update_required' && code !== ExitCode.STORE) code = ExitCode.UPDATE_REQUIRED;
+      if (v.certificates === 'unknown' && code === ExitCode.OK) code = ExitCode.FAILED;
       if (!ctx.args.flag('json')) ctx.out.line(stores.length === 1 ? v.certificates : `${v.store}: ${v.certificates}`);
     }
     if (ctx.args.flag('json')) ctx.out.json(stores.length === 1 ? docs[0] : docs);
@@ -76,6 +78,8 @@ export interface UpdateOutcome {
   readonly added: string[];
   readonly skipped: { id: string; reason: string }[];
   readonly changes: string[];
+  /** The same changes as data (--json). */
+  readonly changeData?: unknown[];
   readonly backup?: string;
 }
 
@@ -201,8 +205,9 @@ export function planCertsUpdate(
   }
 
   const changes = describeChanges(session.changes());
+  const changeData = changesJson(session.changes());
   const after = analyzeStore(session.result(), { store: storeText, format, now }).certificates;
-  return { store: storeText, before: report.certificates, after, added, skipped, changes, session };
+  return { store: storeText, before: report.certificates, after, added, skipped, changes, changeData, session };
 }
 
 /** The PK's key (and certificate) given with --pk-key / --pk-cert, if any. */
@@ -275,7 +280,8 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
         continue;
       }
       const v = r.value;
-      docs.push({ ...v, dryRun: args.flag('dry-run') });
+      const { changes: _lines, changeData, ...rest } = v;
+      docs.push({ ...rest, changes: changeData ?? [], dryRun: args.flag('dry-run') });
       if (v.changes.length > 0) changed = true;
       if (v.after === 'update_required' && code === ExitCode.OK) code = ExitCode.UPDATE_REQUIRED;
       if (args.flag('json')) continue;

@@ -1,3 +1,4 @@
+import { chmod, chown, stat } from 'node:fs/promises';
 import { isNonVolatile, type StoreState } from '@vmsb/efi';
 import { replaceFile } from '@vmsb/nvram';
 import {
@@ -28,7 +29,7 @@ the list of what would be lost, unless --allow-loss:
   json and fd keep non-volatile variables only (a save file's volatile ones are left out)
 <in> and <out> are files or vm:<uuid> (reading or replacing a VM's NVRAM in XAPI; the NVRAM is
 backed up into --backup-dir first). --to defaults to the format <out>'s name suggests (.json, .fd,
-.b64), else a binary VARS blob. An .fd is written into --template, else into <in> when it is an
+.b64), else a binary VARS blob; <out> - writes to stdout, <in> - reads stdin. An .fd is written into --template, else into <in> when it is an
 .fd, else into a fresh OVMF image of --layout (default 4m). <out> is not replaced unless --force.`,
   options: {
     to: { kind: 'value' },
@@ -37,6 +38,7 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     'allow-loss': { kind: 'flag' },
     force: { kind: 'flag' },
     'backup-dir': { kind: 'value' },
+    json: { kind: 'flag' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -52,7 +54,9 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     if (outSpec.kind === 'xapi' && target !== 'vars' && target !== 'vars-base64')
       throw usageError('convert: XAPI holds a VARS blob; --to does not apply to vm: stores');
     if (outSpec.kind === 'xapi') target = 'vars-base64';
-    if (outSpec.kind === 'file' && !args.flag('force') && (await fileExists(outSpec.path))) {
+    const toStdout = outSpec.kind === 'file' && outSpec.path === '-';
+    if (toStdout && args.flag('json')) throw usageError('convert: --json and the output - both use standard output');
+    if (outSpec.kind === 'file' && !toStdout && !args.flag('force') && (await fileExists(outSpec.path))) {
       throw usageError(`convert: ${outSpec.path} exists; add --force to replace it`);
     }
 
@@ -85,9 +89,11 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
     if (input.varsVersion === 1 && (target === 'vars' || target === 'vars-base64'))
       out.note(`${inText} is a VARS v1 blob: written as VARS v2 (which adds the MOR key and TCG2 PPI data, zeroed)`);
 
+    let backupPath: string | undefined;
     if (outSpec.kind === 'xapi') {
       const dest = await openStore(outSpec);
       const backup = await dest.backup(ctx.io.now(), args.value('backup-dir'));
+      backupPath = backup;
       if (backup !== undefined) out.note(`backup: ${backup}`);
       await dest.save(state);
     } else {
@@ -113,11 +119,36 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
       } catch (e) {
         throw new CliError(`convert: cannot write ${formatName(target)}: ${messageOf(e)}`, ExitCode.FAILED);
       }
+      if (toStdout) {
+        ctx.io.stdout.write(bytes);
+        out.note(
+          `${state.variables.length} variables: ${inText} (${formatName(input.format)}) → standard output (${formatName(target)})`,
+        );
+        return ExitCode.OK;
+      }
+      // A store holds NVRAM content: a new one is private (0600); a replaced one keeps its owner and mode.
+      const previous = await stat(outSpec.path).catch(() => undefined);
       try {
         await replaceFile(outSpec.path, bytes);
       } catch (e) {
         throw storeError(messageOf(e));
       }
+      if (previous !== undefined) {
+        await chown(outSpec.path, previous.uid, previous.gid).catch(() => undefined);
+        await chmod(outSpec.path, previous.mode & 0o7777).catch(() => undefined);
+      }
+    }
+    if (args.flag('json')) {
+      out.json({
+        in: inText,
+        out: outText,
+        from: input.format,
+        to: target,
+        variables: state.variables.length,
+        leftOut: losses,
+        backup: backupPath ?? null,
+      });
+      return ExitCode.OK;
     }
     out.line(
       `${out.glyph('ok')} ${state.variables.length} variables: ${inText} (${formatName(input.format)}) → ${outText} (${formatName(target)})`,

@@ -1,9 +1,16 @@
-import { checkSignatureLists, parseSignatureLists } from '@vmsb/efi';
-import { bundledDbxUpdate, buildSignatureList, concatSignatureLists, splitAuthenticatedVariable } from '@vmsb/keys';
+import { checkSignatureLists, parseSignatureLists, x509Certificates } from '@vmsb/efi';
+import {
+  bundledDbxUpdate,
+  buildSignatureList,
+  concatSignatureLists,
+  microsoftCertificates,
+  splitAuthenticatedVariable,
+} from '@vmsb/keys';
 import { analyzeStore } from '../analysis.js';
 import { positionals } from '../args.js';
 import { loadStore, reportRefusal, saveEdits, type Command } from '../command.js';
 import {
+  changesJson,
   describeChanges,
   microsoftDbs,
   microsoftKeks,
@@ -64,6 +71,24 @@ async function planFor(
   return payload.length === 0 ? undefined : { kind: 'lists', payload };
 }
 
+/** Whether a db plan's signature lists hold at least one of Microsoft's db certificates. */
+function holdsMicrosoftDbCa(plan: Plan): boolean {
+  let payload: Uint8Array;
+  if (plan.kind === 'auth') {
+    try {
+      payload = splitAuthenticatedVariable(plan.bytes).payload;
+    } catch {
+      return false;
+    }
+  } else {
+    payload = plan.payload;
+  }
+  const parsed = parseSignatureLists(payload);
+  if (!parsed.ok) return false;
+  const ders = new Set(x509Certificates(parsed.lists).map((c) => Buffer.from(c.der).toString('hex')));
+  return microsoftCertificates({ role: 'db' }).some((m) => ders.has(Buffer.from(m.der).toString('hex')));
+}
+
 export const enroll: Command = {
   name: 'enroll',
   summary: "enroll PK, KEK, db (yours and/or Microsoft's) and dbx in place, keeping every other variable",
@@ -79,7 +104,9 @@ Microsoft's are owned by Microsoft's GUID 77fa9abd-0359-4d32-bd60-28f4e78f784b.
   --microsoft-kek   add Microsoft's KEK CA 2011, KEK 2K CA 2023, or both (all)
   --microsoft-db    add Microsoft's db CAs: windows (Windows Production PCA 2011 + Windows UEFI CA
                     2023), uefi (UEFI CA 2011 + UEFI CA 2023), oprom (Option ROM UEFI CA 2023), all;
-                    repeat or separate with commas
+                    repeat or separate with commas. Required when --db would leave db without
+                    any Microsoft CA: none drops them knowingly (Windows, shim and option ROMs
+                    will no longer run)
   --dbx bundled     append Microsoft's signed dbx update shipped with varstore; <file>: append an
                     .auth or .esl; none (the default): leave dbx as it is. dbx is only ever appended.
 A variable is written only when something is given for it. Writes go through the daemon's store
@@ -129,11 +156,21 @@ A missing store file is created (format from --format or the file name, else a V
       owner,
     );
     if (kek !== undefined) plans.set('KEK', kek);
+    const microsoftDb = dbChoices === undefined ? [] : microsoftDbs(dbChoices);
     const db = await planFor(
       args.values('db'),
-      dbChoices === undefined ? undefined : microsoftLists(microsoftDbs(dbChoices)),
+      microsoftDb.length === 0 ? undefined : microsoftLists(microsoftDb),
       owner,
     );
+    // Replacing db with lists that hold none of Microsoft's CAs, without saying so, would silently
+    // drop them (Windows boot manager, shim through the third-party UEFI CA, option ROMs of
+    // passed-through GPUs and NICs).
+    if (db !== undefined && dbChoices === undefined && !holdsMicrosoftDbCa(db)) {
+      throw usageError(
+        "enroll: --db replaces db, and the new db holds none of Microsoft's CAs: Windows Production PCA 2011 / Windows UEFI CA 2023 (Windows boot manager), UEFI CA 2011 / 2023 (shim and other third-party loaders), Option ROM UEFI CA 2023 (GPU and NIC option ROMs)",
+        'keep them with --microsoft-db all (or windows, uefi, oprom), or drop them knowingly with --microsoft-db none',
+      );
+    }
     if (db !== undefined) plans.set('db', db);
 
     let dbx: Plan | undefined;
@@ -197,7 +234,7 @@ A missing store file is created (format from --format or the file name, else a V
       out.json({
         store: store.spec.text,
         dryRun: args.flag('dry-run'),
-        changes: describeChanges(changes),
+        changes: changesJson(changes),
         readiness: after.readiness,
       });
     } else {

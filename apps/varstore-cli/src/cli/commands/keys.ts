@@ -24,7 +24,7 @@ import { positionals } from '../args.js';
 import { loadStore, type Command } from '../command.js';
 import { microsoftDbs, microsoftKeks, microsoftLists, parseDbChoices, parseKekChoice } from '../edits.js';
 import { CliError, ExitCode, explainStatus, messageOf, usageError } from '../errors.js';
-import { parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
+import { FileMode, imageHash, parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
 import {
   isSignatureDatabase,
   nowTimestamp,
@@ -39,19 +39,28 @@ import { EditSession, variableKey } from '../session.js';
 export const esl: Command = {
   name: 'esl',
   summary: 'build EFI signature lists from certificates or SHA-256 hashes',
-  help: `usage: varstore esl (--cert <file>... | --sha256 <hex>...) --owner <guid> --out <file>
+  help: `usage: varstore esl (--cert <file>... | --sha256 <hex>... | --pe <image.efi>...) --owner <guid> --out <file>
 
 Writes EFI_SIGNATURE_LISTs: one X.509 list per certificate (PEM, PEM bundles or DER), byte for
-byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding every --sha256 hash.
---owner is the SignatureOwner of every entry (a GUID, or microsoft, zero).`,
-  options: { cert: { kind: 'values' }, sha256: { kind: 'values' }, owner: { kind: 'value' }, out: { kind: 'value' } },
+byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding every --sha256 hash
+and the Authenticode SHA-256 of every --pe image (what firmware looks up in db and dbx; the same
+hash as \`pesign -h\` and \`varstore boot-check\`), ready for \`varstore set <store> db --append --esl\`.
+--owner is the SignatureOwner of every entry (a GUID, or microsoft, zero). --out - writes to stdout.`,
+  options: {
+    cert: { kind: 'values' },
+    sha256: { kind: 'values' },
+    pe: { kind: 'values' },
+    owner: { kind: 'value' },
+    out: { kind: 'value' },
+    json: { kind: 'flag' },
+  },
   async run(ctx) {
     const { args, out } = ctx;
     positionals(args, 'esl', []);
     const owner = parseGuid(args.required('owner'), '--owner');
     const outPath = args.required('out');
-    if (args.values('cert').length === 0 && args.values('sha256').length === 0)
-      throw usageError('esl: give --cert or --sha256');
+    if (args.values('cert').length === 0 && args.values('sha256').length === 0 && args.values('pe').length === 0)
+      throw usageError('esl: give --cert, --sha256 or --pe');
     const parts: Uint8Array[] = [];
     let entries = 0;
     for (const path of args.values('cert')) {
@@ -59,16 +68,20 @@ byte what efitools' cert-to-efi-sig-list writes, and one SHA-256 list holding ev
       parts.push(buildSignatureList({ type: 'x509', certificates: certs, owner }));
       entries += certs.length;
     }
-    if (args.values('sha256').length > 0) {
-      const hashes = args.values('sha256').map((h) => parseHex(h, 32, '--sha256'));
+    const hashes = args.values('sha256').map((h) => parseHex(h, 32, '--sha256'));
+    for (const path of args.values('pe')) hashes.push(await imageHash(path));
+    if (hashes.length > 0) {
       parts.push(buildSignatureList({ type: 'sha256', hashes, owner }));
       entries += hashes.length;
     }
     const bytes = concatSignatureLists(parts);
-    await writeOutput(outPath, bytes);
-    out.line(
-      `${out.glyph('ok')} wrote ${outPath}: ${entries} entr${entries === 1 ? 'y' : 'ies'}, ${bytes.length} bytes, owner ${guidToText(owner)}`,
-    );
+    await writeOutput(outPath, bytes, { mode: FileMode.PUBLIC, stdout: ctx.io.stdout });
+    const summary = `wrote ${outPath === '-' ? 'standard output' : outPath}: ${entries} entr${entries === 1 ? 'y' : 'ies'}, ${bytes.length} bytes, owner ${guidToText(owner)}`;
+    if (args.flag('json')) {
+      if (outPath === '-') throw usageError('esl: --json and --out - both use standard output');
+      out.json({ out: outPath, entries, size: bytes.length, owner: guidToText(owner) });
+    } else if (outPath === '-') out.note(summary);
+    else out.line(`${out.glyph('ok')} ${summary}`);
     return ExitCode.OK;
   },
 };
@@ -129,6 +142,7 @@ The signature is checked against the bytes and the certificate before the .auth 
     signable: { kind: 'value' },
     'signature-format': { kind: 'value' },
     'wrap-content-info': { kind: 'flag' },
+    json: { kind: 'flag' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -247,10 +261,29 @@ The signature is checked against the bytes and the certificate before the .auth 
       if (e instanceof CliError) throw e;
       throw new CliError(`sign ${target.label}: ${messageOf(e)}`, ExitCode.FAILED);
     }
-    await writeOutput(outPath, result);
+    if (args.flag('json') && outPath === '-') throw usageError('sign: --json and --out - both use standard output');
+    await writeOutput(outPath, result, { mode: FileMode.PUBLIC, stdout: ctx.io.stdout });
+    if (args.flag('json')) {
+      const t = target.timestamp.every((b) => b === 0) ? null : `${formatEfiTime(parseEfiTime(target.timestamp)!)}Z`;
+      out.json({
+        out: outPath,
+        step: emit ? 'signable' : 'signed',
+        name: target.label,
+        guid: guidToText(target.guid),
+        attributes: target.attributes,
+        attributesText: formatAttributes(target.attributes),
+        timestamp: t,
+        payloadSize: target.payload.length,
+        size: result.length,
+        signer: signerText === '' ? null : signerText.replace(/^ by "(.*)"$/, '$1'),
+      });
+      return ExitCode.OK;
+    }
+    // With --out -, stdout carries the bytes: the summary goes to stderr.
+    const say = (text: string): void => (outPath === '-' ? out.note(text) : out.line(text));
     const what = `${target.label}, attributes ${formatAttributes(target.attributes)}, timestamp ${timestampLabel(target.timestamp)}, ${target.payload.length}-byte payload`;
     if (emit) {
-      out.line(`${out.glyph('ok')} wrote the ${result.length} bytes to sign to ${outPath} (${what})`);
+      say(`${out.glyph('ok')} wrote the ${result.length} bytes to sign to ${outPath} (${what})`);
       out.note(
         `next: sign ${outPath} (e.g. openssl cms -sign -binary -noattr -md sha256 -signer <cert> -inkey <key> -in ${outPath} -outform DER -out ${outPath}.p7),`,
       );
@@ -258,7 +291,7 @@ The signature is checked against the bytes and the certificate before the .auth 
         `then: varstore sign --var ${target.label} --attach-signature ${outPath}.p7 --signable ${outPath} --out <file.auth>`,
       );
     } else {
-      out.line(`${out.glyph('ok')} wrote ${outPath}: ${what}, signed${signerText}`);
+      say(`${out.glyph('ok')} wrote ${outPath}: ${what}, signed${signerText}`);
     }
     return ExitCode.OK;
   },
@@ -320,7 +353,7 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       );
       // The whole SetVariable, as the guest's would run: attribute, size and namespace rules too.
       const result = session.set(t.name, t.guid, t.attributes, auth);
-      return report(out, args.flag('json'), explanation, result);
+      return report(out, args.flag('json'), explanation, result, t);
     }
 
     const t = updateTarget(args);
@@ -340,36 +373,122 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       if (why !== undefined)
         problem = { code: 'malformed-list', reason: `the payload is not a valid ${t.text}: ${why}` };
     }
+    const accepted = problem === undefined;
     const doc = {
-      accepted: problem === undefined,
+      accepted,
       variable: `${t.text} (${guidToText(t.guid)})`,
-      attributes: t.attributes,
       code: problem?.code ?? null,
       reason:
         problem?.reason ??
         (verification.ok
           ? `signed by "${verification.signer.subject}", trusted through "${verification.trustedBy.subject}"`
           : ''),
-      timestamp: verification.ok ? verification.timestamp : null,
-      signer: summaryJson(verification.signer),
-      trustedBy: verification.ok ? summaryJson(verification.trustedBy) : null,
     };
-    if (args.flag('json')) out.json(doc);
-    else if (problem === undefined) out.line(`${out.glyph('ok')} accepted: ${doc.reason}`);
+    if (args.flag('json')) {
+      out.json(
+        verifyDocument({
+          accepted,
+          status: accepted ? 'SUCCESS' : 'SECURITY_VIOLATION',
+          code: doc.code,
+          reason: doc.reason,
+          name: t.text,
+          guid: t.guid,
+          attributes: t.attributes,
+          against: 'anchors',
+          mode: null,
+          timestamp: verification.ok ? verification.timestamp : undefined,
+          storedTimestamp: undefined,
+          signer: verification.signer,
+          allowedSigners: trusted.map((der) => {
+            const c = parseCertificate(der);
+            return {
+              subject: c.subject,
+              issuer: c.issuer,
+              serialNumber: c.serialNumber,
+              sha256: c.sha256,
+              notAfter: c.notAfter.toISOString(),
+            };
+          }),
+          trustedBy: verification.ok ? verification.trustedBy : undefined,
+          chain: verification.ok ? verification.chain : [],
+        }),
+      );
+      return accepted ? ExitCode.OK : ExitCode.FAILED;
+    }
+    if (problem === undefined) out.line(`${out.glyph('ok')} accepted: ${doc.reason}`);
     else {
       out.line(`${out.glyph('bad')} rejected (${problem.code}): ${problem.reason}`);
       if (!verification.ok && verification.signer !== undefined) out.line(`  signer:   ${verification.signer.subject}`);
-      if (!verification.ok && problem.code === 'wrong-signer') out.line(`  expected: ${anchors.join(', ')}`);
+      if (!verification.ok && problem.code === 'wrong-signer') {
+        // Same subject, different certificate: only fingerprints tell them apart.
+        const infos = trusted.map((der) => parseCertificate(der));
+        const collide =
+          verification.signer !== undefined && infos.some((c) => c.subject === verification.signer!.subject);
+        const label = (c: { subject: string; sha256: string }) =>
+          collide ? `${c.subject} (sha256 ${c.sha256})` : c.subject;
+        if (collide && verification.signer !== undefined)
+          out.line(
+            `  signer sha256: ${verification.signer.sha256} (the same subject as an anchor, another certificate)`,
+          );
+        out.line(`  expected: ${infos.map(label).join(' | ')} (from ${anchors.join(', ')})`);
+      }
     }
     return problem === undefined ? ExitCode.OK : ExitCode.FAILED;
   },
 };
+
+/**
+ * The one JSON shape of `verify`, against a store or against anchors: the variable as `name` and
+ * `guid`, times in ISO-8601 UTC with `Z`, certificates as summaries.
+ */
+function verifyDocument(d: {
+  accepted: boolean;
+  status: string;
+  code: string | null;
+  reason: string;
+  name: string;
+  guid: Uint8Array;
+  attributes: number;
+  against: 'store' | 'anchors';
+  mode: string | null;
+  timestamp: string | undefined;
+  storedTimestamp: string | undefined;
+  signer: CertificateSummary | undefined;
+  allowedSigners: readonly (
+    | CertificateSummary
+    | { subject: string; issuer: string; serialNumber: string; sha256: string; notAfter: string }
+  )[];
+  trustedBy: CertificateSummary | undefined;
+  chain: readonly CertificateSummary[];
+}): unknown {
+  const iso = (t: string | undefined): string | null => (t === undefined ? null : t.endsWith('Z') ? t : `${t}Z`);
+  return {
+    accepted: d.accepted,
+    status: d.status,
+    code: d.code,
+    reason: d.reason,
+    name: d.name,
+    guid: guidToText(d.guid),
+    attributes: d.attributes,
+    attributesText: formatAttributes(d.attributes),
+    append: (d.attributes & Attr.APPEND_WRITE) !== 0,
+    against: d.against,
+    mode: d.mode,
+    timestamp: iso(d.timestamp),
+    storedTimestamp: iso(d.storedTimestamp),
+    signer: summaryJson(d.signer as CertificateSummary | undefined),
+    allowedSigners: d.allowedSigners.map((c) => summaryJson(c as CertificateSummary)),
+    trustedBy: summaryJson(d.trustedBy),
+    chain: d.chain.map(summaryJson),
+  };
+}
 
 function report(
   out: import('../output.js').Output,
   json: boolean,
   e: AuthExplanation,
   result: { status: bigint; reason?: string },
+  target: { text: string; guid: Uint8Array; attributes: number },
 ): number {
   const accepted = result.status === EfiStatus.SUCCESS;
   // The authenticator's reason explains signature failures; the store's, everything else.
@@ -377,21 +496,25 @@ function report(
   const reason = accepted ? e.reason : authFailed ? e.reason : (result.reason ?? e.reason);
   const code = accepted ? null : authFailed ? (e.code ?? 'refused') : 'refused-by-store';
   if (json) {
-    out.json({
-      accepted,
-      status: statusName(result.status),
-      code,
-      reason,
-      variable: e.variable,
-      mode: e.mode,
-      append: e.append,
-      timestamp: e.timestamp ?? null,
-      storedTimestamp: e.storedTimestamp ?? null,
-      signer: summaryJson(e.signer),
-      allowedSigners: (e.allowedSigners ?? []).map(summaryJson),
-      trustedBy: summaryJson(e.trustedBy),
-      chain: (e.chain ?? []).map(summaryJson),
-    });
+    out.json(
+      verifyDocument({
+        accepted,
+        status: statusName(result.status),
+        code,
+        reason,
+        name: target.text,
+        guid: target.guid,
+        attributes: target.attributes,
+        against: 'store',
+        mode: e.mode,
+        timestamp: e.timestamp,
+        storedTimestamp: e.storedTimestamp,
+        signer: e.signer,
+        allowedSigners: e.allowedSigners ?? [],
+        trustedBy: e.trustedBy,
+        chain: e.chain ?? [],
+      }),
+    );
     return accepted ? ExitCode.OK : ExitCode.FAILED;
   }
   if (accepted) {
@@ -427,7 +550,8 @@ Generates three RSA keys and self-signed certificates ("<cn> PK", "<cn> KEK", "<
 KEK.auth (signed by PK), db.auth (signed by KEK), noPK.auth (deletes PK, back to setup mode).
 --microsoft-kek/--microsoft-db add Microsoft's certificates to KEK.auth/db.auth. Files in <dir>:
 {PK,KEK,db}.{key,crt,der,esl,auth}, noPK.auth, owner-guid.txt; existing files are never overwritten.
-Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth --db <dir>/db.auth`,
+Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth --db <dir>/db.auth
+(add --microsoft-db none when db.auth holds none of Microsoft's CAs: see \`varstore enroll --help\`)`,
   options: {
     out: { kind: 'value' },
     cn: { kind: 'value' },
@@ -437,6 +561,7 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
     timestamp: { kind: 'value' },
     'microsoft-kek': { kind: 'value' },
     'microsoft-db': { kind: 'values' },
+    json: { kind: 'flag' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -474,12 +599,22 @@ Enrol them with: varstore enroll <store> --pk <dir>/PK.auth --kek <dir>/KEK.auth
     } catch (e) {
       throw new CliError(`keys create: ${messageOf(e)}`, ExitCode.STORE);
     }
+    if (args.flag('json')) {
+      out.json({
+        out: dir,
+        owner: set.owner,
+        files: keySetFiles(set).map((f) => ({ name: f.name, mode: `0${f.mode.toString(8)}` })),
+      });
+      return ExitCode.OK;
+    }
     out.line(`${out.glyph('ok')} created keys in ${dir} (owner ${set.owner}):`);
     out.table(
       undefined,
       keySetFiles(set).map((f) => [`  ${f.name}`, f.mode === 0o600 ? 'private key (0600)' : describeFile(f.name)]),
     );
-    out.note(`next: varstore enroll <store> --pk ${dir}/PK.auth --kek ${dir}/KEK.auth --db ${dir}/db.auth`);
+    out.note(
+      `next: varstore enroll <store> --pk ${dir}/PK.auth --kek ${dir}/KEK.auth --db ${dir}/db.auth${extraDb.length > 0 ? '' : ' --microsoft-db none   (db.auth holds no Microsoft CA: Windows, shim and option ROMs will not run; --microsoft-db all when creating the keys keeps them)'}`,
+    );
     return ExitCode.OK;
   },
 };

@@ -152,7 +152,10 @@ expiry, dbx entries and size, whether the 2011→2023 Microsoft CA update is sti
 a readiness verdict in XAPI's words: first_boot, ready, ready_no_dbx, setup_mode, certs_incomplete.
   --json   one object per store (an array when several stores are given); schema in the README
 vm:all reads every UEFI VM of the pool (${POOL_HELP}).
-Exit status 0 when every store was read, 3 when one could not be (vm:all: 1 when a VM's NVRAM could not be read).`,
+Exit status 0 when every store is ready, ready_no_dbx or first_boot; 1 when one is in setup_mode
+or certs_incomplete (Secure Boot cannot be enforced), or (vm:all) a VM's NVRAM could not be read;
+3 when a store could not be read. - reads a store from stdin
+(\`xe vm-param-get uuid=<vm> param-name=NVRAM param-key=EFI-variables | varstore status -\`).`,
   options: { json: { kind: 'flag' }, jobs: { kind: 'value' } },
   async run(ctx) {
     const stores = ctx.args.positionals;
@@ -173,6 +176,11 @@ Exit status 0 when every store was read, 3 when one could not be (vm:all: 1 when
       if (!r.ok) {
         ctx.out.error(r.error.message);
         code = r.error.exitCode;
+      } else if (
+        code === ExitCode.OK &&
+        (r.value.readiness === 'setup_mode' || r.value.readiness === 'certs_incomplete')
+      ) {
+        code = ExitCode.FAILED;
       }
     }
     return code;

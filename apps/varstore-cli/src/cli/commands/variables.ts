@@ -23,9 +23,10 @@ import {
   variableLine,
   type Command,
 } from '../command.js';
+import { decodeValue } from '../decode.js';
 import { unsignedUpdate } from '../edits.js';
 import { CliError, ExitCode, statusLine, usageError } from '../errors.js';
-import { readCertificateFile, readInput, writeOutput } from '../inputs.js';
+import { FileMode, parseHex, readCertificateFile, readInput, writeOutput } from '../inputs.js';
 import {
   isSignatureDatabase,
   nowTimestamp,
@@ -41,15 +42,21 @@ import { formatName, parseFormat } from '../stores.js';
 export const ls: Command = {
   name: 'ls',
   summary: 'list the variables of a store',
-  help: `usage: varstore ls <store> [--json] [--socket <path>]
+  help: `usage: varstore ls <store> [--json] [--raw] [--socket <path>]
 
-Lists the variables a store holds (name, vendor GUID, attributes, size, timestamp), in order.
+Lists the variables a store holds (name, vendor GUID, attributes, size, timestamp, value), in order.
+Values UEFI gives a layout to are decoded: Boot####/Driver#### load options (description and
+device path in UEFI text form, e.g. PciRoot(0x0)/Pci(0x1,0x1)/Ata(Primary,Master,0x0)), BootOrder,
+BootNext, Timeout, ConIn/ConOut/ErrOut, Lang/PlatformLang, SecureBootEnable and other switches.
+--raw shows every value as hex instead (the first 32 bytes; \`varstore get\` shows it all).
+- reads the store from stdin.
 <store> is a file (VARS blob, base64 VARS, QEMU/virt-firmware JSON or OVMF .fd, detected from its
 content) or vm:<uuid> (the VM's NVRAM in XAPI, through --socket, default /var/lib/xcp/xapi).
 The variables the store computes at each boot (SetupMode, SecureBoot, ...) are not stored and not listed.`,
-  options: { json: { kind: 'flag' } },
+  options: { json: { kind: 'flag' }, raw: { kind: 'flag' } },
   async run(ctx) {
     const [storeText] = positionals(ctx.args, 'ls', ['store']);
+    const raw = ctx.args.flag('raw');
     const store = await loadStore(ctx, storeText!);
     if (!store.exists) throw new CliError(`${store.spec.text}: no such file`, ExitCode.STORE);
     const variables = store.state === undefined ? [] : EditSession.open(store.state).original.variables;
@@ -58,7 +65,9 @@ The variables the store computes at each boot (SetupMode, SecureBoot, ...) are n
         store: store.spec.text,
         format: store.format,
         firstBoot: store.state === undefined,
-        variables: variables.map(variableJson),
+        variables: variables.map((v) =>
+          raw ? { ...variableJson(v), data: hex(v.data) } : { ...variableJson(v), value: decodeValue(v)?.json ?? null },
+        ),
       });
       return ExitCode.OK;
     }
@@ -67,15 +76,16 @@ The variables the store computes at each boot (SetupMode, SecureBoot, ...) are n
       return ExitCode.OK;
     }
     ctx.out.table(
-      ['NAME', 'GUID', 'ATTRIBUTES', 'SIZE', 'TIMESTAMP'],
+      ['NAME', 'GUID', 'ATTRIBUTES', 'SIZE', 'TIMESTAMP', 'VALUE'],
       variables.map((v) => [
         nameText(v),
         guidToText(v.guid),
         formatAttributes(v.attributes),
         String(v.data.length),
         timestampText(v.timestamp) ?? '-',
+        raw ? `${hex(v.data.subarray(0, 32))}${v.data.length > 32 ? '…' : ''}` : (decodeValue(v)?.text ?? ''),
       ]),
-      ['left', 'left', 'left', 'right', 'left'],
+      ['left', 'left', 'left', 'right', 'left', 'left'],
     );
     const bytes = variables.reduce((n, v) => n + v.data.length, 0);
     ctx.out.line(`${variables.length} variables, ${bytes} bytes of data (${formatName(store.format)})`);
@@ -132,6 +142,7 @@ function hexdump(data: Uint8Array, limit: number): string[] {
 }
 
 function describeVariable(out: Output, v: Variable): void {
+  const decoded = decodeValue(v);
   out.fields([
     ['Name', nameText(v)],
     ['GUID', guidToText(v.guid)],
@@ -139,6 +150,7 @@ function describeVariable(out: Output, v: Variable): void {
     ['Size', `${v.data.length} bytes`],
     ['Timestamp', timestampText(v.timestamp) ?? '-'],
     ...(v.signerDigest.every((b) => b === 0) ? [] : ([['Signer digest', hex(v.signerDigest)]] as [string, string][])),
+    ...(decoded === undefined ? [] : ([['Value', decoded.text]] as [string, string][])),
   ]);
   out.line();
   const entries = isSignatureDatabase(v.name, v.guid) ? signatureEntries(v.data) : undefined;
@@ -169,7 +181,7 @@ Exit status 1 when the variable does not exist.`,
     const store = await loadStore(ctx, storeText!);
     const state = requireContent(store);
     const session = EditSession.open(state);
-    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables);
+    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables, { mustExist: true });
     const key = variableKey(resolved.name, resolved.guid);
     const v = session.original.variables.find((x) => variableKey(x.name, x.guid) === key);
     if (v === undefined) {
@@ -189,15 +201,21 @@ Exit status 1 when the variable does not exist.`,
       ctx.out.json({
         ...variableJson(v),
         data: hex(v.data),
+        value: decodeValue(v)?.json ?? null,
         ...(entries !== undefined ? { entries: entries.json } : {}),
       });
     } else if (ctx.args.flag('hex')) {
       ctx.out.line(hex(v.data));
     } else if (outPath !== undefined) {
-      await writeOutput(outPath, v.data);
-      ctx.out.note(`wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath}`);
+      await writeOutput(outPath, v.data, { mode: FileMode.PRIVATE, stdout: ctx.io.stdout });
+      ctx.out.note(
+        `wrote ${v.data.length} bytes of ${variableLine(v)} to ${outPath === '-' ? 'standard output' : outPath}`,
+      );
     } else if (ctx.io.stdout.isTTY === true) {
       describeVariable(ctx.out, v);
+      ctx.out.note(
+        '(a description: raw bytes are not written to a terminal; pipe the output, or use --out <file> or --out -)',
+      );
     } else {
       ctx.out.bytes(v.data);
     }
@@ -242,6 +260,7 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
     cert: { kind: 'values' },
     owner: { kind: 'value' },
     timestamp: { kind: 'value' },
+    json: { kind: 'flag' },
     ...WRITE_OPTIONS,
   },
   async run(ctx) {
@@ -281,9 +300,7 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
         data = await readInput(args.value('data-file')!, 'data file');
         break;
       case 'hex': {
-        const text = args.value('hex')!.replace(/\s/g, '');
-        if (!/^([0-9a-fA-F]{2})*$/.test(text)) throw usageError('set: --hex is not an even number of hex digits');
-        data = Uint8Array.from(Buffer.from(text, 'hex'));
+        data = args.value('hex')!.trim() === '' ? new Uint8Array(0) : parseHex(args.value('hex')!, undefined, '--hex');
         break;
       }
       case 'string':
@@ -322,6 +339,17 @@ first (<file>.bak-<time>, or --backup-dir for vm: stores) unless --no-backup.
     if (result.status !== EfiStatus.SUCCESS) return reportRefusal(ctx.out, `set ${what}`, result.status, result.reason);
     const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
     const now = session.get(resolved.name, resolved.guid);
+    if (args.flag('json')) {
+      ctx.out.json({
+        store: store.spec.text,
+        name: resolved.text,
+        guid: guidToText(resolved.guid),
+        action: !saved.saved ? 'unchanged' : now === undefined ? 'deleted' : args.flag('append') ? 'appended' : 'set',
+        variable: now === undefined ? null : variableJson(now),
+        backup: saved.backup ?? null,
+      });
+      return ExitCode.OK;
+    }
     if (!saved.saved) ctx.out.line(`${ctx.out.glyph('info')} ${what}: unchanged`);
     else if (now === undefined) ctx.out.line(`${ctx.out.glyph('ok')} deleted ${what}`);
     else ctx.out.line(`${ctx.out.glyph('ok')} ${args.flag('append') ? 'appended to' : 'set'} ${variableLine(now)}`);
@@ -338,13 +366,13 @@ Deletes a variable through the daemon's store code in permissive mode, as varsto
 db and dbx are deleted with an empty unsigned update; a private authenticated variable can only be
 deleted by its signer (sign an empty payload with \`varstore sign\`, then \`varstore set --auth\`).
 The store is backed up first unless --no-backup. Exit status 1 when there is no such variable.`,
-  options: { guid: { kind: 'value' }, ...WRITE_OPTIONS },
+  options: { guid: { kind: 'value' }, json: { kind: 'flag' }, ...WRITE_OPTIONS },
   async run(ctx) {
     const [storeText, nameArg] = positionals(ctx.args, 'rm', ['store', 'name']);
     const store = await loadStore(ctx, storeText!);
     const state = requireContent(store);
     const session = EditSession.open(state);
-    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables);
+    const resolved = resolveName(nameArg!, ctx.args.value('guid'), state.variables, { mustExist: true });
     const what = `${resolved.text} (${guidToText(resolved.guid)})`;
     const existing = session.get(resolved.name, resolved.guid);
     if (existing === undefined || !isNonVolatile(existing.attributes)) {
@@ -362,7 +390,18 @@ The store is backed up first unless --no-backup. Exit status 1 when there is no 
       }
       return code;
     }
-    await saveEdits(ctx, store, session, { backup: !ctx.args.flag('no-backup') });
+    const saved = await saveEdits(ctx, store, session, { backup: !ctx.args.flag('no-backup') });
+    if (ctx.args.flag('json')) {
+      ctx.out.json({
+        store: store.spec.text,
+        name: resolved.text,
+        guid: guidToText(resolved.guid),
+        action: 'deleted',
+        variable: null,
+        backup: saved.backup ?? null,
+      });
+      return ExitCode.OK;
+    }
     ctx.out.line(`${ctx.out.glyph('ok')} deleted ${what}`);
     return ExitCode.OK;
   },

@@ -110,7 +110,7 @@ export function inspectAuthFile(name: AuthName, data: Uint8Array, now: Date): Au
     for (const s of list.signatures) {
       if (signatureTypeOf(list.type)?.kind === 'x509') {
         const c = certificateReport(s.data, s.owner, now);
-        if ('problem' in c) problems.push(c.problem);
+        if (c.problem !== null) problems.push(c.problem);
         else report.certificates.push(c);
       } else {
         report.hashes++;

@@ -46,7 +46,7 @@ export function nvramState(nvram: ReadonlyMap<string, string>): { blob: Uint8Arr
  * Logs in, reads every VM, runs `body` on the UEFI guests within the session, logs out. XAPI that
  * cannot be reached or cannot list the VMs is exit 3.
  */
-async function withPool<T>(
+export async function withPool<T>(
   ctx: CommandContext,
   body: (session: PoolSession, vms: readonly VmRecord[], poolSize: number) => Promise<T>,
 ): Promise<T> {
