@@ -271,12 +271,21 @@ describe('readiness and the pidfile', () => {
     expect(existsSync(p.pidfile)).toBe(false);
   });
 
-  it('a start-up failure leaves neither pidfile nor temporary file behind', async () => {
+  it('a start that fails never shows a pidfile and leaves no temporary file behind', async () => {
     const p = paths();
     await writeFile(p.nvram, 'not a VARS blob');
     const d = Daemon.spawn(fileArgs(p));
     daemons.push(d);
-    expect(await d.waitExit()).toEqual({ code: 1, signal: null });
+    let exited = false;
+    const exit = d.waitExit().finally(() => (exited = true));
+    let appeared = false;
+    while (!exited) {
+      appeared ||= existsSync(p.pidfile);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await exit).toEqual({ code: 1, signal: null });
+    expect(d.stderr).toMatch(/nvram\.vars/);
+    expect(appeared).toBe(false);
     expect(existsSync(p.pidfile)).toBe(false);
     expect(temporariesOf(p.pidfile)).toEqual([]);
   });
