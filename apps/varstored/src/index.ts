@@ -11,4 +11,12 @@ export {
 export type { GuestHandler } from './guest-handler.js';
 export { VariableService, type ServiceOptions } from './service.js';
 export { BACKENDS, type Backend, type BackendLoader, type CreateBackend, type BackendContext } from './backends.js';
-export { AUTH_FILES, readAuthFiles, type AuthFile, type AuthFileSpec } from './provision.js';
+export {
+  AUTH_FILES,
+  applyAuthFiles,
+  readAuthFiles,
+  type AuthFile,
+  type AuthFileSpec,
+  type ProvisionTarget,
+} from './provision.js';
+export type { Logger } from './log.js';

@@ -1,5 +1,5 @@
 /**
- * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|startup|rss|durable-write ...]
+ * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|startup|rss|durable-write|vm-all ...]
  *            [--rounds N] [--json FILE] [--profile DIR]
  * Runs the benchmarks (all by default) pinned to CPU 0 — this runner and every process it starts
  * (daemons, echo servers, bare node) — and prints `bench <name>: <ratio>x <baseline>` with the
@@ -21,9 +21,19 @@ import {
   workDirectory,
   type BenchContext,
 } from './benches.js';
+import { vmAll } from './pool.js';
 import { format, type BenchResult } from './stats.js';
 
-const ALL = ['read-trace', 'boot-trace', 'dispatch', 'auth-verify', 'startup', 'rss', 'durable-write'] as const;
+const ALL = [
+  'read-trace',
+  'boot-trace',
+  'dispatch',
+  'auth-verify',
+  'startup',
+  'rss',
+  'durable-write',
+  'vm-all',
+] as const;
 type Name = (typeof ALL)[number];
 
 function parse(argv: readonly string[]): { names: Name[]; rounds: number; json?: string; profile?: string } {
@@ -116,6 +126,7 @@ async function main(): Promise<number> {
     if (wants.has('auth-verify')) emit(authVerify(ctx));
     if (wants.has('startup')) emit(await startup(ctx));
     if (wants.has('durable-write')) emit(await durableWrite(ctx, work.filesystem));
+    if (wants.has('vm-all')) emit(await vmAll(ctx));
   } finally {
     await work.remove();
   }

@@ -117,6 +117,24 @@ function spkiOf(m: MicrosoftCertificate): string {
   return v;
 }
 
+/**
+ * Certificates parsed so far, by the SHA-256 of their DER: a pool's VMs hold the same few
+ * certificates hundreds of times, and parsing one costs far more than hashing it.
+ */
+const parsedCertificates = new Map<string, ReturnType<typeof parseCertificate>>();
+const PARSED_CERTIFICATES_MAX = 1024;
+
+function parsedCertificate(der: Uint8Array): ReturnType<typeof parseCertificate> {
+  const key = createHash('sha256').update(der).digest('hex');
+  let info = parsedCertificates.get(key);
+  if (info === undefined) {
+    info = parseCertificate(der);
+    if (parsedCertificates.size >= PARSED_CERTIFICATES_MAX) parsedCertificates.clear();
+    parsedCertificates.set(key, info);
+  }
+  return info;
+}
+
 /** What an administrator needs to know about one certificate entry. */
 export function certificateReport(
   der: Uint8Array,
@@ -125,7 +143,7 @@ export function certificateReport(
 ): CertificateReport | { problem: string } {
   let info;
   try {
-    info = parseCertificate(der);
+    info = parsedCertificate(der);
   } catch (e) {
     return { problem: `an X.509 entry does not parse: ${e instanceof Error ? e.message : String(e)}` };
   }

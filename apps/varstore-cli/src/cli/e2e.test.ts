@@ -22,6 +22,7 @@ import { fromUtf16le, guidToText, parseSignatureLists, utf16le, x509Certificates
 import { encodeVarsBlob } from '@vmsb/nvram';
 import { decodeNvram, detectFormat } from '@vmsb/nvram/formats';
 import { startGuardDouble } from '@vmsb/xapi/guard-double';
+import { startPoolDouble } from '@vmsb/xapi/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   assertBuilt,
@@ -926,20 +927,21 @@ describe('convert', () => {
   });
 });
 
-describe('vm:<uuid> stores (xapi-guard double standing in for XAPI)', () => {
+describe('vm:<uuid> stores (the XAPI pool double and the xapi-guard double standing in for XAPI)', () => {
   const VM = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9';
+  const initial = () =>
+    Buffer.from(
+      encodeVarsBlob(stateOf([variable('BootOrder', GLOBAL, 7, Uint8Array.of(0, 0))]), { nonVolatileOnly: true }),
+    ).toString('base64');
 
-  it("reads, edits, checks and restores a VM's NVRAM over the guard socket", async () => {
+  it("reads, edits, checks and restores a halted VM's NVRAM over XAPI's socket", async () => {
     const d = dir();
     const socket = `${d}/xapi.sock`;
-    const initial = encodeVarsBlob(stateOf([variable('BootOrder', GLOBAL, 7, Uint8Array.of(0, 0))]), {
-      nonVolatileOnly: true,
-    });
-    const guard = await startGuardDouble({
+    const pool = await startPoolDouble({
       socketPath: socket,
-      vmUuid: VM,
-      nvram: { 'EFI-variables': Buffer.from(initial).toString('base64') },
+      vms: [{ uuid: VM, nameLabel: 'vm', nvram: { 'EFI-variables': initial() } }],
     });
+    const nvram = () => pool.vm(VM).nvram;
     try {
       const vm = `vm:${VM}`;
       const ls = JSON.parse((await varstore(['ls', vm, '--socket', socket, '--json'])).stdout);
@@ -950,27 +952,57 @@ describe('vm:<uuid> stores (xapi-guard double standing in for XAPI)', () => {
 
       const set = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--backup-dir', d]);
       expect(set.code).toBe(0);
-      const backup = readdirSync(d).find((f) => f.startsWith(`vm-${VM}.vars.bak-`))!;
-      expect(variablesOf(`${d}/${backup}`).map((v) => fromUtf16le(v.name))).toEqual(['BootOrder']);
-      const stored = decodeNvram(new Uint8Array(Buffer.from(guard.nvram.get('EFI-variables')!, 'base64')));
+      // The backup is the NVRAM as XAPI held it, byte for byte, named by the VM's UUID.
+      const backup = `${VM}.vars`;
+      expect(readFileSync(`${d}/${backup}`).toString('base64')).toBe(initial());
+      const stored = decodeNvram(new Uint8Array(Buffer.from(nvram().get('EFI-variables')!, 'base64')));
       expect(stored.ok && stored.state.variables.map((v) => fromUtf16le(v.name))).toEqual(['BootOrder', 'PK']);
-      expect(guard.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(1);
+      expect(pool.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(1);
 
       expect((await varstore(['convert', vm, `${d}/export.json`, '--socket', socket])).code).toBe(0);
       expect((await varstore(['convert', `${d}/${backup}`, vm, '--socket', socket, '--backup-dir', d])).code).toBe(0);
-      const restored = decodeNvram(new Uint8Array(Buffer.from(guard.nvram.get('EFI-variables')!, 'base64')));
+      expect(readdirSync(d).filter((f) => f.startsWith(VM))).toEqual([`${VM}-2.vars`, `${VM}.vars`]);
+      const restored = decodeNvram(new Uint8Array(Buffer.from(nvram().get('EFI-variables')!, 'base64')));
       expect(restored.ok && restored.state.variables.map((v) => fromUtf16le(v.name))).toEqual(['BootOrder']);
 
-      guard.nvram.clear();
+      // Once the VM runs, its varstored owns the NVRAM: writes are refused, reads still work.
+      pool.vm(VM).powerState = 'Running';
+      const refused = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--no-backup']);
+      expect([refused.code, refused.stderr]).toEqual([3, expect.stringContaining('is not halted, nothing written')]);
+      expect(pool.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(2);
+      const refusedWithBackup = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket], {
+        cwd: d,
+      });
+      expect(refusedWithBackup.code).toBe(3);
+      expect(readdirSync(d).filter((f) => f.startsWith('varstore-backup-'))).toEqual([]);
+
+      nvram().clear();
       expect(JSON.parse((await varstore(['status', vm, '--socket', socket, '--json'])).stdout).readiness).toBe(
         'first_boot',
       );
       const unknown = await varstore(['certs', 'check', vm, '--socket', socket]);
       expect([unknown.code, unknown.stdout]).toEqual([0, 'unknown\n']);
     } finally {
-      await guard.close();
+      await pool.close();
     }
     const down = await varstore(['ls', `vm:${VM}`, '--socket', socket]);
     expect([down.code, down.stderr]).toEqual([3, expect.stringContaining(VM)]);
+  });
+
+  it("reads through xapi-guard's per-VM socket, but does not write through it (it exists only while the VM runs)", async () => {
+    const d = dir();
+    const socket = `${d}/xapi-depriv-socket`;
+    const guard = await startGuardDouble({ socketPath: socket, vmUuid: VM, nvram: { 'EFI-variables': initial() } });
+    try {
+      const vm = `vm:${VM}`;
+      const ls = JSON.parse((await varstore(['ls', vm, '--socket', socket, '--json'])).stdout);
+      expect(ls.variables.map((v: { name: string }) => v.name)).toEqual(['BootOrder']);
+      const set = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--no-backup']);
+      expect([set.code, set.stderr]).toEqual([3, expect.stringContaining('cannot confirm that the VM is halted')]);
+      expect(guard.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(0);
+      expect(guard.nvram.get('EFI-variables')).toBe(initial());
+    } finally {
+      await guard.close();
+    }
   });
 });

@@ -1,7 +1,6 @@
 import { chmod, chown, open, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { StoreState } from '@vmsb/efi';
-import { encodeVarsBlob, FileStoreLocked, lockFileStore, replaceFile } from '@vmsb/nvram';
+import { FileStoreLocked, lockFileStore, replaceFile } from '@vmsb/nvram';
 import {
   decodeNvram,
   detectFormat,
@@ -14,6 +13,7 @@ import {
 } from '@vmsb/nvram/formats';
 import { createXapidbStore, DEFAULT_XAPI_SOCKET } from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError, usageError } from './errors.js';
+import { assertVmHalted, BackupDirectory, backupVmNvram } from './pool/vm-write.js';
 
 /**
  * A store on the command line: a file (format detected from its content) or `vm:<uuid>` (the VM's
@@ -231,6 +231,8 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
     exists: true,
     warnings: [],
     async save(next) {
+      // XAPI takes NVRAM writes whatever the power state; a running VM's varstored would overwrite them.
+      await assertVmHalted(spec.socket, spec.uuid);
       try {
         await store.save(next);
       } catch (e) {
@@ -238,10 +240,11 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
       }
       state = next;
     },
-    async backup(now, dir = '.') {
+    async backup(now, dir) {
+      // Every write checks first, so that a VM that will not be written leaves no backup behind.
+      await assertVmHalted(spec.socket, spec.uuid);
       if (state === undefined) return undefined;
-      const bytes = encodeVarsBlob(state, { nonVolatileOnly: true });
-      return writeNew(join(dir, `vm-${spec.uuid}.vars.bak-${stamp(now)}`), bytes);
+      return backupVmNvram(spec.socket, spec.uuid, new BackupDirectory(dir, now));
     },
   };
 }
