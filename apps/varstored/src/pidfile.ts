@@ -146,7 +146,13 @@ export async function lockPidfile(path: string, ids: SandboxIds = { uid: 0, gid:
       try {
         dir.removeIfHeld(published ? name : tempName, lock);
       } catch {
-        // Already gone, or the directory is no longer writable: the lock still goes below.
+        // The directory is not writable by the ids of the sandbox (a pidfile published at start):
+        // emptied instead, so that a stale pid never reads as a ready daemon.
+        try {
+          lock.write('');
+        } catch {
+          // Nothing more can be done; the lock still goes below.
+        }
       }
       lock.release();
       dir.close();
