@@ -265,7 +265,8 @@ describe('readiness and the pidfile', () => {
     daemons.push(d);
     const { sights, acceptedAtFirstSight } = await watchPidfile(d, p.pidfile, p.socket);
     // Never an empty file, never a pidfile before the socket listens.
-    expect(sights).toEqual(['4194304\n', { absent: true }, `${d.pid}\n`]);
+    // Absent in between (the stale one is removed at start), unless the watcher was not scheduled then.
+    expect(sights.filter((s) => typeof s === 'string')).toEqual(['4194304\n', `${d.pid}\n`]);
     expect(acceptedAtFirstSight).toBe(true);
     expect(await d.stop()).toEqual({ code: 0, signal: null });
     expect(existsSync(p.pidfile)).toBe(false);

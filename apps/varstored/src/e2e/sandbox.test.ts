@@ -199,7 +199,8 @@ describe.skipIf(!isRoot)('--depriv --chroot --uid --gid (root only: namespaces, 
     const d = Daemon.spawn(fileArgs(sandboxed(root), '/nvram.vars', pidfile, socket));
     daemons.push(d);
     const { sights, acceptedAtFirstSight } = await watchPidfile(d, pidfile, socket);
-    expect(sights).toEqual(['4194304\n', { absent: true }, `${d.pid}\n`]);
+    // Absent in between (the stale one is removed at start), unless the watcher was not scheduled then.
+    expect(sights.filter((s) => typeof s === 'string')).toEqual(['4194304\n', `${d.pid}\n`]);
     expect(acceptedAtFirstSight).toBe(true);
     expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
 
