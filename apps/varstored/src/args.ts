@@ -4,8 +4,9 @@
  * `--opt=value`, unambiguous prefixes) and never exits: it returns a usage error to print.
  */
 import { isAbsolute } from 'node:path';
+import type { LogLevel } from '@vmsb/protocol';
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export type { LogLevel };
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
 export type BackendName = 'xapidb' | 'file';

@@ -8,7 +8,7 @@ export {
   type Transport,
   type BackendName,
 } from './args.js';
-export type { GuestHandler } from './guest-handler.js';
+export type { GuestHandler } from '@vmsb/protocol';
 export { VariableService, type ServiceOptions } from './service.js';
 export { BACKENDS, type Backend, type BackendLoader, type CreateBackend, type BackendContext } from './backends.js';
 export {

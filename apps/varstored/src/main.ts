@@ -18,7 +18,7 @@ import { type Backend, BACKENDS } from './backends.js';
 import { createLogger, type Logger } from './log.js';
 import { lockPidfile, type PidfileLock } from './pidfile.js';
 import { applyAuthFiles, type AuthFile, readAuthFiles } from './provision.js';
-import type { GuestHandler } from './guest-handler.js';
+import type { GuestHandler } from '@vmsb/protocol';
 import { VariableService } from './service.js';
 import { startUnixTransport, type UnixTransport } from './transports/unix.js';
 import { startXenTransport, XenUnavailable, type XenTransport } from './transports/xen-glue.js';

@@ -134,13 +134,4 @@ export function isContextTlv(tlv: Tlv, tag: number): boolean {
   return tlv.cls === 2 && tlv.tag === tag;
 }
 
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Hex of bytes, lower case. */
-export function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
+export { bytesEqual, hex } from '@vmsb/protocol';

@@ -20,3 +20,15 @@ export {
   type FileStoreLock,
 } from './file-store.js';
 export { replaceFile } from './durable-file.js';
+export {
+  AUTH_FILES,
+  readAuthFiles,
+  applyAuthFiles,
+  provisionFirstBoot,
+  type ProvisionLog,
+  type ProvisionTarget,
+  type AuthFile,
+  type AuthFileSpec,
+  type ProvisionEvents,
+  type ProvisionResult,
+} from './provision.js';

@@ -3,8 +3,7 @@
 // on first use; importing this module never fails.
 import { closeSync, fchownSync, ftruncateSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { defaultBuildDir, loadFailureReason } from './native.js';
+import { loadFailureReason, nativeFile } from './native.js';
 
 interface HostBinding {
   lock(path: string, create: boolean, mode: number): number | { heldBy: number };
@@ -49,7 +48,7 @@ let loaded: { binding: HostBinding } | { reason: string } | undefined;
 
 function load(): { binding: HostBinding } | { reason: string } {
   if (loaded) return loaded;
-  const file = join(defaultBuildDir, 'Release', 'vmsb_host.node');
+  const file = nativeFile('vmsb_host.node');
   try {
     loaded = { binding: createRequire(import.meta.url)(file) as HostBinding };
   } catch (e) {
@@ -247,7 +246,7 @@ export function seccompFilterText(): string | undefined {
 }
 
 /** The launcher executable (see native/launch.c and native-artefacts.json). */
-export const launcherPath = join(defaultBuildDir, 'Release', 'vmsb-launch');
+export const launcherPath = nativeFile('vmsb-launch');
 
 /** The variable vmsb-launch sets to the namespaces it entered ("net:[…] ipc:[…] uts:[…] mnt:[…]"). */
 export const DEPRIV_NAMESPACES_ENV = 'VMSB_DEPRIV_NAMESPACES';

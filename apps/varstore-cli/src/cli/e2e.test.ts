@@ -18,11 +18,20 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildAuthentication2 } from '@vmsb/auth';
-import { fromUtf16le, guidToText, parseSignatureLists, utf16le, x509Certificates } from '@vmsb/efi';
+import {
+  fromUtf16le,
+  Guids,
+  guidFromText,
+  guidToText,
+  parseSignatureLists,
+  serializeSignatureLists,
+  signatureListOfHashes,
+  utf16le,
+  x509Certificates,
+} from '@vmsb/efi';
 import { encodeVarsBlob } from '@vmsb/nvram';
 import { decodeNvram, detectFormat } from '@vmsb/nvram/formats';
-import { startGuardDouble } from '@vmsb/xapi/guard-double';
-import { startPoolDouble } from '@vmsb/xapi/testing';
+import { startGuardDouble, startPoolDouble } from '@vmsb/xapi/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   assertBuilt,
@@ -361,6 +370,24 @@ describe('signature lists and signed updates, against efitools and openssl', () 
     const unsigned = await verify('unsigned.auth');
     expect([unsigned.code, unsigned.stdout]).toEqual([1, expect.stringContaining('no-signature')]);
     expect((await varstore(['verify', `${d}/good.auth`, '--var', 'db'])).code).toBe(2);
+  });
+
+  it('verify --anchor refuses what the daemon refuses: a PK whose one entry is a hash, not a certificate', async () => {
+    const d = dir();
+    const hashList = serializeSignatureLists([
+      signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(7)], guidFromText(OWNER)!),
+    ]);
+    writeFileSync(`${d}/hash.esl`, hashList);
+    const sign = ['-t', '2030-01-01 00:00:00', '-k', `${keys}/PK.key`, '-c', `${keys}/PK.crt`];
+    peer('sign-efi-sig-list', [...sign, 'PK', `${d}/hash.esl`, `${d}/hash-pk.auth`]);
+    const anchored = await varstore(['verify', `${d}/hash-pk.auth`, '--var', 'PK', '--anchor', `${keys}/PK.crt`]);
+    expect([anchored.code, anchored.stdout]).toEqual([1, expect.stringContaining('malformed-list')]);
+    expect(anchored.stdout).toContain('PK must hold an X.509 certificate');
+    // The store path runs the daemon's SetVariable: the same verdict.
+    const store = `${d}/vm.vars`;
+    expect((await varstore(['enroll', store, '--pk', `${keys}/PK.auth`])).code).toBe(0);
+    const stored = await varstore(['verify', `${d}/hash-pk.auth`, '--var', 'PK', '--store', store]);
+    expect([stored.code, stored.stdout]).toEqual([1, expect.stringContaining('PK must hold an X.509 certificate')]);
   });
 
   it('signs offline: the signable bytes equal sign-efi-sig-list -o, and both openssl cms and raw signatures attach', async () => {
@@ -901,6 +928,29 @@ describe('convert', () => {
     expect((await varstore(['convert', src, `${d}/a.json`, '--force'])).code).toBe(0);
     expect((await varstore(['convert', src, `${d}/small.fd`, '--layout', '2m'])).code).toBe(0);
     expect(readBytes(`${d}/small.fd`).length).toBe(131072);
+  });
+
+  it('converts a VARS v1 blob to .fd without false signer-digest losses, and says when it rewrites it as v2', async () => {
+    const d = dir();
+    // varstored's v1 format: no ancillary data; signer digests of other variables are uninitialised bytes.
+    const junk = { signerDigest: new Uint8Array(32).fill(0xcd) };
+    const vars = [
+      variable('Boot0000', GLOBAL, 7, Uint8Array.of(1), junk),
+      variable('PK', GLOBAL, SB_ATTRS, readBytes(`${keys}/PK.esl`), junk),
+    ];
+    const v2 = encodeVarsBlob(stateOf(vars), { nonVolatileOnly: false });
+    const v1 = Uint8Array.from([...v2.subarray(0, 24), ...v2.subarray(24 + 268)]);
+    v1[4] = 1;
+    writeFileSync(`${d}/v1.vars`, v1);
+    const fd = await varstore(['convert', `${d}/v1.vars`, `${d}/v1.fd`]);
+    expect([fd.code, fd.stderr]).toEqual([0, expect.not.stringContaining('signer digest')]);
+    expect(fd.stderr).not.toContain('left out');
+    expect(find(`${d}/v1.fd`, 'PK')!.data).toEqual(readBytes(`${keys}/PK.esl`));
+    const again = await varstore(['convert', `${d}/v1.vars`, `${d}/v2.vars`]);
+    expect([again.code, again.stderr]).toEqual([0, expect.stringContaining('VARS v1 blob: written as VARS v2')]);
+    expect(readBytes(`${d}/v2.vars`)[4]).toBe(2);
+    const quiet = await varstore(['convert', `${d}/v2.vars`, `${d}/v3.vars`]);
+    expect(quiet.stderr).not.toContain('VARS v1');
   });
 
   it('refuses to lose signer digests or ancillary data unless told, and says what would be lost', async () => {

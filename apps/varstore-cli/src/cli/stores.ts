@@ -67,6 +67,8 @@ export interface OpenedStore {
   readonly exists: boolean;
   /** From the decoder: what the source holds that the state does not keep. */
   readonly warnings: readonly string[];
+  /** A VARS blob file's version (a v1 blob is written back as v2). */
+  readonly varsVersion?: 1 | 2;
   /** Writes `state` (atomically for files; VM.set_NVRAM_EFI_variables for XAPI). */
   save(state: StoreState): Promise<void>;
   /** Copies the store as it is now next to it (files) or into `dir` (XAPI); undefined when there is nothing to back up. */
@@ -142,6 +144,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
   let format: NvramFormat;
   let state: StoreState | undefined;
   let warnings: readonly string[] = [];
+  let varsVersion: 1 | 2 | undefined;
   // A missing file, or an empty one (how QEMU's JSON store starts), holds nothing yet.
   if (original === undefined || original.length === 0) {
     format = options.format ?? formatFromFileName(path) ?? 'vars';
@@ -161,6 +164,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     format = detected;
     state = decoded.state;
     warnings = decoded.warnings;
+    varsVersion = decoded.varsVersion;
   }
 
   return {
@@ -169,6 +173,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     state,
     exists: original !== undefined,
     warnings,
+    ...(varsVersion !== undefined ? { varsVersion } : {}),
     async save(next) {
       let bytes: Uint8Array;
       try {

@@ -1,6 +1,6 @@
 /**
  * The daemon with its default backend, xapidb, against a test double of xapi-guard's per-VM socket
- * (@vmsb/xapi/guard-double: a real HTTP/XML-RPC server on a Unix socket standing in for
+ * (@vmsb/xapi/testing: a real HTTP/XML-RPC server on a Unix socket standing in for
  * xapi-guard and XAPI, which cannot run here).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { Attributes } from '@vmsb/guest-sim';
 import { decodeVarsBlob } from '@vmsb/nvram';
 import { EfiStatus, fromUtf16le, guidFromText } from '@vmsb/protocol';
-import { type GuardDouble, startGuardDouble } from '@vmsb/xapi/guard-double';
+import { type GuardDouble, startGuardDouble } from '@vmsb/xapi/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Daemon, guest, temporariesOf, until } from './harness.js';
 

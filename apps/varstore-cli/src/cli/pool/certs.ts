@@ -5,7 +5,7 @@
  * when the field is empty the hosts' own defaults (Pool.uefi_certificates) apply.
  *
  * `install` refuses a set that a first boot would reject, by running the daemon's own first-boot
- * provisioning on it (varstored's applyAuthFiles into a fresh VariableStore with @vmsb/auth), and a
+ * provisioning on it (@vmsb/nvram's provisionFirstBoot, as varstored runs it, into a fresh VariableStore with @vmsb/auth), and a
  * set whose signatures do not chain PK → KEK → db/dbx, by applying it to an enforcing store in user
  * mode: PK first, then KEK (must be signed by the PK), then db and dbx (by the PK or a KEK).
  */
@@ -36,7 +36,7 @@ import {
   type PoolSession,
   XapiError,
 } from '@vmsb/xapi';
-import { AUTH_FILES, applyAuthFiles, type AuthFile, type Logger } from 'varstored';
+import { AUTH_FILES, type AuthFile, type ProvisionLog, provisionFirstBoot } from '@vmsb/nvram';
 import { analyzeStore, certificateReport, microsoftName, type CertificateReport } from '../analysis.js';
 import { positionals } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
@@ -122,15 +122,12 @@ export function inspectAuthFile(name: AuthName, data: Uint8Array, now: Date): Au
   return report;
 }
 
-function collectingLogger(lines: string[]): Logger {
+function collectingLogger(lines: string[]): ProvisionLog {
   const push = (message: string) => lines.push(message);
   return {
     error: push,
     warn: push,
     info: () => undefined,
-    debug: () => undefined,
-    enabled: () => true,
-    sink: () => undefined,
   };
 }
 
@@ -158,7 +155,7 @@ export async function simulateFirstBoot(
       : { ...spec, path, data };
   });
   try {
-    const applied = await applyAuthFiles(store, authFiles, undefined, collectingLogger(log));
+    const applied = await provisionFirstBoot(store, authFiles, undefined, collectingLogger(log));
     return { ok: true, state: store.state(), applied, log };
   } catch (e) {
     return { ok: false, reason: messageOf(e) };

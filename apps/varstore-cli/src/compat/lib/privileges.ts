@@ -46,8 +46,9 @@ const NATIVE_UNAVAILABLE = 'ENOXEN';
 
 /** Loads @vmsb/xen's dropPrivileges; rejects saying why it is unavailable. */
 export const loadNativePrivileges: NativeLoader = async () => {
-  // A computed specifier: the package is optional and must not be bundled.
-  const mod = (await import(XEN_PACKAGE)) as Partial<NativePrivileges>;
+  // A literal specifier so that a bundler can follow it; tsup.config.ts keeps it external here,
+  // since the package is optional and loads native code.
+  const mod = (await import('@vmsb/xen')) as Partial<NativePrivileges>;
   if (typeof mod.dropPrivileges !== 'function') throw new Error(`${XEN_PACKAGE} has no dropPrivileges`);
   return { dropPrivileges: mod.dropPrivileges.bind(mod) };
 };

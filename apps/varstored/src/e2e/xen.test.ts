@@ -15,17 +15,12 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { packageRoot } from './native.js';
-import { BUFFER_SIZE, FakeXen, fakeBuilt, until } from './testing/fake-xen.js';
+import { BUFFER_SIZE, FakeXen, fakeBuilt, until } from '@vmsb/xen/testing';
+import { fileURLToPath } from 'node:url';
 
-const repoRoot = join(packageRoot, '..', '..');
-const daemonBin = join(repoRoot, 'apps', 'varstored', 'bin', 'varstored');
-// The daemon loads @vmsb/xen lazily; it can only do so once it depends on this package.
-const daemonReady =
-  existsSync(daemonBin) &&
-  existsSync(join(repoRoot, 'apps', 'varstored', 'dist', 'cli.js')) &&
-  existsSync(join(repoRoot, 'apps', 'varstored', 'node_modules', '@vmsb', 'xen', 'package.json')) &&
-  existsSync(join(packageRoot, 'dist', 'index.js'));
+const appRoot = fileURLToPath(new URL('../..', import.meta.url));
+const daemonBin = join(appRoot, 'bin', 'varstored');
+const daemonReady = existsSync(daemonBin) && existsSync(join(appRoot, 'dist', 'cli.js'));
 
 function guid(text: string): Uint8Array {
   const bytes = guidFromText(text);
