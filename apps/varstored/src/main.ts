@@ -1,10 +1,11 @@
 /**
  * varstored: serves one guest's UEFI variables. Start-up order (as the C daemon, with readiness
- * last): lock the pidfile; read the auth files and open the Xen side (or the guest-simulation
+ * last): check the pidfile and prepare it (locked, beside it); read the auth files and open the Xen side (or the guest-simulation
  * socket) while still privileged; read the platform settings; lock the file store; enter the
  * sandbox (chroot, ids, and under --depriv rlimits and the seccomp filter; the namespaces were
  * entered by the launcher before Node started); load the NVRAM (or the resume file); set up builtins
- * and, on first boot, the keys; start serving; announce readiness (pidfile, xenstore varstored-pid).
+ * and, on first boot, the keys; start serving; announce readiness (the pidfile appears by a rename,
+ * xenstore varstored-pid).
  * SIGTERM/SIGINT/SIGHUP: finish the request in flight, write the save file, exit 0.
  */
 import { readlinkSync } from 'node:fs';
@@ -144,7 +145,24 @@ class Daemon {
         `${config.resume ? ', resuming' : ''}${config.nonPersistent ? ', non-persistent' : ''}`,
     );
 
-    if (config.pidfile !== undefined) this.pidfile = await guard(lockPidfile(config.pidfile));
+    if (config.pidfile !== undefined) {
+      const pidfile = await guard(lockPidfile(config.pidfile, { uid: config.uid, gid: config.gid }));
+      this.pidfile = pidfile;
+      if (!pidfile.publishableAfterDrop) {
+        const ids = `uid ${config.uid || process.geteuid?.()} gid ${config.gid || process.getegid?.()}`;
+        if (config.transport.kind === 'unix') {
+          // The pidfile is the readiness signal of this transport: it cannot appear early.
+          throw new StartupError(
+            `--pidfile ${config.pidfile}: its directory is not writable by ${ids}, which the daemon runs as after the drop, so the pidfile could not appear at readiness; put it in a directory they may write (a sticky one such as /tmp works)`,
+          );
+        }
+        // Under Xen readiness is xenstore's varstored-pid; the pidfile appears at start, as the C daemon's.
+        await guard(Promise.resolve().then(() => pidfile.publish()));
+        log.info(
+          `Pidfile ${config.pidfile} published at start: its directory is not writable by ${ids} after the drop`,
+        );
+      }
+    }
     if (config.depriv) checkNamespaces();
 
     // Files that need the daemon's initial privileges are read before they are dropped.
@@ -210,7 +228,8 @@ class Daemon {
     this.stopRequested = new Promise<StopSignal>((resolve) => {
       this.stopSignal = resolve;
     });
-    this.pidfile?.publish();
+    const pidfile = this.pidfile;
+    if (pidfile !== undefined) await guard(Promise.resolve().then(() => pidfile.publish()));
     this.xen?.announceReady();
     log.info(`Ready: serving domain ${config.domid} (pid ${process.pid})`);
     return { store, service };

@@ -1,59 +1,141 @@
-import { unlinkSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import type { DirectoryHandle, FileLock } from '@vmsb/xen/host';
 
 /**
- * The pidfile: locked with lockf() for the daemon's whole life, as the C daemon does, so that a
- * second daemon on the same file refuses to start; empty until the daemon is ready, then `<pid>\n`.
+ * The pidfile: it exists only once the daemon is ready, holds `<pid>\n` from the moment it appears,
+ * and is locked with lockf() for the daemon's whole life, so that a second daemon on the same path
+ * refuses to start (naming the holder).
  *
- * The lock is on the file itself (an exclusive fcntl lock, which needs write access to it): nobody
- * without write access to the pidfile can take it first. It is written through the descriptor that
- * holds the lock, so readiness can be announced after the chroot and the uid change, and the inode
- * (and so the lock) stays the same. fcntl locks are dropped when the process closes any descriptor
- * of the file: nothing else in the daemon opens it.
+ * At start (before the drop) the daemon refuses if a live daemon holds the pidfile, removes a stale
+ * one, and prepares a private temporary file beside it (O_EXCL, 0600), locked and holding `<pid>\n`.
+ * Readiness renames it onto the pidfile path, so a watcher never sees an empty or early pidfile. The
+ * rename and the removal at exit go through a descriptor of the pidfile's directory opened before
+ * the drop, so they work inside a chroot; the lock is on the inode and moves with it. fcntl locks are
+ * dropped when the process closes any descriptor of the file: nothing else in the daemon opens it.
  */
 export interface PidfileLock {
   readonly path: string;
-  /** Writes `<pid>\n`. Once only; later calls do nothing. */
+  /**
+   * Whether the daemon, once in its sandbox (ids), can still rename and remove files in the
+   * pidfile's directory; when not, only `publish()` before the drop can make the pidfile appear.
+   */
+  readonly publishableAfterDrop: boolean;
+  /**
+   * Makes the pidfile appear, atomically, with `<pid>\n`. Once only; later calls do nothing. Throws
+   * PidfileLocked when a live daemon's pidfile appeared at the path meanwhile (a stale one is replaced).
+   */
   publish(): void;
   readonly published: boolean;
-  /** Removes the pidfile (while still holding the lock, so it cannot be another daemon's) and drops the lock. */
+  /** Removes the pidfile, or the temporary file before readiness (while still holding the lock, so it cannot be another daemon's), and drops the lock. */
   release(): void;
 }
 
 export class PidfileLocked extends Error {}
 
-export async function lockPidfile(path: string): Promise<PidfileLock> {
+/** The ids the daemon runs as after the drop (0 = unchanged), as --uid and --gid. */
+export interface SandboxIds {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export async function lockPidfile(path: string, ids: SandboxIds = { uid: 0, gid: 0 }): Promise<PidfileLock> {
   const absolute = resolve(path);
+  const directory = dirname(absolute);
+  const name = basename(absolute);
   let host: typeof import('@vmsb/xen/host');
   try {
     host = await import('@vmsb/xen/host');
   } catch (e) {
     throw new Error(`Could not lock pidfile '${path}': the host binding cannot be loaded: ${(e as Error).message}`);
   }
-  let attempt: ReturnType<typeof host.lockFile>;
-  try {
-    attempt = host.lockFile(absolute, { create: true, mode: 0o600 });
-  } catch (e) {
-    throw new Error(`Could not open pidfile '${path}': ${(e as Error).message}`);
-  }
-  if (!attempt.ok) {
-    throw new PidfileLocked(
-      `Failed to lock pidfile '${path}': it is held by another varstored${attempt.heldBy ? ` (pid ${attempt.heldBy})` : ''}`,
-    );
-  }
-  const { lock } = attempt;
-  // We hold the lock, so any content is left over from a daemon that died: it must not signal
-  // readiness for this one.
-  lock.write('');
+  const held = (pid: number) => `it is held by another varstored${pid ? ` (pid ${pid})` : ''}`;
 
+  let dir: DirectoryHandle;
+  try {
+    dir = host.openDirectory(directory);
+  } catch (e) {
+    throw new Error(`Could not open the directory of pidfile '${path}': ${(e as Error).message}`);
+  }
+  let temp: FileLock | undefined;
+  let tempName = '';
+  let access: { publishable: boolean; owner?: { uid: number; gid: number } };
+  try {
+    access = accessAfterDrop(directory, ids);
+    let existing: ReturnType<DirectoryHandle['claim']>;
+    try {
+      existing = dir.claim(name);
+    } catch (e) {
+      throw new Error(`Could not open pidfile '${path}': ${(e as Error).message}`);
+    }
+    if (existing !== undefined && !existing.ok) {
+      throw new PidfileLocked(`Failed to lock pidfile '${path}': ${held(existing.heldBy)}`);
+    }
+    if (existing !== undefined) {
+      // Left by a daemon that died: it must not read as a ready daemon while this one starts.
+      try {
+        dir.removeIfHeld(name, existing.lock);
+      } finally {
+        existing.lock.release();
+      }
+    }
+    for (let attempt = 0; temp === undefined; attempt++) {
+      tempName = `.${name}.${randomBytes(6).toString('hex')}`;
+      try {
+        temp = dir.createLocked(tempName, 0o600, access.owner);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 8) {
+          throw new Error(`Could not create the temporary file for pidfile '${path}': ${(e as Error).message}`);
+        }
+      }
+    }
+    temp.write(`${process.pid}\n`);
+  } catch (e) {
+    if (temp !== undefined) {
+      try {
+        dir.removeIfHeld(tempName, temp);
+      } catch {
+        // Already gone: nothing to clean.
+      }
+      temp.release();
+    }
+    dir.close();
+    throw e;
+  }
+
+  const lock = temp;
   let published = false;
   let released = false;
   return {
     path,
+    publishableAfterDrop: access.publishable,
     publish: () => {
       if (published || released) return;
-      lock.write(`${process.pid}\n`);
-      published = true;
+      for (let attempt = 0; !published; attempt++) {
+        if (attempt >= 16) throw new Error(`Could not publish pidfile '${path}': it keeps being replaced`);
+        let stale: ReturnType<DirectoryHandle['claim']>;
+        try {
+          if (dir.rename(tempName, name, { noReplace: true })) {
+            published = true;
+            break;
+          }
+          // A pidfile appeared since the start: replace it only if nobody holds its lock.
+          stale = dir.claim(name);
+        } catch (e) {
+          throw new Error(`Could not publish pidfile '${path}': ${(e as Error).message}`);
+        }
+        if (stale === undefined) continue;
+        if (!stale.ok) throw new PidfileLocked(`Failed to publish pidfile '${path}': ${held(stale.heldBy)}`);
+        try {
+          dir.rename(tempName, name, { noReplace: false });
+          published = true;
+        } catch (e) {
+          throw new Error(`Could not publish pidfile '${path}': ${(e as Error).message}`);
+        } finally {
+          stale.lock.release();
+        }
+      }
     },
     get published() {
       return published;
@@ -62,14 +144,38 @@ export async function lockPidfile(path: string): Promise<PidfileLock> {
       if (released) return;
       released = true;
       try {
-        // Emptied first: inside a chroot the path is out of reach, and a stale pid must not read
-        // as a ready daemon.
-        lock.write('');
-        unlinkSync(absolute);
+        dir.removeIfHeld(published ? name : tempName, lock);
       } catch {
-        // Out of reach (chroot) or already gone: the empty, unlocked file is harmless.
+        // The directory is not writable by the ids of the sandbox (a pidfile published at start):
+        // emptied instead, so that a stale pid never reads as a ready daemon.
+        try {
+          lock.write('');
+        } catch {
+          // Nothing more can be done; the lock still goes below.
+        }
       }
       lock.release();
+      dir.close();
     },
   };
+}
+
+/**
+ * Whether the ids the daemon takes at the drop may rename and remove entries of `directory` (write
+ * and search permission), and, in a sticky directory they do not own, the owner the temporary file
+ * needs so that they may rename it.
+ */
+function accessAfterDrop(
+  directory: string,
+  ids: SandboxIds,
+): { publishable: boolean; owner?: { uid: number; gid: number } } {
+  if (ids.uid === 0 && ids.gid === 0) return { publishable: true };
+  const uid = ids.uid !== 0 ? ids.uid : (process.geteuid?.() ?? 0);
+  const gid = ids.gid !== 0 ? ids.gid : (process.getegid?.() ?? 0);
+  if (uid === 0) return { publishable: true };
+  const st = statSync(directory);
+  const bits = st.uid === uid ? (st.mode >> 6) & 3 : st.gid === gid ? (st.mode >> 3) & 3 : st.mode & 3;
+  const publishable = bits === 3;
+  const sticky = (st.mode & 0o1000) !== 0 && st.uid !== uid;
+  return sticky ? { publishable, owner: { uid, gid } } : { publishable };
 }

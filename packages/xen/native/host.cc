@@ -1,11 +1,15 @@
 // The host binding (vmsb_host): what varstored and the varstore tools need from the kernel that Node
 // does not offer, without the Xen libraries, so it loads on any Linux host.
 //   lock(path, create, mode)  an exclusive lockf() lock on a file, held until its fd is closed
+//   openDirectory, createLockedAt, claimAt, renameAt, unlinkAtIfSame
+//                             a directory kept open by descriptor, so that a file in it can be
+//                             published (renamed) and removed after a chroot made its path unreachable
 //   enterSandbox(options)     chroot, groups/gid/uid, rlimits, no-new-privs and the seccomp filter
 #include <napi.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -72,10 +76,179 @@ Napi::Value Lock(const Napi::CallbackInfo& info) {
   throw Napi::Error::New(env, path + " keeps being replaced while it is being locked");
 }
 
+// A name inside a directory held by descriptor: one path component, so nothing is reached through
+// another directory.
+std::string EntryName(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || !info[index].IsString())
+    throw Napi::TypeError::New(info.Env(), "a directory entry name is a string");
+  const std::string name = info[index].As<Napi::String>().Utf8Value();
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(info.Env(), "a directory entry name is one non-empty path component");
+  return name;
+}
+
+int FdArgument(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || !info[index].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "a file descriptor is a number");
+  const int32_t fd = info[index].As<Napi::Number>().Int32Value();
+  if (fd < 0)
+    throw Napi::TypeError::New(info.Env(), "a file descriptor is not negative");
+  return fd;
+}
+
+// openDirectory(path): number. O_PATH: the descriptor names the directory for the *at() calls below
+// and grants no reading of it.
+Napi::Value OpenDirectory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Napi::TypeError::New(env, "openDirectory(path)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty() || path.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, "a directory path is non-empty and has no NUL");
+  const int fd = open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    throw SystemError(env, "open", err, path);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// createLockedAt(dirfd, name, mode): number. A new file (O_EXCL, never through a symbolic link),
+// locked with lockf(F_TLOCK) before anyone else can know it is there.
+Napi::Value CreateLockedAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dirfd = FdArgument(info, 0);
+  const std::string name = EntryName(info, 1);
+  if (info.Length() < 3 || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "createLockedAt(dirfd, name, mode)");
+  const mode_t mode = static_cast<mode_t>(info[2].As<Napi::Number>().Uint32Value() & 07777);
+  const int fd = openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) {
+    const int err = errno;
+    throw SystemError(env, "openat", err, name);
+  }
+  if (lockf(fd, F_TLOCK, 0) < 0) {
+    const int err = errno;
+    unlinkat(dirfd, name.c_str(), 0);
+    close(fd);
+    throw SystemError(env, "lockf", err, name);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// claimAt(dirfd, name): null | number | { heldBy }. The file `name` when nobody holds its lockf()
+// lock: locked by us (the descriptor; closing it drops that lock) and checked to be still what the
+// name refers to, so it can be replaced or removed without taking a live daemon's file. null when
+// there is no such file; the holder's pid (0 if it cannot be named) when it is locked.
+Napi::Value ClaimAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dirfd = FdArgument(info, 0);
+  const std::string name = EntryName(info, 1);
+  for (int attempt = 0; attempt < 16; attempt++) {
+    const int fd = openat(dirfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == ENOENT)
+        return env.Null();
+      throw SystemError(env, "openat", err, name);
+    }
+    struct stat opened;
+    if (fstat(fd, &opened) < 0 || !S_ISREG(opened.st_mode)) {
+      close(fd);
+      throw Napi::Error::New(env, name + " is not a regular file");
+    }
+    if (lockf(fd, F_TLOCK, 0) < 0) {
+      const int err = errno;
+      if (err != EACCES && err != EAGAIN) {
+        close(fd);
+        throw SystemError(env, "lockf", err, name);
+      }
+      struct flock query = {};
+      query.l_type = F_WRLCK;
+      query.l_whence = SEEK_SET;
+      pid_t holder = 0;
+      if (fcntl(fd, F_GETLK, &query) == 0 && query.l_type != F_UNLCK)
+        holder = query.l_pid;
+      close(fd);
+      Napi::Object held = Napi::Object::New(env);
+      held.Set("heldBy", Napi::Number::New(env, holder));
+      return held;
+    }
+    struct stat named;
+    if (fstatat(dirfd, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_dev == opened.st_dev &&
+        named.st_ino == opened.st_ino)
+      return Napi::Number::New(env, fd);
+    close(fd);
+  }
+  throw Napi::Error::New(env, name + " keeps being replaced while it is being locked");
+}
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+// renameAt(dirfd, from, to, noReplace): boolean. rename within the directory; with noReplace
+// (RENAME_NOREPLACE) false when `to` exists. Through the system call: glibc has renameat2 only
+// from 2.28, XCP-ng 8.x's is older.
+Napi::Value RenameAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dirfd = FdArgument(info, 0);
+  const std::string from = EntryName(info, 1);
+  const std::string to = EntryName(info, 2);
+  if (info.Length() < 4 || !info[3].IsBoolean())
+    throw Napi::TypeError::New(env, "renameAt(dirfd, from, to, noReplace)");
+  const bool noReplace = info[3].As<Napi::Boolean>().Value();
+  const long rc = noReplace ? syscall(SYS_renameat2, dirfd, from.c_str(), dirfd, to.c_str(), RENAME_NOREPLACE)
+                            : renameat(dirfd, from.c_str(), dirfd, to.c_str());
+  if (rc < 0) {
+    const int err = errno;
+    if (noReplace && err == EEXIST)
+      return Napi::Boolean::New(env, false);
+    throw SystemError(env, noReplace ? "renameat2" : "renameat", err, from + " -> " + to);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// unlinkAtIfSame(dirfd, name, fd): boolean. Removes `name` only while it is the file open as `fd`
+// (a daemon removes its own pidfile, never one that replaced it).
+Napi::Value UnlinkAtIfSame(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dirfd = FdArgument(info, 0);
+  const std::string name = EntryName(info, 1);
+  const int fd = FdArgument(info, 2);
+  struct stat own;
+  struct stat named;
+  if (fstat(fd, &own) < 0) {
+    const int err = errno;
+    throw SystemError(env, "fstat", err, name);
+  }
+  if (fstatat(dirfd, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) < 0) {
+    const int err = errno;
+    if (err == ENOENT)
+      return Napi::Boolean::New(env, false);
+    throw SystemError(env, "fstatat", err, name);
+  }
+  if (named.st_dev != own.st_dev || named.st_ino != own.st_ino)
+    return Napi::Boolean::New(env, false);
+  if (unlinkat(dirfd, name.c_str(), 0) < 0) {
+    const int err = errno;
+    if (err == ENOENT)
+      return Napi::Boolean::New(env, false);
+    throw SystemError(env, "unlinkat", err, name);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 }  // namespace
 
 Napi::Object InitHost(Napi::Env env, Napi::Object exports) {
   exports.Set("lock", Napi::Function::New(env, Lock, "lock"));
+  exports.Set("openDirectory", Napi::Function::New(env, OpenDirectory, "openDirectory"));
+  exports.Set("createLockedAt", Napi::Function::New(env, CreateLockedAt, "createLockedAt"));
+  exports.Set("claimAt", Napi::Function::New(env, ClaimAt, "claimAt"));
+  exports.Set("renameAt", Napi::Function::New(env, RenameAt, "renameAt"));
+  exports.Set("unlinkAtIfSame", Napi::Function::New(env, UnlinkAtIfSame, "unlinkAtIfSame"));
   exports.Set("enterSandbox", Napi::Function::New(env, EnterSandbox, "enterSandbox"));
   exports.Set("filterText", Napi::Function::New(env, FilterText, "filterText"));
   exports.Set("seccompAvailable", Napi::Boolean::New(env, SeccompAvailable()));

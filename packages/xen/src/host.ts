@@ -1,12 +1,17 @@
 // @vmsb/xen/host: the host binding (build/Release/vmsb_host.node), which links no Xen library: lockf()
 // locks for the pidfile and the file store, and the sandbox varstored enters at its drop point. Loaded
 // on first use; importing this module never fails.
-import { closeSync, ftruncateSync, writeSync } from 'node:fs';
+import { closeSync, fchownSync, ftruncateSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { loadFailureReason, nativeFile } from './native.js';
 
 interface HostBinding {
   lock(path: string, create: boolean, mode: number): number | { heldBy: number };
+  openDirectory(path: string): number;
+  createLockedAt(dirfd: number, name: string, mode: number): number;
+  claimAt(dirfd: number, name: string): number | { heldBy: number } | null;
+  renameAt(dirfd: number, from: string, to: string, noReplace: boolean): boolean;
+  unlinkAtIfSame(dirfd: number, name: string, fd: number): boolean;
   enterSandbox(options: SandboxOptions): void;
   filterText(): string | undefined;
   readonly seccompAvailable: boolean;
@@ -83,24 +88,115 @@ export function lockFile(path: string, options: { create: boolean; mode?: number
   }
   const answer = binding().lock(path, options.create, options.mode ?? 0o644);
   if (typeof answer !== 'number') return { ok: false, heldBy: answer.heldBy };
-  let fd: number | undefined = answer;
+  return { ok: true, lock: heldLock(path, answer) };
+}
+
+/** The descriptor behind each lock this module handed out, while it is held. */
+const descriptors = new WeakMap<FileLock, () => number | undefined>();
+
+function heldLock(path: string, descriptor: number): FileLock {
+  let fd: number | undefined = descriptor;
+  const lock: FileLock = {
+    path,
+    write(text: string) {
+      if (fd === undefined) throw new Error(`${path}: the lock was released`);
+      ftruncateSync(fd, 0);
+      const bytes = Buffer.from(text, 'utf8');
+      let done = 0;
+      while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, done);
+    },
+    release() {
+      if (fd === undefined) return;
+      const closing = fd;
+      fd = undefined;
+      closeSync(closing);
+    },
+  };
+  descriptors.set(lock, () => fd);
+  return lock;
+}
+
+function entryName(name: string): string {
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\0]/.test(name)) {
+    throw new TypeError(`a directory entry name is one path component, got ${JSON.stringify(name)}`);
+  }
+  return name;
+}
+
+/**
+ * A directory held open by an O_PATH descriptor, so that files in it can still be created, renamed
+ * and removed by name after a chroot has put its path out of reach. Every name is one component.
+ */
+export interface DirectoryHandle {
+  readonly path: string;
+  /**
+   * Creates `name` (O_EXCL, never through a symbolic link, with `mode`) and locks it with lockf().
+   * With `owner`, hands the file to those ids (a sticky directory lets only its owner rename it).
+   */
+  createLocked(name: string, mode: number, owner?: { uid: number; gid: number }): FileLock;
+  /**
+   * Locks `name` if nobody holds its lockf() lock and it is still what the name refers to (a stale
+   * file may then be replaced or removed; release the lock afterwards). `undefined` when there is no
+   * such file; `{ ok: false, heldBy }` (0 when the kernel cannot name the holder) when it is locked.
+   */
+  claim(name: string): LockAttempt | undefined;
+  /** Renames `from` to `to` in this directory; with `noReplace` (RENAME_NOREPLACE), false if `to` exists. */
+  rename(from: string, to: string, options: { noReplace: boolean }): boolean;
+  /** Removes `name` only while it is the file `lock` holds (never one that replaced it); whether it did. */
+  removeIfHeld(name: string, lock: FileLock): boolean;
+  /** Closes the descriptor. Idempotent. */
+  close(): void;
+}
+
+/** Opens `path` as a DirectoryHandle (O_PATH | O_DIRECTORY | O_CLOEXEC). */
+export function openDirectory(path: string): DirectoryHandle {
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) {
+    throw new TypeError('a directory path is a non-empty string without NUL');
+  }
+  const native = binding();
+  let dirfd: number | undefined = native.openDirectory(path);
+  const open = (): number => {
+    if (dirfd === undefined) throw new Error(`${path}: the directory was closed`);
+    return dirfd;
+  };
+  const held = (lock: FileLock): number => {
+    const fd = descriptors.get(lock)?.();
+    if (fd === undefined) throw new Error(`${lock.path}: the lock was released`);
+    return fd;
+  };
   return {
-    ok: true,
-    lock: {
-      path,
-      write(text: string) {
-        if (fd === undefined) throw new Error(`${path}: the lock was released`);
-        ftruncateSync(fd, 0);
-        const bytes = Buffer.from(text, 'utf8');
-        let done = 0;
-        while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, done);
-      },
-      release() {
-        if (fd === undefined) return;
-        const closing = fd;
-        fd = undefined;
-        closeSync(closing);
-      },
+    path,
+    createLocked(name, mode, owner) {
+      const fd = native.createLockedAt(open(), entryName(name), mode);
+      const lock = heldLock(`${path}/${name}`, fd);
+      if (owner !== undefined) {
+        try {
+          fchownSync(fd, owner.uid, owner.gid);
+        } catch (e) {
+          native.unlinkAtIfSame(open(), name, fd);
+          lock.release();
+          throw e;
+        }
+      }
+      return lock;
+    },
+    claim(name) {
+      const answer = native.claimAt(open(), entryName(name));
+      if (answer === null) return undefined;
+      if (typeof answer !== 'number') return { ok: false, heldBy: answer.heldBy };
+      return { ok: true, lock: heldLock(`${path}/${name}`, answer) };
+    },
+    rename(from, to, options) {
+      return native.renameAt(open(), entryName(from), entryName(to), options.noReplace);
+    },
+    removeIfHeld(name, lock) {
+      return native.unlinkAtIfSame(open(), entryName(name), held(lock));
+    },
+    close() {
+      if (dirfd === undefined) return;
+      const closing = dirfd;
+      dirfd = undefined;
+      closeSync(closing);
     },
   };
 }

@@ -234,7 +234,11 @@ export async function checkPackage(options: CheckOptions): Promise<CheckReport> 
     chownSync(join(jail, 'vm'), NOBODY, NOBODY);
     copyFileSync(nvram, join(jail, 'vm', 'nvram.vars'));
     chownSync(join(jail, 'vm', 'nvram.vars'), NOBODY, NOBODY);
-    const sandboxed = await startDaemon(hidden, bin('varstored'), scratch, 'sandboxed', '/vm/nvram.vars', '/none', [
+    // The pidfile appears at readiness, after the drop: its directory must be writable by nobody.
+    const run = join(scratch, 'run');
+    mkdirSync(run);
+    chmodSync(run, 0o1777);
+    const sandboxed = await startDaemon(hidden, bin('varstored'), run, 'sandboxed', '/vm/nvram.vars', '/none', [
       ...['--platform', 'secureboot=true', '--depriv', '--chroot', jail],
       ...['--uid', String(NOBODY), '--gid', String(NOBODY)],
     ]);

@@ -13,7 +13,7 @@ import { Attributes, type Firmware, runOvmfBoot } from '@vmsb/guest-sim';
 import { decodeResponse, EfiStatus, fromUtf16le, guidFromText, guidToText, utf16le } from '@vmsb/protocol';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Daemon, guest, readPidfile, VARSTORED } from './harness.js';
+import { Daemon, guest, readPidfile, temporariesOf, VARSTORED, watchPidfile } from './harness.js';
 
 const VENDOR = guidFromText('3f8e1a52-6b2d-4c1e-9f0a-7d4b5c6e8a90')!;
 const ref = (name: string, guid = VENDOR) => ({ name, guid });
@@ -247,6 +247,51 @@ describe('readiness and the pidfile', () => {
     await expect(stat(p.socket)).rejects.toThrow(/ENOENT/);
   });
 
+  it('the pidfile appears only once the socket accepts connections, holding "<pid>\\n" from its first moment', async () => {
+    const p = paths();
+    const d = Daemon.spawn(fileArgs(p));
+    daemons.push(d);
+    const { sights, acceptedAtFirstSight } = await watchPidfile(d, p.pidfile, p.socket);
+    expect(sights).toEqual([{ absent: true }, `${d.pid}\n`]);
+    expect(acceptedAtFirstSight).toBe(true);
+    expect(temporariesOf(p.pidfile)).toEqual([]);
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    await expect(stat(p.pidfile)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a stale pidfile (nobody holds its lock) is removed at start and replaced at readiness', async () => {
+    const p = paths();
+    await writeFile(p.pidfile, '4194304\n');
+    const d = Daemon.spawn(fileArgs(p));
+    daemons.push(d);
+    const { sights, acceptedAtFirstSight } = await watchPidfile(d, p.pidfile, p.socket);
+    // Never an empty file, never a pidfile before the socket listens.
+    // Absent in between (the stale one is removed at start), unless the watcher was not scheduled then.
+    expect(sights.filter((s) => typeof s === 'string')).toEqual(['4194304\n', `${d.pid}\n`]);
+    expect(acceptedAtFirstSight).toBe(true);
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    expect(existsSync(p.pidfile)).toBe(false);
+  });
+
+  it('a start that fails never shows a pidfile and leaves no temporary file behind', async () => {
+    const p = paths();
+    await writeFile(p.nvram, 'not a VARS blob');
+    const d = Daemon.spawn(fileArgs(p));
+    daemons.push(d);
+    let exited = false;
+    const exit = d.waitExit().finally(() => (exited = true));
+    let appeared = false;
+    while (!exited) {
+      appeared ||= existsSync(p.pidfile);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await exit).toEqual({ code: 1, signal: null });
+    expect(d.stderr).toMatch(/nvram\.vars/);
+    expect(appeared).toBe(false);
+    expect(existsSync(p.pidfile)).toBe(false);
+    expect(temporariesOf(p.pidfile)).toEqual([]);
+  });
+
   it('replaces a pidfile and socket left by a daemon killed with SIGKILL', async () => {
     const p = paths();
     const killed = await start(fileArgs(p), p.pidfile);
@@ -455,7 +500,11 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
     const root = join(dir, 'root');
     await mkdir(root, { mode: 0o777 });
     await chmod(root, 0o777);
-    const pidfile = join(dir, 'varstored.pid');
+    // The pidfile appears at readiness, after the drop: its directory must be writable by the uid.
+    const run = join(dir, 'run');
+    await mkdir(run);
+    await chmod(run, 0o1777);
+    const pidfile = join(run, 'varstored.pid');
     const d = Daemon.spawn([
       '--domain',
       '4',

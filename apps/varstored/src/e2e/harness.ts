@@ -1,6 +1,8 @@
 /** Test support: runs the built daemon (bin/varstored) as a child process, as a toolstack would. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { basename, dirname } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Firmware, GuestConnection } from '@vmsb/guest-sim';
@@ -122,4 +124,61 @@ export async function guest(
 ): Promise<{ connection: GuestConnection; fw: Firmware; close(): Promise<void> }> {
   const connection = await GuestConnection.connect(socket);
   return { connection, fw: new Firmware(connection), close: () => connection.close() };
+}
+
+/** What a watcher of the pidfile saw at one moment: its content, or `absent`. */
+export type PidfileSight = string | { absent: true };
+
+/**
+ * Watches `pidfile` as a toolstack waiting for readiness would, polling as fast as the event loop
+ * allows while `daemon` starts: records every distinct state of the pidfile (absent, or its content)
+ * until it holds the daemon's pid, and whether `socket` accepted a connection at that first sight.
+ * Also notes any file other than the pidfile that appeared beside it and is still there at the end.
+ */
+export async function watchPidfile(
+  daemon: Daemon,
+  pidfile: string,
+  socket: string,
+): Promise<{ sights: PidfileSight[]; acceptedAtFirstSight: boolean | undefined }> {
+  const deadline = Date.now() + PATIENCE_MS;
+  const sights: PidfileSight[] = [];
+  let acceptedAtFirstSight: boolean | undefined;
+  const note = (sight: PidfileSight) => {
+    const last = sights[sights.length - 1];
+    if (JSON.stringify(last) !== JSON.stringify(sight)) sights.push(sight);
+  };
+  for (;;) {
+    let sight: PidfileSight;
+    try {
+      sight = readFileSync(pidfile, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      sight = { absent: true };
+    }
+    note(sight);
+    if (typeof sight === 'string' && acceptedAtFirstSight === undefined && sight !== sights[0]) {
+      // The first sight of a pidfile this daemon made: the socket must already accept connections.
+      acceptedAtFirstSight = await accepts(socket);
+    }
+    if (sight === `${daemon.pid}\n`) return { sights, acceptedAtFirstSight };
+    if (Date.now() > deadline) throw new Error(`the pidfile never held the daemon's pid:\n${daemon.output}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** Whether a Unix socket accepts a connection (closed at once). */
+export function accepts(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(socket);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** Files beside `pidfile` whose names start with its own preceded by a dot (its temporary files). */
+export function temporariesOf(pidfile: string): string[] {
+  return readdirSync(dirname(pidfile)).filter((n) => n.startsWith(`.${basename(pidfile)}.`));
 }

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { chown, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { decodeVarsBlob, VarsBlob } from '@vmsb/nvram';
 import { EfiStatus, fromUtf16le, Limits } from '@vmsb/protocol';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEPRIV_FILE_SIZE_LIMIT } from '../main.js';
-import { Daemon, guest, readPidfile } from './harness.js';
+import { Daemon, guest, readPidfile, temporariesOf, watchPidfile } from './harness.js';
 
 const isRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -151,10 +151,83 @@ describe.skipIf(!isRoot)('--depriv --chroot --uid --gid (root only: namespaces, 
     for (const name of ['PK', 'KEK', 'stranger']) makeKey(name);
   });
 
-  it('serves a boot and authenticated writes inside the sandbox, as /proc/<pid> shows from outside, and saves on SIGTERM', async () => {
+  /** A chroot owned by nobody, and a sticky world-writable directory (as /tmp) for the pidfile. */
+  async function sandboxDirs(): Promise<{ root: string; pidfile: string }> {
     const root = join(dir, 'root');
     await mkdir(root, { mode: 0o755 });
     await chown(root, NOBODY, NOBODY);
+    const run = join(dir, 'run');
+    await mkdir(run);
+    await chmod(run, 0o1777);
+    return { root, pidfile: join(run, 'varstored.pid') };
+  }
+
+  const sandboxed = (root: string) => ['--chroot', root, '--uid', String(NOBODY), '--gid', String(NOBODY), '--depriv'];
+
+  it('the pidfile appears by a rename after the drop, once the socket accepts, holding "<pid>\\n"; a second daemon is refused; SIGTERM removes it from inside the chroot', async () => {
+    const { root, pidfile } = await sandboxDirs();
+    const socket = join(dir, 'sock');
+    const d = Daemon.spawn(fileArgs(sandboxed(root), '/nvram.vars', pidfile, socket));
+    daemons.push(d);
+    const { sights, acceptedAtFirstSight } = await watchPidfile(d, pidfile, socket);
+    expect(sights).toEqual([{ absent: true }, `${d.pid}\n`]);
+    expect(acceptedAtFirstSight).toBe(true);
+    await d.logged('Ready');
+    expect(readFileSync(`/proc/${d.pid}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);
+    expect(temporariesOf(pidfile)).toEqual([]);
+    // Created by root before the drop, handed to nobody so that it may rename it in the sticky directory.
+    const st = await stat(pidfile);
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([NOBODY, NOBODY, 0o600]);
+
+    const second = Daemon.spawn(fileArgs([], join(dir, 'other.vars'), pidfile, join(dir, 'sock2')));
+    daemons.push(second);
+    expect(await second.waitExit()).toEqual({ code: 1, signal: null });
+    expect(second.stderr).toBe(
+      `error: Failed to lock pidfile '${pidfile}': it is held by another varstored (pid ${d.pid})\n`,
+    );
+    expect(await readPidfile(pidfile)).toBe(`${d.pid}\n`);
+
+    expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    await expect(stat(pidfile)).rejects.toThrow(/ENOENT/);
+    expect(temporariesOf(pidfile)).toEqual([]);
+  });
+
+  it('replaces a stale pidfile under the sandbox, and removes the temporary file when the start fails after the drop', async () => {
+    const { root, pidfile } = await sandboxDirs();
+    const socket = join(dir, 'sock');
+    await writeFile(pidfile, '4194304\n');
+    const d = Daemon.spawn(fileArgs(sandboxed(root), '/nvram.vars', pidfile, socket));
+    daemons.push(d);
+    const { sights, acceptedAtFirstSight } = await watchPidfile(d, pidfile, socket);
+    // Absent in between (the stale one is removed at start), unless the watcher was not scheduled then.
+    expect(sights.filter((s) => typeof s === 'string')).toEqual(['4194304\n', `${d.pid}\n`]);
+    expect(acceptedAtFirstSight).toBe(true);
+    expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+
+    // An NVRAM file the daemon cannot decode: it fails after the drop, inside the chroot.
+    await writeFile(join(root, 'nvram.vars'), 'not a VARS blob');
+    const failed = Daemon.spawn(fileArgs(sandboxed(root), '/nvram.vars', pidfile, socket));
+    daemons.push(failed);
+    expect(await failed.waitExit()).toEqual({ code: 1, signal: null });
+    expect(failed.stdout).toMatch(/^info: Privileges dropped/m);
+    await expect(stat(pidfile)).rejects.toThrow(/ENOENT/);
+    expect(temporariesOf(pidfile)).toEqual([]);
+  });
+
+  it('refuses --transport unix: with a pidfile in a directory the dropped ids cannot write, saying so', async () => {
+    const { root } = await sandboxDirs();
+    const pidfile = join(dir, 'varstored.pid');
+    const d = Daemon.spawn(fileArgs(sandboxed(root), '/nvram.vars', pidfile));
+    daemons.push(d);
+    expect(await d.waitExit()).toEqual({ code: 1, signal: null });
+    expect(d.stderr).toBe(
+      `error: --pidfile ${pidfile}: its directory is not writable by uid ${NOBODY} gid ${NOBODY}, which the daemon runs as after the drop, so the pidfile could not appear at readiness; put it in a directory they may write (a sticky one such as /tmp works)\n`,
+    );
+    expect(readdirSync(dir).filter((n) => n.includes('.pid'))).toEqual([]);
+  });
+
+  it('serves a boot and authenticated writes inside the sandbox, as /proc/<pid> shows from outside, and saves on SIGTERM', async () => {
+    const { root, pidfile } = await sandboxDirs();
     const d = await start(
       fileArgs(
         [
@@ -171,7 +244,9 @@ describe.skipIf(!isRoot)('--depriv --chroot --uid --gid (root only: namespaces, 
           'secureboot=true',
         ],
         '/nvram.vars',
+        pidfile,
       ),
+      pidfile,
     );
     // Readiness comes once the sandbox is in place: everything below holds from the first request.
     const pid = d.pid;

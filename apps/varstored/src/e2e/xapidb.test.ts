@@ -6,13 +6,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Attributes } from '@vmsb/guest-sim';
 import { decodeVarsBlob } from '@vmsb/nvram';
 import { EfiStatus, fromUtf16le, guidFromText } from '@vmsb/protocol';
 import { type GuardDouble, startGuardDouble } from '@vmsb/xapi/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Daemon, guest, until } from './harness.js';
+import { Daemon, guest, temporariesOf, until } from './harness.js';
 
 const VENDOR = guidFromText('a1b2c3d4-0000-4000-8000-00000000abcd')!;
 const ref = (name: string) => ({ name, guid: VENDOR });
@@ -139,11 +139,15 @@ describe('varstored with the xapidb backend (the default)', () => {
     const d = Daemon.spawn(args());
     daemons.push(d);
     await until(() => xapi.callsOf('VM.get_NVRAM').length === 1, 'the NVRAM read');
-    // The pidfile is locked from the start (so it exists), but empty: not ready.
-    expect(readFileSync(pidfile(), 'utf8')).toBe('');
+    // Not ready: no pidfile yet, only the locked temporary file beside it that becomes it at readiness.
+    expect(existsSync(pidfile())).toBe(false);
+    const [temp, ...others] = temporariesOf(pidfile());
+    expect(others).toEqual([]);
+    expect(readFileSync(join(dirname(pidfile()), temp!), 'utf8')).toBe(`${d.pid}\n`);
     expect(existsSync(socket())).toBe(false);
     expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     expect(existsSync(pidfile())).toBe(false);
+    expect(temporariesOf(pidfile())).toEqual([]);
   });
 
   it('on SIGTERM finishes the write in flight, answers it, then writes the save file', async () => {

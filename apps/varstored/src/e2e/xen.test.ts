@@ -171,7 +171,9 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
       );
       const args = ['--domain', '22', '--transport', 'xen', '--backend', 'file', '--arg', 'path:/nvram.bin'];
       args.push('--arg', `auth-dir:${join(work, 'auth')}`, '--chroot', root, '--uid', '65534', '--gid', '65534');
-      args.push('--depriv');
+      // As xenopsd's /var/run/xen: a pidfile directory the daemon's ids cannot write after the drop.
+      const pidfile = join(work, 'varstored-22.pid');
+      args.push('--depriv', '--pidfile', pidfile);
       const daemon = startDaemon(args, fx.env());
       cleanup.push(() => daemon.child.kill('SIGKILL'));
       const pidKey = '/local/domain/22/varstored-pid';
@@ -180,6 +182,11 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
         'readiness',
       );
       expect(fx.xenstoreRead(pidKey), daemon.output()).toBe(String(daemon.child.pid));
+      // Under Xen readiness is xenstore's: the pidfile appeared at start, before the drop, as the C daemon's.
+      expect(readFileSync(pidfile, 'utf8')).toBe(`${daemon.child.pid}\n`);
+      expect(daemon.output()).toContain(
+        `info: Pidfile ${pidfile} published at start: its directory is not writable by uid 65534 gid 65534 after the drop`,
+      );
       // varstored-pid is written after the drop, over the xenstore connection opened before it.
       const status = readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8');
       expect(status).toMatch(/^Seccomp:\s+2$/m);
@@ -210,6 +217,8 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
       expect(await daemon.exit, daemon.output()).toBe(0);
       expect(fx.snapshot().servers).toEqual([]);
       expect(readFileSync(join(root, 'nvram.bin')).length).toBeGreaterThan(0);
+      // Out of the ids' reach for removal: emptied through the locked descriptor instead.
+      expect(readFileSync(pidfile, 'utf8')).toBe('');
     },
   );
 
