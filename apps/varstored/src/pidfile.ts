@@ -11,9 +11,13 @@ import type { DirectoryHandle, FileLock } from '@vmsb/xen/host';
  * At start (before the drop) the daemon refuses if a live daemon holds the pidfile, removes a stale
  * one, and prepares a private temporary file beside it (O_EXCL, 0600), locked and holding `<pid>\n`.
  * Readiness renames it onto the pidfile path, so a watcher never sees an empty or early pidfile. The
- * rename and the removal at exit go through a descriptor of the pidfile's directory opened before
- * the drop, so they work inside a chroot; the lock is on the inode and moves with it. fcntl locks are
- * dropped when the process closes any descriptor of the file: nothing else in the daemon opens it.
+ * rename goes through a descriptor of the pidfile's directory opened before the drop, so it works
+ * inside a chroot; the lock is on the inode and moves with it. That descriptor is closed as soon as
+ * the pidfile is published: a directory descriptor from outside the chroot would let a compromised
+ * daemon reach host files with openat(dirfd, "..") while it serves the guest. At exit the pidfile is
+ * removed where its path is reachable (no chroot), and otherwise emptied through the locked
+ * descriptor (the toolstack removes it, as it does the C daemon's). fcntl locks are dropped when the
+ * process closes any descriptor of the file: nothing else in the daemon opens it.
  */
 export interface PidfileLock {
   readonly path: string;
@@ -28,7 +32,10 @@ export interface PidfileLock {
    */
   publish(): void;
   readonly published: boolean;
-  /** Removes the pidfile, or the temporary file before readiness (while still holding the lock, so it cannot be another daemon's), and drops the lock. */
+  /**
+   * Removes the temporary file before readiness, or the pidfile after it where its path is reachable
+   * (while still holding the lock, so it cannot be another daemon's), else empties it; drops the lock.
+   */
   release(): void;
 }
 
@@ -136,6 +143,8 @@ export async function lockPidfile(path: string, ids: SandboxIds = { uid: 0, gid:
           stale.lock.release();
         }
       }
+      // No descriptor of a host directory stays open while the daemon serves the guest.
+      dir.close();
     },
     get published() {
       return published;
@@ -143,11 +152,25 @@ export async function lockPidfile(path: string, ids: SandboxIds = { uid: 0, gid:
     release: () => {
       if (released) return;
       released = true;
+      let removed = false;
       try {
-        dir.removeIfHeld(published ? name : tempName, lock);
+        if (!published) {
+          removed = dir.removeIfHeld(tempName, lock);
+        } else {
+          // Reopened by its path: inside a chroot that names another directory (or none), where
+          // removeIfHeld finds no file of this lock and removes nothing.
+          const again = host.openDirectory(directory);
+          try {
+            removed = again.removeIfHeld(name, lock);
+          } finally {
+            again.close();
+          }
+        }
       } catch {
-        // The directory is not writable by the ids of the sandbox (a pidfile published at start):
-        // emptied instead, so that a stale pid never reads as a ready daemon.
+        // Unreachable (chroot) or not writable by the ids of the sandbox: emptied below.
+      }
+      if (!removed && published) {
+        // So that a stale pid never reads as a ready daemon.
         try {
           lock.write('');
         } catch {

@@ -5,7 +5,20 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -164,7 +177,7 @@ describe.skipIf(!isRoot)('--depriv --chroot --uid --gid (root only: namespaces, 
 
   const sandboxed = (root: string) => ['--chroot', root, '--uid', String(NOBODY), '--gid', String(NOBODY), '--depriv'];
 
-  it('the pidfile appears by a rename after the drop, once the socket accepts, holding "<pid>\\n"; a second daemon is refused; SIGTERM removes it from inside the chroot', async () => {
+  it('the pidfile appears by a rename after the drop, once the socket accepts, holding "<pid>\\n"; no host directory stays open; a second daemon is refused; SIGTERM empties it from inside the chroot', async () => {
     const { root, pidfile } = await sandboxDirs();
     const socket = join(dir, 'sock');
     const d = Daemon.spawn(fileArgs(sandboxed(root), '/nvram.vars', pidfile, socket));
@@ -186,9 +199,14 @@ describe.skipIf(!isRoot)('--depriv --chroot --uid --gid (root only: namespaces, 
       `error: Failed to lock pidfile '${pidfile}': it is held by another varstored (pid ${d.pid})\n`,
     );
     expect(await readPidfile(pidfile)).toBe(`${d.pid}\n`);
+    // A descriptor of a directory outside the chroot would undo it (openat(fd, "..")).
+    const fds = await readdir(`/proc/${d.pid}/fd`);
+    const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${d.pid}/fd/${fd}`).catch(() => '')));
+    expect(targets).not.toContain(dirname(pidfile));
 
     expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
-    await expect(stat(pidfile)).rejects.toThrow(/ENOENT/);
+    // The host path is out of reach inside the chroot: emptied, so no stale pid reads as ready.
+    expect(await readFile(pidfile, 'utf8')).toBe('');
     expect(temporariesOf(pidfile)).toEqual([]);
   });
 
