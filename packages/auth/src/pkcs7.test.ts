@@ -198,6 +198,20 @@ describe('PKCS#7 verification under UEFI rules', () => {
     expectAgreement({ content, cms, signedData: parsed.signedData }, root, false, content.subarray(1));
   });
 
+  it('verifies a message that also embeds content over the detached serialization only, as openssl does', () => {
+    // PKCS7_verify with external data (edk2, varstored) digests the external data and ignores an
+    // embedded copy; it refuses "content and data present" only under PKCS7_NO_DUAL_CONTENT,
+    // which neither passes. The oracle here is `openssl smime -verify -content`, i.e. PKCS7_verify.
+    for (const signedAttributes of [false, true]) {
+      const content = randomBytes(120);
+      const s = sign(leaf, { extra: [inter], embedContent: true, signedAttributes }, content);
+      expect(s.signedData.hasEmbeddedContent).toBe(true);
+      expectAgreement(s, root, true);
+      expectAgreement(s, root, false, randomBytes(120));
+      expectAgreement(s, root, false, content.subarray(1));
+    }
+  });
+
   it('refuses an issuer that is not a CA, as openssl does', () => {
     const s = sign(leafOfNonCa, { extra: [nonCaInter] });
     expectAgreement(s, root, false);

@@ -36,7 +36,10 @@ export interface SignedData {
   readonly wrapped: boolean;
   readonly digestAlgorithmOids: readonly string[];
   readonly contentTypeOid: string;
-  /** True when the message embeds content (it is ignored: UEFI verifies the detached serialization). */
+  /**
+   * True when the message embeds content. It is ignored and the detached serialization verified, as
+   * OpenSSL's PKCS7_verify with external data does (without PKCS7_NO_DUAL_CONTENT, as edk2 calls it).
+   */
   readonly hasEmbeddedContent: boolean;
   readonly certificates: readonly Certificate[];
   readonly signerInfo: SignerInfo;
