@@ -140,7 +140,66 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** Dotted text of OBJECT IDENTIFIER content octets; undefined when malformed. */
+export function oidText(c: Uint8Array): string | undefined {
+  const arcs: number[] = [];
+  let v = 0;
+  for (let i = 0; i < c.length; i++) {
+    if (v === 0 && c[i] === 0x80) return undefined;
+    v = v * 128 + (c[i]! & 0x7f);
+    if (v > Number.MAX_SAFE_INTEGER / 128) return undefined;
+    if ((c[i]! & 0x80) === 0) {
+      arcs.push(v);
+      v = 0;
+    }
+  }
+  if (arcs.length === 0 || (c[c.length - 1]! & 0x80) !== 0) return undefined;
+  const head = arcs[0]!;
+  const [a, b] = head < 40 ? [0, head] : head < 80 ? [1, head - 40] : [2, head - 80];
+  return [a, b, ...arcs.slice(1)].join('.');
+}
+
 /** Hex of bytes, lower case. */
 export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+/** The whole encoding of an element (header included, and an indefinite length's end-of-contents). */
+export function tlvBytes(tlv: Tlv): Uint8Array {
+  return tlv.bytes.subarray(tlv.start, tlv.end);
+}
+
+/** The content octets of an element (without an indefinite length's end-of-contents). */
+export function tlvContent(tlv: Tlv): Uint8Array {
+  return tlv.bytes.subarray(tlv.contentStart, tlv.contentEnd);
+}
+
+/** How many elements `tlv` holds, itself included, counting no further than `limit`. */
+export function countElements(tlv: Tlv, limit: number): number {
+  let n = 1;
+  if (tlv.constructed) {
+    for (const c of children(tlv)) {
+      n += countElements(c, limit - n);
+      if (n > limit) return n;
+    }
+  }
+  return n;
+}
+
+/** A definite-length DER element (`tag` one octet) around `parts`. */
+export function encodeElement(tag: number, parts: readonly Uint8Array[]): Uint8Array {
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const head: number[] = [tag];
+  if (length < 0x80) head.push(length);
+  else if (length < 0x100) head.push(0x81, length);
+  else if (length < 0x10000) head.push(0x82, length >> 8, length & 0xff);
+  else head.push(0x83, length >> 16, (length >> 8) & 0xff, length & 0xff);
+  const out = new Uint8Array(head.length + length);
+  out.set(head, 0);
+  let at = head.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

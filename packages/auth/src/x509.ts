@@ -17,7 +17,7 @@ import {
   smallInteger,
   type Node,
 } from './asn1.js';
-import { DerError, children, hex, precheckDer, type Tlv } from './der.js';
+import { DerError, children, hex, oidText, precheckDer, type Tlv } from './der.js';
 import { HANDLED_CRITICAL_EXTENSIONS, NAME_ATTRIBUTES, Oid, oidName } from './oids.js';
 
 /** KeyUsage bits as numbered by RFC 5280 (bit 0 = digitalSignature). */
@@ -147,25 +147,6 @@ function publicKeyAlgorithmOf(cert: Tlv): string | undefined {
   const id = algorithm?.constructed === true ? children(algorithm)[0] : undefined;
   if (id === undefined || id.cls !== 0 || id.tag !== Tag.OID || id.constructed) return undefined;
   return oidText(id.bytes.subarray(id.contentStart, id.contentEnd));
-}
-
-/** Dotted text of OBJECT IDENTIFIER content octets; undefined when malformed. */
-function oidText(c: Uint8Array): string | undefined {
-  const arcs: number[] = [];
-  let v = 0;
-  for (let i = 0; i < c.length; i++) {
-    if (v === 0 && c[i] === 0x80) return undefined;
-    v = v * 128 + (c[i]! & 0x7f);
-    if (v > Number.MAX_SAFE_INTEGER / 128) return undefined;
-    if ((c[i]! & 0x80) === 0) {
-      arcs.push(v);
-      v = 0;
-    }
-  }
-  if (arcs.length === 0 || (c[c.length - 1]! & 0x80) !== 0) return undefined;
-  const head = arcs[0]!;
-  const [a, b] = head < 40 ? [0, head] : head < 80 ? [1, head - 40] : [2, head - 80];
-  return [a, b, ...arcs.slice(1)].join('.');
 }
 
 /** A pkijs reading of a decoded certificate, or DerError. */
