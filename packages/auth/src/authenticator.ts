@@ -21,7 +21,14 @@ import { EfiStatus, fromUtf16le, statusName } from '@vmsb/protocol';
 import { parseAuthentication2, type Authentication2 } from './authentication2.js';
 import { CertificateCache } from './cache.js';
 import { checkSignatureDatabase, filterAppendedSignatures, platformKeyCertificate } from './lists.js';
-import { parseSignedData, signedContent, verifyWithAnchor, VerificationContext, type ChainResult } from './pkcs7.js';
+import {
+  parseSignedData,
+  signedContent,
+  verifyWithAnchor,
+  VerificationContext,
+  type ChainResult,
+  type SignedData,
+} from './pkcs7.js';
 import { fingerprint, serialHex, type Certificate } from './x509.js';
 
 /** Which rule set a variable falls under. */
@@ -249,7 +256,8 @@ class Decision {
   private descriptor: Authentication2 | undefined;
   private ctx: VerificationContext | undefined;
   private signer: Certificate | undefined;
-  private certificates: readonly Certificate[] | undefined;
+  /** The parsed signature; its certificates are parsed in full only if an explanation lists them. */
+  private signedData: SignedData | undefined;
   private allowed: readonly Certificate[] | undefined;
   private trustedBy: Certificate | undefined;
   private chain: readonly Certificate[] | undefined;
@@ -342,7 +350,7 @@ class Decision {
       return this.fail(EfiStatus.SECURITY_VIOLATION, 'no-signature', 'the descriptor carries no signature');
     const sd = parseSignedData(d.certData);
     if (!sd.ok) return this.fail(EfiStatus.SECURITY_VIOLATION, 'malformed-signature', sd.reason);
-    this.certificates = sd.signedData.certificates;
+    this.signedData = sd.signedData;
     this.ctx = new VerificationContext(sd.signedData, content);
     const result = this.ctx.contentSignature();
     if (result.signer !== undefined) this.signer = result.signer;
@@ -480,7 +488,9 @@ class Decision {
       ...(d !== undefined ? { timestamp: formatEfiTime(d.time) } : {}),
       ...(stored !== undefined ? { storedTimestamp: stored } : {}),
       ...(this.signer !== undefined ? { signer: summarizeCertificate(this.signer) } : {}),
-      ...(this.certificates !== undefined ? { certificates: this.certificates.map(summarizeCertificate) } : {}),
+      ...(this.signedData !== undefined
+        ? { certificates: this.signedData.certificates.map(summarizeCertificate) }
+        : {}),
       ...(this.allowed !== undefined ? { allowedSigners: this.allowed.map(summarizeCertificate) } : {}),
       ...(this.trustedBy !== undefined ? { trustedBy: summarizeCertificate(this.trustedBy) } : {}),
       ...(this.chain !== undefined ? { chain: this.chain.map(summarizeCertificate) } : {}),

@@ -399,6 +399,34 @@ describe('bounded work on hostile messages', () => {
     ).toEqual([hex(leaf.der), hex(inter.der)].sort());
   });
 
+  it('parses at most MAX_PARSED_CERTIFICATES carried certificates, however many share a subject', () => {
+    // Twenty certificates named like the signer's issuer, none of which issued it, before the real one.
+    const decoy = pki.issue('Test Intermediate CA', { key: 'rsa:1024' });
+    const s = sign(leaf, { extra: [inter] });
+    const bare = unwrapContentInfo(s.cms);
+    const reordered = (() => {
+      const fields = children(readRoot(bare)).map(tlvBytes);
+      const at = fields.findIndex((f) => f[0] === 0xa0);
+      const certs = children(readRoot(fields[at]!)).map(tlvBytes);
+      const signerFirst = certs.sort((a) => (Buffer.from(a).equals(Buffer.from(leaf.der)) ? -1 : 1));
+      fields[at] = encodeElement(0xa0, [
+        signerFirst[0]!,
+        ...Array.from({ length: 20 }, () => decoy.der),
+        signerFirst[1]!,
+      ]);
+      return encodeElement(0x30, fields);
+    })();
+    clearSignedDataCache();
+    const parsed = parseSignedData(reordered);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    const r = verifyWithAnchor(new VerificationContext(parsed.signedData, s.content), cert(root));
+    expect(parsed.signedData.carried.filter((c) => c.parsed)).toHaveLength(Pkcs7Limits.MAX_PARSED_CERTIFICATES);
+    // The real issuer lies beyond the bound: the chain stops short of the root (OpenSSL would find it).
+    expect(!r.ok && r.reason).toMatch(/does not chain to CN=Test Root CA/);
+    // An administrator's explanation still lists every certificate.
+    expect(parsed.signedData.certificates).toHaveLength(22);
+  });
+
   it('refuses a carried certificate OpenSSL cannot decode, as d2i_PKCS7 does, without parsing the others', () => {
     const s = sign(leaf, { extra: [inter] });
     // A SEQUENCE holding one INTEGER: well-formed DER, not a certificate.

@@ -40,6 +40,12 @@ export const Pkcs7Limits = {
    * content info and the SignerInfo with its signed attributes (real signers use under 100).
    */
   MAX_ENVELOPE_ELEMENTS: 256,
+  /**
+   * Most carried certificates parsed in full for one message: the signer and the chain's issuers
+   * need at most MAX_CHAIN_LENGTH. Candidates beyond are not considered (OpenSSL would look further;
+   * only a message built to cost work carries that many certificates with the same subject).
+   */
+  MAX_PARSED_CERTIFICATES: 10,
 } as const;
 
 export interface SignerInfo {
@@ -237,9 +243,10 @@ function signedDataFromBytes(input: Uint8Array): SignedData {
 
   const carried: CarriedCertificate[] = [];
   if (certSet !== undefined) {
+    const budget = { left: Pkcs7Limits.MAX_PARSED_CERTIFICATES };
     children(certSet).forEach((c, i) => {
       // Only X.509 certificates (SEQUENCE); the obsolete extended and attribute certificate choices carry tags.
-      if (isUniversalTlv(c, Tag.SEQUENCE, true)) carried.push(carriedCertificate(c, i));
+      if (isUniversalTlv(c, Tag.SEQUENCE, true)) carried.push(carriedCertificate(c, i, budget));
     });
   }
 
@@ -305,9 +312,21 @@ class Carried implements CarriedCertificate {
     readonly issuer: Uint8Array,
     readonly subject: Uint8Array,
     readonly serialNumber: Uint8Array,
+    /** Full parses left for the whole message (shared by its certificates). */
+    private readonly budget: { left: number },
   ) {}
 
   certificate(): Certificate | undefined {
+    if (this.result === undefined) {
+      if (this.budget.left <= 0) return undefined;
+      this.budget.left--;
+      this.result = parseCertificate(this.der);
+    }
+    return this.result.ok ? this.result.certificate : undefined;
+  }
+
+  /** The full parse whatever the budget (explanations for administrators, never the guest path). */
+  unbounded(): Certificate | undefined {
     this.result ??= parseCertificate(this.der);
     return this.result.ok ? this.result.certificate : undefined;
   }
@@ -318,11 +337,13 @@ class Carried implements CarriedCertificate {
 
   get problem(): string | undefined {
     this.certificate();
-    return this.result?.ok === false ? this.result.reason : undefined;
+    if (this.result === undefined)
+      return `not read: the message needs more than ${Pkcs7Limits.MAX_PARSED_CERTIFICATES} of its certificates`;
+    return this.result.ok ? undefined : this.result.reason;
   }
 }
 
-function carriedCertificate(cert: Tlv, index: number): CarriedCertificate {
+function carriedCertificate(cert: Tlv, index: number, budget: { left: number }): CarriedCertificate {
   const bad = `certificate ${index} is not a valid X.509 certificate`;
   const der = tlvBytes(cert);
   try {
@@ -344,7 +365,7 @@ function carriedCertificate(cert: Tlv, index: number): CarriedCertificate {
     !isUniversalTlv(subject, Tag.SEQUENCE, true)
   )
     throw new DerError(bad);
-  return new Carried(der, tlvBytes(issuer), tlvBytes(subject), tlvContent(serial));
+  return new Carried(der, tlvBytes(issuer), tlvBytes(subject), tlvContent(serial), budget);
 }
 
 class ParsedSignedData implements SignedData {
@@ -361,7 +382,7 @@ class ParsedSignedData implements SignedData {
 
   /** Every carried certificate this package can parse (for explanations: verification parses only what it needs). */
   get certificates(): readonly Certificate[] {
-    this.all ??= this.carried.flatMap((c) => c.certificate() ?? []);
+    this.all ??= this.carried.flatMap((c) => (c instanceof Carried ? c.unbounded() : c.certificate()) ?? []);
     return this.all;
   }
 }

@@ -1,5 +1,5 @@
 /**
- * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|startup|rss|durable-write ...]
+ * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|worst-request|startup|rss|durable-write ...]
  *            [--rounds N] [--json FILE] [--profile DIR]
  * Runs the benchmarks (all by default) pinned to CPU 0 — this runner and every process it starts
  * (daemons, echo servers, bare node) — and prints `bench <name>: <ratio>x <baseline>` with the
@@ -22,8 +22,18 @@ import {
   type BenchContext,
 } from './benches.js';
 import { format, type BenchResult } from './stats.js';
+import { worstRequest } from './worst-request.js';
 
-const ALL = ['read-trace', 'boot-trace', 'dispatch', 'auth-verify', 'startup', 'rss', 'durable-write'] as const;
+const ALL = [
+  'read-trace',
+  'boot-trace',
+  'dispatch',
+  'auth-verify',
+  'worst-request',
+  'startup',
+  'rss',
+  'durable-write',
+] as const;
 type Name = (typeof ALL)[number];
 
 function parse(argv: readonly string[]): { names: Name[]; rounds: number; json?: string; profile?: string } {
@@ -114,6 +124,7 @@ async function main(): Promise<number> {
     }
     if (wants.has('dispatch')) for (const r of dispatch(ctx)) emit(r);
     if (wants.has('auth-verify')) emit(authVerify(ctx));
+    if (wants.has('worst-request')) emit(worstRequest(ctx));
     if (wants.has('startup')) emit(await startup(ctx));
     if (wants.has('durable-write')) emit(await durableWrite(ctx, work.filesystem));
   } finally {
