@@ -135,6 +135,24 @@ export function certificateKeyProblem(der: Uint8Array): string | undefined {
   return `the certificate's key (${algorithmOid === undefined ? 'unknown' : oidName(algorithmOid)}) is not a usable RSA key`;
 }
 
+/**
+ * The encoded subject Name of a certificate, read from its structure without parsing the rest
+ * (to tell which certificates a chain could reach before parsing any); undefined when unreadable.
+ */
+export function certificateSubject(der: Uint8Array): Uint8Array | undefined {
+  try {
+    const tbs = children(precheckDer(der, MAX_CERTIFICATE_SIZE))[0];
+    if (tbs === undefined || !tbs.constructed) return undefined;
+    const f = children(tbs);
+    const subject = f[f[0] !== undefined && f[0].cls === 2 && f[0].tag === 0 ? 5 : 4];
+    if (subject === undefined || subject.cls !== 0 || subject.tag !== Tag.SEQUENCE || !subject.constructed)
+      return undefined;
+    return der.subarray(subject.start, subject.end);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The subjectPublicKeyInfo algorithm OID of a pre-checked certificate, read without parsing the rest. */
 function publicKeyAlgorithmOf(cert: Tlv): string | undefined {
   if (cert.cls !== 0 || cert.tag !== Tag.SEQUENCE || !cert.constructed) throw new DerError('not a SEQUENCE');

@@ -116,6 +116,15 @@ export function worstRequest(ctx: Context): BenchResult {
   };
   const privateFrame = (w: { name: string; data: Uint8Array }): Uint8Array =>
     setVariableFrame(w.name, guidBytes(PRIVATE_GUID), Attrs.NV_BS_RT_AT, w.data);
+  // KEK entries named "CN=Hostile Issuer", as the signer's issuer, each distinct.
+  const issuerTemplate = createCertificate({ cn: 'Hostile Issuer', key: small, serial: 0x7fffffn }).der;
+  const issuerCount = Math.floor(Limits.DATA_MAX / (28 + 16 + issuerTemplate.length));
+  const issuerPool = Array.from({ length: 40 }, (_, r) =>
+    Array.from(
+      { length: issuerCount },
+      (_, i) => createCertificate({ cn: 'Hostile Issuer', key: small, serial: BigInt(r * 100_000 + i + 1) }).der,
+    ),
+  );
   const setupStore = () => VariableStore.create({ platform, authenticator: createAuthenticator() });
 
   const candidates: Candidate[] = [
@@ -167,6 +176,44 @@ export function worstRequest(ctx: Context): BenchResult {
         ),
         expect: EfiStatus.SUCCESS,
       }),
+    },
+    {
+      name: 'user-db-hostile-kek',
+      what: `user-mode db append by an unknown signer, KEK holding ${issuerCount} distinct X.509 entries named as its issuer`,
+      prepare: (round) => {
+        // Setup mode: the guest enrols its KEK (certificates named like the signer's issuer), then a PK.
+        const store = setupStore();
+        const kek = buildSignatureList({ type: 'x509', certificates: issuerPool[round % 40]!, owner: OWNER });
+        const pk = buildSignatureList({ type: 'x509', certificates: [keys.PK.certificate], owner: OWNER });
+        for (const [name, payload] of [
+          ['KEK', kek],
+          ['PK', pk],
+        ] as const) {
+          const o = store.dispatch(
+            setVariableFrame(name, Guids.GLOBAL_VARIABLE, Attrs.NV_BS_RT_AT, unsigned(payload, 1)),
+          );
+          if (o.status !== EfiStatus.SUCCESS) throw new Error(`${name}: ${statusName(o.status)}`);
+          o.pending?.commit();
+        }
+        const data = createAuthenticatedVariable({
+          name: 'db',
+          append: true,
+          timestamp: new Date(Date.UTC(2030, 0, 1, 0, 0, round % 60)),
+          payload: buildSignatureList({
+            type: 'sha256',
+            hashes: [new Uint8Array(createHash('sha256').update(`db ${round}`).digest())],
+            owner: OWNER,
+          }),
+          key: signing,
+          certificate: signer.pem,
+          checkPayload: false,
+        });
+        return {
+          store,
+          frame: setVariableFrame('db', Guids.IMAGE_SECURITY_DATABASE, Attrs.NV_BS_RT_AT | 0x40, data),
+          expect: EfiStatus.SECURITY_VIOLATION,
+        };
+      },
     },
     {
       name: 'private-digest-algorithms',
