@@ -1,0 +1,80 @@
+/**
+ * A search for expensive guest requests: generated frames, then mutations of the costliest, each
+ * dispatched through the in-process store with the real authenticator and timed in CPU time of
+ * this process. The result is a ranking to look at (and to turn into `worst-request` benchmark
+ * cases), not a verdict: timing is never asserted.
+ */
+import { fuzzCorpus } from './corpus.js';
+import { DispatchTarget } from './dispatch-target.js';
+import { FrameGenerator } from './generate.js';
+import { Random } from './random.js';
+
+export interface CostlyFrame {
+  readonly kind: string;
+  /** CPU time of the dispatch, µs (median of three runs on a fresh store). */
+  readonly cpuMicros: number;
+  readonly status: string;
+  readonly frame: Uint8Array;
+}
+
+export interface CostSearchOptions {
+  readonly seed: number;
+  /** Generated frames, then as many mutation rounds. */
+  readonly iterations: number;
+  /** How many of the costliest frames to keep and mutate. */
+  readonly keep?: number;
+  readonly log?: (line: string) => void;
+}
+
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+export function costSearch(options: CostSearchOptions): { searched: number; costliest: CostlyFrame[] } {
+  const corpus = fuzzCorpus();
+  const rng = new Random(options.seed);
+  const keep = options.keep ?? 8;
+  const target = new DispatchTarget(corpus);
+  const generator = new FrameGenerator(rng, corpus, () => target.names());
+  const fresh = new DispatchTarget(corpus);
+  /** CPU µs of one dispatch on the corpus state (median of three). */
+  const measure = (frame: Uint8Array): { micros: number; status: string } => {
+    const runs: number[] = [];
+    let status = '';
+    for (let r = 0; r < 3; r++) {
+      fresh.reset();
+      const started = cpuNow();
+      fresh.step(frame, { padded: true, settle: 'rollback' });
+      runs.push(cpuNow() - started);
+      status = fresh.lastStatus === undefined ? 'no reply' : `0x${fresh.lastStatus.toString(16)}`;
+    }
+    runs.sort((a, b) => a - b);
+    return { micros: runs[1]!, status };
+  };
+  const best: CostlyFrame[] = [];
+  const consider = (kind: string, frame: Uint8Array): void => {
+    const { micros, status } = measure(frame);
+    if (best.length < keep || micros > best[best.length - 1]!.cpuMicros) {
+      best.push({ kind, cpuMicros: micros, status, frame });
+      best.sort((a, b) => b.cpuMicros - a.cpuMicros);
+      best.length = Math.min(best.length, keep);
+    }
+  };
+  // Generated frames: a quick timing on the evolving store picks the candidates worth re-measuring.
+  for (let i = 0; i < options.iterations; i++) {
+    if (i > 0 && i % 400 === 0) target.reset();
+    const input = generator.next();
+    const started = cpuNow();
+    target.step(input.frame, { padded: true, settle: 'commit' });
+    const micros = cpuNow() - started;
+    if (best.length < keep || micros > best[best.length - 1]!.cpuMicros) consider(input.kind, input.frame);
+  }
+  // Mutations of the costliest: keep whatever costs more.
+  for (let i = 0; i < options.iterations; i++) {
+    const parent = best[rng.int(best.length)]!;
+    consider(`${parent.kind.replace(/ \(mutated\)$/, '')} (mutated)`, generator.mutateBytes(parent.frame, 0.5));
+  }
+  options.log?.(`cost search: ${options.iterations * 2} frames, costliest ${best[0]?.cpuMicros ?? 0} µs`);
+  return { searched: options.iterations * 2, costliest: best };
+}
