@@ -4,7 +4,7 @@ import { defineConfig } from 'tsup';
 // One bundle per executable: `varstore` (src/cli/main.ts) and each compatibility tool
 // (src/compat/<tool>.ts → dist/varstore-<tool>.js).
 const entry: Record<string, string> = {};
-if (existsSync('src/cli/main.ts')) entry['varstore'] = 'src/cli/main.ts';
+if (existsSync('src/cli/main.ts')) entry.varstore = 'src/cli/main.ts';
 for (const tool of ['ls', 'get', 'set', 'rm', 'sb-state']) {
   if (existsSync(`src/compat/${tool}.ts`)) entry[`varstore-${tool}`] = `src/compat/${tool}.ts`;
 }

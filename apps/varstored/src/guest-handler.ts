@@ -1,4 +1,4 @@
-/** What a transport calls for each guest access; see DESIGN.md §1 and §4.2. */
+/** What a transport calls for each guest access; see docs/architecture.md §1 and §3.2. */
 export interface GuestHandler {
   /**
    * request: a private 65536-byte copy of the guest buffer, valid until the returned promise

@@ -155,8 +155,8 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): UefiAut
       const e = evaluate(request, view, cache);
       const result: { -readonly [K in keyof AuthResult]: AuthResult[K] } = { status: e.status, reason: e.reason };
       if (e.status === EfiStatus.SUCCESS) {
-        result.payload = e.payload;
-        result.timestamp = e.timestamp;
+        if (e.payload !== undefined) result.payload = e.payload;
+        if (e.timestamp !== undefined) result.timestamp = e.timestamp;
         if (e.signerDigest !== undefined) result.signerDigest = e.signerDigest;
       }
       return result;

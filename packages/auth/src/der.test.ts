@@ -100,7 +100,9 @@ function compare(ours: Tlv, theirs: asn1js.AsnType, node: Node): void {
   );
   expect(mine.length).toBe(node.children.length);
   expect(theirChildren.length).toBe(node.children.length);
-  mine.forEach((c, i) => compare(c, theirChildren[i]!, node.children[i]!));
+  mine.forEach((c, i) => {
+    compare(c, theirChildren[i]!, node.children[i]!);
+  });
 }
 
 describe('DER pre-check', () => {

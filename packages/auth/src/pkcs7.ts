@@ -25,7 +25,7 @@ import {
   type CertificateResult,
 } from './x509.js';
 
-/** Bounds on the work one signature may cause (DESIGN.md §5). */
+/** Bounds on the work one signature may cause (docs/architecture.md §5). */
 export const Pkcs7Limits = {
   /** Largest encoded SignedData accepted. */
   MAX_SIZE: 65536,

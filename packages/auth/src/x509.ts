@@ -363,7 +363,7 @@ function nameOf(name: pkijs.RelativeDistinguishedNames): ParsedName {
     if (atv.type === Oid.COMMON_NAME && commonName === undefined && bytes !== undefined) commonName = bytes;
     const tag = value.idBlock.tagClass === 1 ? value.idBlock.tagNumber : -1;
     parts.push(
-      `${NAME_ATTRIBUTES.get(atv.type) ?? atv.type}=${bytes === undefined ? '#' + hex(raw(value)) : stringText(tag, bytes)}`,
+      `${NAME_ATTRIBUTES.get(atv.type) ?? atv.type}=${bytes === undefined ? `#${hex(raw(value))}` : stringText(tag, bytes)}`,
     );
   }
   return { text: parts.join(', '), commonName };

@@ -11,7 +11,7 @@ import { Guids, guid, guidEquals, guidToText } from './guid.js';
 import { isVariable, makeVariable, nameProblem, utf16le, variableName, variablesEqual } from './variable.js';
 
 describe('GUIDs', () => {
-  it('use EFI byte order (authvars.md §6)', () => {
+  it('use EFI byte order (docs/variable-services.md §1)', () => {
     expect(Buffer.from(Guids.GLOBAL_VARIABLE).toString('hex')).toBe('61dfe48bca93d211aa0d00e098032b8c');
     expect(Buffer.from(Guids.IMAGE_SECURITY_DATABASE).toString('hex')).toBe('cbb219d73a3d9645a3bcdad00e67656f');
     expect(Buffer.from(Guids.CERT_PKCS7).toString('hex')).toBe('9dd2af4adf68ee498aa9347d375665a7');

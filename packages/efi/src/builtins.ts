@@ -59,7 +59,9 @@ export const MODE_BUILTINS: readonly BuiltinName[] = [
  */
 export function signatureSupportValue(): Uint8Array {
   const out = new Uint8Array(64);
-  [Guids.CERT_SHA1, Guids.CERT_SHA256, Guids.CERT_RSA2048, Guids.CERT_X509].forEach((g, i) => out.set(g, i * 16));
+  [Guids.CERT_SHA1, Guids.CERT_SHA256, Guids.CERT_RSA2048, Guids.CERT_X509].forEach((g, i) => {
+    out.set(g, i * 16);
+  });
   return out;
 }
 

@@ -61,7 +61,10 @@ describe('the persistence port', () => {
     const store = newStore();
     const fw = client(store);
     let persisted = 0;
-    const counting = FirmwareClient.forStore(store, () => (persisted++, true));
+    const counting = FirmwareClient.forStore(store, () => {
+      persisted++;
+      return true;
+    });
     expect(counting.setVariable(n('Vol'), V, BS_RT, bytes(1))).toBe(S.SUCCESS);
     expect(counting.setVariable(n('Vol'), V, BS_RT, new Uint8Array(0))).toBe(S.SUCCESS);
     expect(counting.setVariable(n('Bad'), G, NV_BS_RT, bytes(1))).toBe(S.INVALID_PARAMETER);
@@ -78,7 +81,10 @@ describe('the persistence port', () => {
   it('an authenticated rewrite with the same data but a newer timestamp is persisted', () => {
     const store = newStore({ authenticator: new RecordingAuthenticator() });
     let persisted = 0;
-    const fw = FirmwareClient.forStore(store, () => (persisted++, true));
+    const fw = FirmwareClient.forStore(store, () => {
+      persisted++;
+      return true;
+    });
     expect(fw.setVariable(n('A'), V, NV_BS_RT_AT, auth2(bytes(1), { year: 2020 }))).toBe(S.SUCCESS);
     expect(fw.setVariable(n('A'), V, NV_BS_RT_AT, auth2(bytes(1), { year: 2021 }))).toBe(S.SUCCESS);
     expect(persisted).toBe(2);
@@ -203,7 +209,7 @@ describe('state and restore', () => {
     const store = populated();
     const got = store.getVariable(n('Nv'), V)!;
     got.data[0] = 99;
-    store.state().variables.forEach((v) => v.data.fill(0));
+    for (const v of store.state().variables) v.data.fill(0);
     expect(store.getVariable(n('Nv'), V)!.data).toEqual(bytes(1));
   });
 

@@ -10,7 +10,7 @@ const AW = Attr.AUTHENTICATED_WRITE_ACCESS;
 const AT = Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
 const HR = Attr.HARDWARE_ERROR_RECORD;
 
-describe('QueryVariableInfo (authvars.md §7.3, in edk2 order; sizes as varstored)', () => {
+describe('QueryVariableInfo (docs/variable-services.md §3, in edk2 order; sizes as varstored)', () => {
   const rows: [string, number, bigint, boolean?][] = [
     ['attributes 0 → INVALID_PARAMETER', 0, S.INVALID_PARAMETER],
     ['AW → UNSUPPORTED, before anything else', AW | Attr.NON_VOLATILE, S.UNSUPPORTED],
@@ -52,7 +52,7 @@ describe('QueryVariableInfo (authvars.md §7.3, in edk2 order; sizes as varstore
   });
 });
 
-describe('GetVariable (authvars.md §7.4, varstored wire rules)', () => {
+describe('GetVariable (docs/variable-services.md §4, varstored wire rules)', () => {
   it('empty name → NOT_FOUND; a name over 4096 bytes → DEVICE_ERROR', () => {
     const fw = client(newStore());
     expect(fw.getVariable(new Uint8Array(0), V).status).toBe(S.NOT_FOUND);
@@ -107,7 +107,7 @@ describe('GetVariable (authvars.md §7.4, varstored wire rules)', () => {
   });
 });
 
-describe('GetNextVariableName (authvars.md §7.5)', () => {
+describe('GetNextVariableName (docs/variable-services.md §5)', () => {
   it('enumerates builtins first, then variables in creation order; updates keep their place', () => {
     const fw = client(newStore());
     for (const name of ['B', 'A', 'C']) expect(fw.setVariable(n(name), V, BS, bytes(1))).toBe(S.SUCCESS);
@@ -172,7 +172,7 @@ describe('GetNextVariableName (authvars.md §7.5)', () => {
   });
 });
 
-describe('runtime (authvars.md §7.6): after the first runtime request', () => {
+describe('runtime (docs/variable-services.md §6): after the first runtime request', () => {
   function booted() {
     const store = newStore();
     const fw = client(store);
@@ -235,7 +235,14 @@ function newStoreFrom(state: StoreState, resume: boolean): VariableStore {
 describe('NotifySBFailure', () => {
   it('raises the alert once, then ACCESS_DENIED (varstored)', () => {
     let calls = 0;
-    const fw = client(newStore({ notifySBFailure: () => (calls++, S.SUCCESS) }));
+    const fw = client(
+      newStore({
+        notifySBFailure: () => {
+          calls++;
+          return S.SUCCESS;
+        },
+      }),
+    );
     expect(fw.notifySBFailure()).toBe(S.SUCCESS);
     expect(fw.notifySBFailure()).toBe(S.ACCESS_DENIED);
     expect(calls).toBe(1);
@@ -265,7 +272,9 @@ describe('undecodable requests', () => {
     const request = (words: number[]) => {
       const b = new Uint8Array(Limits.BUFFER_SIZE);
       const v = new DataView(b.buffer);
-      words.forEach((w, i) => v.setUint32(i * 4, w, true));
+      words.forEach((w, i) => {
+        v.setUint32(i * 4, w, true);
+      });
       return store.dispatch(b);
     };
     expect(request([2, 0]).status).toBe(S.UNSUPPORTED);

@@ -44,7 +44,7 @@ const absent =
     expect(fw.getVariable(n(name), guid).status).toBe(S.NOT_FOUND);
   };
 
-// authvars.md §1.2, in edk2's check order; each row names the step it exercises.
+// docs/variable-services.md §2, in edk2's check order; each row names the step it exercises.
 const rows: Row[] = [
   {
     row: '0 (wire)',
@@ -723,7 +723,7 @@ function withDwLength(data: Uint8Array, dwLength: number): Uint8Array {
   return out;
 }
 
-describe('SetVariable follows edk2 (authvars.md §1.2) with varstored limits', () => {
+describe('SetVariable follows edk2 (docs/variable-services.md §2) with varstored limits', () => {
   it.each(rows.map((r) => [`step ${r.row}: ${r.what}`, r] as const))('%s', (_title, r) => {
     const store = newStore();
     const fw = client(store);

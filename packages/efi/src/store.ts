@@ -283,8 +283,8 @@ export class VariableStore {
 
   /**
    * Handles one request from the guest buffer and returns the bytes to copy back; never throws.
-   * `request` must be the private copy of guest memory the transport made (DESIGN §5: guest memory
-   * is copied once, by the transport), unchanged during the call. It is decoded in place, at most
+   * `request` must be the private copy of guest memory the transport made (docs/architecture.md §1:
+   * guest memory is copied once, by the transport), unchanged during the call. It is decoded in place, at most
    * its first 64 KiB, and nothing of it is kept: what the store keeps, it copies.
    */
   dispatch(request: Uint8Array): DispatchOutcome {
@@ -655,10 +655,9 @@ export class VariableStore {
         'authenticated writes cannot be verified: no authenticator is configured',
       );
     const append = (r.attributes & Attr.APPEND_WRITE) !== 0;
-    const store = this;
     const view: StoreView = {
       get: (n: Uint8Array, g: Uint8Array) => {
-        const v = store.lookup(n, g);
+        const v = this.lookup(n, g);
         return v === undefined ? undefined : copyVariable(v);
       },
       setupMode: this.setupMode,

@@ -29,7 +29,7 @@ function encodeRes(response: Response): Uint8Array {
   return out.subarray(0, encodeResponse(response, out));
 }
 
-// Golden layouts: reference/varstored.md §2.3–2.7 (little-endian, u64 lengths, no padding).
+// Golden layouts: packages/protocol/README.md, Encoding (little-endian, u64 lengths, no padding).
 describe('request layouts (golden bytes)', () => {
   const name = utf16le('Boot'); // 8 bytes
   const guidHex = '61dfe48bca93d211aa0d00e098032b8c';

@@ -163,6 +163,5 @@ function describe(description: readonly string[]): string {
   const [code, ...rest] = description;
   const text = rest.length > 0 ? `${code ?? ''} (${rest.join(', ')})` : (code ?? 'without a description');
   // An error description could be long or binary-ish; log a bounded, printable form.
-  // eslint-disable-next-line no-control-regex
   return text.slice(0, 300).replace(/[\x00-\x1f\x7f]/g, '?');
 }

@@ -77,7 +77,7 @@ describe('xapi-guard double: the allowed methods', () => {
     await call('VM.set_NVRAM_EFI_variables', ['s', 'v', 'VkFSUw==']);
     expect(guard.nvram.get('EFI-variables')).toBe('VkFSUw==');
     const after = await call('VM.get_NVRAM', ['s', 'v']);
-    expect((after['Value'] as Map<string, string>).get('EFI-variables')).toBe('VkFSUw==');
+    expect((after.Value as Map<string, string>).get('EFI-variables')).toBe('VkFSUw==');
   });
 
   it('handles the _v2 write and the certificates state', async () => {
@@ -117,8 +117,8 @@ describe('xapi-guard double: the allowed methods', () => {
       ErrorDescription: ['MESSAGE_PARAMETER_COUNT_MISMATCH', 'VM.get_NVRAM', '2', '1'],
     });
     const typeError = await call('message.create', ['s', 'n', 'five', 'VM', 'u', 'b']);
-    expect(typeError['Status']).toBe('Failure');
-    expect((typeError['ErrorDescription'] as string[])[0]).toBe('FIELD_TYPE_ERROR');
+    expect(typeError.Status).toBe('Failure');
+    expect((typeError.ErrorDescription as string[])[0]).toBe('FIELD_TYPE_ERROR');
     expect(guard.messages).toEqual([]);
   });
 

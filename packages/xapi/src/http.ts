@@ -96,7 +96,6 @@ export function parseResponseHead(bytes: Buffer): HeadParse {
 }
 
 function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.slice(0, 80).replace(/[^\x20-\x7e]/g, '?');
 }
 

@@ -36,7 +36,6 @@ export const MAX_VALUE_DEPTH = 32;
 export const MAX_ELEMENTS = 100_000;
 
 // Characters XML 1.0 cannot carry at all (also lone surrogates).
-// eslint-disable-next-line no-control-regex
 const NOT_XML_CHAR =
   /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/u;
 
@@ -316,8 +315,7 @@ export function decodeMethodCall(text: string): MethodCall {
   if (root.name !== 'methodCall') throw new XmlRpcError(`expected <methodCall>, found <${root.name}>`);
   const parts = childElements(root);
   const nameElement = parts[0];
-  if (!nameElement || nameElement.name !== 'methodName')
-    throw new XmlRpcError('<methodCall> must start with <methodName>');
+  if (nameElement?.name !== 'methodName') throw new XmlRpcError('<methodCall> must start with <methodName>');
   const method = textOf(nameElement).trim();
   if (parts.length > 2) throw new XmlRpcError('<methodCall> has unexpected elements');
   const paramsElement = parts[1];

@@ -244,10 +244,16 @@ export class IoreqServerImpl implements IoreqServer {
 
   private onNativeLog(level: string, message: string, guestCaused: boolean): void {
     const lvl = (LEVELS.has(level) ? level : 'error') as LogLevel;
-    if (!guestCaused) return this.log(lvl, message);
+    if (!guestCaused) {
+      this.log(lvl, message);
+      return;
+    }
     // One budget per level, so a flood of debug messages cannot hide a warning.
     let limiter = this.limiters.get(lvl);
-    if (!limiter) this.limiters.set(lvl, (limiter = this.newLimiter()));
+    if (!limiter) {
+      limiter = this.newLimiter();
+      this.limiters.set(lvl, limiter);
+    }
     const admitted = limiter.admit(message);
     if (admitted !== undefined) this.log(lvl, admitted);
   }

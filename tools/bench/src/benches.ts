@@ -49,16 +49,16 @@ export async function workDirectory(): Promise<{ path: string; filesystem: strin
   await mkdir(base, { recursive: true });
   const path = await mkdtemp(join(base, 'vmsb-bench-'));
   const type = statfsSync(path).type;
-  const names: Record<number, string> = {
-    0xef53: 'ext4',
-    0x58465342: 'xfs',
-    0x9123683e: 'btrfs',
-    [TMPFS_MAGIC]: 'tmpfs',
-    0x794c7630: 'overlayfs',
-  };
+  const names = new Map<number, string>([
+    [0xef53, 'ext4'],
+    [0x58465342, 'xfs'],
+    [0x9123683e, 'btrfs'],
+    [TMPFS_MAGIC, 'tmpfs'],
+    [0x794c7630, 'overlayfs'],
+  ]);
   return {
     path,
-    filesystem: names[type] ?? `fs 0x${type.toString(16)}`,
+    filesystem: names.get(type) ?? `fs 0x${type.toString(16)}`,
     remove: () => rm(path, { recursive: true, force: true }),
   };
 }
@@ -392,7 +392,7 @@ export function dispatch(ctx: BenchContext): BenchResult[] {
     get('dbx', Vendor.DB),
   ];
   const vars = store.variables();
-  const getNexts = vars.map((v, i) =>
+  const getNexts = vars.map((_v, i) =>
     guestBuffer({
       command: 'GetNextVariableName',
       nameSize: 1024,

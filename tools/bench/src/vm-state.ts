@@ -39,8 +39,6 @@ export const Vendor = {
   PSTORE: guid('cfc8fc79-be2e-4ddc-97f0-9f98bfe298a0'),
 } as const;
 
-const OWNER = '77fa9abd-0359-4d32-bd60-28f4e78f784b';
-
 function u16(v: number): number[] {
   return [v & 0xff, v >>> 8];
 }

@@ -134,10 +134,10 @@ beforeAll(async () => {
   };
   controls.push({
     name: 'control: the signer certificate rebuilt with its own key',
-    data: editSignedData(
-      valid,
-      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, own.n, own.e)), sd),
-    ),
+    data: editSignedData(valid, (sd) => {
+      certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, own.n, own.e);
+      return sd;
+    }),
   });
 
   // Chains through intermediates issued under KEK. One key for all of them: the chain is what matters.
@@ -234,33 +234,31 @@ beforeAll(async () => {
   };
   cases.push({
     name: 'an RSA modulus of 320,000 bits',
-    data: editSignedData(
-      valid,
-      (sd) => (
-        (certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(40000, 0xc5), Uint8Array.of(1, 0, 1))), sd
-      ),
-    ),
+    data: editSignedData(valid, (sd) => {
+      certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(40000, 0xc5), Uint8Array.of(1, 0, 1));
+      return sd;
+    }),
   });
   cases.push({
     name: 'an RSA modulus of 16,384 bits with a 16,383-bit exponent',
-    data: editSignedData(
-      valid,
-      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(2048, 0xc5), big(2048, 0x45))), sd),
-    ),
+    data: editSignedData(valid, (sd) => {
+      certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(2048, 0xc5), big(2048, 0x45));
+      return sd;
+    }),
   });
   cases.push({
     name: 'a 2048-bit RSA modulus with a 2047-bit exponent',
-    data: editSignedData(
-      valid,
-      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(256, 0x45))), sd),
-    ),
+    data: editSignedData(valid, (sd) => {
+      certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(256, 0x45));
+      return sd;
+    }),
   });
   cases.push({
     name: 'an RSA exponent of 320,000 bits',
-    data: editSignedData(
-      valid,
-      (sd) => ((certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(40000, 0x45))), sd),
-    ),
+    data: editSignedData(valid, (sd) => {
+      certificatesOf(sd)[0] = withRsaKey(certificatesOf(sd)[0]!, big(256, 0xc5), big(40000, 0x45));
+      return sd;
+    }),
   });
   cases.push({
     name: 'a 40,000-byte signature value',
@@ -276,7 +274,10 @@ beforeAll(async () => {
   // OpenSSL accepts them (signers that stream produce them); malformed ones are refused.
   controls.push({
     name: 'control: the valid message with an indefinite-length SignedData (BER)',
-    data: editSignedData(valid, (sd) => ((sd.form = 'indefinite'), sd)),
+    data: editSignedData(valid, (sd) => {
+      sd.form = 'indefinite';
+      return sd;
+    }),
   });
   cases.push({
     name: 'an indefinite-length SignedData without its end-of-contents',
@@ -288,7 +289,10 @@ beforeAll(async () => {
   });
   cases.push({
     name: 'an indefinite length on a primitive (the version INTEGER)',
-    data: editSignedData(valid, (sd) => ((sd.children![0]!.form = 'indefinite'), sd)),
+    data: editSignedData(valid, (sd) => {
+      sd.children![0]!.form = 'indefinite';
+      return sd;
+    }),
   });
   cases.push({
     name: 'an indefinite-length SignedData followed by bytes after its end-of-contents',
@@ -361,11 +365,16 @@ function dispatchSet(s: VariableStore, data: Uint8Array): { status: bigint; chan
   view.setUint32(4, 1, true);
   let o = 8;
   view.setBigUint64(o, BigInt(DB.length), true);
-  request.set(DB, (o += 8));
-  request.set(Guids.IMAGE_SECURITY_DATABASE, (o += DB.length));
-  view.setBigUint64((o += 16), BigInt(data.length), true);
-  request.set(data, (o += 8));
-  view.setUint32((o += data.length), APPEND, true);
+  o += 8;
+  request.set(DB, o);
+  o += DB.length;
+  request.set(Guids.IMAGE_SECURITY_DATABASE, o);
+  o += 16;
+  view.setBigUint64(o, BigInt(data.length), true);
+  o += 8;
+  request.set(data, o);
+  o += data.length;
+  view.setUint32(o, APPEND, true);
   const outcome = s.dispatch(request);
   outcome.pending?.commit();
   return { status: outcome.status, changed: sameState(before, s.state()) !== undefined };

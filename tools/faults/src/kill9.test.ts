@@ -37,7 +37,7 @@ afterAll(async () => {
   await dir.remove();
 });
 
-function valueOf(rng: Random, round: number, seq: number): Uint8Array {
+function valueFor(rng: Random, round: number, seq: number): Uint8Array {
   // Sizes from a byte to several KiB, so saves differ in length and take different times.
   const size = rng.pick([1, 8, 64, 700, 3000, 9000]);
   const out = rng.bytes(size);
@@ -146,7 +146,7 @@ describe('kill -9 during a stream of NV writes', () => {
       for (let seq = 0; !killed; seq++) {
         const name = nameOf(rng.int(VARIABLES));
         const remove = rng.bool(0.15);
-        const data = remove ? new Uint8Array(0) : valueOf(rng, round, seq);
+        const data = remove ? new Uint8Array(0) : valueFor(rng, round, seq);
         const value = remove ? undefined : Buffer.from(data).toString('hex');
         inFlight = { name, value };
         let status: bigint;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fuzzCorpus } from './corpus.js';
 import { DaemonTarget } from './daemon-target.js';
-import { DispatchTarget, FUZZ_PLATFORM, type StepRecord } from './dispatch-target.js';
+import { FUZZ_PLATFORM, type StepRecord } from './dispatch-target.js';
 import { fuzzDaemon, fuzzDispatch, replayDaemon, replayDispatch } from './fuzz.js';
 import { parseSeed } from './random.js';
 import { Guids, utf16le } from '@vmsb/efi';

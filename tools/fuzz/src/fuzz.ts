@@ -55,7 +55,8 @@ export interface FuzzReport {
 }
 
 function count(statuses: Record<string, Record<string, number>>, kind: string, status: bigint | undefined): void {
-  const byStatus = (statuses[kind] ??= {});
+  const byStatus = statuses[kind] ?? {};
+  statuses[kind] = byStatus;
   const name = status === undefined ? 'closed' : statusName(status);
   byStatus[name] = (byStatus[name] ?? 0) + 1;
 }

@@ -278,7 +278,6 @@ function interestingU32(rng: Random): number {
 
 export class FrameGenerator {
   private readonly certificates: readonly Uint8Array[];
-  private readonly derSeeds: readonly Uint8Array[];
 
   constructor(
     private readonly rng: Random,
@@ -288,9 +287,6 @@ export class FrameGenerator {
   ) {
     const keys = testKeys();
     this.certificates = [keys.PK, keys.KEK, keys.db].map((k) => certificateDer(k.certificate));
-    this.derSeeds = corpus.seeds
-      .filter((s) => s.certData !== undefined)
-      .map((s) => s.data.subarray(s.certData!.offset, s.certData!.offset + s.certData!.length));
   }
 
   next(): FuzzInput {

@@ -5,7 +5,7 @@
  * SecureBootConfigDxe read, BDS (languages, timeout, consoles, boot options), then the OS.
  */
 import { EfiStatus, guidFromText, guidToText, statusName, utf16le } from '@vmsb/protocol';
-import { Attributes, Firmware, type TraceEntry, type VariableRef, VendorGuids } from './firmware.js';
+import { Attributes, type Firmware, type TraceEntry, type VariableRef, VendorGuids } from './firmware.js';
 
 const G = VendorGuids;
 const ref = (name: string, guid: Uint8Array = G.GLOBAL): VariableRef => ({ name, guid });
@@ -295,7 +295,8 @@ export async function runOvmfBoot(fw: Firmware): Promise<BootReport> {
 export function summarizeTrace(trace: readonly TraceEntry[]): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};
   for (const t of trace) {
-    const byStatus = (out[t.command] ??= {});
+    const byStatus = out[t.command] ?? {};
+    out[t.command] = byStatus;
     const s = statusName(t.status);
     byStatus[s] = (byStatus[s] ?? 0) + 1;
   }

@@ -59,7 +59,6 @@ export type Align = 'left' | 'right';
 
 /** Display width of a string: code points, with ANSI colour sequences not counted. */
 export function displayWidth(text: string): number {
-  // eslint-disable-next-line no-control-regex
   return [...text.replace(/\u001b\[[0-9;]*m/g, '')].length;
 }
 

@@ -30,7 +30,6 @@ import {
   runTool,
   storedVariables,
   toolPath,
-  variable,
   xapiReadiness,
 } from './testing/support.js';
 

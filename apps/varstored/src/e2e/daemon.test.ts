@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeVarsBlob, encodeVarsBlob } from '@vmsb/nvram';
-import { Attributes, type Firmware, runOvmfBoot, VendorGuids } from '@vmsb/guest-sim';
+import { Attributes, type Firmware, runOvmfBoot } from '@vmsb/guest-sim';
 import { decodeResponse, EfiStatus, fromUtf16le, guidFromText, guidToText, utf16le } from '@vmsb/protocol';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

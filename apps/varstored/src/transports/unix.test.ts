@@ -59,11 +59,11 @@ class Client {
   constructor(readonly socket: Socket) {
     socket.on('data', (d: Buffer) => {
       this.data = Buffer.concat([this.data, d]);
-      this.waiters.splice(0).forEach((w) => w());
+      for (const w of this.waiters.splice(0)) w();
     });
     socket.on('close', () => {
       this.closed = true;
-      this.waiters.splice(0).forEach((w) => w());
+      for (const w of this.waiters.splice(0)) w();
     });
   }
   static connect(path: string): Promise<Client> {

@@ -1,5 +1,5 @@
 /**
- * The guest-simulation transport (DESIGN.md §4.2): a Unix stream socket where one client at a
+ * The guest-simulation transport (docs/architecture.md §3.2): a Unix stream socket where one client at a
  * time plays the guest. Each call is `u32 LE n` + n bytes (n <= 65536: the start of the guest's
  * 64 KiB buffer, the rest being zero), answered with `u32 LE m` + the first m bytes of the buffer
  * after handling. A frame longer than the buffer, or a connection that ends mid-frame, closes that
@@ -184,7 +184,7 @@ class Connection {
     private readonly id: number,
     private readonly handler: Pick<GuestHandler, 'handleCommand'>,
     private readonly log: Logger,
-    private readonly onClosed: () => void,
+    onClosed: () => void,
   ) {
     log.debug(`guest-sim: client ${id} connected`);
     this.socket = adoptWithReadBuffer(accepted, this.readBuffer, (n) => this.onRead(n));

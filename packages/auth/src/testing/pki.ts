@@ -139,8 +139,8 @@ export class Pki {
     }
     ext.push(...(options.extraExtensions ?? []));
     const extPath = this.path(`${stem}.ext`);
-    writeFileSync(extPath, ext.join('\n') + '\n');
-    writeFileSync(this.path('serial'), (options.serial ?? (this.serial++).toString(16)) + '\n');
+    writeFileSync(extPath, `${ext.join('\n')}\n`);
+    writeFileSync(this.path('serial'), `${options.serial ?? (this.serial++).toString(16)}\n`);
     const args = [
       'ca',
       '-batch',

@@ -57,7 +57,7 @@ export function parseCommandLine(argv: readonly string[], spec: ToolSpec, io: To
   let gid = 0;
   let depriv = false;
   const scanned = scanArguments(argv, `h${spec.flags ?? ''}${PRIVILEGE_OPTIONS}`, {
-    posixlyCorrect: io.env['POSIXLY_CORRECT'] !== undefined,
+    posixlyCorrect: io.env.POSIXLY_CORRECT !== undefined,
   });
   for (const event of scanned.events) {
     if (event.kind === 'error') {

@@ -72,7 +72,10 @@ export class ToolSession {
     return new ToolSession(store, source, io);
   }
 
-  getVariable(name: Uint8Array, guid: Uint8Array): { status: bigint; attributes?: number; data?: Uint8Array } {
+  getVariable(
+    name: Uint8Array,
+    guid: Uint8Array,
+  ): { status: bigint; attributes?: number | undefined; data?: Uint8Array | undefined } {
     const r = this.read({ command: 'GetVariable', name, guid, dataSize: Limits.DATA_MAX, atRuntime: false });
     if (r.command !== 'GetVariable') throw new Error('the store answered another command');
     return r.status === EfiStatus.SUCCESS
@@ -81,7 +84,14 @@ export class ToolSession {
   }
 
   /** The variable after (name, guid); an empty name starts the enumeration. */
-  getNextVariableName(name: Uint8Array, guid: Uint8Array): { status: bigint; name?: Uint8Array; guid?: Uint8Array } {
+  getNextVariableName(
+    name: Uint8Array,
+    guid: Uint8Array,
+  ): {
+    status: bigint;
+    name?: Uint8Array | undefined;
+    guid?: Uint8Array | undefined;
+  } {
     // The C tools offer a 4096-byte name buffer.
     const r = this.read({ command: 'GetNextVariableName', nameSize: Limits.NAME_MAX, name, guid, atRuntime: false });
     if (r.command !== 'GetNextVariableName') throw new Error('the store answered another command');

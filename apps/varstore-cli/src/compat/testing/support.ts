@@ -44,7 +44,7 @@ export function runTool(
 ): Promise<ToolRun> {
   return new Promise((done, fail) => {
     const env: Record<string, string | undefined> = { ...process.env, ...options.env };
-    delete env['POSIXLY_CORRECT'];
+    delete env.POSIXLY_CORRECT;
     const child = spawn(toolPath(tool), [...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
