@@ -1,8 +1,8 @@
 /**
  * pnpm fuzz [--iterations N] [--seed S] [--target dispatch|daemon|both] [--reset-every N]
  *           [--max-failures N] [--out DIR] [--verbose]
- * pnpm fuzz --cost [--iterations N] [--seed S]: searches for the costliest requests instead (CPU
- * time per dispatch, generated frames then mutations of the costliest) and prints them.
+ * pnpm fuzz --cost [--iterations N] [--seed S]: searches for the costliest requests instead (time
+ * per dispatch, generated frames then mutations of the costliest) and prints them.
  * Runs the fuzzer; the same seed and iterations replay the same run. Each failure is written as a
  * JSON file of the steps that reproduce it (`replayDispatch` / `replayDaemon`, or copy it into
  * tools/fuzz/regressions/ to make it a regression test). Exit 1 when an invariant broke.
@@ -146,7 +146,7 @@ async function main(argv: readonly string[]): Promise<number> {
     );
     const { searched, costliest } = costSearch({ seed: options.seed, iterations: options.iterations });
     process.stdout.write(
-      `fuzz cost: ${searched} frames dispatched; the costliest (CPU µs, median of 3 on a fresh store):\n`,
+      `fuzz cost: ${searched} frames dispatched; the costliest (µs per dispatch on a fresh store, median of 5):\n`,
     );
     for (const c of costliest)
       process.stdout.write(
