@@ -115,18 +115,42 @@ export function children(tlv: Tlv): Tlv[] {
 }
 
 /**
+ * Most elements a guest-supplied encoding may hold. Real certificates hold under 300 and a SignedData
+ * with 32 of them under 10,000; without a bound, 64 KiB of two-byte elements is 32,768 of them.
+ */
+export const MAX_DER_ELEMENTS = 8192;
+
+/**
  * Walks the whole tree of `bytes` (constructed elements only; primitive contents are not looked
- * into) and returns its root, or throws DerError when it is larger than `maxSize`, nests deeper
- * than MAX_DER_DEPTH, overruns an enclosing element, leaves an indefinite length unclosed (or puts
- * one on a primitive) or has trailing bytes.
+ * into) and returns its root, or throws DerError when it is larger than `maxSize`, holds more than
+ * MAX_DER_ELEMENTS elements, nests deeper than MAX_DER_DEPTH, overruns an enclosing element, leaves
+ * an indefinite length unclosed (or puts one on a primitive) or has trailing bytes.
  */
 export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
   if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
   const root = readRoot(bytes);
-  const walk = (t: Tlv): void => {
-    if (t.constructed) for (const c of children(t)) walk(c);
-  };
-  walk(root);
+  let elements = 1;
+  // Iterative, without building child lists: one header read per element.
+  const stack: { contentEnd: number; end: number; depth: number }[] = [];
+  let at = root.contentStart;
+  if (root.constructed) stack.push({ contentEnd: root.contentEnd, end: root.end, depth: root.depth + 1 });
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (at >= top.contentEnd) {
+      // Done with this element's children: continue after it (past an end-of-contents if any).
+      stack.pop();
+      at = top.end;
+      continue;
+    }
+    const t = readTlv(bytes, at, top.contentEnd, top.depth);
+    if (++elements > MAX_DER_ELEMENTS) throw new DerError(`more than ${MAX_DER_ELEMENTS} elements`);
+    if (t.constructed) {
+      stack.push({ contentEnd: t.contentEnd, end: t.end, depth: t.depth + 1 });
+      at = t.contentStart;
+    } else {
+      at = t.end;
+    }
+  }
   return root;
 }
 
