@@ -15,4 +15,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // Optional, native, loaded only when a privilege option asks for it (src/compat/lib/privileges.ts).
+  external: ['@vmsb/xen'],
 });

@@ -9,8 +9,13 @@ export default defineConfig({
   // One self-contained file per entry: the daemon loads a single module at start.
   splitting: false,
   target: 'node20',
-  // Start-up speed: what every boot needs is bundled into the daemon; what only some boots need
-  // (Xen, XAPI, PKCS#7) stays a separate package loaded on demand.
-  noExternal: ['@vmsb/protocol', '@vmsb/efi', '@vmsb/nvram'],
-  external: ['@vmsb/xen', '@vmsb/xapi', '@vmsb/auth'],
+  // Everything but the Xen binding and the XAPI client is bundled. The verifier (@vmsb/auth with
+  // pkijs and asn1js) is bundled too but evaluated only when an authenticated write first needs it
+  // (esbuild turns the dynamic import of a bundled module into a lazy initialiser): inside a chroot no
+  // module file can be read any more, and loading it eagerly before the chroot cost xenopsd's path
+  // its start-up time (BENCHMARKS.md, startup-xen). @vmsb/xen (and its subpaths: native bindings
+  // found next to their package) and @vmsb/xapi stay packages, loaded before privileges drop.
+  noExternal: [/^(?!@vmsb\/(xen|xapi)(\/|$))/],
+  external: ['@vmsb/xen', '@vmsb/xen/host', '@vmsb/xapi'],
+  define: { __VMSB_AUTH_BUNDLED__: 'true' },
 });

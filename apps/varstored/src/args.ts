@@ -4,8 +4,9 @@
  * `--opt=value`, unambiguous prefixes) and never exits: it returns a usage error to print.
  */
 import { isAbsolute } from 'node:path';
+import type { LogLevel } from '@vmsb/protocol';
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export type { LogLevel };
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
 export type BackendName = 'xapidb' | 'file';
@@ -58,10 +59,13 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: 'domain', argument: '<domid>', help: 'the guest domain (required)' },
   { name: 'resume', help: 'restore the state from --arg resume:<file> instead of the backend; no first-boot setup' },
   { name: 'nonpersistent', help: 'load the stored NVRAM but never write it' },
-  { name: 'depriv', help: 'restrict the process further after start (Xen support library)' },
+  {
+    name: 'depriv',
+    help: 'sandbox: new mount/IPC/network/UTS namespaces, rlimits, no new privileges, a seccomp filter',
+  },
   { name: 'uid', argument: '<uid>', help: 'user to switch to after start (0 = unchanged)' },
   { name: 'gid', argument: '<gid>', help: 'group to switch to after start (0 = unchanged)' },
-  { name: 'chroot', argument: '<chroot>', help: 'directory to confine the daemon to after start' },
+  { name: 'chroot', argument: '<chroot>', help: 'directory to confine the daemon to after start (see below)' },
   { name: 'pidfile', argument: '<pidfile>', help: 'locked file holding "<pid>\\n", written once ready' },
   { name: 'backend', argument: '<backend>', help: 'xapidb (default) or file' },
   { name: 'arg', argument: '<name>:<val>', help: 'uuid:, socket: (xapidb); path: (file); save:, resume:, auth-dir:' },
@@ -81,6 +85,13 @@ export function usageText(program = 'varstored'): string {
     const left = `  --${o.name}${o.argument ? ` ${o.argument}` : ''}`;
     lines.push(`${left.padEnd(36)}${o.help}`);
   }
+  lines.push(
+    '',
+    'The pidfile, the --transport unix: socket, --arg auth-dir: and the Xen handles are opened on the host',
+    'before privileges are dropped. Under --chroot, --arg path:, socket:, save: and resume: are paths inside',
+    "the chroot (as the C daemon's guard socket is). The pidfile and the file store (path:, through",
+    '<path>.lock beside it) are locked for the life of the daemon; a symbolic link as path: is refused.',
+  );
   return `${lines.join('\n')}\n`;
 }
 

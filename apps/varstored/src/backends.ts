@@ -3,7 +3,7 @@
  * `file` is embedded; `xapidb` (the default, as the C daemon) lives in @vmsb/xapi and is loaded
  * only when chosen.
  */
-import { createFileStore, type NvramStore } from '@vmsb/nvram';
+import { createFileStore, FileStoreLocked, lockFileStore, type NvramStore } from '@vmsb/nvram';
 import type { BackendName } from './args.js';
 import type { Logger } from './log.js';
 
@@ -13,6 +13,8 @@ export interface Backend {
   readonly description: string;
   /** Raises the VM_SECURE_BOOT_FAILED alert, where the backend can. */
   readonly notifySecureBootFailure?: () => Promise<void>;
+  /** Lets go of what the backend holds for the daemon's life (the file store's lock). */
+  readonly release?: () => void;
 }
 
 export interface BackendContext {
@@ -24,10 +26,12 @@ export interface BackendContext {
 export type CreateBackend = (args: ReadonlyMap<string, string>, context: BackendContext) => Backend;
 
 /**
- * Loads what a backend needs (its code) and returns its constructor. Loading happens before
- * privileges are dropped: inside a chroot the daemon's own modules are out of reach.
+ * Loads what a backend needs (its code) and takes what must be held for the daemon's life (the file
+ * store's lock), and returns its constructor. This happens before privileges are dropped: inside a
+ * chroot the daemon's own modules are out of reach. `root`: the chroot the daemon will enter, which
+ * the backend's paths are relative to.
  */
-export type BackendLoader = () => Promise<CreateBackend>;
+export type BackendLoader = (args: ReadonlyMap<string, string>, options: { root?: string }) => Promise<CreateBackend>;
 
 function required(args: ReadonlyMap<string, string>, key: string): string {
   const value = args.get(key);
@@ -37,9 +41,25 @@ function required(args: ReadonlyMap<string, string>, key: string): string {
 }
 
 export const BACKENDS: Record<BackendName, BackendLoader> = {
-  file: async () => (args) => {
-    const path = required(args, 'path');
-    return { store: createFileStore({ path }), description: `file ${path}` };
+  file: async (loaderArgs, { root }) => {
+    const path = required(loaderArgs, 'path');
+    // One writer per NVRAM: a second daemon, or `varstore` writing the file, is refused while we run.
+    let lock: Awaited<ReturnType<typeof lockFileStore>>;
+    try {
+      lock = await lockFileStore(path, root === undefined ? {} : { root });
+    } catch (e) {
+      if (e instanceof FileStoreLocked) {
+        throw new Error(
+          `Failed to lock the NVRAM file '${path}': it is in use by another process${e.heldBy ? ` (pid ${e.heldBy})` : ''}, another varstored serving this VM or varstore writing it (lock ${e.lockPath})`,
+        );
+      }
+      throw e;
+    }
+    return () => ({
+      store: createFileStore({ path, lock }),
+      description: `file ${path}`,
+      release: () => lock.release(),
+    });
   },
   xapidb: async () => {
     let xapi: typeof import('@vmsb/xapi');

@@ -8,7 +8,15 @@ export {
   type Transport,
   type BackendName,
 } from './args.js';
-export type { GuestHandler } from './guest-handler.js';
+export type { GuestHandler } from '@vmsb/protocol';
 export { VariableService, type ServiceOptions } from './service.js';
 export { BACKENDS, type Backend, type BackendLoader, type CreateBackend, type BackendContext } from './backends.js';
-export { AUTH_FILES, readAuthFiles, type AuthFile, type AuthFileSpec } from './provision.js';
+export {
+  AUTH_FILES,
+  applyAuthFiles,
+  readAuthFiles,
+  type AuthFile,
+  type AuthFileSpec,
+  type ProvisionTarget,
+} from './provision.js';
+export type { Logger } from './log.js';

@@ -1,10 +1,14 @@
 /**
  * varstored: serves one guest's UEFI variables. Start-up order (as the C daemon, with readiness
- * last): lock the pidfile; read the auth files and open the Xen side while still privileged; read
- * the platform settings; drop privileges; load the NVRAM (or the resume file); set up builtins and,
- * on first boot, the keys; start serving; announce readiness (pidfile, xenstore varstored-pid).
+ * last): lock the pidfile; read the auth files and open the Xen side (or the guest-simulation
+ * socket) while still privileged; read the platform settings; lock the file store; enter the
+ * sandbox (chroot, ids, and under --depriv rlimits and the seccomp filter; the namespaces were
+ * entered by the launcher before Node started); load the NVRAM (or the resume file); set up builtins
+ * and, on first boot, the keys; start serving; announce readiness (pidfile, xenstore varstored-pid).
  * SIGTERM/SIGINT/SIGHUP: finish the request in flight, write the save file, exit 0.
  */
+import { readlinkSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { VariableStore, type PlatformSettings, type StoreOptions, type StoreState } from '@vmsb/efi';
 import { readSaveFile, writeSaveFile } from '@vmsb/nvram';
 import { type DaemonConfig, parseArgs, usageText } from './args.js';
@@ -13,18 +17,17 @@ import { type Backend, BACKENDS } from './backends.js';
 import { createLogger, type Logger } from './log.js';
 import { lockPidfile, type PidfileLock } from './pidfile.js';
 import { applyAuthFiles, type AuthFile, readAuthFiles } from './provision.js';
+import type { GuestHandler } from '@vmsb/protocol';
 import { VariableService } from './service.js';
 import { startUnixTransport, type UnixTransport } from './transports/unix.js';
-import {
-  importXen,
-  startXenTransport,
-  XenUnavailable,
-  type XenModule,
-  type XenTransport,
-} from './transports/xen-glue.js';
+import { startXenTransport, XenUnavailable, type XenTransport } from './transports/xen-glue.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type StopSignal = (typeof SIGNALS)[number];
+
+/** Set by the daemon's build (tsup.config.ts) when the verifier is inside the bundle. */
+declare const __VMSB_AUTH_BUNDLED__: boolean | undefined;
+const AUTH_BUNDLED = typeof __VMSB_AUTH_BUNDLED__ !== 'undefined' && __VMSB_AUTH_BUNDLED__;
 
 /** A start-up failure: logged as one line, exit status 1. */
 class StartupError extends Error {}
@@ -51,8 +54,45 @@ export async function main(argv: readonly string[], streams: Streams = process):
   return daemon.run();
 }
 
+/**
+ * RLIMIT_FSIZE under --depriv, as the C daemon's: 256 KiB. The largest file the daemon writes is a VARS
+ * blob (the NVRAM file, the save file, their temporaries): its header and ancillary data plus, per
+ * variable, 84 bytes besides name and data, where the store's quota counts 128, so a store within its
+ * 131072-byte quota encodes to at most 131364 bytes; the rest is room for a store loaded over quota.
+ * The pidfile is a few bytes.
+ */
+export const DEPRIV_FILE_SIZE_LIMIT = 256 * 1024;
+
+/** A handler that holds requests until the service exists (the socket is opened before the drop). */
+class PendingHandler {
+  private service: GuestHandler['handleCommand'] | undefined;
+  private readonly waiting: (() => void)[] = [];
+  private failed = false;
+
+  attach(service: VariableService): void {
+    this.service = (request) => service.handleCommand(request);
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  /** Start-up failed: whatever waits is answered with nothing, so the transport can close. */
+  fail(): void {
+    this.failed = true;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  handleCommand(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    if (this.service !== undefined) return this.service(request);
+    if (this.failed) return new Uint8Array(0);
+    return new Promise<void>((wake) => this.waiting.push(wake)).then(() =>
+      this.service !== undefined ? this.service(request) : new Uint8Array(0),
+    );
+  }
+}
+
 class Daemon {
   private pidfile: PidfileLock | undefined;
+  private backend: Backend | undefined;
+  private readonly pending = new PendingHandler();
   private unix: UnixTransport | undefined;
   private xen: XenTransport | undefined;
   private stopSignal: ((signal: StopSignal) => void) | undefined;
@@ -105,30 +145,38 @@ class Daemon {
     );
 
     if (config.pidfile !== undefined) this.pidfile = await guard(lockPidfile(config.pidfile));
+    if (config.depriv) checkNamespaces();
 
     // Files that need the daemon's initial privileges are read before they are dropped.
     const authFiles = config.resume ? [] : await guard(readAuthFiles(config.authDir));
 
-    let xen: XenModule | undefined;
+    const dropping = config.chroot !== undefined || config.uid !== 0 || config.gid !== 0 || config.depriv;
     if (config.transport.kind === 'xen') {
       this.xen = await guard(startXenTransport(config.domid, log));
-      xen = this.xen.xen;
+    } else if (dropping) {
+      // A host path, so opened before the drop like the Xen handles (inside a chroot it would be out
+      // of reach); requests wait for the service. Without a drop it appears only once ready.
+      this.unix = await guard(startUnixTransport({ path: config.transport.path, handler: this.pending, log }));
     }
     const platform = this.platformSettings();
     log.info(`Secure boot enable: ${platform.secureBoot}`);
     log.info(`Authenticated variables: ${platform.authEnforce ? 'enforcing' : 'permissive'}`);
 
-    const createBackend = await guard(BACKENDS[config.backend]());
+    const createBackend = await guard(
+      BACKENDS[config.backend](config.backendArgs, config.chroot !== undefined ? { root: config.chroot } : {}),
+    );
     const authenticator = new LazyAuthenticator(log);
-    if (config.chroot !== undefined) {
-      // Inside the chroot no module can be loaded any more: load the verifier now.
+    if (config.chroot !== undefined && !AUTH_BUNDLED) {
+      // Inside the chroot no module file can be read any more: load the verifier now, unless it is
+      // part of the daemon's bundle (then it is evaluated on first use, even inside the chroot).
       await authenticator
         .load()
         .catch((e: Error) => log.error(`authenticated variables: ${e.message}; authenticated writes will be refused`));
     }
-    await this.dropPrivileges(xen);
+    await this.dropPrivileges();
 
     const backend = await guard(createBackend(config.backendArgs, { log, nonPersistent: config.nonPersistent }));
+    this.backend = backend;
     log.info(`NVRAM: ${backend.description}`);
     const persist = config.nonPersistent ? undefined : (state: StoreState) => backend.store.save(state);
 
@@ -152,7 +200,8 @@ class Daemon {
     });
 
     if (config.transport.kind === 'unix') {
-      this.unix = await guard(startUnixTransport({ path: config.transport.path, handler: service, log }));
+      if (this.unix !== undefined) this.pending.attach(service);
+      else this.unix = await guard(startUnixTransport({ path: config.transport.path, handler: service, log }));
     } else {
       this.xen!.handler.attach(service);
     }
@@ -161,7 +210,7 @@ class Daemon {
     this.stopRequested = new Promise<StopSignal>((resolve) => {
       this.stopSignal = resolve;
     });
-    await guard(this.pidfile?.publish());
+    this.pidfile?.publish();
     this.xen?.announceReady();
     log.info(`Ready: serving domain ${config.domid} (pid ${process.pid})`);
     return { store, service };
@@ -172,7 +221,7 @@ class Daemon {
     return resolvePlatform(this.config.platform, xen ? (key) => xen.readPlatform(key) : undefined);
   }
 
-  private async dropPrivileges(loaded: XenModule | undefined): Promise<void> {
+  private async dropPrivileges(): Promise<void> {
     const { chroot, uid, gid, depriv } = this.config;
     if (chroot === undefined && uid === 0 && gid === 0 && !depriv) return;
     const wanted = [
@@ -183,26 +232,22 @@ class Daemon {
     ]
       .filter(Boolean)
       .join(', ');
-    // The pidfile lives outside the chroot and may not be writable by the unprivileged user, so it
-    // is written now, as the C daemon writes it at start; readiness is then the socket (unix) or
-    // xenstore's varstored-pid (Xen), both of which still come last.
-    await guard(this.pidfile?.publish());
-    let xen = loaded;
-    if (xen === undefined) {
-      try {
-        xen = await importXen();
-      } catch (e) {
-        throw new StartupError(
-          `${wanted}: privilege dropping needs the Xen support package, which is unavailable: ${(e as Error).message}`,
-        );
-      }
-    }
+    let host: typeof import('@vmsb/xen/host');
     try {
-      xen.dropPrivileges({
+      host = await import('@vmsb/xen/host');
+    } catch (e) {
+      throw new StartupError(`${wanted}: the host binding of @vmsb/xen cannot be loaded: ${(e as Error).message}`);
+    }
+    // libuv starts its thread pool at the first piece of work it is given; under --depriv no thread
+    // can be created after the drop (RLIMIT_NPROC 0), so make sure it exists now.
+    await stat('/');
+    try {
+      host.enterSandbox({
         depriv,
         ...(chroot !== undefined ? { chroot } : {}),
         ...(uid !== 0 ? { uid } : {}),
         ...(gid !== 0 ? { gid } : {}),
+        ...(depriv ? { fileSizeLimit: DEPRIV_FILE_SIZE_LIMIT } : {}),
       });
     } catch (e) {
       throw new StartupError(`Failed to drop privileges (${wanted}): ${(e as Error).message}`);
@@ -274,8 +319,7 @@ class Daemon {
         status = 1;
       }
     }
-    this.pidfile?.release();
-    this.pidfile = undefined;
+    this.release();
     this.log.info('Stopped');
     return status;
   }
@@ -290,7 +334,15 @@ class Daemon {
   }
 
   private async teardown(): Promise<void> {
+    this.pending.fail();
     await this.closeTransports().catch(() => undefined);
+    this.release();
+  }
+
+  /** Drops the locks: the store's, then the pidfile (readiness ends last). */
+  private release(): void {
+    this.backend?.release?.();
+    this.backend = undefined;
     this.pidfile?.release();
     this.pidfile = undefined;
   }
@@ -311,6 +363,27 @@ export function resolvePlatform(
     secureBoot: sb !== undefined ? sb === 'true' : (args.secureboot ?? false),
     authEnforce: enforce !== undefined ? enforce !== 'false' : (args.authEnforce ?? true),
   };
+}
+
+/**
+ * Under --depriv the daemon must already be in the private mount, IPC, network and UTS namespaces the
+ * launcher (vmsb-launch, started by bin/varstored) creates: unshare() in Node itself would move one
+ * thread only. The launcher names them in VMSB_DEPRIV_NAMESPACES; this process must be in exactly those.
+ */
+function checkNamespaces(): void {
+  const expected = process.env.VMSB_DEPRIV_NAMESPACES;
+  delete process.env.VMSB_DEPRIV_NAMESPACES;
+  let actual: string;
+  try {
+    actual = ['net', 'ipc', 'uts', 'mnt'].map((k) => readlinkSync(`/proc/self/ns/${k}`)).join(' ');
+  } catch (e) {
+    throw new StartupError(`--depriv: cannot read /proc/self/ns: ${(e as Error).message}`);
+  }
+  if (expected !== actual) {
+    throw new StartupError(
+      '--depriv: not in the private namespaces the launcher creates; start varstored through bin/varstored (which runs vmsb-launch from @vmsb/xen), not with node directly',
+    );
+  }
 }
 
 /** The store rejects a state it could never have produced; say where that state came from. */

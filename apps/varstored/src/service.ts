@@ -14,7 +14,7 @@ import {
   PROTOCOL_VERSION,
   statusName,
 } from '@vmsb/protocol';
-import type { GuestHandler } from './guest-handler.js';
+import type { GuestHandler } from '@vmsb/protocol';
 import { guestCausedLog, type Logger } from './log.js';
 
 export interface ServiceOptions {

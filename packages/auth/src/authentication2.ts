@@ -1,12 +1,24 @@
-import { authTimestampProblem, Guids, guidEquals, guidToText, parseEfiTime, type EfiTime } from '@vmsb/efi';
+import {
+  AUTHENTICATION2_HEADER_SIZE,
+  authTimestampProblem,
+  Guids,
+  guidEquals,
+  guidToText,
+  parseEfiTime,
+  WIN_CERT_TYPE_EFI_GUID,
+  WIN_CERTIFICATE_UEFI_GUID_SIZE,
+  type EfiTime,
+} from '@vmsb/efi';
 import { EfiStatus } from '@vmsb/protocol';
 
-/** Bytes before CertData: EFI_TIME (16) + WIN_CERTIFICATE header (8) + CertType GUID (16). */
-export const AUTHENTICATION2_HEADER_SIZE = 40;
-/** sizeof(WIN_CERTIFICATE_UEFI_GUID) without CertData: the smallest valid dwLength. */
-export const WIN_CERTIFICATE_UEFI_GUID_SIZE = 24;
-export const WIN_CERT_TYPE_EFI_GUID = 0x0ef1;
-export const WIN_CERT_REVISION = 0x0200;
+// The layout lives in @vmsb/efi; these names stay part of this package's surface.
+export {
+  AUTHENTICATION2_HEADER_SIZE,
+  WIN_CERTIFICATE_UEFI_GUID_SIZE,
+  WIN_CERT_TYPE_EFI_GUID,
+  WIN_CERT_REVISION,
+  buildAuthentication2,
+} from '@vmsb/efi';
 
 /** EFI_VARIABLE_AUTHENTICATION_2 and the payload after it. Byte fields are views into the parsed data. */
 export interface Authentication2 {
@@ -90,22 +102,4 @@ export function parseAuthentication2(data: Uint8Array): Authentication2Result {
       payload: data.subarray(16 + length),
     },
   };
-}
-
-/**
- * Builds EFI_VARIABLE_AUTHENTICATION_2 || payload around a PKCS#7 signature (for tools and tests;
- * an empty signature gives the unsigned descriptor setup mode accepts).
- */
-export function buildAuthentication2(timestamp: Uint8Array, certData: Uint8Array, payload: Uint8Array): Uint8Array {
-  if (timestamp.length !== 16) throw new RangeError(`an EFI_TIME is 16 bytes, got ${timestamp.length}`);
-  const out = new Uint8Array(AUTHENTICATION2_HEADER_SIZE + certData.length + payload.length);
-  const view = new DataView(out.buffer);
-  out.set(timestamp, 0);
-  view.setUint32(16, WIN_CERTIFICATE_UEFI_GUID_SIZE + certData.length, true);
-  view.setUint16(20, WIN_CERT_REVISION, true);
-  view.setUint16(22, WIN_CERT_TYPE_EFI_GUID, true);
-  out.set(Guids.CERT_PKCS7, 24);
-  out.set(certData, AUTHENTICATION2_HEADER_SIZE);
-  out.set(payload, AUTHENTICATION2_HEADER_SIZE + certData.length);
-  return out;
 }

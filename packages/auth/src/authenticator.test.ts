@@ -12,7 +12,7 @@ import { EfiStatus } from '@vmsb/protocol';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { createAuthenticator, explainAuthenticatedWrite, privateSignerDigest, variableKind } from './authenticator.js';
+import { createAuthenticator, explainAuthenticatedWrite, privateSignerDigest } from './authenticator.js';
 import { CertificateCache } from './cache.js';
 import { children, readRoot } from './der.js';
 import { parseCertificate } from './x509.js';
@@ -61,17 +61,6 @@ function request(name: string, data: Uint8Array, extra: Partial<AuthenticatedWri
 }
 
 describe('authenticator', () => {
-  it('classifies variables by name and namespace', () => {
-    expect(variableKind(utf16le('PK'), Guids.GLOBAL_VARIABLE)).toBe('PK');
-    expect(variableKind(utf16le('KEK'), Guids.GLOBAL_VARIABLE)).toBe('KEK');
-    expect(variableKind(utf16le('dbx'), Guids.IMAGE_SECURITY_DATABASE)).toBe('dbx');
-    expect(variableKind(utf16le('dbt'), Guids.IMAGE_SECURITY_DATABASE)).toBe('dbt');
-    expect(variableKind(utf16le('db'), Guids.GLOBAL_VARIABLE)).toBe('private');
-    expect(variableKind(utf16le('PK'), Guids.IMAGE_SECURITY_DATABASE)).toBe('private');
-    expect(variableKind(utf16le('dbr'), Guids.IMAGE_SECURITY_DATABASE)).toBe('private');
-    expect(variableKind(utf16le('pk'), Guids.GLOBAL_VARIABLE)).toBe('private');
-  });
-
   it('explains a success: signer, anchor, chain and who else could have signed', () => {
     const data = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer, extra: [kekCa] });
     const e = createAuthenticator().explain(request('db', data), userMode());

@@ -5,10 +5,11 @@ import {
   compareEfiTimeBytes,
   formatEfiTime,
   Guids,
-  guidEquals,
   guidToText,
   parseEfiTime,
   parseSignatureLists,
+  variableKind,
+  type VariableKind,
   utf16le,
   x509Certificates,
   type AuthenticatedWrite,
@@ -32,7 +33,6 @@ import {
 import { certificateSubject, fingerprint, serialHex, type Certificate } from './x509.js';
 
 /** Which rule set a variable falls under. */
-export type VariableKind = 'PK' | 'KEK' | 'db' | 'dbx' | 'dbt' | 'private';
 
 /** How writes to PK/KEK/db/dbx/dbt are authorised right now. */
 export type AuthMode = 'setup' | 'user' | 'permissive';
@@ -128,24 +128,8 @@ const MAX_LISTED_SIGNERS = 8;
 
 const PK_NAME = utf16le('PK');
 const KEK_NAME = utf16le('KEK');
-const IMAGE_DB_NAMES: ReadonlyMap<string, VariableKind> = new Map([
-  ['db', 'db'],
-  ['dbx', 'dbx'],
-  ['dbt', 'dbt'],
-]);
 const SECURE_BOOT_ATTRIBUTES =
   Attr.NON_VOLATILE | Attr.BOOTSERVICE_ACCESS | Attr.RUNTIME_ACCESS | Attr.TIME_BASED_AUTHENTICATED_WRITE_ACCESS;
-
-/** PK and KEK in the global namespace, db/dbx/dbt in the image-security namespace; anything else is private. */
-export function variableKind(name: Uint8Array, guid: Uint8Array): VariableKind {
-  if (guidEquals(guid, Guids.GLOBAL_VARIABLE)) {
-    if (bytesEqual(name, PK_NAME)) return 'PK';
-    if (bytesEqual(name, KEK_NAME)) return 'KEK';
-  } else if (guidEquals(guid, Guids.IMAGE_SECURITY_DATABASE) && name.length <= 6) {
-    return IMAGE_DB_NAMES.get(fromUtf16le(name)) ?? 'private';
-  }
-  return 'private';
-}
 
 /** Creates the authenticator for one store (its anchor cache lives as long as it does). */
 export function createAuthenticator(options: AuthenticatorOptions = {}): UefiAuthenticator {

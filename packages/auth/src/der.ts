@@ -158,11 +158,7 @@ export function isContextTlv(tlv: Tlv, tag: number): boolean {
   return tlv.cls === 2 && tlv.tag === tag;
 }
 
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+export { bytesEqual, hex } from '@vmsb/protocol';
 
 /** Dotted text of OBJECT IDENTIFIER content octets; undefined when malformed. */
 export function oidText(c: Uint8Array): string | undefined {
@@ -181,11 +177,6 @@ export function oidText(c: Uint8Array): string | undefined {
   const head = arcs[0]!;
   const [a, b] = head < 40 ? [0, head] : head < 80 ? [1, head - 40] : [2, head - 80];
   return [a, b, ...arcs.slice(1)].join('.');
-}
-
-/** Hex of bytes, lower case. */
-export function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 /** The whole encoding of an element (header included, and an indefinite length's end-of-contents). */

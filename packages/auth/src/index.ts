@@ -1,7 +1,6 @@
 export {
   createAuthenticator,
   explainAuthenticatedWrite,
-  variableKind,
   privateSignerDigest,
   summarizeCertificate,
   type UefiAuthenticator,
@@ -9,7 +8,6 @@ export {
   type AuthExplanation,
   type AuthFailureCode,
   type AuthMode,
-  type VariableKind,
   type CertificateSummary,
 } from './authenticator.js';
 export {
@@ -55,3 +53,5 @@ export {
   type AuthenticatedDataToVerify,
   type AuthenticatedDataVerification,
 } from './verify.js';
+export { variableKind, type VariableKind } from '@vmsb/efi';
+export { Oid, oidName } from './oids.js';

@@ -1,5 +1,6 @@
 import {
   checkSignatureLists,
+  bytesEqual,
   Guids,
   guidEquals,
   parseSignatureLists,
@@ -7,7 +8,7 @@ import {
   type SignatureData,
   type SignatureList,
 } from '@vmsb/efi';
-import type { CertificateCache } from './cache.js';
+import { CertificateCache } from './cache.js';
 import { oidName } from './oids.js';
 import { certificateKeyProblem, rsaKeyObject } from './x509.js';
 
@@ -16,12 +17,12 @@ import { certificateKeyProblem, rsaKeyObject } from './x509.js';
  * (edk2 CheckSignatureListFormat, varstored check_signature_list_format): supported types with their
  * fixed sizes, SignatureHeaderSize 0, no empty list, the lists consume the payload exactly, and every
  * X.509 entry a certificate with an RSA key. A PK holds exactly one X.509 certificate. An empty
- * payload (a deletion) is always acceptable.
+ * payload (a deletion) is always acceptable. The one check the store and the offline tools apply.
  */
 export function signatureDatabaseProblem(
   payload: Uint8Array,
   isPk: boolean,
-  cache: CertificateCache,
+  cache: CertificateCache = new CertificateCache(),
 ): string | undefined {
   const r = checkSignatureDatabase(payload, isPk, cache);
   return r.ok ? undefined : r.reason;
@@ -102,9 +103,9 @@ export function filterAppendedSignatures(
       ?.some(
         (o) =>
           o.list.signatureSize === list.signatureSize &&
-          equal(o.list.type, list.type) &&
-          equal(o.entry.owner, entry.owner) &&
-          equal(o.entry.data, entry.data),
+          bytesEqual(o.list.type, list.type) &&
+          bytesEqual(o.entry.owner, entry.owner) &&
+          bytesEqual(o.entry.data, entry.data),
       ) ?? false;
   const kept: SignatureList[] = [];
   let dropped = false;
@@ -128,12 +129,6 @@ function entryHash(entry: SignatureData): number {
 
 function u32(b: Uint8Array, at: number): number {
   return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The first entry of the first list of a PK value: where edk2 and varstored read the platform certificate. */

@@ -1,4 +1,4 @@
-/** Object identifiers used by UEFI signatures, in dotted form. */
+/** Object identifiers used by UEFI signatures and the certificates that make them, in dotted form. */
 export const Oid = {
   DATA: '1.2.840.113549.1.7.1',
   SIGNED_DATA: '1.2.840.113549.1.7.2',
@@ -20,6 +20,7 @@ export const Oid = {
   SHA224_WITH_RSA: '1.2.840.113549.1.1.14',
 
   COMMON_NAME: '2.5.4.3',
+  ORGANIZATION_NAME: '2.5.4.10',
   SUBJECT_KEY_IDENTIFIER: '2.5.29.14',
   KEY_USAGE: '2.5.29.15',
   BASIC_CONSTRAINTS: '2.5.29.19',

@@ -75,6 +75,14 @@ export type {
   PpiWriteOutcome,
 } from './types.js';
 export { VariableStore } from './store.js';
+export {
+  type SecureBootRule,
+  type SecureBootInputs,
+  type VariableKind,
+  secureBootValue,
+  variableKind,
+  signerDigestIsData,
+} from './secure-boot.js';
 export { FirmwareClient, type RequestHandler } from './firmware.js';
 export {
   Names,
@@ -95,3 +103,12 @@ export {
   type VariableProperty,
   type CheckFailure,
 } from './var-check.js';
+export {
+  AUTHENTICATION2_HEADER_SIZE,
+  AUTHENTICATION2_AUTHINFO_OFFSET,
+  WIN_CERTIFICATE_UEFI_GUID_SIZE,
+  WIN_CERT_TYPE_EFI_GUID,
+  WIN_CERT_REVISION,
+  authentication2Length,
+  buildAuthentication2,
+} from './authentication2.js';

@@ -36,6 +36,19 @@ describe('the persistence port', () => {
     expect(store.dispatch(setRequest('Y', BS_RT, bytes(1))).status).toBe(S.SUCCESS);
   });
 
+  it('a write shares the unchanged variables with the pending state instead of copying each', () => {
+    const store = newStore();
+    const first = store.dispatch(setRequest('X', NV_BS_RT, bytes(1)));
+    first.pending!.commit();
+    const second = store.dispatch(setRequest('Y', NV_BS_RT, bytes(2)));
+    second.pending!.commit();
+    const x = (state: StoreState) => state.variables.find((v) => fromUtf16le(v.name) === 'X');
+    expect(x(second.pending!.state)).toBe(x(first.pending!.state));
+    expect(Object.isFrozen(x(second.pending!.state))).toBe(true);
+    // state() still hands out copies.
+    expect(x(store.state())).not.toBe(x(second.pending!.state));
+  });
+
   it('a failed persist rolls back and the guest gets DEVICE_ERROR', () => {
     const store = newStore();
     const fw = FirmwareClient.forStore(store, () => false);

@@ -535,6 +535,15 @@ const rows: Row[] = [
   },
   {
     row: '11',
+    what: 'delete of an existing BS-only variable at runtime → WRITE_PROTECTED (edk2 finds it whatever its RT bit)',
+    setup: create('X', NV_BS, bytes(1)),
+    attributes: 0,
+    data: bytes(),
+    runtime: true,
+    status: S.WRITE_PROTECTED,
+  },
+  {
+    row: '11',
     what: 'runtime check comes before the attribute check',
     setup: create('X', NV_BS, bytes(1)),
     attributes: NV_BS_RT,

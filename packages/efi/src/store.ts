@@ -1,6 +1,7 @@
 import {
   EfiStatus,
   Limits,
+  concatBytes,
   decodeRequest,
   encodeResponse,
   encodeStatus,
@@ -13,6 +14,7 @@ import {
   type Response,
 } from '@vmsb/protocol';
 import { ATTRIBUTES_MASK, Attr, formatAttributes } from './attributes.js';
+import { AUTHENTICATION2_AUTHINFO_OFFSET, authentication2Length } from './authentication2.js';
 import {
   MODE_BUILTINS,
   MOR_KEY_SIZE,
@@ -25,6 +27,7 @@ import {
   type BuiltinName,
 } from './builtins.js';
 import { guidEquals, guidToText } from './guid.js';
+import { secureBootValue } from './secure-boot.js';
 import { laterEfiTimeBytes } from './time.js';
 import type {
   AuthResult,
@@ -52,12 +55,6 @@ import {
 
 /** sizeof(EFI_VARIABLE_AUTHENTICATION) of the deprecated counter-based scheme. */
 const AUTHINFO_SIZE = 560;
-/** OFFSET_OF_AUTHINFO2_CERT_DATA: EFI_TIME + WIN_CERTIFICATE_UEFI_GUID header. */
-const AUTH2_CERT_DATA_OFFSET = 40;
-/** OFFSET_OF(EFI_VARIABLE_AUTHENTICATION_2, AuthInfo). */
-const AUTH2_AUTHINFO_OFFSET = 16;
-/** OFFSET_OF(WIN_CERTIFICATE_UEFI_GUID, CertData). */
-const WIN_CERT_UEFI_GUID_HEADER = 24;
 /** MemoryOverwriteRequestControl may only carry these bits. */
 const MOR_ACTION_VALID_MASK = 0x11;
 
@@ -90,13 +87,6 @@ function isNv(v: Variable | undefined): boolean {
 
 function copyVariable(v: Variable): Variable {
   return makeVariable(v);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 /** What a SetVariable did, before it is turned into a response. */
@@ -218,7 +208,7 @@ export class VariableStore {
       case Names.DeployedMode:
         return Uint8Array.of(pk ? 1 : 0);
       case Names.SecureBoot:
-        return Uint8Array.of(pk && this.platform.secureBoot ? 1 : 0);
+        return Uint8Array.of(this.secureBootAtBoot(pk));
       case Names.VendorKeys:
         return Uint8Array.of(1);
       case Names.PPIBuffer: {
@@ -590,18 +580,10 @@ export class VariableStore {
       if (data.length !== AUTHINFO_SIZE) return fail(EfiStatus.UNSUPPORTED, 'AUTHENTICATED_WRITE_ACCESS is deprecated');
       payload = data.subarray(data.length);
     } else if (at) {
-      const dwLength =
-        data.length >= AUTH2_CERT_DATA_OFFSET
-          ? new DataView(data.buffer, data.byteOffset + AUTH2_AUTHINFO_OFFSET, 4).getUint32(0, true)
-          : 0;
-      if (
-        data.length < AUTH2_CERT_DATA_OFFSET ||
-        dwLength > data.length - AUTH2_AUTHINFO_OFFSET ||
-        dwLength < WIN_CERT_UEFI_GUID_HEADER
-      ) {
+      const dwLength = authentication2Length(data);
+      if (dwLength === undefined)
         return fail(EfiStatus.SECURITY_VIOLATION, 'malformed EFI_VARIABLE_AUTHENTICATION_2 descriptor');
-      }
-      payload = data.subarray(AUTH2_AUTHINFO_OFFSET + dwLength);
+      payload = data.subarray(AUTHENTICATION2_AUTHINFO_OFFSET + dwLength);
     } else {
       payload = data;
     }
@@ -749,7 +731,7 @@ export class VariableStore {
       ) {
         next = undefined;
       } else {
-        const data = append ? concat(existing.data, w.payload) : w.payload;
+        const data = append ? concatBytes(existing.data, w.payload) : w.payload;
         if (data.length > Limits.DATA_MAX)
           return fail(
             EfiStatus.OUT_OF_RESOURCES,
@@ -879,6 +861,10 @@ export class VariableStore {
     return undefined;
   }
 
+  private secureBootAtBoot(pkEnrolled: boolean): 0 | 1 {
+    return secureBootValue('varstored', { pkEnrolled, platformSecureBoot: this.platform.secureBoot });
+  }
+
   /** SetupMode, DeployedMode and (before runtime) SecureBoot follow PK presence. */
   private refreshModes(runtime: boolean): void {
     const pk = !this.setupMode;
@@ -886,7 +872,7 @@ export class VariableStore {
     this.putInternal(Names.SetupMode, Uint8Array.of(pk ? 0 : 1));
     this.putInternal(Names.DeployedMode, Uint8Array.of(pk ? 1 : 0));
     // After ExitBootServices SecureBoot keeps describing the current boot (edk2).
-    if (!runtime) this.putInternal(Names.SecureBoot, Uint8Array.of(pk && this.platform.secureBoot ? 1 : 0));
+    if (!runtime) this.putInternal(Names.SecureBoot, Uint8Array.of(this.secureBootAtBoot(pk)));
     if (before.setup !== (pk ? 0 : 1)) {
       this.log(
         'info',
@@ -969,7 +955,14 @@ export class VariableStore {
   private openPending<R>(before: Snapshot, onRollback: () => R): PendingChange<R> {
     this.pendingOpen = true;
     let settled = false;
-    const state = this.state();
+    // The store's own records, not copies: they are frozen and replaced, never changed in place, so
+    // a write costs one list of references instead of a copy of every variable.
+    const state: StoreState = {
+      variables: [...this.vars.values()],
+      morKey: this.morKey.slice(),
+      ppi: { index: this.ppiIdx, func: this.ppiFunc.slice() },
+      atRuntime: this.runtime,
+    };
     return {
       state,
       commit: () => {

@@ -1,3 +1,4 @@
+import type { LogLevel } from '@vmsb/protocol';
 import type { Variable } from './variable.js';
 
 /** Per-VM platform settings (xenstore `platform/secureboot`, `platform/auth-enforce`, or `--platform`). */
@@ -66,7 +67,7 @@ export interface StoreState {
   readonly atRuntime?: boolean;
 }
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export type { LogLevel };
 
 export interface StoreOptions {
   readonly platform: PlatformSettings;
@@ -94,7 +95,10 @@ export interface RestoreOptions extends StoreOptions {
 
 /** A change the owner must make durable before the answer goes out. */
 export interface PendingChange<R> {
-  /** The complete new state (volatile variables included; persist what your medium keeps). */
+  /**
+   * The complete new state (volatile variables included; persist what your medium keeps). Read-only:
+   * its variables are the store's own records, shared rather than copied.
+   */
   readonly state: StoreState;
   /** The change is durable: keep it. */
   commit(): void;

@@ -1,4 +1,4 @@
-import { fromUtf16le, utf16le } from '@vmsb/protocol';
+import { bytesEqual, fromUtf16le, utf16le } from '@vmsb/protocol';
 import { guidEquals } from './guid.js';
 
 export { utf16le, fromUtf16le };
@@ -34,11 +34,7 @@ export function nameProblem(name: Uint8Array): string | undefined {
   return undefined;
 }
 
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+export { bytesEqual };
 
 /** Whether `v` is the variable (name, guid): byte-exact, as UEFI compares them. */
 export function isVariable(v: Pick<Variable, 'name' | 'guid'>, name: Uint8Array, guid: Uint8Array): boolean {

@@ -268,7 +268,7 @@ describe('createAuthenticatedVariable options', () => {
     );
     // PK holds one certificate; db must be signature lists.
     const two = buildSignatureList({ type: 'x509', certificates: [pkCert.der, kekCert.der], owner: OWNER });
-    expect(() => createAuthenticatedVariable({ ...base, name: 'PK', payload: two })).toThrow(/more than 1/);
+    expect(() => createAuthenticatedVariable({ ...base, name: 'PK', payload: two })).toThrow(/exactly one certificate/);
     expect(() => createAuthenticatedVariable({ ...base, name: 'db', payload: Uint8Array.of(1, 2, 3) })).toThrow(
       /signature database/,
     );

@@ -2,6 +2,10 @@ import { createHash, sign } from 'node:crypto';
 import {
   Attr,
   Attrs,
+  AUTHENTICATION2_HEADER_SIZE,
+  authentication2Length,
+  buildAuthentication2,
+  WIN_CERT_TYPE_EFI_GUID,
   authTimestampProblem,
   efiTimeFromDate,
   EFI_TIME_SIZE,
@@ -14,6 +18,7 @@ import {
   utf16le,
   type EfiTime,
 } from '@vmsb/efi';
+import { signatureDatabaseProblem } from '@vmsb/auth';
 import { certificateDer, certificateFields, type CertificateInput } from './certificate.js';
 import { loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
 import { decodePem, looksLikePem, pemText } from './pem.js';
@@ -25,12 +30,8 @@ import {
   withCertificates,
   wrapContentInfo,
 } from './pkcs7.js';
-import { guidBytes, signatureDatabaseProblem, type GuidInput } from './signature-list.js';
-
-/** sizeof(EFI_TIME) + sizeof(WIN_CERTIFICATE_UEFI_GUID) without CertData. */
-export const AUTHENTICATION_2_HEADER_SIZE = 40;
-const WIN_CERT_REVISION = 0x0200;
-const WIN_CERT_TYPE_EFI_GUID = 0x0ef1;
+import { guidBytes, type GuidInput } from './signature-list.js';
+import { bytesEqual } from '@vmsb/protocol';
 
 /** A timestamp: a Date (taken as UTC, to the second), EFI_TIME fields, or the 16 EFI_TIME bytes. */
 export type TimestampInput = Date | EfiTime | Uint8Array;
@@ -96,7 +97,7 @@ export function prepareVariable(input: VariableInput): UnsignedVariable {
 
   if (input.checkPayload !== false && input.payload.length > 0 && isSignatureDatabase(name, guid)) {
     const isPK = guidEquals(guid, Guids.GLOBAL_VARIABLE) && bytesEqual(name, utf16le('PK'));
-    const why = signatureDatabaseProblem(input.payload, { isPK });
+    const why = signatureDatabaseProblem(input.payload, isPK);
     if (why !== undefined) throw new TypeError(`the payload is not a valid signature database: ${why}`);
   }
   return { name, guid, attributes, timestamp, payload: input.payload.slice() };
@@ -295,16 +296,7 @@ function cmsDer(input: Uint8Array | string): Uint8Array {
 
 function assemble(v: UnsignedVariable, signedData: Uint8Array, options: EncodingOptions): Uint8Array {
   const certData = options.wrapContentInfo === true ? wrapContentInfo(signedData) : signedData;
-  const out = new Uint8Array(AUTHENTICATION_2_HEADER_SIZE + certData.length + v.payload.length);
-  const view = new DataView(out.buffer);
-  out.set(v.timestamp, 0);
-  view.setUint32(16, 24 + certData.length, true); // dwLength: the whole WIN_CERTIFICATE_UEFI_GUID
-  view.setUint16(20, WIN_CERT_REVISION, true);
-  view.setUint16(22, WIN_CERT_TYPE_EFI_GUID, true);
-  out.set(Guids.CERT_PKCS7, 24);
-  out.set(certData, AUTHENTICATION_2_HEADER_SIZE);
-  out.set(v.payload, AUTHENTICATION_2_HEADER_SIZE + certData.length);
-  return out;
+  return buildAuthentication2(v.timestamp, certData, v.payload);
 }
 
 /** The parts of a .auth file, located without interpreting the PKCS#7. */
@@ -320,22 +312,18 @@ export interface AuthenticatedVariableParts {
  * (dwLength within the data, certificate type PKCS#7); signature checks are @vmsb/auth's.
  */
 export function splitAuthenticatedVariable(bytes: Uint8Array): AuthenticatedVariableParts {
-  if (bytes.length < AUTHENTICATION_2_HEADER_SIZE)
+  if (bytes.length < AUTHENTICATION2_HEADER_SIZE)
     throw new RangeError(`${bytes.length} bytes are too few for EFI_VARIABLE_AUTHENTICATION_2 (40)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const dwLength = view.getUint32(16, true);
-  if (dwLength < 24 || dwLength > bytes.length - 16)
-    throw new RangeError(`dwLength ${dwLength} does not fit the ${bytes.length} bytes`);
+  const dwLength = authentication2Length(bytes);
+  if (dwLength === undefined)
+    throw new RangeError(`dwLength ${view.getUint32(16, true)} does not fit the ${bytes.length} bytes`);
   if (view.getUint16(22, true) !== WIN_CERT_TYPE_EFI_GUID || !guidEquals(bytes.subarray(24, 40), Guids.CERT_PKCS7)) {
     throw new TypeError('the certificate is not a WIN_CERT_TYPE_EFI_GUID PKCS#7 signature');
   }
   return {
     timestamp: bytes.subarray(0, 16),
-    certData: bytes.subarray(AUTHENTICATION_2_HEADER_SIZE, 16 + dwLength),
+    certData: bytes.subarray(AUTHENTICATION2_HEADER_SIZE, 16 + dwLength),
     payload: bytes.subarray(16 + dwLength),
   };
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

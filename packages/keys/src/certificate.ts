@@ -3,8 +3,9 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
 import { keyBits, loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
-import { Oid } from './oids.js';
 import { decodePem, encodePem, looksLikePem, pemText } from './pem.js';
+import { bytesEqual } from '@vmsb/protocol';
+import { Oid } from '@vmsb/auth';
 
 /** A certificate: DER bytes, PEM text or bytes, or a node:crypto X509Certificate. */
 export type CertificateInput = Uint8Array | string | X509Certificate;
@@ -81,7 +82,7 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
   const certificate = new pkijs.Certificate({
     version: 2,
     serialNumber: new asn1js.Integer({ valueHex: serialContent(options.serial) }),
-    signature: algorithmWithNull(Oid.sha256WithRSAEncryption),
+    signature: algorithmWithNull(Oid.SHA256_WITH_RSA),
     issuer: issuerName,
     notBefore: x509Time(notBefore),
     notAfter: x509Time(notAfter),
@@ -89,25 +90,25 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
     subjectPublicKeyInfo: spki,
     extensions: [
       // pkijs leaves cA out when false (DEFAULT FALSE), giving the empty SEQUENCE DER requires.
-      extension(Oid.basicConstraints, true, new pkijs.BasicConstraints({ cA: ca }).toSchema()),
+      extension(Oid.BASIC_CONSTRAINTS, true, new pkijs.BasicConstraints({ cA: ca }).toSchema()),
       // keyUsage bits: digitalSignature (0), keyCertSign (5), cRLSign (6); trailing zero bits dropped.
       extension(
-        Oid.keyUsage,
+        Oid.KEY_USAGE,
         true,
         ca
           ? new asn1js.BitString({ valueHex: Uint8Array.of(0x86), unusedBits: 1 })
           : new asn1js.BitString({ valueHex: Uint8Array.of(0x80), unusedBits: 7 }),
       ),
-      extension(Oid.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: ski })),
+      extension(Oid.SUBJECT_KEY_IDENTIFIER, false, new asn1js.OctetString({ valueHex: ski })),
       extension(
-        Oid.authorityKeyIdentifier,
+        Oid.AUTHORITY_KEY_IDENTIFIER,
         false,
         new pkijs.AuthorityKeyIdentifier({
           keyIdentifier: new asn1js.OctetString({ valueHex: authorityKeyId }),
         }).toSchema(),
       ),
     ],
-    signatureAlgorithm: algorithmWithNull(Oid.sha256WithRSAEncryption),
+    signatureAlgorithm: algorithmWithNull(Oid.SHA256_WITH_RSA),
   });
   const tbs = toDer(certificate.encodeTBS());
   // Signed here rather than with pkijs' asynchronous WebCrypto engine, so creation stays synchronous.
@@ -154,8 +155,8 @@ function distinguishedName(cn: string, organization: string | undefined): pkijs.
       value: [new pkijs.AttributeTypeAndValue({ type, value: new asn1js.Utf8String({ value }) }).toSchema()],
     });
   const rdns: asn1js.Set[] = [];
-  if (organization !== undefined && organization.length > 0) rdns.push(rdn(Oid.organizationName, organization));
-  rdns.push(rdn(Oid.commonName, cn));
+  if (organization !== undefined && organization.length > 0) rdns.push(rdn(Oid.ORGANIZATION_NAME, organization));
+  rdns.push(rdn(Oid.COMMON_NAME, cn));
   return new pkijs.RelativeDistinguishedNames({
     schema: decodeDer(toDer(new asn1js.Sequence({ value: rdns })), 'Name'),
   });
@@ -203,7 +204,7 @@ export function certificateFields(der: Uint8Array): CertificateFields {
   const tbsFields = ((root as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence).valueBlock.value;
   const first = tbsFields[0]!.idBlock;
   const spkiBlock = tbsFields[(first.tagClass === 3 && first.tagNumber === 0 ? 1 : 0) + 5]!;
-  const skiExtension = certificate.extensions?.find((e) => e.extnID === Oid.subjectKeyIdentifier);
+  const skiExtension = certificate.extensions?.find((e) => e.extnID === Oid.SUBJECT_KEY_IDENTIFIER);
   const skiValue: unknown = skiExtension?.parsedValue;
   const subjectKeyIdentifier = skiValue instanceof asn1js.OctetString ? skiValue.valueBlock.valueHexView : undefined;
   return {
@@ -302,7 +303,9 @@ export function parseCertificate(input: CertificateInput): CertificateInfo {
       selfSigned = false;
     }
   }
-  const basicConstraints: unknown = certificate.extensions?.find((e) => e.extnID === Oid.basicConstraints)?.parsedValue;
+  const basicConstraints: unknown = certificate.extensions?.find(
+    (e) => e.extnID === Oid.BASIC_CONSTRAINTS,
+  )?.parsedValue;
   const subject = nameAttributes(fields.subject);
   return {
     der,
@@ -311,7 +314,7 @@ export function parseCertificate(input: CertificateInput): CertificateInfo {
     commonName: subject
       .flat()
       .reverse()
-      .find((a) => a.type === Oid.commonName && a.value !== undefined)?.value,
+      .find((a) => a.type === Oid.COMMON_NAME && a.value !== undefined)?.value,
     serialNumber: serialHex(certificate.serialNumber),
     notBefore: certificate.notBefore.value,
     notAfter: certificate.notAfter.value,
@@ -400,10 +403,6 @@ function serialHex(serial: asn1js.Integer): string {
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
   return Buffer.from(bytes.subarray(start)).toString('hex').toUpperCase();
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** SHA-256 (or another hash) of a certificate's TBSCertificate: the entry of an EFI_CERT_X509_SHA* list. */

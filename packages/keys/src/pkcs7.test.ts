@@ -3,7 +3,6 @@ import * as asn1js from 'asn1js';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { certificateFields, createCertificate, parseCertificate, type Certificate } from './certificate.js';
-import { Oid } from './oids.js';
 import {
   buildSignedData,
   checkDetachedSignature,
@@ -13,6 +12,7 @@ import {
   withCertificates,
   wrapContentInfo,
 } from './pkcs7.js';
+import { Oid } from '@vmsb/auth';
 
 const keys = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
 let root: ReturnType<typeof keys>;
@@ -42,7 +42,7 @@ describe('SignedData built with pkijs', () => {
     const parsed = parseSignedData(der);
     const fields = certificateFields(signer.der);
     expect(hex(parsed.signedData)).toBe(hex(der));
-    expect(parsed.digestAlgorithms).toEqual([Oid.sha256]);
+    expect(parsed.digestAlgorithms).toEqual([Oid.SHA256]);
     expect(parsed.hasContent).toBe(false);
     expect(parsed.certificates.map(hex)).toEqual([hex(signer.der), hex(ca.der)]);
     expect(parsed.signerInfoCount).toBe(1);
@@ -50,7 +50,7 @@ describe('SignedData built with pkijs', () => {
     expect(hex(parsed.signer.issuer!)).toBe(hex(fields.issuer));
     // Serial 0x80 needs a sign octet.
     expect(hex(parsed.signer.serialNumber!)).toBe('02020080');
-    expect(parsed.signer.signatureAlgorithm).toBe(Oid.rsaEncryption);
+    expect(parsed.signer.signatureAlgorithm).toBe(Oid.RSA_ENCRYPTION);
     expect(hex(parsed.signer.signature)).toBe(hex(signature));
     expect(parsed.signer.signedAttributes).toBeUndefined();
     expect(hex(checkDetachedSignature(parsed, data))).toBe(hex(signer.der));

@@ -3,7 +3,8 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
 import { certificateFields } from './certificate.js';
-import { Oid } from './oids.js';
+import { bytesEqual } from '@vmsb/protocol';
+import { Oid } from '@vmsb/auth';
 
 /**
  * The signed attributes of a SignerInfo as a DER SET (tag 0x31, the form the signature covers):
@@ -12,8 +13,8 @@ import { Oid } from './oids.js';
  */
 export function signedAttributesFor(digest: Uint8Array): Uint8Array {
   const attributes = [
-    new pkijs.Attribute({ type: Oid.contentType, values: [new asn1js.ObjectIdentifier({ value: Oid.data })] }),
-    new pkijs.Attribute({ type: Oid.messageDigest, values: [new asn1js.OctetString({ valueHex: digest })] }),
+    new pkijs.Attribute({ type: Oid.CONTENT_TYPE, values: [new asn1js.ObjectIdentifier({ value: Oid.DATA })] }),
+    new pkijs.Attribute({ type: Oid.MESSAGE_DIGEST, values: [new asn1js.OctetString({ valueHex: digest })] }),
   ].map((a) => ({ schema: a.toSchema(), der: toDer(a.toSchema()) }));
   // DER orders a SET OF by the encodings of its elements (X.690 §11.6); asn1js keeps insertion order.
   attributes.sort((a, b) => compareBytes(a.der, b.der));
@@ -62,16 +63,16 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
       issuer: signer.certificate.issuer,
       serialNumber: signer.certificate.serialNumber,
     }),
-    digestAlgorithm: algorithmWithNull(Oid.sha256),
+    digestAlgorithm: algorithmWithNull(Oid.SHA256),
     ...(signedAttrs !== undefined ? { signedAttrs } : {}),
-    signatureAlgorithm: algorithmWithNull(Oid.rsaEncryption),
+    signatureAlgorithm: algorithmWithNull(Oid.RSA_ENCRYPTION),
     signature: new asn1js.OctetString({ valueHex: parts.signature }),
   });
   const signedData = new pkijs.SignedData({
     // pkijs derives the version from the contents: 1 here (id-data, issuerAndSerialNumber, X.509 only).
-    digestAlgorithms: [algorithmWithNull(Oid.sha256)],
+    digestAlgorithms: [algorithmWithNull(Oid.SHA256)],
     // No eContent: the signature is detached from the data it covers.
-    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: Oid.data }),
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: Oid.DATA }),
     certificates,
     signerInfos: [signerInfo],
   });
@@ -84,19 +85,19 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
  */
 function carriedCertificate(der: Uint8Array): pkijs.Certificate {
   const { certificate } = certificateFields(der);
-  if (!equal(toDer(certificate.toSchema()), der)) throw new TypeError('a certificate to embed is not in DER form');
+  if (!bytesEqual(toDer(certificate.toSchema()), der)) throw new TypeError('a certificate to embed is not in DER form');
   return certificate;
 }
 
 /** `SignedData` inside a ContentInfo (what `openssl cms -sign` writes and some firmware tools expect). */
 export function wrapContentInfo(signedData: Uint8Array): Uint8Array {
   const contentInfo = new pkijs.ContentInfo({
-    contentType: Oid.signedData,
+    contentType: Oid.SIGNED_DATA,
     content: decodeDer(signedData, 'SignedData'),
   });
   const out = toDer(contentInfo.toSchema());
   // The decoded SignedData is re-emitted; make sure it came out as it went in.
-  if (!equal(out.subarray(out.length - signedData.length), signedData))
+  if (!bytesEqual(out.subarray(out.length - signedData.length), signedData))
     throw new TypeError('the SignedData is not in DER form');
   return out;
 }
@@ -148,7 +149,7 @@ function readSignedData(bytes: Uint8Array): ParsedSignedData {
   if (!(block instanceof asn1js.Sequence)) throw new Pkcs7Error('PKCS#7: not a SEQUENCE');
   if (block.valueBlock.value[0] instanceof asn1js.ObjectIdentifier) {
     const contentInfo = new pkijs.ContentInfo({ schema: block });
-    if (contentInfo.contentType !== Oid.signedData)
+    if (contentInfo.contentType !== Oid.SIGNED_DATA)
       throw new Pkcs7Error(`ContentInfo holds ${contentInfo.contentType}, not signedData`);
     block = contentInfo.content as asn1js.AsnType;
   }
@@ -207,9 +208,9 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
   if (parsed.hasContent)
     throw new Error('the signature is not detached (it carries content); sign with -binary and without -nodetach');
   const s = parsed.signer;
-  if (s.digestAlgorithm !== Oid.sha256)
-    throw new Error(`the digest algorithm is ${s.digestAlgorithm}, UEFI needs SHA-256 (${Oid.sha256})`);
-  if (s.signatureAlgorithm !== Oid.rsaEncryption && s.signatureAlgorithm !== Oid.sha256WithRSAEncryption) {
+  if (s.digestAlgorithm !== Oid.SHA256)
+    throw new Error(`the digest algorithm is ${s.digestAlgorithm}, UEFI needs SHA-256 (${Oid.SHA256})`);
+  if (s.signatureAlgorithm !== Oid.RSA_ENCRYPTION && s.signatureAlgorithm !== Oid.SHA256_WITH_RSA) {
     throw new Error(`the signature algorithm is ${s.signatureAlgorithm}, UEFI needs RSA PKCS#1 v1.5`);
   }
   if (s.issuer === undefined || s.serialNumber === undefined)
@@ -217,7 +218,7 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
   const signer = parsed.certificates.find((der) => {
     try {
       const f = certificateFields(der);
-      return equal(f.issuer, s.issuer!) && equal(f.serialNumber, s.serialNumber!);
+      return bytesEqual(f.issuer, s.issuer!) && bytesEqual(f.serialNumber, s.serialNumber!);
     } catch {
       return false;
     }
@@ -228,7 +229,7 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
   if (s.signedAttributes !== undefined) {
     const md = messageDigestOf(s.signedAttributes);
     if (md === undefined) throw new Error('the signed attributes have no messageDigest');
-    if (!equal(md, digest)) throw new Error('the messageDigest attribute is not the SHA-256 of the bytes to sign');
+    if (!bytesEqual(md, digest)) throw new Error('the messageDigest attribute is not the SHA-256 of the bytes to sign');
     covered = s.signedAttributes;
   }
   const publicKey = new X509Certificate(signer).publicKey;
@@ -243,12 +244,8 @@ function messageDigestOf(attributes: Uint8Array): Uint8Array | undefined {
   for (const schema of set.valueBlock.value) {
     const attribute = new pkijs.Attribute({ schema });
     const value: unknown = attribute.values[0];
-    if (attribute.type === Oid.messageDigest && value instanceof asn1js.OctetString)
+    if (attribute.type === Oid.MESSAGE_DIGEST && value instanceof asn1js.OctetString)
       return value.valueBlock.valueHexView;
   }
   return undefined;
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

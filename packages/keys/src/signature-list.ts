@@ -1,15 +1,13 @@
-import { X509Certificate } from 'node:crypto';
 import {
-  checkSignatureLists,
   guidFromText,
   Guids,
   serializeSignatureLists,
   signatureListOfCertificate,
   signatureListOfHashes,
-  x509Certificates,
   type SignatureList,
 } from '@vmsb/efi';
 import { certificateDer, tbsHash, type CertificateInput } from './certificate.js';
+import { concatBytes } from '@vmsb/protocol';
 
 /** A GUID as text (`77fa9abd-0359-4d32-bd60-28f4e78f784b`) or as 16 bytes in EFI order. */
 export type GuidInput = string | Uint8Array;
@@ -112,7 +110,7 @@ export function signatureLists(spec: SignatureListSpec): SignatureList[] {
       return [
         signatureListOfHashes(
           guid,
-          hashes.map((h) => concat(h, time)),
+          hashes.map((h) => concatBytes(h, time)),
           owner,
         ),
       ];
@@ -132,43 +130,7 @@ function hashBytes(input: HashInput): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'));
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** The concatenation of several lists' bytes (a variable value holding them all). */
 export function concatSignatureLists(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/**
- * Why `payload` cannot be the value of a Secure Boot database (PK, KEK, db, dbx, dbt), or undefined:
- * edk2's format rules (supported types, fixed sizes, no trailing bytes; PK at most one entry) plus
- * the check edk2 makes on X.509 entries (a certificate with an RSA key), applied to every entry.
- */
-export function signatureDatabaseProblem(
-  payload: Uint8Array,
-  options: { readonly isPK?: boolean } = {},
-): string | undefined {
-  const checked = checkSignatureLists(payload, options.isPK === true ? { maxSignatures: 1 } : {});
-  if (!checked.ok) return checked.reason;
-  for (const [i, { der }] of x509Certificates(checked.lists).entries()) {
-    try {
-      const key = new X509Certificate(der).publicKey;
-      if (key.asymmetricKeyType !== 'rsa')
-        return `X.509 entry ${i} holds a ${key.asymmetricKeyType ?? 'non-RSA'} key; UEFI needs RSA`;
-    } catch (err) {
-      return `X.509 entry ${i} is not a certificate: ${err instanceof Error ? err.message : String(err)}`;
-    }
-  }
-  return undefined;
+  return concatBytes(...parts);
 }

@@ -1,4 +1,5 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 let sequence = 0;
@@ -19,36 +20,51 @@ function reason(e: unknown): string {
 
 /**
  * Replaces `path` with `bytes` so that a crash at any point leaves either the old or the new
- * content, and the new one is on disk when the promise resolves: write a temporary file in the
- * same directory, fsync it, rename it over `path`, fsync the directory.
+ * content, and the new one is on disk when it returns: write a temporary file in the same
+ * directory, fsync it, rename it over `path`, fsync the directory. Synchronous, as the C daemon
+ * writes: each step of the asynchronous API is a round trip through libuv's thread pool, which
+ * cost a third of a write's time (BENCHMARKS.md, durable-write), while the daemon has nothing else
+ * to do during the write (the guest's vCPU waits for the answer).
  */
-export async function replaceFile(path: string, bytes: Uint8Array): Promise<void> {
+export function replaceFileSync(path: string, bytes: Uint8Array): void {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${++sequence}.tmp`);
-  let handle: FileHandle | undefined;
+  let fd: number | undefined;
   try {
-    handle = await open(temp, 'wx', 0o600);
-    await handle.writeFile(bytes);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(temp, path);
+    fd = openSync(temp, 'wx', 0o600);
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+    fsyncSync(fd);
+    const closing = fd;
+    fd = undefined;
+    closeSync(closing);
+    renameSync(temp, path);
   } catch (e) {
-    await handle?.close().catch(() => undefined);
-    await rm(temp, { force: true }).catch(() => undefined);
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // Reporting the first failure.
+      }
+    }
+    rmSync(temp, { force: true });
     throw new ReplaceError(`${path}: cannot write: ${reason(e)}`, false);
   }
   // The rename is durable only once the directory entry is.
   try {
-    const d = await open(dir, 'r');
+    const d = openSync(dir, 'r');
     try {
-      await d.sync();
+      fsyncSync(d);
     } finally {
-      await d.close();
+      closeSync(d);
     }
   } catch (e) {
     throw new ReplaceError(`${path}: written but its directory could not be synced: ${reason(e)}`, true);
   }
+}
+
+/** `replaceFileSync` for callers that await; it settles once the new content is on disk. */
+export async function replaceFile(path: string, bytes: Uint8Array): Promise<void> {
+  replaceFileSync(path, bytes);
 }
 
 /**

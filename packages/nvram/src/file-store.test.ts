@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { StoreState, Variable } from '@vmsb/efi';
 import { fromUtf16le, utf16le } from '@vmsb/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFileStore, readSaveFile, writeSaveFile } from './file-store.js';
+import { createFileStore, FileStoreLocked, lockFileStore, readSaveFile, writeSaveFile } from './file-store.js';
 import { decodeVarsBlob, encodeVarsBlob, MAX_VARS_BLOB_SIZE } from './vars-blob.js';
 
 const GUID = new Uint8Array(16).fill(0x42);
@@ -174,5 +175,62 @@ describe('save file', () => {
     await expect(readSaveFile(path)).rejects.toThrow(`${path}: no such save file`);
     await writeFile(path, 'VARS\x02\x00\x00\x00');
     await expect(readSaveFile(path)).rejects.toThrow(`${path}: corrupt save file (VARS blob): too short`);
+  });
+});
+
+/** Asks another process to take the store's lock (fcntl locks are per process): its answer. */
+function lockFromAnotherProcess(path: string): string {
+  // The built package (tests run after the build): the same code, in a process of its own.
+  const source = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+  const script = `
+    const { lockFileStore, FileStoreLocked } = await import(${JSON.stringify(source)});
+    try { await lockFileStore(${JSON.stringify(path)}); console.log('locked'); }
+    catch (e) { console.log(e instanceof FileStoreLocked ? 'held by ' + e.heldBy : 'error ' + e.message); }`;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+  });
+  return (run.stdout || run.stderr).trim();
+}
+
+// Each test starts Node processes: slow on a loaded machine.
+describe('the store lock (one writer per NVRAM)', { timeout: 30_000 }, () => {
+  it('is held across saves, which replace the file with a new inode, and names its holder', async () => {
+    const path = join(dir, 'nvram.vars');
+    const lock = await lockFileStore(path);
+    expect(lock.lockPath).toBe(`${path}.lock`);
+    const store = createFileStore({ path, lock });
+    expect(await store.load()).toBeUndefined();
+    await store.save(state([variable('A', [1])]));
+    const first = (await stat(path)).ino;
+    await store.save(state([variable('A', [2])]));
+    expect((await stat(path)).ino).not.toBe(first);
+    expect(lockFromAnotherProcess(path)).toBe(`held by ${process.pid}`);
+    lock.release();
+    expect(lockFromAnotherProcess(path)).toBe('locked');
+  });
+
+  it('refuses a lock that belongs to another store', async () => {
+    const lock = await lockFileStore(join(dir, 'a.vars'));
+    expect(() => createFileStore({ path: join(dir, 'b.vars'), lock })).toThrow(/is the lock of/);
+    lock.release();
+  });
+
+  it('takes the lock under a root (the chroot the daemon will enter) for a path inside it', async () => {
+    await mkdir(join(dir, 'jail'));
+    const lock = await lockFileStore('/nvram.vars', { root: join(dir, 'jail') });
+    expect(lock).toMatchObject({ path: '/nvram.vars', lockPath: join(dir, 'jail', 'nvram.vars.lock') });
+    expect(lockFromAnotherProcess(join(dir, 'jail', 'nvram.vars'))).toBe(`held by ${process.pid}`);
+    lock.release();
+  });
+
+  it('refuses a symbolic link as the store, naming the target, and leaves the link alone', async () => {
+    const target = join(dir, 'real.vars');
+    const link = join(dir, 'nvram.vars');
+    await symlink(target, link);
+    const message = `${link} is a symbolic link (to ${target}): the NVRAM file is replaced on every write, which would turn the link into a file; give the target's path instead`;
+    await expect(lockFileStore(link)).rejects.toThrow(message);
+    await expect(createFileStore({ path: link }).load()).rejects.toThrow(message);
+    expect((await lstat(link)).isSymbolicLink()).toBe(true);
+    expect(FileStoreLocked).toBeDefined();
   });
 });

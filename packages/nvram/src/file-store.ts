@@ -1,5 +1,5 @@
-import { readdir, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { StoreState } from '@vmsb/efi';
 import { readBoundedFile, ReplaceError, replaceFile } from './durable-file.js';
 import { decodeVarsBlob, encodeVarsBlob, MAX_VARS_BLOB_SIZE } from './vars-blob.js';
@@ -15,6 +15,8 @@ export interface NvramStore {
 export interface FileStoreOptions {
   /** The file holding the binary VARS blob (what XAPI holds, before base64). */
   readonly path: string;
+  /** The store's lock (`lockFileStore`), held by whoever writes it for as long as it may write. */
+  readonly lock?: FileStoreLock;
 }
 
 export interface FileStore extends NvramStore {
@@ -22,13 +24,90 @@ export interface FileStore extends NvramStore {
 }
 
 /**
+ * One writer per NVRAM: an exclusive lockf() lock on `<path>.lock`, a file beside the store. The
+ * store itself cannot carry the lock: every save replaces it with a new inode (rename), and a lock
+ * lives on an inode. The lock file is created once (mode 0644, so anyone can see who holds it) and
+ * never removed: removing it would let two writers lock two different inodes. The lock belongs to
+ * the process, is released when it exits (even by SIGKILL), and must not be reopened by it.
+ */
+export interface FileStoreLock {
+  /** The store, as given. */
+  readonly path: string;
+  /** The lock file, as opened (under `root` when one was given). */
+  readonly lockPath: string;
+  release(): void;
+}
+
+/** Another process writes the store: a running varstored, or `varstore` writing it. */
+export class FileStoreLocked extends Error {
+  constructor(
+    readonly path: string,
+    readonly lockPath: string,
+    /** The holder's pid; 0 when the kernel cannot name it (another pid namespace). */
+    readonly heldBy: number,
+  ) {
+    super(`${path} is in use by another process${heldBy ? ` (pid ${heldBy})` : ''}: it holds the lock ${lockPath}`);
+  }
+}
+
+/** The lock file of the store at `path`. */
+export function fileStoreLockPath(path: string): string {
+  return `${path}.lock`;
+}
+
+/**
+ * A symbolic link as the store is refused rather than followed: each save replaces the file, so it
+ * would replace the link with a regular file and the link's target would stop receiving updates
+ * (and a link could point a privileged daemon at any file). Directories on the way may be links.
+ */
+export async function refuseSymlinkedStore(path: string): Promise<void> {
+  const info = await lstat(path).catch(() => undefined);
+  if (info?.isSymbolicLink()) {
+    const target = await readlink(path).catch(() => '?');
+    throw new Error(
+      `${path} is a symbolic link (to ${target}): the NVRAM file is replaced on every write, which would turn the link into a file; give the target's path instead`,
+    );
+  }
+}
+
+/**
+ * Takes the store's lock (see FileStoreLock), creating the lock file if needed. `root`: the directory
+ * `path` is relative to when it is opened (the chroot the daemon will enter; the lock is taken before).
+ * Throws FileStoreLocked when another process holds it, and an Error naming the file otherwise.
+ */
+export async function lockFileStore(path: string, options: { root?: string } = {}): Promise<FileStoreLock> {
+  const onHost = options.root === undefined ? path : join(options.root, resolve('/', path));
+  await refuseSymlinkedStore(onHost);
+  const lockPath = fileStoreLockPath(onHost);
+  let host: typeof import('@vmsb/xen/host');
+  try {
+    host = await import('@vmsb/xen/host');
+  } catch (e) {
+    throw new Error(`cannot lock ${path}: the host binding of @vmsb/xen cannot be loaded (${(e as Error).message})`);
+  }
+  let attempt: ReturnType<typeof host.lockFile>;
+  try {
+    attempt = host.lockFile(lockPath, { create: true, mode: 0o644 });
+  } catch (e) {
+    throw new Error(`cannot lock ${path}: ${(e as Error).message}`);
+  }
+  if (!attempt.ok) throw new FileStoreLocked(path, lockPath, attempt.heldBy);
+  const { lock } = attempt;
+  return { path, lockPath, release: () => lock.release() };
+}
+
+/**
  * The embedded store: one file holding the non-volatile variables as a VARS v2 blob, replaced
  * atomically and durably on every change. A missing file means first boot; an unreadable or
  * corrupt one is an error naming the file, never an empty store. Saves that would write the
- * bytes already on disk are skipped. Saves run one at a time, in call order.
+ * bytes already on disk are skipped. Saves run one at a time, in call order. A symbolic link as the
+ * store is refused (see refuseSymlinkedStore); the writer holds the store's lock (lockFileStore).
  */
 export function createFileStore(options: FileStoreOptions): FileStore {
   const { path } = options;
+  if (options.lock !== undefined && options.lock.path !== path) {
+    throw new Error(`the lock given for ${path} is the lock of ${options.lock.path}`);
+  }
   /** The blob known to be on disk (undefined: unknown or no file), to skip unchanged writes. */
   let onDisk: Uint8Array | undefined;
   let fileExists = false;
@@ -44,6 +123,7 @@ export function createFileStore(options: FileStoreOptions): FileStore {
     path,
     load: () =>
       serialised(async () => {
+        await refuseSymlinkedStore(path);
         await removeStaleTemporaries(path);
         const bytes = await readBoundedFile(path, MAX_VARS_BLOB_SIZE);
         if (bytes === undefined) {

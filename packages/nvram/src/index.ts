@@ -8,10 +8,27 @@ export {
 } from './vars-blob.js';
 export {
   createFileStore,
+  FileStoreLocked,
+  fileStoreLockPath,
+  lockFileStore,
+  refuseSymlinkedStore,
   readSaveFile,
   writeSaveFile,
   type NvramStore,
   type FileStore,
   type FileStoreOptions,
+  type FileStoreLock,
 } from './file-store.js';
-export { replaceFile } from './durable-file.js';
+export { replaceFile, replaceFileSync } from './durable-file.js';
+export {
+  AUTH_FILES,
+  readAuthFiles,
+  applyAuthFiles,
+  provisionFirstBoot,
+  type ProvisionLog,
+  type ProvisionTarget,
+  type AuthFile,
+  type AuthFileSpec,
+  type ProvisionEvents,
+  type ProvisionResult,
+} from './provision.js';

@@ -39,6 +39,10 @@ export interface XapiClientOptions {
   /** Path of the Unix socket (xapi-guard's per-VM socket, or XAPI's own). */
   readonly socket?: string;
   readonly timeoutMs?: number;
+  /** Largest answer read (headers and body); default MAX_RESPONSE_BYTES, varstored's limit. */
+  readonly maxResponseBytes?: number;
+  /** Most XML elements in one answer; default the XML-RPC decoder's MAX_ELEMENTS. */
+  readonly maxElements?: number;
 }
 
 export type XmlRpcParam = XmlRpcValue;
@@ -46,10 +50,14 @@ export type XmlRpcParam = XmlRpcValue;
 export class XapiClient {
   readonly socket: string;
   readonly timeoutMs: number;
+  private readonly maxResponseBytes: number | undefined;
+  private readonly maxElements: number | undefined;
 
   constructor(options: XapiClientOptions = {}) {
     this.socket = options.socket ?? DEFAULT_XAPI_SOCKET;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.maxResponseBytes = options.maxResponseBytes;
+    this.maxElements = options.maxElements;
   }
 
   /** One XAPI call; resolves to the `Value` of a Success, rejects with XapiError otherwise. */
@@ -57,7 +65,12 @@ export class XapiClient {
     const body = encodeMethodCall(method, params, 'typed');
     let response;
     try {
-      response = await postXmlRpc({ socketPath: this.socket, body, timeoutMs: this.timeoutMs });
+      response = await postXmlRpc({
+        socketPath: this.socket,
+        body,
+        timeoutMs: this.timeoutMs,
+        ...(this.maxResponseBytes !== undefined ? { maxResponseBytes: this.maxResponseBytes } : {}),
+      });
     } catch (error) {
       if (error instanceof HttpExchangeError) {
         const where = error.failure.kind === 'transport' ? `XAPI socket ${this.socket}` : `answer from ${this.socket}`;
@@ -76,7 +89,7 @@ export class XapiClient {
     }
     let decoded;
     try {
-      decoded = decodeMethodResponse(text);
+      decoded = decodeMethodResponse(text, this.maxElements !== undefined ? { maxElements: this.maxElements } : {});
     } catch (error) {
       if (error instanceof XmlRpcError)
         throw new XapiError('protocol', method, `${method}: unreadable XAPI answer: ${error.message}`);

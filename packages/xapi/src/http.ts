@@ -137,7 +137,10 @@ export function postXmlRpc(options: PostOptions): Promise<HttpResponse> {
     }, options.timeoutMs);
 
     const tryComplete = (atEnd: boolean) => {
+      // Large answers (a pool's VM records) arrive in many chunks: join them only once all are in.
+      if (!atEnd && head?.contentLength !== undefined && received < head.bodyOffset + head.contentLength) return;
       const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      if (chunks.length > 1) chunks.splice(0, chunks.length, all);
       if (!head) {
         const parsed = parseResponseHead(all);
         if (parsed.state === 'error')

@@ -30,3 +30,27 @@ export {
   type MethodCall,
   type MethodResponse,
 } from './xmlrpc.js';
+export {
+  PoolClient,
+  PoolSession,
+  isUefiGuest,
+  vmRecordOf,
+  VM_POWER_STATES,
+  POOL_MAX_RESPONSE_BYTES,
+  POOL_MAX_ELEMENTS,
+  type PoolClientOptions,
+  type VmPowerState,
+  type VmRecord,
+} from './pool.js';
+export {
+  encodeUefiCertificates,
+  decodeUefiCertificates,
+  encodeTar,
+  decodeTar,
+  ArchiveError,
+  UEFI_CERTIFICATE_NAMES,
+  MAX_MEMBER_BYTES,
+  MAX_MEMBERS,
+  type ArchiveMember,
+  type UefiCertificateName,
+} from './uefi-certificates.js';

@@ -137,8 +137,15 @@ interface Element {
 
 type SaxOptions = sax.SAXOptions & { strictEntities?: boolean };
 
+/** Bounds on a document, for answers larger than varstored's (a pool's VM records). */
+export interface DecodeLimits {
+  /** Elements of any kind in one document. Default MAX_ELEMENTS. */
+  readonly maxElements?: number;
+}
+
 /** Parse a whole document into an element tree. Throws XmlRpcError on anything malformed. */
-function parseDocument(text: string): Element {
+function parseDocument(text: string, limits: DecodeLimits = {}): Element {
+  const maxElements = limits.maxElements ?? MAX_ELEMENTS;
   // strictEntities: only &lt; &gt; &amp; &apos; &quot; and character references.
   const parser = sax.parser(true, {
     trim: false,
@@ -157,7 +164,7 @@ function parseDocument(text: string): Element {
   };
   parser.onopentag = (tag) => {
     elements += 1;
-    if (elements > MAX_ELEMENTS) throw new XmlRpcError('too many elements');
+    if (elements > maxElements) throw new XmlRpcError('too many elements');
     // Values nest as value/struct/member/value...: three elements per level plus the envelope.
     if (stack.length > MAX_VALUE_DEPTH * 3 + 8) throw new XmlRpcError('document nests too deeply');
     const element: Element = { name: tag.name, children: [] };
@@ -328,8 +335,8 @@ export type MethodResponse =
   | { readonly kind: 'result'; readonly value: XmlRpcValue }
   | { readonly kind: 'fault'; readonly code: XmlRpcValue; readonly message: string };
 
-export function decodeMethodResponse(text: string): MethodResponse {
-  const root = parseDocument(text);
+export function decodeMethodResponse(text: string, limits: DecodeLimits = {}): MethodResponse {
+  const root = parseDocument(text, limits);
   if (root.name !== 'methodResponse') throw new XmlRpcError(`expected <methodResponse>, found <${root.name}>`);
   const [only, ...rest] = childElements(root);
   if (!only || rest.length > 0) throw new XmlRpcError('<methodResponse> must contain one <params> or <fault>');

@@ -1,4 +1,4 @@
-// The module: the ioreq server class, the availability probe, xenstore and privilege dropping.
+// The module: the ioreq server class, the availability probe and xenstore.
 #include "common.h"
 #include "server.h"
 
@@ -8,7 +8,6 @@ Napi::Value Probe(const Napi::CallbackInfo& info);
 Napi::Value XenstoreRead(const Napi::CallbackInfo& info);
 Napi::Value XenstoreWrite(const Napi::CallbackInfo& info);
 Napi::Value XenstoreClose(const Napi::CallbackInfo& info);
-Napi::Value DropPrivileges(const Napi::CallbackInfo& info);
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Server", Server::Define(env));
@@ -16,7 +15,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xenstoreRead", Napi::Function::New(env, XenstoreRead, "xenstoreRead"));
   exports.Set("xenstoreWrite", Napi::Function::New(env, XenstoreWrite, "xenstoreWrite"));
   exports.Set("xenstoreClose", Napi::Function::New(env, XenstoreClose, "xenstoreClose"));
-  exports.Set("dropPrivileges", Napi::Function::New(env, DropPrivileges, "dropPrivileges"));
   return exports;
 }
 

@@ -14,6 +14,8 @@ extern "C" {
 
 #include <napi.h>
 
+#include "errors.h"
+
 #include <string>
 
 namespace vmsb {
@@ -27,11 +29,5 @@ struct CaptureLogger {
   CaptureLogger(const CaptureLogger&) = delete;
   CaptureLogger& operator=(const CaptureLogger&) = delete;
 };
-
-// "ENOENT" for ENOENT; "E<n>" when the C library has no name for it.
-std::string ErrnoName(int err);
-
-// An Error whose message names the failed call and errno, with `code`, `errno` and `syscall` set.
-Napi::Error SystemError(Napi::Env env, const std::string& call, int err, const std::string& detail = "");
 
 }  // namespace vmsb

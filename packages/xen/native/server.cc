@@ -131,6 +131,7 @@ void Server::Open() {
   ports_.assign(vcpus_, 0);
   bound_.assign(vcpus_, false);
   slots_.assign(vcpus_, Slot{});
+  copies_.resize(vcpus_);
 
   // No buffered ioreqs: every request is synchronous and there is no buffered ring to map.
   if (xendevicemodel_create_ioreq_server(dmod_, domid_, HVM_IOREQSRV_BUFIOREQ_OFF, &id_) < 0)
@@ -222,6 +223,10 @@ std::vector<std::string> Server::Teardown() {
   // A request JS never completed would leave its vCPU blocked: complete it without effect.
   if (page_ && xce_) {
     for (unsigned v = 0; v < slots_.size(); v++) {
+      if (slots_[v].mapped && fmem_) {
+        xenforeignmemory_unmap(fmem_, slots_[v].mapped, kBufferPages);
+        slots_[v].mapped = nullptr;
+      }
       if (slots_[v].kind != Pending::None && bound_[v]) {
         const bool read = slots_[v].kind == Pending::PpiRead;
         slots_[v] = Slot{};
@@ -447,26 +452,55 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
   xen_pfn_t pfns[kBufferPages];
   for (unsigned i = 0; i < kBufferPages; i++)
     pfns[i] = static_cast<xen_pfn_t>(gfn) + i;
-  // All or nothing (err == NULL): a buffer running past guest RAM is refused whole.
-  void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ, kBufferPages, pfns, nullptr);
+  // All or nothing (err == NULL): a buffer running past guest RAM is refused whole. Mapped writable
+  // so that an answer given synchronously goes back through the same mapping.
+  void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
   if (!mapped) {
     Log("warn", Format("vCPU %u: cannot map the guest buffer at frame 0x%x: %s", vcpu, gfn, strerror(errno)), true);
     return Finish(vcpu, false, 0);
   }
-  // One copy into private memory; everything after parses the copy, never the guest's pages.
-  Napi::Buffer<uint8_t> copy;
+  // One copy into private memory; everything after parses the copy, never the guest's pages. A plain
+  // Uint8Array, not a Node Buffer: Buffer's slice() makes a view, Uint8Array's a copy, and what the
+  // store keeps of a request it keeps with slice().
+  Napi::Uint8Array copy;
   try {
-    copy = Napi::Buffer<uint8_t>::Copy(env_, static_cast<const uint8_t*>(mapped), kBufferSize);
+    Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env_, kBufferSize);
+    memcpy(memory.Data(), mapped, kBufferSize);
+    copy = Napi::Uint8Array::New(env_, kBufferSize, memory, 0);
   } catch (...) {
     xenforeignmemory_unmap(fmem_, mapped, kBufferPages);
     throw;
   }
+  slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
+  copies_[vcpu] = Napi::Persistent(copy);
+  try {
+    Emit(kCommand, vcpu, copy);
+  } catch (...) {
+    Unmap(vcpu);
+    throw;
+  }
+  // Not answered within the callback: the answer will come through a fresh mapping.
+  Unmap(vcpu);
+}
+
+void Server::ReleaseCopy(unsigned vcpu) {
+  if (vcpu >= copies_.size() || copies_[vcpu].IsEmpty())
+    return;
+  Napi::ArrayBuffer memory = copies_[vcpu].Value().ArrayBuffer();
+  copies_[vcpu].Reset();
+  // Detaching frees the 64 KiB now; a handler that kept the request would see it empty, never stale.
+  memory.Detach();
+}
+
+void Server::Unmap(unsigned vcpu) {
+  void* mapped = slots_[vcpu].mapped;
+  if (!mapped)
+    return;
+  slots_[vcpu].mapped = nullptr;
   if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
     const int err = errno;
     Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
   }
-  slots_[vcpu] = Slot{Pending::Command, gfn, 4};
-  Emit(kCommand, vcpu, copy);
 }
 
 void Server::Finish(unsigned vcpu, bool set_data, uint64_t data) {
@@ -502,24 +536,31 @@ Napi::Value Server::Complete(const Napi::CallbackInfo& info) {
         auto bytes = result.As<Napi::Uint8Array>();
         if (bytes.ByteLength() > kBufferSize)
           throw Napi::RangeError::New(env, "a response is at most 65536 bytes");
-        // Write back through a fresh mapping of the frame the guest named when it asked.
-        xen_pfn_t pfns[kBufferPages];
-        for (unsigned i = 0; i < kBufferPages; i++)
-          pfns[i] = static_cast<xen_pfn_t>(slot.gfn) + i;
-        void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
-        if (!mapped) {
-          Log("warn",
-              Format("vCPU %u: cannot map the guest buffer at frame 0x%" PRIx64 " to answer: %s", vcpu, slot.gfn,
-                     strerror(errno)),
-              true);
+        if (slot.mapped) {
+          // Answered inside the request's callback: through the mapping it was read from.
+          memcpy(slot.mapped, bytes.Data(), bytes.ByteLength());
         } else {
-          memcpy(mapped, bytes.Data(), bytes.ByteLength());
-          if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
-            const int err = errno;
-            Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
+          // Write back through a fresh mapping of the frame the guest named when it asked.
+          xen_pfn_t pfns[kBufferPages];
+          for (unsigned i = 0; i < kBufferPages; i++)
+            pfns[i] = static_cast<xen_pfn_t>(slot.gfn) + i;
+          void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
+          if (!mapped) {
+            Log("warn",
+                Format("vCPU %u: cannot map the guest buffer at frame 0x%" PRIx64 " to answer: %s", vcpu, slot.gfn,
+                       strerror(errno)),
+                true);
+          } else {
+            memcpy(mapped, bytes.Data(), bytes.ByteLength());
+            if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
+              const int err = errno;
+              Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
+            }
           }
         }
       }
+      Unmap(vcpu);
+      ReleaseCopy(vcpu);
       slots_[vcpu] = Slot{};
       Finish(vcpu, false, 0);
       break;
@@ -572,6 +613,7 @@ Napi::Value Server::Close(const Napi::CallbackInfo& info) {
   closed_ = true;
   quiet_ = true;
   const auto failed = Teardown();
+  copies_.clear();
   for (size_t i = 0; i < failed.size(); i++)
     problems.Set(static_cast<uint32_t>(i), Napi::String::New(env, failed[i]));
   if (cleanup_hook_) {

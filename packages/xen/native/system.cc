@@ -1,10 +1,7 @@
-// Errors and logging, the availability probe, xenstore, and dropping privileges.
+// Logging, the availability probe and xenstore. (Dropping privileges is in the host binding: sandbox.cc.)
 
 #include "common.h"
 
-#include <grp.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -34,22 +31,6 @@ CaptureLogger::CaptureLogger() {
   base.vmessage = &CaptureMessage;
   base.progress = nullptr;
   base.destroy = &CaptureDestroy;
-}
-
-std::string ErrnoName(int err) {
-  const char* name = strerrorname_np(err);
-  return name ? name : "E" + std::to_string(err);
-}
-
-Napi::Error SystemError(Napi::Env env, const std::string& call, int err, const std::string& detail) {
-  std::string message = call + " failed: " + strerror(err);
-  if (!detail.empty())
-    message += " (" + detail + ")";
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, ErrnoName(err)));
-  error.Set("errno", Napi::Number::New(env, err));
-  error.Set("syscall", Napi::String::New(env, call));
-  return error;
 }
 
 namespace {
@@ -160,69 +141,6 @@ Napi::Value XenstoreClose(const Napi::CallbackInfo& info) {
     g_xenstore = nullptr;
   }
   return info.Env().Undefined();
-}
-
-// dropPrivileges({ chroot?: string, uid?: number, gid?: number, depriv: boolean })
-// In varstored's order: chroot, groups and gid, uid, then prove root cannot be regained. glibc applies
-// set*id and setgroups to every thread of the process, and the chroot is shared by all threads.
-// uid/gid 0 mean "unchanged", as in varstored.
-Napi::Value DropPrivileges(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject())
-    throw Napi::TypeError::New(env, "dropPrivileges(options)");
-  Napi::Object options = info[0].As<Napi::Object>();
-  auto id = [&](const char* key) -> uint32_t {
-    Napi::Value v = options.Get(key);
-    if (v.IsUndefined())
-      return 0;
-    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= 0 && d <= 0xfffffffe) || d != static_cast<double>(static_cast<uint32_t>(d)))
-      throw Napi::RangeError::New(env, std::string(key) + " must be an integer from 0 to 4294967294");
-    return static_cast<uint32_t>(d);
-  };
-  const uint32_t uid = id("uid");
-  const uint32_t gid = id("gid");
-  const bool depriv = options.Get("depriv").ToBoolean();
-  Napi::Value chroot_dir = options.Get("chroot");
-
-  if (!chroot_dir.IsUndefined()) {
-    if (!chroot_dir.IsString())
-      throw Napi::TypeError::New(env, "chroot is a directory path");
-    const std::string dir = chroot_dir.As<Napi::String>().Utf8Value();
-    if (dir.empty() || dir.find('\0') != std::string::npos)
-      throw Napi::TypeError::New(env, "chroot is a non-empty directory path");
-    if (chroot(dir.c_str()) < 0)
-      ThrowErrno(env, "chroot", dir.c_str());
-    // Without this the working directory would still point outside the new root.
-    if (chdir("/") < 0)
-      ThrowErrno(env, "chdir", "/ in the chroot");
-  }
-  if (gid) {
-    const gid_t groups[1] = {gid};
-    if (setgroups(1, groups) < 0)
-      ThrowErrno(env, "setgroups");
-    if (setresgid(gid, gid, gid) < 0)
-      ThrowErrno(env, "setresgid");
-  } else if (uid) {
-    // Dropping the uid without a gid still drops root's supplementary groups.
-    if (setgroups(0, nullptr) < 0)
-      ThrowErrno(env, "setgroups");
-  }
-  if (uid) {
-    if (setresuid(uid, uid, uid) < 0)
-      ThrowErrno(env, "setresuid");
-    if (setuid(0) == 0 || seteuid(0) == 0)
-      throw Napi::Error::New(env, "root could be regained after dropping to uid " + std::to_string(uid));
-    if (gid && (setgid(0) == 0 || setegid(0) == 0))
-      throw Napi::Error::New(env, "gid 0 could be regained after dropping to gid " + std::to_string(gid));
-  }
-  if (depriv) {
-    // The Xen handles are already restricted to the domain (at open). From here no exec can gain
-    // privileges (setuid binaries, file capabilities) for this thread or anything it starts.
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-      ThrowErrno(env, "prctl(PR_SET_NO_NEW_PRIVS)");
-  }
-  return env.Undefined();
 }
 
 }  // namespace vmsb

@@ -2,13 +2,7 @@
 // exports, the one linked against the fake hypervisor in tests.
 import { type LoadResult, type NativeBinding, probeFailureReason } from './native.js';
 import { IoreqServerImpl } from './server.js';
-import type {
-  Availability,
-  DropPrivilegesOptions,
-  GuestHandler,
-  IoreqServer,
-  StartIoreqServerOptions,
-} from './types.js';
+import type { Availability, GuestHandler, IoreqServer, StartIoreqServerOptions } from './types.js';
 
 /** XENSTORE_ABS_PATH_MAX and XENSTORE_PAYLOAD_MAX from xen/io/xs_wire.h. */
 const XENSTORE_PATH_MAX = 3072;
@@ -20,7 +14,6 @@ export interface XenApi {
   startIoreqServer(options: StartIoreqServerOptions): Promise<IoreqServer>;
   xenstoreRead(path: string): string | undefined;
   xenstoreWrite(path: string, value: string): void;
-  dropPrivileges(options: DropPrivilegesOptions): void;
 }
 
 /** An Error for "Xen is not usable here", carrying code ENOXEN. */
@@ -70,31 +63,7 @@ export function createXenApi(load: () => LoadResult): XenApi {
     binding().xenstoreWrite(path, value);
   }
 
-  function dropPrivileges(options: DropPrivilegesOptions): void {
-    const { chroot, uid, gid, depriv } = options;
-    if (chroot !== undefined && (typeof chroot !== 'string' || chroot === '' || chroot.includes('\0'))) {
-      throw new TypeError('chroot must be a non-empty directory path');
-    }
-    for (const [name, id] of [
-      ['uid', uid],
-      ['gid', gid],
-    ] as const) {
-      if (id !== undefined && (!Number.isInteger(id) || id < 0 || id > 0xfffffffe)) {
-        throw new RangeError(`${name} must be an integer from 0 to 4294967294, got ${String(id)}`);
-      }
-    }
-    if (typeof depriv !== 'boolean') throw new TypeError('depriv must be a boolean');
-    const native = binding();
-    if (chroot !== undefined) {
-      native.dropPrivileges({ chroot, depriv: false });
-      // The binding already moved to the new root; Node caches the working directory, so tell it too
-      // (while still privileged), or path.resolve() would keep resolving against the old one.
-      process.chdir('/');
-    }
-    native.dropPrivileges({ ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}), depriv });
-  }
-
-  return { xenAvailability, startIoreqServer, xenstoreRead, xenstoreWrite, dropPrivileges };
+  return { xenAvailability, startIoreqServer, xenstoreRead, xenstoreWrite };
 }
 
 function checkHandler(handler: GuestHandler): void {

@@ -1,6 +1,7 @@
 // @vmsb/xen: the Xen side of varstored. The binding is loaded on first use, so importing this module
 // never fails on a host without Xen; xenAvailability() says what is missing.
 import { createXenApi } from './api.js';
+import { enterSandbox } from './host.js';
 import { loadBinding } from './native.js';
 import type { Availability, DropPrivilegesOptions, IoreqServer, StartIoreqServerOptions } from './types.js';
 
@@ -26,9 +27,13 @@ export function xenstoreWrite(path: string, value: string): void {
   api.xenstoreWrite(path, value);
 }
 
-/** Chroot, drop groups, gid and uid, and prove root cannot be regained (varstored's --chroot/--gid/--uid/--depriv). */
+/**
+ * Chroot, drop groups, gid and uid, and prove root cannot be regained; under `depriv` also the rlimits,
+ * no new privileges and the seccomp filter (varstored's --chroot/--gid/--uid/--depriv). The host
+ * binding does it (`@vmsb/xen/host`), so it works without the Xen libraries.
+ */
 export function dropPrivileges(options: DropPrivilegesOptions): void {
-  api.dropPrivileges(options);
+  enterSandbox(options);
 }
 
 export type {

@@ -1,7 +1,7 @@
 // Loads the compiled binding lazily and explains, when it cannot, exactly what is missing.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Request kinds the binding hands to JS (everything else it completes itself). */
@@ -33,24 +33,55 @@ export interface NativeBinding {
   xenstoreWrite(path: string, value: string): void;
   /** Drops the process's xenstore connection (kept open so writes work after a chroot). */
   xenstoreClose(): void;
-  dropPrivileges(options: { chroot?: string; uid?: number; gid?: number; depriv: boolean }): void;
 }
 
 export type LoadResult = { ok: true; binding: NativeBinding } | { ok: false; reason: string };
 
-/** The package root, from src/ (tests) or dist/ (built). */
-export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+/** The package root: the nearest folder with a package.json, from src/ (tests) or anywhere in dist/ (built). */
+export const packageRoot = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(from: string): string {
+  let dir = from;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return join(from, '..');
+    dir = up;
+  }
+  return dir;
+}
 export const defaultBuildDir = join(packageRoot, 'build');
+
+/**
+ * Set only in a program bundled by tools/package: where its native files are, relative to the
+ * bundle (the bundle has no package root and no node_modules).
+ */
+declare const VMSB_BUNDLED_NATIVE_DIR: string | undefined;
+
+/**
+ * Where the compiled files the programs need are: build/Release in a checkout, the bundler's
+ * directory in a host package. tools/package ships each file of build/Release whose name (without
+ * `.node`) appears in a bundle, so load binaries by a literal name: `loadBinding('<name>')` or
+ * `nativeFile('<file name>')`.
+ */
+export const nativeDir =
+  typeof VMSB_BUNDLED_NATIVE_DIR === 'string'
+    ? fileURLToPath(new URL(VMSB_BUNDLED_NATIVE_DIR, import.meta.url))
+    : join(defaultBuildDir, 'Release');
+
+/** The path of a compiled file (an executable, a library) in nativeDir. */
+export function nativeFile(fileName: string): string {
+  return join(nativeDir, fileName);
+}
 
 const requireNative = createRequire(import.meta.url);
 const cache = new Map<string, LoadResult>();
 
-/** Loads `<buildDir>/Release/<name>.node` once. Never throws. */
-export function loadBinding(name = 'vmsb_xen', buildDir = defaultBuildDir): LoadResult {
-  const file = join(buildDir, 'Release', `${name}.node`);
+/** Loads `<name>.node` from nativeDir, or from `<buildDir>/Release` when given, once. Never throws. */
+export function loadBinding(name = 'vmsb_xen', buildDir?: string): LoadResult {
+  const file = join(buildDir === undefined ? nativeDir : join(buildDir, 'Release'), `${name}.node`);
   let result = cache.get(file);
   if (!result) {
-    result = load(file, buildDir);
+    result = load(file, buildDir ?? defaultBuildDir);
     cache.set(file, result);
   }
   return result;

@@ -1,9 +1,12 @@
 /**
- * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|worst-request|startup|rss|durable-write ...]
- *            [--rounds N] [--json FILE] [--profile DIR]
- * Runs the benchmarks (all by default) pinned to CPU 0 — this runner and every process it starts
- * (daemons, echo servers, bare node) — and prints `bench <name>: <ratio>x <baseline>` with the
- * medians for each. `--profile DIR` writes a CPU profile of every daemon the trace benchmarks start.
+ * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|worst-request|startup|rss|durable-write|vm-all|xen-trace|
+ *             startup-xen|footprint|boot-storm ...] [--rounds N] [--json FILE] [--profile DIR]
+ *            [--node-flags "FLAGS"]
+ * Runs the benchmarks (all but boot-storm by default) pinned to CPU 0 — this runner and every
+ * process it starts (daemons, echo servers, bare node) — and prints `bench <name>: <ratio>x
+ * <baseline>` with the medians for each. `--profile DIR` writes a CPU profile of every daemon the
+ * unix trace benchmarks start; `--node-flags` passes node/V8 options to every daemon (default:
+ * those of the launcher, apps/varstored/bin/node-flags; confined daemons start through bin/varstored).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,8 +24,11 @@ import {
   workDirectory,
   type BenchContext,
 } from './benches.js';
+import { buildNative, launcherNodeFlags } from './native.js';
+import { vmAll } from './pool.js';
 import { format, type BenchResult } from './stats.js';
 import { worstRequest } from './worst-request.js';
+import { bootStorm, footprint, startupXen, xenTrace, type XenContext } from './xen.js';
 
 const ALL = [
   'read-trace',
@@ -33,14 +39,28 @@ const ALL = [
   'startup',
   'rss',
   'durable-write',
+  'vm-all',
+  'xen-trace',
+  'startup-xen',
+  'footprint',
+  'boot-storm',
 ] as const;
 type Name = (typeof ALL)[number];
+/** Run only when named: it loads both CPUs for a while. */
+const ON_REQUEST: readonly Name[] = ['boot-storm'];
 
-function parse(argv: readonly string[]): { names: Name[]; rounds: number; json?: string; profile?: string } {
+function parse(argv: readonly string[]): {
+  names: Name[];
+  rounds: number;
+  json?: string;
+  profile?: string;
+  nodeFlags: string[] | undefined;
+} {
   const names: Name[] = [];
   let rounds = 9;
   let json: string | undefined;
   let profile: string | undefined;
+  let nodeFlags: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') continue;
@@ -50,13 +70,16 @@ function parse(argv: readonly string[]): { names: Name[]; rounds: number; json?:
     else if (a.startsWith('--json=')) json = a.slice(7);
     else if (a === '--profile') profile = resolve(argv[++i] ?? '.');
     else if (a.startsWith('--profile=')) profile = resolve(a.slice(10));
+    else if (a === '--node-flags') nodeFlags = (argv[++i] ?? '').split(/\s+/).filter(Boolean);
+    else if (a.startsWith('--node-flags=')) nodeFlags = a.slice(13).split(/\s+/).filter(Boolean);
     else if ((ALL as readonly string[]).includes(a)) names.push(a as Name);
     else throw new Error(`unknown benchmark or option '${a}' (benchmarks: ${ALL.join(', ')})`);
   }
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer');
   return {
-    names: names.length > 0 ? names : [...ALL],
+    names: names.length > 0 ? names : ALL.filter((n) => !ON_REQUEST.includes(n)),
     rounds,
+    nodeFlags,
     ...(json !== undefined ? { json } : {}),
     ...(profile !== undefined ? { profile } : {}),
   };
@@ -100,15 +123,20 @@ async function main(): Promise<number> {
   if (!pinned()) return 1;
   const work = await workDirectory();
   const log = (line: string): void => void process.stderr.write(`  … ${line}\n`);
+  const peers = buildNative(work.path);
   const ctx: BenchContext = {
     rounds: options.rounds,
     workDir: work.path,
     log,
+    cEcho: peers.echo,
+    daemonNodeArgs: options.nodeFlags ?? launcherNodeFlags(),
     ...(options.profile !== undefined ? { profileDir: options.profile } : {}),
   };
   const cpu = cpus();
   const machine = `${cpu.length} × ${cpu[0]?.model.trim() ?? 'CPU'}, Linux ${release()}, Node ${process.version}, CPUs allowed: ${cpuList()}, work dir on ${work.filesystem}`;
-  process.stdout.write(`# vmsb benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine}\n`);
+  process.stdout.write(
+    `# vmsb benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine}; daemon node flags: ${ctx.daemonNodeArgs.join(' ') || 'none'}\n`,
+  );
   const results: BenchResult[] = [];
   const emit = (r: BenchResult): void => {
     results.push(r);
@@ -127,6 +155,19 @@ async function main(): Promise<number> {
     if (wants.has('worst-request')) emit(worstRequest(ctx));
     if (wants.has('startup')) emit(await startup(ctx));
     if (wants.has('durable-write')) emit(await durableWrite(ctx, work.filesystem));
+    if (wants.has('vm-all')) emit(await vmAll(ctx));
+    const xenNames: Name[] = ['xen-trace', 'startup-xen', 'footprint', 'boot-storm'];
+    if (xenNames.some((n) => wants.has(n))) {
+      if (peers.xen === undefined) {
+        process.stdout.write(`# xen-trace, startup-xen, footprint, boot-storm skipped: ${peers.xenMissing}\n`);
+      } else {
+        const xctx: XenContext = { ...ctx, peers: peers.xen };
+        if (wants.has('xen-trace')) for (const r of await xenTrace(xctx)) emit(r);
+        if (wants.has('startup-xen')) for (const r of await startupXen(xctx)) emit(r);
+        if (wants.has('footprint')) for (const r of await footprint(xctx)) emit(r);
+        if (wants.has('boot-storm')) for (const r of await bootStorm(xctx)) emit(r);
+      }
+    }
   } finally {
     await work.remove();
   }

@@ -2,6 +2,7 @@
  * Just enough BER to mutate PKCS#7 structurally: a tolerant TLV tree parser and an encoder whose
  * length encoding can be made hostile per node (indefinite, non-minimal, huge, off by one).
  */
+import { concatBytes as concat } from '@vmsb/protocol';
 
 export type LengthForm = 'minimal' | 'indefinite' | 'long4' | 'huge' | 'plus1' | 'minus1';
 
@@ -72,18 +73,7 @@ export function encodeDer(node: DerNode): Uint8Array {
   return concat(...parts);
 }
 
-/** The bytes of `parts`, one after another. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+export { concat };
 
 function contentOf(node: DerNode): Uint8Array {
   if (node.children === undefined) return node.content ?? new Uint8Array(0);

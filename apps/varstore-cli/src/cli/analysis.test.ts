@@ -9,6 +9,7 @@ import {
   signatureListOfHashes,
   Guids,
   type Variable,
+  VariableStore,
 } from '@vmsb/efi';
 import { microsoftCertificates } from '@vmsb/keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -148,16 +149,41 @@ describe('store problems an administrator should see', () => {
     );
   });
 
-  it("reports edk2's SecureBootEnable when the store carries it", () => {
-    const off = store({
+  const sbEnable = (value: number) =>
+    store({
       pk: true,
       kek: lists(own),
       db: lists(own),
-      extra: [variable('SecureBootEnable', Guids.SECURE_BOOT_ENABLE_DISABLE, 3, Uint8Array.of(0))],
+      extra: [variable('SecureBootEnable', Guids.SECURE_BOOT_ENABLE_DISABLE, 3, Uint8Array.of(value))],
     });
-    const r = analyzeStore(off, { store: 's', format: null, now: NOW });
-    expect(r.secureBoot).toMatchObject({ enforceable: false, secureBootEnable: false });
-    expect(analyzeStore(store({}), { store: 's', format: null, now: NOW }).secureBoot.enforceable).toBe(false);
-    expect(analyzeStore(store({ pk: true }), { store: 's', format: null, now: NOW }).secureBoot.enforceable).toBe(true);
+
+  it("decides a VARS blob's SecureBoot as varstored does: SecureBootEnable=0 is not consulted under Xen", () => {
+    for (const format of ['vars', 'vars-base64', null] as const) {
+      const r = analyzeStore(sbEnable(0), { store: 's', format, now: NOW });
+      expect(r.secureBoot).toMatchObject({ enforceable: true, rule: 'varstored', secureBootEnable: false });
+      expect(r.secureBoot.detail).toMatch(/varstored's rule.*SecureBootEnable is not consulted/);
+    }
+    // The daemon serving the same NVRAM with platform:secureboot=true answers SecureBoot=1.
+    const daemon = VariableStore.restore(sbEnable(0), {
+      platform: { secureBoot: true, authEnforce: true },
+      resume: false,
+    });
+    expect(daemon.secureBoot).toBe(true);
+    expect(analyzeStore(store({}), { store: 's', format: 'vars', now: NOW }).secureBoot.enforceable).toBe(false);
+  });
+
+  it("decides an .fd or JSON store's SecureBoot with edk2's SecureBootEnable rule", () => {
+    for (const format of ['ovmf-fd', 'json'] as const) {
+      const off = analyzeStore(sbEnable(0), { store: 's', format, now: NOW });
+      expect(off.secureBoot).toMatchObject({ enforceable: false, rule: 'edk2', secureBootEnable: false });
+      expect(off.secureBoot.detail).toMatch(/edk2's rule.*SecureBootEnable is not 1/);
+      expect(analyzeStore(sbEnable(1), { store: 's', format, now: NOW }).secureBoot.enforceable).toBe(true);
+      // Absent: AuthVariableLib creates it enabled in user mode.
+      expect(analyzeStore(store({ pk: true }), { store: 's', format, now: NOW }).secureBoot).toMatchObject({
+        enforceable: true,
+        secureBootEnable: null,
+      });
+      expect(analyzeStore(store({}), { store: 's', format, now: NOW }).secureBoot.enforceable).toBe(false);
+    }
   });
 });

@@ -3,8 +3,10 @@ import {
   guidEquals,
   guidToText,
   parseSignatureLists,
+  secureBootValue,
   signatureTypeOf,
   utf16le,
+  type SecureBootRule,
   type StoreState,
   type Variable,
 } from '@vmsb/efi';
@@ -64,6 +66,8 @@ export interface StatusReport {
     /** Signatures are checked at boot once the platform turns Secure Boot on. */
     readonly enforceable: boolean;
     readonly detail: string;
+    /** Who decides SecureBoot for this kind of store: varstored's builtins (Xen) or OVMF's own driver (edk2). */
+    readonly rule: SecureBootRule;
     /** edk2's SecureBootEnable setting, when the store carries it. */
     readonly secureBootEnable: boolean | null;
   };
@@ -117,6 +121,32 @@ function spkiOf(m: MicrosoftCertificate): string {
   return v;
 }
 
+/**
+ * Which code decides SecureBoot for a store in `format`: VARS blobs (files and XAPI) are served by
+ * varstored under Xen; .fd and JSON stores by OVMF's own variable driver (QEMU).
+ */
+export function secureBootRuleOf(format: NvramFormat | null): SecureBootRule {
+  return format === 'ovmf-fd' || format === 'json' ? 'edk2' : 'varstored';
+}
+
+/**
+ * Certificates parsed so far, by the SHA-256 of their DER: a pool's VMs hold the same few
+ * certificates hundreds of times, and parsing one costs far more than hashing it.
+ */
+const parsedCertificates = new Map<string, ReturnType<typeof parseCertificate>>();
+const PARSED_CERTIFICATES_MAX = 1024;
+
+function parsedCertificate(der: Uint8Array): ReturnType<typeof parseCertificate> {
+  const key = createHash('sha256').update(der).digest('hex');
+  let info = parsedCertificates.get(key);
+  if (info === undefined) {
+    info = parseCertificate(der);
+    if (parsedCertificates.size >= PARSED_CERTIFICATES_MAX) parsedCertificates.clear();
+    parsedCertificates.set(key, info);
+  }
+  return info;
+}
+
 /** What an administrator needs to know about one certificate entry. */
 export function certificateReport(
   der: Uint8Array,
@@ -125,7 +155,7 @@ export function certificateReport(
 ): CertificateReport | { problem: string } {
   let info;
   try {
-    info = parseCertificate(der);
+    info = parsedCertificate(der);
   } catch (e) {
     return { problem: `an X.509 entry does not parse: ${e instanceof Error ? e.message : String(e)}` };
   }
@@ -257,33 +287,29 @@ export function analyzeStore(
 
   const sbEnableVar = get('SecureBootEnable', Guids.SECURE_BOOT_ENABLE_DISABLE);
   const secureBootEnable = sbEnableVar === undefined ? null : sbEnableVar.data[0] === 1;
-  let secureBoot: StatusReport['secureBoot'];
+  const rule = secureBootRuleOf(options.format);
+  const ruleText =
+    rule === 'varstored' ? "varstored's rule (Xen)" : "edk2's rule (OVMF's own variable store, as under QEMU)";
+  const enforceable =
+    state !== undefined &&
+    secureBootValue(rule, {
+      pkEnrolled: pkVar !== undefined,
+      platformSecureBoot: true,
+      secureBootEnable: sbEnableVar?.data[0],
+    }) === 1;
+  let detail: string;
   if (state === undefined) {
-    secureBoot = {
-      enforceable: false,
-      detail: 'no NVRAM yet: the first boot provisions the keys (varstored applies its auth files)',
-      secureBootEnable,
-    };
+    detail = 'no NVRAM yet: the first boot provisions the keys (varstored applies its auth files)';
   } else if (pkVar === undefined) {
-    secureBoot = {
-      enforceable: false,
-      detail: 'no PK: the firmware runs in setup mode and checks no signatures, even with Secure Boot turned on',
-      secureBootEnable,
-    };
-  } else if (secureBootEnable === false) {
-    secureBoot = {
-      enforceable: false,
-      detail: "PK enrolled, but edk2's SecureBootEnable is 0: OVMF does not enforce",
-      secureBootEnable,
-    };
+    detail = 'no PK: the firmware runs in setup mode and checks no signatures, even with Secure Boot turned on';
+  } else if (rule === 'edk2') {
+    detail = enforceable
+      ? `${ruleText}: PK enrolled and SecureBootEnable is ${secureBootEnable === null ? 'absent (created enabled)' : '1'}: OVMF enforces signatures`
+      : `${ruleText}: PK enrolled, but SecureBootEnable is not 1: OVMF does not enforce`;
   } else {
-    secureBoot = {
-      enforceable: true,
-      detail:
-        'PK enrolled: signatures are enforced when the platform turns Secure Boot on (Xen: platform:secureboot=true)',
-      secureBootEnable,
-    };
+    detail = `${ruleText}: PK enrolled: signatures are enforced when the platform turns Secure Boot on (platform:secureboot=true)${secureBootEnable === null ? '' : '; SecureBootEnable is not consulted'}`;
   }
+  const secureBoot: StatusReport['secureBoot'] = { enforceable, detail, rule, secureBootEnable };
 
   if (pk !== null && pk.problem !== null) warnings.push(`PK: ${pk.problem}`);
   for (const [name, r] of [

@@ -4,6 +4,7 @@ import { CliError, ExitCode, explainStatus, statusLine, storeError } from './err
 import { printable, type CliIo, type Output } from './output.js';
 import { openStore, parseStoreSpec, type OpenedStore, type OpenOptions } from './stores.js';
 import type { EditSession } from './session.js';
+import { hex } from '@vmsb/protocol';
 
 export interface CommandContext {
   readonly io: CliIo;
@@ -51,9 +52,7 @@ export function timestampText(bytes: Uint8Array): string | null {
   return t === undefined ? null : formatEfiTime(t);
 }
 
-export function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
+export { hex };
 
 /** The JSON form of a variable's metadata (ls, get). */
 export function variableJson(v: Variable): Record<string, unknown> {

@@ -18,10 +18,20 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildAuthentication2 } from '@vmsb/auth';
-import { fromUtf16le, guidToText, parseSignatureLists, utf16le, x509Certificates } from '@vmsb/efi';
+import {
+  fromUtf16le,
+  Guids,
+  guidFromText,
+  guidToText,
+  parseSignatureLists,
+  serializeSignatureLists,
+  signatureListOfHashes,
+  utf16le,
+  x509Certificates,
+} from '@vmsb/efi';
 import { encodeVarsBlob } from '@vmsb/nvram';
 import { decodeNvram, detectFormat } from '@vmsb/nvram/formats';
-import { startGuardDouble } from '@vmsb/xapi/guard-double';
+import { startGuardDouble, startPoolDouble } from '@vmsb/xapi/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   assertBuilt,
@@ -360,6 +370,24 @@ describe('signature lists and signed updates, against efitools and openssl', () 
     const unsigned = await verify('unsigned.auth');
     expect([unsigned.code, unsigned.stdout]).toEqual([1, expect.stringContaining('no-signature')]);
     expect((await varstore(['verify', `${d}/good.auth`, '--var', 'db'])).code).toBe(2);
+  });
+
+  it('verify --anchor refuses what the daemon refuses: a PK whose one entry is a hash, not a certificate', async () => {
+    const d = dir();
+    const hashList = serializeSignatureLists([
+      signatureListOfHashes(Guids.CERT_SHA256, [new Uint8Array(32).fill(7)], guidFromText(OWNER)!),
+    ]);
+    writeFileSync(`${d}/hash.esl`, hashList);
+    const sign = ['-t', '2030-01-01 00:00:00', '-k', `${keys}/PK.key`, '-c', `${keys}/PK.crt`];
+    peer('sign-efi-sig-list', [...sign, 'PK', `${d}/hash.esl`, `${d}/hash-pk.auth`]);
+    const anchored = await varstore(['verify', `${d}/hash-pk.auth`, '--var', 'PK', '--anchor', `${keys}/PK.crt`]);
+    expect([anchored.code, anchored.stdout]).toEqual([1, expect.stringContaining('malformed-list')]);
+    expect(anchored.stdout).toContain('PK must hold an X.509 certificate');
+    // The store path runs the daemon's SetVariable: the same verdict.
+    const store = `${d}/vm.vars`;
+    expect((await varstore(['enroll', store, '--pk', `${keys}/PK.auth`])).code).toBe(0);
+    const stored = await varstore(['verify', `${d}/hash-pk.auth`, '--var', 'PK', '--store', store]);
+    expect([stored.code, stored.stdout]).toEqual([1, expect.stringContaining('PK must hold an X.509 certificate')]);
   });
 
   it('signs offline: the signable bytes equal sign-efi-sig-list -o, and both openssl cms and raw signatures attach', async () => {
@@ -902,6 +930,29 @@ describe('convert', () => {
     expect(readBytes(`${d}/small.fd`).length).toBe(131072);
   });
 
+  it('converts a VARS v1 blob to .fd without false signer-digest losses, and says when it rewrites it as v2', async () => {
+    const d = dir();
+    // varstored's v1 format: no ancillary data; signer digests of other variables are uninitialised bytes.
+    const junk = { signerDigest: new Uint8Array(32).fill(0xcd) };
+    const vars = [
+      variable('Boot0000', GLOBAL, 7, Uint8Array.of(1), junk),
+      variable('PK', GLOBAL, SB_ATTRS, readBytes(`${keys}/PK.esl`), junk),
+    ];
+    const v2 = encodeVarsBlob(stateOf(vars), { nonVolatileOnly: false });
+    const v1 = Uint8Array.from([...v2.subarray(0, 24), ...v2.subarray(24 + 268)]);
+    v1[4] = 1;
+    writeFileSync(`${d}/v1.vars`, v1);
+    const fd = await varstore(['convert', `${d}/v1.vars`, `${d}/v1.fd`]);
+    expect([fd.code, fd.stderr]).toEqual([0, expect.not.stringContaining('signer digest')]);
+    expect(fd.stderr).not.toContain('left out');
+    expect(find(`${d}/v1.fd`, 'PK')!.data).toEqual(readBytes(`${keys}/PK.esl`));
+    const again = await varstore(['convert', `${d}/v1.vars`, `${d}/v2.vars`]);
+    expect([again.code, again.stderr]).toEqual([0, expect.stringContaining('VARS v1 blob: written as VARS v2')]);
+    expect(readBytes(`${d}/v2.vars`)[4]).toBe(2);
+    const quiet = await varstore(['convert', `${d}/v2.vars`, `${d}/v3.vars`]);
+    expect(quiet.stderr).not.toContain('VARS v1');
+  });
+
   it('refuses to lose signer digests or ancillary data unless told, and says what would be lost', async () => {
     const d = dir();
     const bound = variable('Private', new Uint8Array(16).fill(0x11), SB_ATTRS, Uint8Array.of(1), {
@@ -926,20 +977,21 @@ describe('convert', () => {
   });
 });
 
-describe('vm:<uuid> stores (xapi-guard double standing in for XAPI)', () => {
+describe('vm:<uuid> stores (the XAPI pool double and the xapi-guard double standing in for XAPI)', () => {
   const VM = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9';
+  const initial = () =>
+    Buffer.from(
+      encodeVarsBlob(stateOf([variable('BootOrder', GLOBAL, 7, Uint8Array.of(0, 0))]), { nonVolatileOnly: true }),
+    ).toString('base64');
 
-  it("reads, edits, checks and restores a VM's NVRAM over the guard socket", async () => {
+  it("reads, edits, checks and restores a halted VM's NVRAM over XAPI's socket", async () => {
     const d = dir();
     const socket = `${d}/xapi.sock`;
-    const initial = encodeVarsBlob(stateOf([variable('BootOrder', GLOBAL, 7, Uint8Array.of(0, 0))]), {
-      nonVolatileOnly: true,
-    });
-    const guard = await startGuardDouble({
+    const pool = await startPoolDouble({
       socketPath: socket,
-      vmUuid: VM,
-      nvram: { 'EFI-variables': Buffer.from(initial).toString('base64') },
+      vms: [{ uuid: VM, nameLabel: 'vm', nvram: { 'EFI-variables': initial() } }],
     });
+    const nvram = () => pool.vm(VM).nvram;
     try {
       const vm = `vm:${VM}`;
       const ls = JSON.parse((await varstore(['ls', vm, '--socket', socket, '--json'])).stdout);
@@ -950,27 +1002,57 @@ describe('vm:<uuid> stores (xapi-guard double standing in for XAPI)', () => {
 
       const set = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--backup-dir', d]);
       expect(set.code).toBe(0);
-      const backup = readdirSync(d).find((f) => f.startsWith(`vm-${VM}.vars.bak-`))!;
-      expect(variablesOf(`${d}/${backup}`).map((v) => fromUtf16le(v.name))).toEqual(['BootOrder']);
-      const stored = decodeNvram(new Uint8Array(Buffer.from(guard.nvram.get('EFI-variables')!, 'base64')));
+      // The backup is the NVRAM as XAPI held it, byte for byte, named by the VM's UUID.
+      const backup = `${VM}.vars`;
+      expect(readFileSync(`${d}/${backup}`).toString('base64')).toBe(initial());
+      const stored = decodeNvram(new Uint8Array(Buffer.from(nvram().get('EFI-variables')!, 'base64')));
       expect(stored.ok && stored.state.variables.map((v) => fromUtf16le(v.name))).toEqual(['BootOrder', 'PK']);
-      expect(guard.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(1);
+      expect(pool.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(1);
 
       expect((await varstore(['convert', vm, `${d}/export.json`, '--socket', socket])).code).toBe(0);
       expect((await varstore(['convert', `${d}/${backup}`, vm, '--socket', socket, '--backup-dir', d])).code).toBe(0);
-      const restored = decodeNvram(new Uint8Array(Buffer.from(guard.nvram.get('EFI-variables')!, 'base64')));
+      expect(readdirSync(d).filter((f) => f.startsWith(VM))).toEqual([`${VM}-2.vars`, `${VM}.vars`]);
+      const restored = decodeNvram(new Uint8Array(Buffer.from(nvram().get('EFI-variables')!, 'base64')));
       expect(restored.ok && restored.state.variables.map((v) => fromUtf16le(v.name))).toEqual(['BootOrder']);
 
-      guard.nvram.clear();
+      // Once the VM runs, its varstored owns the NVRAM: writes are refused, reads still work.
+      pool.vm(VM).powerState = 'Running';
+      const refused = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--no-backup']);
+      expect([refused.code, refused.stderr]).toEqual([3, expect.stringContaining('is not halted, nothing written')]);
+      expect(pool.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(2);
+      const refusedWithBackup = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket], {
+        cwd: d,
+      });
+      expect(refusedWithBackup.code).toBe(3);
+      expect(readdirSync(d).filter((f) => f.startsWith('varstore-backup-'))).toEqual([]);
+
+      nvram().clear();
       expect(JSON.parse((await varstore(['status', vm, '--socket', socket, '--json'])).stdout).readiness).toBe(
         'first_boot',
       );
       const unknown = await varstore(['certs', 'check', vm, '--socket', socket]);
       expect([unknown.code, unknown.stdout]).toEqual([0, 'unknown\n']);
     } finally {
-      await guard.close();
+      await pool.close();
     }
     const down = await varstore(['ls', `vm:${VM}`, '--socket', socket]);
     expect([down.code, down.stderr]).toEqual([3, expect.stringContaining(VM)]);
+  });
+
+  it("reads through xapi-guard's per-VM socket, but does not write through it (it exists only while the VM runs)", async () => {
+    const d = dir();
+    const socket = `${d}/xapi-depriv-socket`;
+    const guard = await startGuardDouble({ socketPath: socket, vmUuid: VM, nvram: { 'EFI-variables': initial() } });
+    try {
+      const vm = `vm:${VM}`;
+      const ls = JSON.parse((await varstore(['ls', vm, '--socket', socket, '--json'])).stdout);
+      expect(ls.variables.map((v: { name: string }) => v.name)).toEqual(['BootOrder']);
+      const set = await varstore(['set', vm, 'PK', '--cert', `${keys}/PK.crt`, '--socket', socket, '--no-backup']);
+      expect([set.code, set.stderr]).toEqual([3, expect.stringContaining('cannot confirm that the VM is halted')]);
+      expect(guard.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(0);
+      expect(guard.nvram.get('EFI-variables')).toBe(initial());
+    } finally {
+      await guard.close();
+    }
   });
 });

@@ -7,6 +7,8 @@ import { esl, keysCreate, sign, verify } from './commands/keys.js';
 import { status } from './commands/status.js';
 import { get, ls, rm, set } from './commands/variables.js';
 import { CliError, ExitCode, messageOf } from './errors.js';
+import { poolCertsClear, poolCertsExtract, poolCertsInstall, poolCertsStatus } from './pool/certs.js';
+import { restore } from './pool/restore.js';
 import { Output, type CliIo } from './output.js';
 
 export const VERSION = '0.1.0';
@@ -25,6 +27,11 @@ export const COMMANDS: readonly Command[] = [
   certsCheck,
   certsUpdate,
   convert,
+  restore,
+  poolCertsStatus,
+  poolCertsInstall,
+  poolCertsExtract,
+  poolCertsClear,
 ];
 
 const EXIT_CODES = `Exit status: 0 done (check passed, update accepted); 1 refused or failed (an EFI error, a rejected
@@ -48,8 +55,11 @@ ${EXIT_CODES}
 Run \`varstore <command> --help\` for a command's options.`;
 }
 
-/** The command named by the first one or two words, and the rest of the arguments. */
+/** The command named by the first one, two or three words, and the rest of the arguments. */
 function findCommand(argv: readonly string[]): { command: Command; rest: readonly string[] } | undefined {
+  const three = argv.length >= 3 ? `${argv[0]} ${argv[1]} ${argv[2]}` : undefined;
+  const byThree = COMMANDS.find((c) => c.name === three);
+  if (byThree !== undefined) return { command: byThree, rest: argv.slice(3) };
   const two = argv.length >= 2 ? `${argv[0]} ${argv[1]}` : undefined;
   const byTwo = COMMANDS.find((c) => c.name === two);
   if (byTwo !== undefined) return { command: byTwo, rest: argv.slice(2) };

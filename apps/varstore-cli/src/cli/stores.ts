@@ -1,7 +1,6 @@
 import { chmod, chown, open, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { StoreState } from '@vmsb/efi';
-import { encodeVarsBlob, replaceFile } from '@vmsb/nvram';
+import { FileStoreLocked, lockFileStore, replaceFile } from '@vmsb/nvram';
 import {
   decodeNvram,
   detectFormat,
@@ -14,6 +13,7 @@ import {
 } from '@vmsb/nvram/formats';
 import { createXapidbStore, DEFAULT_XAPI_SOCKET } from '@vmsb/xapi';
 import { CliError, ExitCode, messageOf, storeError, usageError } from './errors.js';
+import { assertVmHalted, BackupDirectory, backupVmNvram } from './pool/vm-write.js';
 
 /**
  * A store on the command line: a file (format detected from its content) or `vm:<uuid>` (the VM's
@@ -67,6 +67,8 @@ export interface OpenedStore {
   readonly exists: boolean;
   /** From the decoder: what the source holds that the state does not keep. */
   readonly warnings: readonly string[];
+  /** A VARS blob file's version (a v1 blob is written back as v2). */
+  readonly varsVersion?: 1 | 2;
   /** Writes `state` (atomically for files; VM.set_NVRAM_EFI_variables for XAPI). */
   save(state: StoreState): Promise<void>;
   /** Copies the store as it is now next to it (files) or into `dir` (XAPI); undefined when there is nothing to back up. */
@@ -142,6 +144,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
   let format: NvramFormat;
   let state: StoreState | undefined;
   let warnings: readonly string[] = [];
+  let varsVersion: 1 | 2 | undefined;
   // A missing file, or an empty one (how QEMU's JSON store starts), holds nothing yet.
   if (original === undefined || original.length === 0) {
     format = options.format ?? formatFromFileName(path) ?? 'vars';
@@ -161,6 +164,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     format = detected;
     state = decoded.state;
     warnings = decoded.warnings;
+    varsVersion = decoded.varsVersion;
   }
 
   return {
@@ -169,6 +173,7 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
     state,
     exists: original !== undefined,
     warnings,
+    ...(varsVersion !== undefined ? { varsVersion } : {}),
     async save(next) {
       let bytes: Uint8Array;
       try {
@@ -180,10 +185,26 @@ async function openFileStore(spec: StoreSpec & { kind: 'file' }, options: OpenOp
       } catch (e) {
         throw storeError(`${path}: cannot encode the new state as ${formatName(format)}: ${messageOf(e)}`);
       }
+      // One writer per NVRAM: a running varstored holds the store's lock for its whole life, and
+      // would undo this change with its next write.
+      let lock: Awaited<ReturnType<typeof lockFileStore>>;
+      try {
+        lock = await lockFileStore(path);
+      } catch (e) {
+        if (e instanceof FileStoreLocked) {
+          throw storeError(
+            `${path}: the VM is running: ${e.heldBy ? `process ${e.heldBy}` : 'another process'} (its varstored, or another varstore writing it) holds ${e.lockPath}; nothing was written`,
+            'stop the VM first, then retry; reading the store is fine while it runs',
+          );
+        }
+        throw storeError(`${path}: cannot write: ${messageOf(e)}`);
+      }
       try {
         await replaceFile(path, bytes);
       } catch (e) {
         throw storeError(messageOf(e));
+      } finally {
+        lock.release();
       }
       // The replacement is a new file: give it the owner and mode of the one it replaces, so
       // that the hypervisor (often not root) can still open it.
@@ -215,6 +236,8 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
     exists: true,
     warnings: [],
     async save(next) {
+      // XAPI takes NVRAM writes whatever the power state; a running VM's varstored would overwrite them.
+      await assertVmHalted(spec.socket, spec.uuid);
       try {
         await store.save(next);
       } catch (e) {
@@ -222,10 +245,11 @@ async function openXapiStore(spec: StoreSpec & { kind: 'xapi' }): Promise<Opened
       }
       state = next;
     },
-    async backup(now, dir = '.') {
+    async backup(now, dir) {
+      // Every write checks first, so that a VM that will not be written leaves no backup behind.
+      await assertVmHalted(spec.socket, spec.uuid);
       if (state === undefined) return undefined;
-      const bytes = encodeVarsBlob(state, { nonVolatileOnly: true });
-      return writeNew(join(dir, `vm-${spec.uuid}.vars.bak-${stamp(now)}`), bytes);
+      return backupVmNvram(spec.socket, spec.uuid, new BackupDirectory(dir, now));
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * varstore-ls, varstore-get and the tools' shared command line, as users and XAPI run them: the
  * BUILT bin/varstore-* executables, spawned, talking XML-RPC over a real Unix socket to the
- * xapi-guard double (@vmsb/xapi/guard-double, standing in for xapi-guard and XAPI). Output is
+ * xapi-guard double (@vmsb/xapi/testing, standing in for xapi-guard and XAPI). Output is
  * compared with the C tools' formats: `<guid> <name>` lines (and XAPI's reading of them), raw data,
  * attribute lines, usage lines, getopt messages, EFI status strings, exit codes.
  */

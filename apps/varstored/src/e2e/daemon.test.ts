@@ -2,6 +2,7 @@
  * End-to-end: the built daemon, started as a toolstack would, driven over its guest-simulation
  * socket by the firmware side of @vmsb/protocol (tools/guest-sim).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,7 @@ import { Attributes, type Firmware, runOvmfBoot } from '@vmsb/guest-sim';
 import { decodeResponse, EfiStatus, fromUtf16le, guidFromText, guidToText, utf16le } from '@vmsb/protocol';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Daemon, guest, readPidfile } from './harness.js';
+import { Daemon, guest, readPidfile, VARSTORED } from './harness.js';
 
 const VENDOR = guidFromText('3f8e1a52-6b2d-4c1e-9f0a-7d4b5c6e8a90')!;
 const ref = (name: string, guid = VENDOR) => ({ name, guid });
@@ -459,7 +460,7 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
       '--domain',
       '4',
       '--transport',
-      'unix:/sock',
+      `unix:${join(dir, 'sock')}`,
       '--backend',
       'file',
       '--arg',
@@ -481,7 +482,8 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
     daemons.push(d);
     await d.logged('Ready');
     expect(await readPidfile(pidfile)).toBe(`${d.pid}\n`);
-    const g = await guest(join(root, 'sock'));
+    // The socket is opened on the host before the drop; path: and save: are inside the chroot.
+    const g = await guest(join(dir, 'sock'));
     expect(await g.fw.setVariable(ref('InChroot'), Attributes.NV_BS_RT, Uint8Array.of(1))).toBe(EfiStatus.SUCCESS);
     await g.close();
     expect(await d.stop()).toEqual({ code: 0, signal: null });
@@ -491,9 +493,64 @@ describe.skipIf(process.getuid?.() !== 0)('privilege dropping (needs root)', () 
     expect(saved.ok && saved.state.variables.map((v) => fromUtf16le(v.name))).toContain('InChroot');
     expect(d.stdout).toMatch(/^info: Privileges dropped \(--chroot, --uid, --gid, --depriv\)$/m);
   });
+
+  it('--chroot: the verifier is loaded by the first authenticated write, inside the chroot, not at start', async () => {
+    const root = join(dir, 'root');
+    await mkdir(root, { mode: 0o777 });
+    await chmod(root, 0o777);
+    const d = Daemon.spawn([
+      '--domain',
+      '4',
+      '--transport',
+      `unix:${join(dir, 'sock')}`,
+      '--backend',
+      'file',
+      '--arg',
+      'path:/nvram.vars',
+      '--chroot',
+      root,
+      '--uid',
+      '65534',
+      '--gid',
+      '65534',
+      '--depriv',
+      '--log-level',
+      'debug',
+      '--arg',
+      `auth-dir:${join(dir, 'auth')}`,
+    ]);
+    daemons.push(d);
+    await d.logged('Ready');
+    expect(d.output).not.toContain('verifier loaded');
+    const g = await guest(join(dir, 'sock'));
+    // A time-based authenticated write whose signature is garbage: refused, by the loaded verifier.
+    const status = await g.fw.setVariable(ref('Signed'), 0x27, new Uint8Array(64).fill(0x5a));
+    expect([EfiStatus.SECURITY_VIOLATION, EfiStatus.INVALID_PARAMETER]).toContain(status);
+    await d.logged('authenticated variables: verifier loaded');
+    expect(d.output).not.toContain('cannot be loaded');
+    await g.close();
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+  });
 });
 
 describe('the command line', () => {
+  it('bin/varstored runs as an executable, with the node options it names', async () => {
+    const run = spawnSync(VARSTORED, ['--help'], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/--domain <domid>/);
+    const script = await readFile(join(VARSTORED, '..', 'node-flags'), 'utf8');
+    const options = /^exec node (.+) "\$@"$/m.exec(script)?.[1];
+    expect(options).toBe('--lite-mode --no-expose-wasm');
+    // V8 accepts them silently: nothing on stderr that a toolstack would log as a problem.
+    const flags = spawnSync(
+      process.execPath,
+      [...options!.split(' '), '-p', "require('v8').getHeapStatistics().total_heap_size > 0"],
+      { encoding: 'utf8' },
+    );
+    expect(flags.status, flags.stderr).toBe(0);
+    expect(flags.stderr).toBe('');
+  });
+
   it.each([
     [['--transport', 'unix:/tmp/x'], 'varstored: --domain <domid> is required (see --help)\n'],
     [['--domain', '1', '--backend', 'file'], "varstored: backend 'file' requires --arg path:<file> (see --help)\n"],

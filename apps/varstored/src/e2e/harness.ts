@@ -21,7 +21,11 @@ export class Daemon {
   readonly exited: Promise<Exit>;
   private exit: Exit | undefined;
 
-  private constructor(readonly child: ChildProcess) {
+  private constructor(
+    readonly child: ChildProcess,
+    /** Whether the daemon logs at info level, so that it announces "Ready". */
+    private readonly logsInfo = true,
+  ) {
     child.stdout!.setEncoding('utf8').on('data', (t: string) => (this.stdout += t));
     child.stderr!.setEncoding('utf8').on('data', (t: string) => (this.stderr += t));
     this.exited = new Promise((resolve) => {
@@ -33,7 +37,9 @@ export class Daemon {
   }
 
   static spawn(args: readonly string[]): Daemon {
-    return new Daemon(spawn(process.execPath, [VARSTORED, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const level = args.includes('--log-level') ? args[args.indexOf('--log-level') + 1] : 'info';
+    const logsInfo = level === 'info' || level === 'debug';
+    return new Daemon(spawn(VARSTORED, args, { stdio: ['ignore', 'pipe', 'pipe'] }), logsInfo);
   }
 
   get pid(): number {
@@ -44,10 +50,18 @@ export class Daemon {
     return this.stdout + this.stderr;
   }
 
-  /** Resolves once `pidfile` holds this daemon's pid (the readiness signal); rejects if the daemon exits first. */
+  /**
+   * Resolves once `pidfile` holds this daemon's pid (the readiness signal) and, when it logs at info
+   * level, its "Ready" line has arrived (so what it logged before readiness can be checked); rejects
+   * if the daemon exits first.
+   */
   async ready(pidfile: string): Promise<void> {
     const deadline = Date.now() + PATIENCE_MS;
-    while (!existsSync(pidfile) || readFileSync(pidfile, 'utf8') !== `${this.pid}\n`) {
+    while (
+      !existsSync(pidfile) ||
+      readFileSync(pidfile, 'utf8') !== `${this.pid}\n` ||
+      (this.logsInfo && !this.stdout.includes('info: Ready: serving'))
+    ) {
       if (this.exit)
         throw new Error(`varstored exited (${JSON.stringify(this.exit)}) before it was ready:\n${this.output}`);
       if (Date.now() > deadline) throw new Error(`varstored did not become ready:\n${this.output}`);

@@ -1,16 +1,16 @@
 /**
  * The daemon with its default backend, xapidb, against a test double of xapi-guard's per-VM socket
- * (@vmsb/xapi/guard-double: a real HTTP/XML-RPC server on a Unix socket standing in for
+ * (@vmsb/xapi/testing: a real HTTP/XML-RPC server on a Unix socket standing in for
  * xapi-guard and XAPI, which cannot run here).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Attributes } from '@vmsb/guest-sim';
 import { decodeVarsBlob } from '@vmsb/nvram';
 import { EfiStatus, fromUtf16le, guidFromText } from '@vmsb/protocol';
-import { type GuardDouble, startGuardDouble } from '@vmsb/xapi/guard-double';
+import { type GuardDouble, startGuardDouble } from '@vmsb/xapi/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Daemon, guest, until } from './harness.js';
 
@@ -139,7 +139,8 @@ describe('varstored with the xapidb backend (the default)', () => {
     const d = Daemon.spawn(args());
     daemons.push(d);
     await until(() => xapi.callsOf('VM.get_NVRAM').length === 1, 'the NVRAM read');
-    expect(existsSync(pidfile())).toBe(false);
+    // The pidfile is locked from the start (so it exists), but empty: not ready.
+    expect(readFileSync(pidfile(), 'utf8')).toBe('');
     expect(existsSync(socket())).toBe(false);
     expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     expect(existsSync(pidfile())).toBe(false);

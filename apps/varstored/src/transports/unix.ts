@@ -8,7 +8,7 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection, createServer, Socket, type Server } from 'node:net';
 import { Limits } from '@vmsb/protocol';
-import type { GuestHandler } from '../guest-handler.js';
+import type { GuestHandler } from '@vmsb/protocol';
 import type { Logger } from '../log.js';
 
 export interface UnixTransportOptions {

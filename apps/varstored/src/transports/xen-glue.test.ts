@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { GuestHandler } from '../guest-handler.js';
+import type { GuestHandler } from '@vmsb/protocol';
 import { createLogger } from '../log.js';
 import { resolvePlatform } from '../main.js';
 import { DeferredHandler, startXenTransport, type XenModule, XenUnavailable } from './xen-glue.js';

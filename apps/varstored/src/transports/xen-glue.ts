@@ -3,7 +3,7 @@
  * needed — `--transport xen`, or privilege dropping — so that the guest-simulation transport runs
  * on machines without Xen.
  */
-import type { GuestHandler } from '../guest-handler.js';
+import type { GuestHandler } from '@vmsb/protocol';
 import type { Logger } from '../log.js';
 
 export type XenModule = typeof import('@vmsb/xen');

@@ -88,7 +88,12 @@ export function formatFromFileName(path: string): NvramFormat | undefined {
 }
 
 export type DecodedStore =
-  | (DecodedNvram & { readonly ok: true; readonly format: NvramFormat })
+  | (DecodedNvram & {
+      readonly ok: true;
+      readonly format: NvramFormat;
+      /** The VARS blob's version (a v1 blob is written back as v2). */
+      readonly varsVersion?: 1 | 2;
+    })
   | { readonly ok: false; readonly format?: NvramFormat; readonly error: string };
 
 /** Decodes a store in `format`, or in the format detected from its content. Never throws. */
@@ -106,7 +111,7 @@ export function decodeNvram(bytes: Uint8Array, format: NvramFormat | undefined =
       if (blob === undefined) return { ok: false, format, error: 'not strict base64 text' };
       const decoded = decodeVarsBlob(blob);
       if (!decoded.ok) return { ok: false, format, error: `VARS blob: ${decoded.error}` };
-      return { ok: true, format, state: decoded.state, warnings: [] };
+      return { ok: true, format, state: decoded.state, warnings: [], varsVersion: decoded.version };
     }
     case 'json': {
       let input = bytes;

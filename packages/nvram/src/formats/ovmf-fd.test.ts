@@ -1,7 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fromUtf16le, guidFromText, guidToText, utf16le } from '@vmsb/protocol';
-import type { Variable } from '@vmsb/efi';
+import { Guids, type Variable } from '@vmsb/efi';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeOvmfFd, emptyOvmfFd, encodeOvmfFd, ovmfFdLosses, ovmfRecordSize } from './ovmf-fd.js';
@@ -253,6 +253,21 @@ describe('OVMF encoding', () => {
       ovmfFdLosses({ variables: [], morKey: new Uint8Array(8).fill(1), ppi: { index: 3, func: new Uint8Array(256) } }),
     ).toHaveLength(2);
     expect(ovmfFdLosses(stateOf([{ ...v, signerDigest: new Uint8Array(32) }]))).toEqual([]);
+  });
+
+  it("counts only a private time-based authenticated variable's signer digest as data (VARS v1 leaves others uninitialised)", () => {
+    const junk = new Uint8Array(32).fill(0x5a);
+    const base = { data: Uint8Array.of(1), timestamp: new Uint8Array(16), signerDigest: junk };
+    const notData: Variable[] = [
+      { ...base, name: utf16le('Boot0000'), guid: GLOBAL, attributes: 0x7 },
+      { ...base, name: utf16le('PK'), guid: GLOBAL, attributes: 0x27 },
+      { ...base, name: utf16le('KEK'), guid: GLOBAL, attributes: 0x27 },
+      { ...base, name: utf16le('db'), guid: Guids.IMAGE_SECURITY_DATABASE, attributes: 0x27 },
+      { ...base, name: utf16le('dbx'), guid: Guids.IMAGE_SECURITY_DATABASE, attributes: 0x27 },
+    ];
+    expect(ovmfFdLosses(stateOf(notData))).toEqual([]);
+    const bound: Variable = { ...base, name: utf16le('db'), guid: GLOBAL, attributes: 0x27 };
+    expect(ovmfFdLosses(stateOf([...notData, bound]))).toEqual([expect.stringMatching(/^db .*signer digest/)]);
   });
 
   it('refuses variables that do not fit the store, saying how much they need', () => {

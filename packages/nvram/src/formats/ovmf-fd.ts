@@ -1,6 +1,6 @@
 import { crc32 } from 'node:zlib';
-import type { StoreState, Variable } from '@vmsb/efi';
-import { fromUtf16le, guidFromText, guidToText } from '@vmsb/protocol';
+import { signerDigestIsData, type StoreState, type Variable } from '@vmsb/efi';
+import { bytesEqual, fromUtf16le, guidFromText, guidToText } from '@vmsb/protocol';
 import { ancillaryLosses, isZero, type DecodedNvram } from './common.js';
 
 /**
@@ -95,15 +95,13 @@ function u32(b: Uint8Array, at: number): number {
   return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 const align4 = (n: number): number => (n + 3) & ~3;
 
 /** Cheap test used by format detection: a firmware volume header for variable flash. */
 export function looksLikeOvmfFd(bytes: Uint8Array): boolean {
-  return bytes.length >= 72 && equal(bytes.subarray(16, 32), OvmfFd.FV_GUID) && u32(bytes, 40) === OvmfFd.FV_SIGNATURE;
+  return (
+    bytes.length >= 72 && bytesEqual(bytes.subarray(16, 32), OvmfFd.FV_GUID) && u32(bytes, 40) === OvmfFd.FV_SIGNATURE
+  );
 }
 
 interface Header {
@@ -118,7 +116,7 @@ function readHeader(bytes: Uint8Array): Header {
     throw new Corrupt(`${bytes.length} bytes is larger than any variable flash image (${OvmfFd.MAX_SIZE})`);
   if (bytes.length < 72 + OvmfFd.STORE_HEADER_SIZE)
     throw new Corrupt(`too short for a firmware volume and variable store header: ${bytes.length} bytes`);
-  if (!equal(bytes.subarray(16, 32), OvmfFd.FV_GUID)) {
+  if (!bytesEqual(bytes.subarray(16, 32), OvmfFd.FV_GUID)) {
     throw new Corrupt(
       `FileSystemGuid ${guidToText(bytes.subarray(16, 32))} is not EFI_SYSTEM_NV_DATA_FV_GUID: not a variable flash volume`,
     );
@@ -139,8 +137,8 @@ function readHeader(bytes: Uint8Array): Header {
   const storeOffset = headerLength;
   const signature = bytes.subarray(storeOffset, storeOffset + 16);
   let authenticated: boolean;
-  if (equal(signature, OvmfFd.AUTHENTICATED_STORE_GUID)) authenticated = true;
-  else if (equal(signature, OvmfFd.PLAIN_STORE_GUID)) authenticated = false;
+  if (bytesEqual(signature, OvmfFd.AUTHENTICATED_STORE_GUID)) authenticated = true;
+  else if (bytesEqual(signature, OvmfFd.PLAIN_STORE_GUID)) authenticated = false;
   else
     throw new Corrupt(
       `variable store signature ${guidToText(signature)} is neither the authenticated nor the plain variable store GUID`,
@@ -165,7 +163,7 @@ function findWorkingBlock(bytes: Uint8Array, from: number, to: number): number |
   for (let at = (from + 15) & ~15; at + OvmfFd.FTW_HEADER_SIZE <= to; at += 16) {
     if (
       bytes[at] === OvmfFd.FTW_WORKING_BLOCK_GUID[0] &&
-      equal(bytes.subarray(at, at + 16), OvmfFd.FTW_WORKING_BLOCK_GUID)
+      bytesEqual(bytes.subarray(at, at + 16), OvmfFd.FTW_WORKING_BLOCK_GUID)
     )
       return at;
   }
@@ -352,7 +350,7 @@ export function ovmfRecordSize(v: Pick<Variable, 'name' | 'data'>): number {
 export function ovmfFdLosses(state: StoreState): string[] {
   const losses = ancillaryLosses(state);
   for (const v of state.variables) {
-    if (!isZero(v.signerDigest)) {
+    if (signerDigestIsData(v) && !isZero(v.signerDigest)) {
       losses.push(
         `${fromUtf16le(v.name)} (${guidToText(v.guid)}): its signer digest (the binding of a private authenticated variable) has no place in an OVMF store`,
       );

@@ -1,4 +1,5 @@
-import { Attr, Attrs, Guids, parseSignatureLists, utf16le, x509Certificates } from '@vmsb/efi';
+import { Attr, Attrs, Guids, parseSignatureLists, utf16le, x509Certificates, type StoreState } from '@vmsb/efi';
+import type { NvramFormat } from '@vmsb/nvram/formats';
 import { createAuthenticatedVariable, loadPrivateKey, microsoftCertificates, parseCertificate } from '@vmsb/keys';
 import { analyzeStore, microsoftName, type StatusReport } from '../analysis.js';
 import { loadStore, reportRefusal, saveEdits, type Command, type CommandContext } from '../command.js';
@@ -8,22 +9,26 @@ import { readCertificateFile, readInput } from '../inputs.js';
 import { printable } from '../output.js';
 import { EditSession } from '../session.js';
 import { eachStore } from './status.js';
+import { checkPool, updatePool } from '../pool/vm-all.js';
+import { isPoolSelection, POOL_HELP } from '../pool/selector.js';
 
 export const certsCheck: Command = {
   name: 'certs check',
   summary: 'does a store still need the Microsoft 2023 certificates? (update_required / update_ok)',
-  help: `usage: varstore certs check <store>... [--json] [--socket <path>]
+  help: `usage: varstore certs check <store>...|vm:all [--json] [--socket <path>] [--jobs <n>]
 
 Prints update_required or update_ok (unknown for a VM without NVRAM yet) for each store, as
 XenServer's certificate check does: an update is required when the store trusts a Microsoft 2011
 CA (KEK CA 2011, Windows Production PCA 2011, UEFI CA 2011) without its 2023 successor (KEK 2K CA
 2023, Windows UEFI CA 2023, UEFI CA 2023 and Option ROM UEFI CA 2023).
 With one store the word alone is printed; with several, "<store>: <word>" per line.
+vm:all checks every UEFI VM of the pool (${POOL_HELP}).
 Exit status 0 when no store needs the update, 4 when one does, 3 when a store could not be read.`,
-  options: { json: { kind: 'flag' } },
+  options: { json: { kind: 'flag' }, jobs: { kind: 'value' } },
   async run(ctx) {
     const stores = ctx.args.positionals;
     if (stores.length === 0) throw usageError('certs check: missing <store>', 'see `varstore certs check --help`');
+    if (isPoolSelection(stores)) return checkPool(ctx);
     const results = await eachStore(ctx, stores, 'checking', async (s) => {
       const store = await loadStore(ctx, s);
       if (!store.exists) throw new CliError(`${s}: no such file`, ExitCode.STORE);
@@ -48,7 +53,7 @@ Exit status 0 when no store needs the update, 4 when one does, 3 when a store co
   },
 };
 
-interface PkSigner {
+export interface PkSigner {
   readonly key: ReturnType<typeof loadPrivateKey>;
   /** The certificate to sign with; undefined: the PK certificate enrolled in each store. */
   readonly certificate: Uint8Array | undefined;
@@ -64,7 +69,7 @@ function enrolledPk(session: EditSession): Uint8Array | undefined {
   return certs.length === 1 ? certs[0]!.der : undefined;
 }
 
-interface UpdateOutcome {
+export interface UpdateOutcome {
   readonly store: string;
   readonly before: StatusReport['certificates'];
   readonly after: StatusReport['certificates'];
@@ -79,11 +84,35 @@ async function updateStore(
   storeText: string,
   signer: PkSigner | undefined,
 ): Promise<UpdateOutcome> {
-  const { args, out } = ctx;
-  const now = ctx.io.now();
+  const { args } = ctx;
   const store = await loadStore(ctx, storeText);
   if (!store.exists) throw new CliError(`${storeText}: no such file`, ExitCode.STORE);
-  const report = analyzeStore(store.state, { store: storeText, format: store.format, now });
+  const plan = planCertsUpdate(ctx, storeText, store.state, store.format, signer);
+  const { session, ...outcome } = plan;
+  if (session === undefined || args.flag('dry-run') || session.changes().length === 0) return outcome;
+  const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
+  return saved.backup !== undefined ? { ...outcome, backup: saved.backup } : outcome;
+}
+
+export interface CertsUpdatePlan extends UpdateOutcome {
+  /** The edits, to be saved by the caller; undefined when the store needs no update. */
+  readonly session?: EditSession;
+}
+
+/**
+ * The 2023 update of one store's content, in memory: what is added, what is skipped and why, and
+ * the edit session holding the result. Throws CliError when the store refuses an append.
+ */
+export function planCertsUpdate(
+  ctx: CommandContext,
+  storeText: string,
+  state: StoreState | undefined,
+  format: NvramFormat | null,
+  signer: PkSigner | undefined,
+): CertsUpdatePlan {
+  const { args, out } = ctx;
+  const now = ctx.io.now();
+  const report = analyzeStore(state, { store: storeText, format, now });
   if (report.certificates !== 'update_required') {
     return {
       store: storeText,
@@ -94,7 +123,7 @@ async function updateStore(
       changes: [],
     };
   }
-  const session = EditSession.open(store.state);
+  const session = EditSession.open(state);
   const byId = new Map(microsoftCertificates().map((c) => [c.id, c]));
   const added: string[] = [];
   const skipped: { id: string; reason: string }[] = [];
@@ -172,26 +201,31 @@ async function updateStore(
   }
 
   const changes = describeChanges(session.changes());
-  const after = analyzeStore(session.result(), { store: storeText, format: store.format, now }).certificates;
-  if (args.flag('dry-run') || session.changes().length === 0)
-    return { store: storeText, before: report.certificates, after, added, skipped, changes };
-  const saved = await saveEdits(ctx, store, session, { backup: !args.flag('no-backup') });
-  return {
-    store: storeText,
-    before: report.certificates,
-    after,
-    added,
-    skipped,
-    changes,
-    ...(saved.backup !== undefined ? { backup: saved.backup } : {}),
-  };
+  const after = analyzeStore(session.result(), { store: storeText, format, now }).certificates;
+  return { store: storeText, before: report.certificates, after, added, skipped, changes, session };
+}
+
+/** The PK's key (and certificate) given with --pk-key / --pk-cert, if any. */
+async function loadPkSigner(ctx: CommandContext): Promise<PkSigner | undefined> {
+  const { args } = ctx;
+  if (args.value('pk-key') === undefined) return undefined;
+  const keyBytes = await readInput(args.value('pk-key')!, 'private key');
+  let key;
+  try {
+    const password = args.value('pk-key-password');
+    key = loadPrivateKey(keyBytes, password === undefined ? {} : { passphrase: password });
+  } catch (e) {
+    throw new CliError(`--pk-key ${args.value('pk-key')}: ${messageOf(e)}`, ExitCode.STORE);
+  }
+  const cert = args.value('pk-cert') === undefined ? undefined : (await readCertificateFile(args.value('pk-cert')!))[0];
+  return { key, certificate: cert };
 }
 
 export const certsUpdate: Command = {
   name: 'certs update',
   summary: 'append the Microsoft 2023 certificates a store lacks (idempotent, backup first)',
   help: `usage: varstore certs update <store>... [--dry-run] [--pk-key <key> [--pk-cert <cert>] [--pk-key-password <p>]]
-                             [--unsigned-kek] [--no-backup] [--backup-dir <dir>] [--json] [--socket <path>]
+                             [--unsigned-kek] [--no-backup] [--backup-dir <dir>] [--json] [--socket <path>] [--jobs <n>]
 
 For each store that needs it (see \`varstore certs check\`), appends the 2023 successors of the
 Microsoft 2011 CAs it trusts, keeping the 2011 entries: Windows UEFI CA 2023 next to the Windows
@@ -202,6 +236,10 @@ certificate to sign with is not the enrolled PK); without it the KEK is left as 
 command says so (--unsigned-kek writes it unsigned, as the platform owner may). db entries are
 appended in permissive mode, as the admin tools write. Each store is backed up first.
 Changing KEK or db changes TPM PCR 7: suspend BitLocker in Windows guests before the next boot.
+vm:all updates every halted UEFI VM of the pool that needs it and reports running, paused and
+suspended ones as skipped (${POOL_HELP}); each VM's NVRAM is saved to
+<uuid>.vars in --backup-dir (default: a new varstore-backup-<time> directory here) before it is
+written. A VM's NVRAM is written only while it is halted (checked again right before the write).
 Exit status 0 when every store is up to date afterwards, 4 when one still needs the update (for
 instance the KEK, without the PK's key), 1 or 3 on errors.`,
   options: {
@@ -213,6 +251,7 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
     'no-backup': { kind: 'flag' },
     'backup-dir': { kind: 'value' },
     json: { kind: 'flag' },
+    jobs: { kind: 'value' },
   },
   async run(ctx) {
     const { args, out } = ctx;
@@ -222,20 +261,8 @@ instance the KEK, without the PK's key), 1 or 3 on errors.`,
       throw usageError('certs update: --pk-key and --unsigned-kek exclude each other');
     if (args.value('pk-cert') !== undefined && args.value('pk-key') === undefined)
       throw usageError('certs update: --pk-cert goes with --pk-key');
-    let signer: PkSigner | undefined;
-    if (args.value('pk-key') !== undefined) {
-      const keyBytes = await readInput(args.value('pk-key')!, 'private key');
-      let key;
-      try {
-        const password = args.value('pk-key-password');
-        key = loadPrivateKey(keyBytes, password === undefined ? {} : { passphrase: password });
-      } catch (e) {
-        throw new CliError(`--pk-key ${args.value('pk-key')}: ${messageOf(e)}`, ExitCode.STORE);
-      }
-      const cert =
-        args.value('pk-cert') === undefined ? undefined : (await readCertificateFile(args.value('pk-cert')!))[0];
-      signer = { key, certificate: cert };
-    }
+    const signer = await loadPkSigner(ctx);
+    if (isPoolSelection(stores)) return updatePool(ctx, signer);
     const results = await eachStore(ctx, stores, 'updating', (s) => updateStore(ctx, s, signer));
     let code: number = ExitCode.OK;
     let changed = false;

@@ -82,6 +82,9 @@ backed up into --backup-dir first). --to defaults to the format <out>'s name sug
       for (const l of losses) out.warn(`left out: ${l}`);
     }
 
+    if (input.varsVersion === 1 && (target === 'vars' || target === 'vars-base64'))
+      out.note(`${inText} is a VARS v1 blob: written as VARS v2 (which adds the MOR key and TCG2 PPI data, zeroed)`);
+
     if (outSpec.kind === 'xapi') {
       const dest = await openStore(outSpec);
       const backup = await dest.backup(ctx.io.now(), args.value('backup-dir'));

@@ -1,4 +1,9 @@
-import { explainAuthenticatedWrite, type AuthExplanation, type CertificateSummary } from '@vmsb/auth';
+import {
+  explainAuthenticatedWrite,
+  signatureDatabaseProblem,
+  type AuthExplanation,
+  type CertificateSummary,
+} from '@vmsb/auth';
 import { Attr, Attrs, efiTimeToDate, formatAttributes, formatEfiTime, guidToText, parseEfiTime } from '@vmsb/efi';
 import {
   attachSignature,
@@ -11,7 +16,6 @@ import {
   parseCertificate,
   parseSignableBytes,
   signableBytes,
-  signatureDatabaseProblem,
   verifyAuthenticatedVariable,
   type RsaBits,
 } from '@vmsb/keys';
@@ -332,7 +336,7 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       ? undefined
       : { code: verification.code, reason: verification.reason };
     if (verification.ok && isSignatureDatabase(t.name, t.guid) && verification.payload.length > 0) {
-      const why = signatureDatabaseProblem(verification.payload, { isPK: t.text === 'PK' });
+      const why = signatureDatabaseProblem(verification.payload, t.text === 'PK');
       if (why !== undefined)
         problem = { code: 'malformed-list', reason: `the payload is not a valid ${t.text}: ${why}` };
     }

@@ -10,6 +10,8 @@ import { loadStore, type Command, type CommandContext } from '../command.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { printable, Progress, type Output, type Tone } from '../output.js';
 import { formatName } from '../stores.js';
+import { statusPool } from '../pool/vm-all.js';
+import { isPoolSelection, POOL_HELP } from '../pool/selector.js';
 
 const READINESS_TONE: Record<Readiness, Tone> = {
   ready: 'ok',
@@ -142,18 +144,20 @@ export function printStatus(out: Output, r: StatusReport): void {
 export const status: Command = {
   name: 'status',
   summary: 'Secure Boot readiness, keys, Microsoft CA generations and expiry, dbx',
-  help: `usage: varstore status <store>... [--json] [--socket <path>]
+  help: `usage: varstore status <store>...|vm:all [--json] [--socket <path>] [--jobs <n>]
 
 For each store: setup or user mode, whether Secure Boot can be enforced, the PK (owner, subject,
 expiry), the KEK and db certificates with their Microsoft generation (2011, 2023 or other) and
 expiry, dbx entries and size, whether the 2011→2023 Microsoft CA update is still to be applied, and
 a readiness verdict in XAPI's words: first_boot, ready, ready_no_dbx, setup_mode, certs_incomplete.
   --json   one object per store (an array when several stores are given); schema in the README
-Exit status 0 when every store was read, 3 when one could not be.`,
-  options: { json: { kind: 'flag' } },
+vm:all reads every UEFI VM of the pool (${POOL_HELP}).
+Exit status 0 when every store was read, 3 when one could not be (vm:all: 1 when a VM's NVRAM could not be read).`,
+  options: { json: { kind: 'flag' }, jobs: { kind: 'value' } },
   async run(ctx) {
     const stores = ctx.args.positionals;
     if (stores.length === 0) throw usageError('status: missing <store>', 'see `varstore status --help`');
+    if (isPoolSelection(stores)) return statusPool(ctx);
     const results = await eachStore(ctx, stores, 'reading', (s) => statusOf(ctx, s));
     if (ctx.args.flag('json')) {
       const docs = results.map((r) => (r.ok ? r.value : { store: r.store, error: r.error.message }));

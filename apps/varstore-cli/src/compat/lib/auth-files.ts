@@ -5,9 +5,8 @@
  * in that order (PK last, so the VM is never in user mode without KEK and db). dbx is optional and
  * appended; a missing db, KEK or PK stops the sequence and leaves the VM in setup mode.
  */
-import { Attr, Attrs } from '@vmsb/efi';
-import { EfiStatus, utf16le } from '@vmsb/protocol';
-import { readAuthFiles as readAuthDirectory, type AuthFile } from 'varstored';
+import { applyAuthFiles, readAuthFiles as readAuthDirectory, type AuthFile } from '@vmsb/nvram';
+import { utf16le } from '@vmsb/protocol';
 import type { ToolIo } from './io.js';
 import type { ToolSession } from './session.js';
 
@@ -38,23 +37,22 @@ export async function readAuthFiles(io: ToolIo): Promise<AuthFilesResult> {
  * a file is refused; a missing required file ends the sequence successfully.
  */
 export async function setupKeys(session: ToolSession, files: readonly AuthFile[], io: ToolIo): Promise<boolean> {
-  for (const file of files) {
-    if (file.data === undefined) {
-      io.err(`setup_keys: Cannot setup ${file.name} because auth data is missing!\n`);
-      if (!file.required) {
-        io.out(`setup_keys: Continuing keys setup despite missing optional ${file.name}\n`);
-        continue;
-      }
-      io.err('setup_keys: Aborting keys setup\n');
-      return true;
-    }
-    io.out(`setup_keys: Setting ${file.name}...\n`);
-    const attributes = Attrs.NV_BS_RT_AT | (file.append ? Attr.APPEND_WRITE : 0);
-    const status = await session.setVariable(utf16le(file.name), file.guid, attributes, file.data);
-    if (status !== EfiStatus.SUCCESS) {
-      io.err(`set_variable_from_auth: Failed to execute auth data: 0x${status.toString(16)}\n`);
-      return false;
-    }
-  }
-  return true;
+  const result = await applyAuthFiles(
+    files,
+    async (file, attributes, data) => ({
+      status: await session.setVariable(utf16le(file.name), file.guid, attributes, data),
+    }),
+    {
+      missing(file) {
+        io.err(`setup_keys: Cannot setup ${file.name} because auth data is missing!\n`);
+        if (!file.required) io.out(`setup_keys: Continuing keys setup despite missing optional ${file.name}\n`);
+        else io.err('setup_keys: Aborting keys setup\n');
+      },
+      setting(file) {
+        io.out(`setup_keys: Setting ${file.name}...\n`);
+      },
+    },
+  );
+  if (!result.ok) io.err(`set_variable_from_auth: Failed to execute auth data: 0x${result.status.toString(16)}\n`);
+  return result.ok;
 }

@@ -39,7 +39,7 @@ describe('dropPrivileges', () => {
     ).toBeUndefined();
     expect(await dropPrivileges({ chroot: '/r', uid: 0, gid: 0, depriv: false }, native.load)).toBeUndefined();
     expect(native.calls).toEqual([
-      { chroot: '/var/run/xen/varstored-root-7', uid: 65542, gid: 65542, depriv: true },
+      { chroot: '/var/run/xen/varstored-root-7', uid: 65542, gid: 65542, depriv: true, fileSizeLimit: 256 * 1024 },
       { chroot: '/r', depriv: false },
     ]);
   });

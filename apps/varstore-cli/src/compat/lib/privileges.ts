@@ -9,7 +9,14 @@
  * on without the sandbox that was asked for would expose the host to whatever the VM wrote into
  * its NVRAM.
  */
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+
+/**
+ * RLIMIT_FSIZE under `-d`: the tools write no file after the drop (output goes to stdout; XAPI is
+ * reached over its socket), so the daemon's limit is ample.
+ */
+const DEPRIV_FILE_SIZE_LIMIT = 256 * 1024;
 
 export interface PrivilegeRequest {
   readonly chroot?: string;
@@ -22,7 +29,13 @@ export interface PrivilegeRequest {
 
 /** The part of @vmsb/xen used here. */
 export interface NativePrivileges {
-  dropPrivileges(options: { chroot?: string; uid?: number; gid?: number; depriv: boolean }): void;
+  dropPrivileges(options: {
+    chroot?: string;
+    uid?: number;
+    gid?: number;
+    depriv: boolean;
+    fileSizeLimit?: number;
+  }): void;
 }
 
 export type NativeLoader = () => Promise<NativePrivileges>;
@@ -33,8 +46,9 @@ const NATIVE_UNAVAILABLE = 'ENOXEN';
 
 /** Loads @vmsb/xen's dropPrivileges; rejects saying why it is unavailable. */
 export const loadNativePrivileges: NativeLoader = async () => {
-  // A computed specifier: the package is optional and must not be bundled.
-  const mod = (await import(XEN_PACKAGE)) as Partial<NativePrivileges>;
+  // A literal specifier so that a bundler can follow it; tsup.config.ts keeps it external here,
+  // since the package is optional and loads native code.
+  const mod = (await import('@vmsb/xen')) as Partial<NativePrivileges>;
   if (typeof mod.dropPrivileges !== 'function') throw new Error(`${XEN_PACKAGE} has no dropPrivileges`);
   return { dropPrivileges: mod.dropPrivileges.bind(mod) };
 };
@@ -60,9 +74,13 @@ export async function dropPrivileges(
     unavailable = e instanceof Error ? e.message : String(e);
   }
   if (native !== undefined) {
+    // Under -d no thread can be created after the drop (RLIMIT_NPROC 0): make sure libuv's pool,
+    // which starts with its first piece of work, exists now.
+    if (request.depriv) await stat('/').catch(() => undefined);
     try {
       native.dropPrivileges({
         depriv: request.depriv,
+        ...(request.depriv ? { fileSizeLimit: DEPRIV_FILE_SIZE_LIMIT } : {}),
         ...(request.chroot !== undefined ? { chroot: request.chroot } : {}),
         ...(request.uid !== 0 ? { uid: request.uid } : {}),
         ...(request.gid !== 0 ? { gid: request.gid } : {}),

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Variable } from '@vmsb/efi';
-import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/guard-double';
+import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/testing';
 import { afterAll, afterEach, beforeAll, vi } from 'vitest';
 import {
   GLOBAL,

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Guids, makeVariable, serializeSignatureLists, signatureListOfHashes, type Variable } from '@vmsb/efi';
 import { decodeVarsBlob, encodeVarsBlob } from '@vmsb/nvram';
 import { guidFromText, utf16le } from '@vmsb/protocol';
-import type { GuardDouble } from '@vmsb/xapi/guard-double';
+import type { GuardDouble } from '@vmsb/xapi/testing';
 
 export const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN_DIR = join(PACKAGE_DIR, 'bin');

@@ -11,21 +11,16 @@ import {
   utf16le,
 } from '@vmsb/protocol';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { packageRoot } from './native.js';
-import { BUFFER_SIZE, FakeXen, fakeBuilt, until } from './testing/fake-xen.js';
+import { BUFFER_SIZE, FakeXen, fakeBuilt, until } from '@vmsb/xen/testing';
+import { fileURLToPath } from 'node:url';
 
-const repoRoot = join(packageRoot, '..', '..');
-const daemonBin = join(repoRoot, 'apps', 'varstored', 'bin', 'varstored');
-// The daemon loads @vmsb/xen lazily; it can only do so once it depends on this package.
-const daemonReady =
-  existsSync(daemonBin) &&
-  existsSync(join(repoRoot, 'apps', 'varstored', 'dist', 'cli.js')) &&
-  existsSync(join(repoRoot, 'apps', 'varstored', 'node_modules', '@vmsb', 'xen', 'package.json')) &&
-  existsSync(join(packageRoot, 'dist', 'index.js'));
+const appRoot = fileURLToPath(new URL('../..', import.meta.url));
+const daemonBin = join(appRoot, 'bin', 'varstored');
+const daemonReady = existsSync(daemonBin) && existsSync(join(appRoot, 'dist', 'cli.js'));
 
 function guid(text: string): Uint8Array {
   const bytes = guidFromText(text);
@@ -44,7 +39,7 @@ interface Daemon {
 }
 
 function startDaemon(args: string[], env: Record<string, string>): Daemon {
-  const child = spawn(process.execPath, [daemonBin, ...args], {
+  const child = spawn(daemonBin, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -160,6 +155,63 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
     second.child.kill('SIGTERM');
     expect(await second.exit, second.output()).toBe(0);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'serves a guest under --depriv --chroot --uid --gid, with readiness once the sandbox is in place (root only)',
+    async () => {
+      const fx = new FakeXen(22, 1, 128);
+      const work = mkdtempSync(join(tmpdir(), 'vmsb-xen-depriv-'));
+      const root = join(work, 'root');
+      mkdirSync(root);
+      chownSync(root, 65534, 65534);
+      mkdirSync(join(work, 'auth'));
+      cleanup.push(
+        () => fx.dispose(),
+        () => rmSync(work, { recursive: true, force: true }),
+      );
+      const args = ['--domain', '22', '--transport', 'xen', '--backend', 'file', '--arg', 'path:/nvram.bin'];
+      args.push('--arg', `auth-dir:${join(work, 'auth')}`, '--chroot', root, '--uid', '65534', '--gid', '65534');
+      args.push('--depriv');
+      const daemon = startDaemon(args, fx.env());
+      cleanup.push(() => daemon.child.kill('SIGKILL'));
+      const pidKey = '/local/domain/22/varstored-pid';
+      await until(
+        () => fx.xenstoreRead(pidKey) === String(daemon.child.pid) || daemon.child.exitCode !== null,
+        'readiness',
+      );
+      expect(fx.xenstoreRead(pidKey), daemon.output()).toBe(String(daemon.child.pid));
+      // varstored-pid is written after the drop, over the xenstore connection opened before it.
+      const status = readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8');
+      expect(status).toMatch(/^Seccomp:\s+2$/m);
+      expect(status).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+      expect(readlinkSync(`/proc/${daemon.child.pid}/ns/net`)).not.toBe(readlinkSync('/proc/self/ns/net'));
+      expect(readlinkSync(`/proc/${daemon.child.pid}/root`)).toBe(root);
+
+      const name = utf16le('VmsbDeprived');
+      const set = await call(fx, 0, 0x20, {
+        command: 'SetVariable',
+        name,
+        guid: VENDOR,
+        data: Buffer.from('inside'),
+        attributes: NV_BS_RT,
+        atRuntime: false,
+      });
+      expect(set.status).toBe(EfiStatus.SUCCESS);
+      const got = await call(fx, 0, 0x40, {
+        command: 'GetVariable',
+        name,
+        guid: VENDOR,
+        dataSize: 100,
+        atRuntime: false,
+      });
+      expect(Buffer.from((got as { data: Uint8Array }).data).toString()).toBe('inside');
+
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exit, daemon.output()).toBe(0);
+      expect(fx.snapshot().servers).toEqual([]);
+      expect(readFileSync(join(root, 'nvram.bin')).length).toBeGreaterThan(0);
+    },
+  );
 
   it.skipIf(existsSync('/dev/xen/privcmd'))(
     'exits at once, naming /dev/xen/privcmd, on a host without Xen',
