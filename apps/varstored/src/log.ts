@@ -20,13 +20,37 @@ export interface LogStreams {
   readonly stderr: { write(text: string): unknown };
 }
 
+/**
+ * Characters a terminal or a journal reader would act on or hide: C0 and C1 controls (ESC starts
+ * terminal sequences, BEL rings, CR and LF would start a forged line), DEL, Unicode format
+ * characters (bidirectional overrides), line and paragraph separators, lone surrogates, private-use
+ * and unassigned code points.
+ */
+const UNSAFE = /[\p{C}\p{Zl}\p{Zp}]/gu;
+
+/**
+ * A message as one safe line: every unsafe character shown as an escape (`\n`, `\x1b`, `\u202e`).
+ * Applied at the sink, so that no message, whatever it quotes (variable names, reasons from
+ * @vmsb/efi and @vmsb/auth, errors), reaches the log with guest bytes raw.
+ */
+export function escapeForLog(message: string): string {
+  return message.replace(UNSAFE, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    const code = c.codePointAt(0)!;
+    if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`;
+    if (code <= 0xffff) return `\\u${code.toString(16).padStart(4, '0')}`;
+    return `\\u{${code.toString(16)}}`;
+  });
+}
+
 export function createLogger(level: LogLevel, streams: LogStreams = process): Logger {
   const limit = RANK[level];
   const enabled = (l: LogLevel): boolean => RANK[l] <= limit;
   const sink = (l: LogLevel, message: string): void => {
     if (!enabled(l)) return;
-    // One event, one line: a message never spans lines, whatever it quotes.
-    const line = `${l}: ${message.replace(/[\r\n]+/g, ' ')}\n`;
+    const line = `${l}: ${escapeForLog(message)}\n`;
     (RANK[l] <= RANK.warn ? streams.stderr : streams.stdout).write(line);
   };
   return {

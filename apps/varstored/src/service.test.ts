@@ -251,6 +251,27 @@ describe('VariableService', () => {
 });
 
 describe('what a guest can make the daemon log', () => {
+  it('escapes every guest byte in the line, including reasons that quote the variable name', async () => {
+    const { lines, log } = capture();
+    const service = new VariableService({
+      store: VariableStore.create({ platform: { secureBoot: false, authEnforce: true } }),
+      log,
+    });
+    // An undefined name in the global namespace: the store's reason quotes it.
+    const request = buffer({
+      command: 'SetVariable',
+      name: utf16le('Boot\x1b[2J\x07\u202e\n'),
+      guid: guidFromText('8be4df61-93ca-11d2-aa0d-00e098032b8c')!,
+      data: Uint8Array.of(1),
+      attributes: NV_BS_RT,
+      atRuntime: false,
+    });
+    expect(status('SetVariable', await service.handleCommand(request))).toBe(EfiStatus.INVALID_PARAMETER);
+    const warning = lines.find((l) => l.startsWith('warn: SetVariable'));
+    expect(warning).toMatch(/\(Boot\\x1b\[2J\\x07\\u202e\\n is not defined/);
+    for (const line of lines) expect(line).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202e]/);
+  });
+
   it('a guest sending failing requests in a loop gets a bounded number of warnings', async () => {
     const { lines, log } = capture();
     const service = new VariableService({

@@ -13,6 +13,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { createAuthenticator, explainAuthenticatedWrite, privateSignerDigest } from './authenticator.js';
+import { CertificateCache } from './cache.js';
+import { children, readRoot } from './der.js';
 import { parseCertificate } from './x509.js';
 import { ATTRS, authenticated, guidFor, Pki, time, type Issued } from './testing/pki.js';
 
@@ -225,5 +227,73 @@ describe('authenticator', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('bounded work against a hostile KEK', () => {
+  class CountingCache extends CertificateCache {
+    parses = 0;
+    override parse(der: Uint8Array) {
+      this.parses++;
+      return super.parse(der);
+    }
+  }
+  /** `n` copies of `cert` with distinct serial numbers (signatures left stale: nothing here checks them). */
+  const variants = (cert: Issued, n: number): Uint8Array[] => {
+    const serial = children(children(readRoot(cert.der))[0]!)[1]!;
+    return Array.from({ length: n }, (_, i) => {
+      const der = cert.der.slice();
+      der[serial.contentEnd - 1] = i;
+      der[serial.contentEnd - 2] = 0x70;
+      return der;
+    });
+  };
+  const kekOf = (ders: Uint8Array[]): Uint8Array =>
+    serializeSignatureLists(ders.map((d) => signatureListOfCertificate(d, Guids.MICROSOFT)));
+
+  it('parses only KEK certificates a chain from the message can reach, and a few to name', () => {
+    const kek = kekOf([...variants(pk, 60), kekCa.der]);
+    const data = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer, extra: [kekCa] });
+    const cache = new CountingCache();
+    const r = createAuthenticator({ certificateCache: cache }).verify(
+      request('db', data),
+      view([variable('PK', esl(pk)), variable('KEK', kek)]),
+    );
+    expect(r.status).toBe(EfiStatus.SUCCESS);
+    // The PK, up to 8 allowed signers named, and the KEK CA that verifies: not the 60 others.
+    expect(cache.parses).toBeGreaterThan(0);
+    expect(cache.parses).toBeLessThanOrEqual(10);
+    const refused = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer: rogue });
+    const cache2 = new CountingCache();
+    const e = createAuthenticator({ certificateCache: cache2 }).explain(
+      request('db', refused),
+      view([variable('PK', esl(pk)), variable('KEK', kek)]),
+    );
+    expect(e.status).toBe(EfiStatus.SECURITY_VIOLATION);
+    expect(e.reason).toMatch(/and 54 more KEK entries/);
+    // An explanation lists every allowed signer (the administrator asked for all of them).
+    expect(e.allowedSigners).toHaveLength(62);
+  });
+
+  it('tries at most 8 KEK certificates named as the issuer', () => {
+    const decoy = pki.issue('Unit KEK CA', { key: 'rsa:1024' });
+    const kek = kekOf([...variants(decoy, 40), kekCa.der]);
+    const data = authenticated(pki, { name: 'db', payload: esl(rogue), timestamp: time(2021), signer });
+    const cache = new CountingCache();
+    const r = createAuthenticator({ certificateCache: cache }).verify(
+      request('db', data),
+      view([variable('PK', esl(pk)), variable('KEK', kek)]),
+    );
+    // edk2 would reach the 41st entry; 8 tries bound the work a guest-built KEK can cause.
+    expect(r.status).toBe(EfiStatus.SECURITY_VIOLATION);
+    expect(cache.parses).toBeGreaterThan(0);
+    expect(cache.parses).toBeLessThanOrEqual(10);
+    // With the KEK CA among the first 8, the same write verifies.
+    const early = kekOf([...variants(decoy, 5), kekCa.der, ...variants(decoy, 40).slice(5)]);
+    const ok = createAuthenticator().verify(
+      request('db', data),
+      view([variable('PK', esl(pk)), variable('KEK', early)]),
+    );
+    expect(ok.status).toBe(EfiStatus.SUCCESS);
   });
 });

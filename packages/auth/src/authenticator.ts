@@ -22,8 +22,15 @@ import { EfiStatus, fromUtf16le, statusName } from '@vmsb/protocol';
 import { parseAuthentication2, type Authentication2 } from './authentication2.js';
 import { CertificateCache } from './cache.js';
 import { checkSignatureDatabase, filterAppendedSignatures, platformKeyCertificate } from './lists.js';
-import { parseSignedData, signedContent, verifyWithAnchor, VerificationContext, type ChainResult } from './pkcs7.js';
-import { fingerprint, serialHex, type Certificate } from './x509.js';
+import {
+  parseSignedData,
+  signedContent,
+  verifyWithAnchor,
+  VerificationContext,
+  type ChainResult,
+  type SignedData,
+} from './pkcs7.js';
+import { certificateSubject, fingerprint, serialHex, type Certificate } from './x509.js';
 
 /** Which rule set a variable falls under. */
 
@@ -103,6 +110,8 @@ export interface AuthExplanation {
 export interface AuthenticatorOptions {
   /** Parsed trust-anchor certificates kept (default 256). */
   readonly cacheSize?: number;
+  /** The cache (and so the parser) of trust-anchor certificates, e.g. an instrumented one; `cacheSize` then does not apply. */
+  readonly certificateCache?: CertificateCache;
 }
 
 /** The Authenticator @vmsb/efi's VariableStore calls, plus the same decision explained in full. */
@@ -112,6 +121,11 @@ export interface UefiAuthenticator extends Authenticator {
   explain(request: AuthenticatedWrite, view: StoreView): AuthExplanation;
 }
 
+/** Most KEK certificates tried as trust anchors for one write (real KEKs hold a handful). */
+const MAX_KEK_ANCHORS_TRIED = 8;
+/** Most allowed signers a refusal names (an explanation lists them all). */
+const MAX_LISTED_SIGNERS = 8;
+
 const PK_NAME = utf16le('PK');
 const KEK_NAME = utf16le('KEK');
 const SECURE_BOOT_ATTRIBUTES =
@@ -119,7 +133,7 @@ const SECURE_BOOT_ATTRIBUTES =
 
 /** Creates the authenticator for one store (its anchor cache lives as long as it does). */
 export function createAuthenticator(options: AuthenticatorOptions = {}): UefiAuthenticator {
-  const cache = new CertificateCache(options.cacheSize);
+  const cache = options.certificateCache ?? new CertificateCache(options.cacheSize);
   return {
     verify(request, view) {
       const e = evaluate(request, view, cache);
@@ -233,8 +247,11 @@ class Decision {
   private descriptor: Authentication2 | undefined;
   private ctx: VerificationContext | undefined;
   private signer: Certificate | undefined;
-  private certificates: readonly Certificate[] | undefined;
+  /** The parsed signature; its certificates are parsed in full only if an explanation lists them. */
+  private signedData: SignedData | undefined;
   private allowed: readonly Certificate[] | undefined;
+  /** KEK entries beyond those listed in the reason (parsed only for an explanation). */
+  private unlisted: readonly Uint8Array[] = [];
   private trustedBy: Certificate | undefined;
   private chain: readonly Certificate[] | undefined;
 
@@ -326,7 +343,7 @@ class Decision {
       return this.fail(EfiStatus.SECURITY_VIOLATION, 'no-signature', 'the descriptor carries no signature');
     const sd = parseSignedData(d.certData);
     if (!sd.ok) return this.fail(EfiStatus.SECURITY_VIOLATION, 'malformed-signature', sd.reason);
-    this.certificates = sd.signedData.certificates;
+    this.signedData = sd.signedData;
     this.ctx = new VerificationContext(sd.signedData, content);
     const result = this.ctx.contentSignature();
     if (result.signer !== undefined) this.signer = result.signer;
@@ -367,10 +384,29 @@ class Decision {
     }
 
     // db/dbx/dbt: otherwise any X.509 certificate in KEK, each tried as a (partial-chain) trust anchor.
+    // Only a certificate that is the signer, or whose subject is the issuer named by the signer or
+    // a carried certificate (issuedBy's first test), can verify the message; the others are listed
+    // (the first few, parsed once and cached) but not tried. At most MAX_KEK_ANCHORS_TRIED are.
     const kekVar = this.view.get(KEK_NAME, Guids.GLOBAL_VARIABLE);
     const kekLists = kekVar === undefined ? undefined : parseSignatureLists(kekVar.data);
+    const issuerNames = [signer.issuer, ...ctx.signedData.carried.map((c) => c.issuer)];
+    const unlisted: Uint8Array[] = [];
+    let tried = 0;
     if (kekLists?.ok === true) {
       for (const { der } of x509Certificates(kekLists.lists)) {
+        const subject = certificateSubject(der);
+        const reachable =
+          bytesEqual(der, signer.der) || (subject !== undefined && issuerNames.some((n) => bytesEqual(n, subject)));
+        if (!reachable || tried >= MAX_KEK_ANCHORS_TRIED) {
+          if (allowed.length >= MAX_LISTED_SIGNERS) {
+            unlisted.push(der);
+            continue;
+          }
+          const listed = this.cache.parse(der);
+          if (listed.ok) allowed.push(listed.certificate);
+          continue;
+        }
+        tried++;
         const parsed = this.cache.parse(der);
         if (!parsed.ok) continue;
         allowed.push(parsed.certificate);
@@ -380,10 +416,12 @@ class Decision {
       }
     }
     this.allowed = allowed;
+    this.unlisted = unlisted;
+    const more = unlisted.length === 0 ? '' : ` and ${unlisted.length} more KEK entries`;
     const who =
       allowed.length === 0
         ? 'no PK or KEK certificate is enrolled'
-        : `allowed: ${allowed.map((c) => short(c)).join('; ')}`;
+        : `allowed: ${allowed.map((c) => short(c)).join('; ')}${more}`;
     const detail = reasons.filter((r) => !r.startsWith('signer ')).join('; ');
     return {
       evaluation: this.fail(
@@ -464,8 +502,20 @@ class Decision {
       ...(d !== undefined ? { timestamp: formatEfiTime(d.time) } : {}),
       ...(stored !== undefined ? { storedTimestamp: stored } : {}),
       ...(this.signer !== undefined ? { signer: summarizeCertificate(this.signer) } : {}),
-      ...(this.certificates !== undefined ? { certificates: this.certificates.map(summarizeCertificate) } : {}),
-      ...(this.allowed !== undefined ? { allowedSigners: this.allowed.map(summarizeCertificate) } : {}),
+      ...(this.signedData !== undefined
+        ? { certificates: this.signedData.certificates.map(summarizeCertificate) }
+        : {}),
+      ...(this.allowed !== undefined
+        ? {
+            allowedSigners: [
+              ...this.allowed,
+              ...this.unlisted.flatMap((der) => {
+                const p = this.cache.parse(der);
+                return p.ok ? [p.certificate] : [];
+              }),
+            ].map(summarizeCertificate),
+          }
+        : {}),
       ...(this.trustedBy !== undefined ? { trustedBy: summarizeCertificate(this.trustedBy) } : {}),
       ...(this.chain !== undefined ? { chain: this.chain.map(summarizeCertificate) } : {}),
       ...(payloadSize !== undefined ? { payloadSize } : {}),

@@ -1,7 +1,16 @@
 import * as asn1js from 'asn1js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { children, DerError, MAX_DER_DEPTH, precheckDer, readRoot, readTlv, type Tlv } from './der.js';
+import {
+  children,
+  DerError,
+  MAX_DER_DEPTH,
+  MAX_DER_ELEMENTS,
+  precheckDer,
+  readRoot,
+  readTlv,
+  type Tlv,
+} from './der.js';
 
 // asn1js (the decoder the pre-check guards) is the oracle for the structure the pre-check walks.
 
@@ -182,3 +191,17 @@ describe('DER pre-check', () => {
 function wrap(inner: Uint8Array): Uint8Array {
   return Uint8Array.from([0x30, ...(inner.length < 0x80 ? [inner.length] : [0x81, inner.length]), ...inner]);
 }
+
+describe('element bound', () => {
+  it('refuses more than MAX_DER_ELEMENTS elements before anything is built from them', () => {
+    const many = (n: number): Uint8Array => {
+      const body = new Uint8Array(2 * n);
+      for (let i = 0; i < n; i++) body[2 * i] = 0x05;
+      const len = body.length;
+      return Uint8Array.from([0x30, 0x83, len >> 16, (len >> 8) & 0xff, len & 0xff, ...body]);
+    };
+    expect(() => precheckDer(many(MAX_DER_ELEMENTS - 1), 65536)).not.toThrow();
+    expect(() => precheckDer(many(MAX_DER_ELEMENTS), 65536)).toThrow(/more than 8192 elements/);
+    expect(() => precheckDer(many(30000), 65536)).toThrow(/more than 8192 elements/);
+  });
+});

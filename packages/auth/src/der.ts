@@ -115,18 +115,42 @@ export function children(tlv: Tlv): Tlv[] {
 }
 
 /**
+ * Most elements a guest-supplied encoding may hold. Real certificates hold under 300 and a SignedData
+ * with 32 of them under 10,000; without a bound, 64 KiB of two-byte elements is 32,768 of them.
+ */
+export const MAX_DER_ELEMENTS = 8192;
+
+/**
  * Walks the whole tree of `bytes` (constructed elements only; primitive contents are not looked
- * into) and returns its root, or throws DerError when it is larger than `maxSize`, nests deeper
- * than MAX_DER_DEPTH, overruns an enclosing element, leaves an indefinite length unclosed (or puts
- * one on a primitive) or has trailing bytes.
+ * into) and returns its root, or throws DerError when it is larger than `maxSize`, holds more than
+ * MAX_DER_ELEMENTS elements, nests deeper than MAX_DER_DEPTH, overruns an enclosing element, leaves
+ * an indefinite length unclosed (or puts one on a primitive) or has trailing bytes.
  */
 export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
   if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
   const root = readRoot(bytes);
-  const walk = (t: Tlv): void => {
-    if (t.constructed) for (const c of children(t)) walk(c);
-  };
-  walk(root);
+  let elements = 1;
+  // Iterative, without building child lists: one header read per element.
+  const stack: { contentEnd: number; end: number; depth: number }[] = [];
+  let at = root.contentStart;
+  if (root.constructed) stack.push({ contentEnd: root.contentEnd, end: root.end, depth: root.depth + 1 });
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (at >= top.contentEnd) {
+      // Done with this element's children: continue after it (past an end-of-contents if any).
+      stack.pop();
+      at = top.end;
+      continue;
+    }
+    const t = readTlv(bytes, at, top.contentEnd, top.depth);
+    if (++elements > MAX_DER_ELEMENTS) throw new DerError(`more than ${MAX_DER_ELEMENTS} elements`);
+    if (t.constructed) {
+      stack.push({ contentEnd: t.contentEnd, end: t.end, depth: t.depth + 1 });
+      at = t.contentStart;
+    } else {
+      at = t.end;
+    }
+  }
   return root;
 }
 
@@ -135,3 +159,62 @@ export function isContextTlv(tlv: Tlv, tag: number): boolean {
 }
 
 export { bytesEqual, hex } from '@vmsb/protocol';
+
+/** Dotted text of OBJECT IDENTIFIER content octets; undefined when malformed. */
+export function oidText(c: Uint8Array): string | undefined {
+  const arcs: number[] = [];
+  let v = 0;
+  for (let i = 0; i < c.length; i++) {
+    if (v === 0 && c[i] === 0x80) return undefined;
+    v = v * 128 + (c[i]! & 0x7f);
+    if (v > Number.MAX_SAFE_INTEGER / 128) return undefined;
+    if ((c[i]! & 0x80) === 0) {
+      arcs.push(v);
+      v = 0;
+    }
+  }
+  if (arcs.length === 0 || (c[c.length - 1]! & 0x80) !== 0) return undefined;
+  const head = arcs[0]!;
+  const [a, b] = head < 40 ? [0, head] : head < 80 ? [1, head - 40] : [2, head - 80];
+  return [a, b, ...arcs.slice(1)].join('.');
+}
+
+/** The whole encoding of an element (header included, and an indefinite length's end-of-contents). */
+export function tlvBytes(tlv: Tlv): Uint8Array {
+  return tlv.bytes.subarray(tlv.start, tlv.end);
+}
+
+/** The content octets of an element (without an indefinite length's end-of-contents). */
+export function tlvContent(tlv: Tlv): Uint8Array {
+  return tlv.bytes.subarray(tlv.contentStart, tlv.contentEnd);
+}
+
+/** How many elements `tlv` holds, itself included, counting no further than `limit`. */
+export function countElements(tlv: Tlv, limit: number): number {
+  let n = 1;
+  if (tlv.constructed) {
+    for (const c of children(tlv)) {
+      n += countElements(c, limit - n);
+      if (n > limit) return n;
+    }
+  }
+  return n;
+}
+
+/** A definite-length DER element (`tag` one octet) around `parts`. */
+export function encodeElement(tag: number, parts: readonly Uint8Array[]): Uint8Array {
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const head: number[] = [tag];
+  if (length < 0x80) head.push(length);
+  else if (length < 0x100) head.push(0x81, length);
+  else if (length < 0x10000) head.push(0x82, length >> 8, length & 0xff);
+  else head.push(0x83, length >> 16, (length >> 8) & 0xff, length & 0xff);
+  const out = new Uint8Array(head.length + length);
+  out.set(head, 0);
+  let at = head.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

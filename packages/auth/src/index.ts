@@ -31,6 +31,7 @@ export {
   Pkcs7Limits,
   type SignedData,
   type SignerInfo,
+  type CarriedCertificate,
   type SignedDataResult,
   type ContentSignatureResult,
   type ChainResult,

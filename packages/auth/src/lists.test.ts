@@ -9,6 +9,7 @@ import {
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateCache } from './cache.js';
+import { children, readRoot } from './der.js';
 import { filterAppendedSignatures, platformKeyCertificate, signatureDatabaseProblem } from './lists.js';
 import { Pki, type Issued } from './testing/pki.js';
 
@@ -114,6 +115,40 @@ describe('signature database format', () => {
         cache,
       ),
     ).toMatch(/not a valid X.509/);
+  });
+
+  it('checks hundreds of distinct X.509 entries without parsing any in full (only a PK entry is)', () => {
+    class CountingCache extends CertificateCache {
+      parses = 0;
+      override parse(der: Uint8Array) {
+        this.parses++;
+        return super.parse(der);
+      }
+    }
+    // Distinct certificates, as a guest in setup mode would send them: a's with 240 serial numbers.
+    const tbs = children(readRoot(a.der))[0]!;
+    const serial = children(tbs)[1]!;
+    const variant = (i: number): Uint8Array => {
+      const der = a.der.slice();
+      der[serial.contentEnd - 1] = i & 0xff;
+      der[serial.contentEnd - 2] = 0x10 + (i >> 8);
+      return der;
+    };
+    const lists = Array.from({ length: 240 }, (_, i) => signatureListOfCertificate(variant(i), OWNER));
+    const counting = new CountingCache();
+    expect(signatureDatabaseProblem(bytes(...lists), false, counting)).toBeUndefined();
+    const bad = signatureListOfCertificate(new Uint8Array(a.der.length), OWNER);
+    expect(signatureDatabaseProblem(bytes(...lists.slice(1), bad), false, counting)).toMatch(
+      /offset \d+, entry 0: not a valid X.509/,
+    );
+    const ecList = signatureListOfCertificate(ec.der, OWNER);
+    expect(signatureDatabaseProblem(bytes(...lists.slice(1), ecList), false, counting)).toMatch(
+      /entry 0: .*ecPublicKey.*not a usable RSA key/,
+    );
+    expect(counting.parses).toBe(0);
+    // The PK's one certificate is what user-mode writes are verified against: it is parsed in full.
+    expect(signatureDatabaseProblem(bytes(lists[0]!), true, counting)).toBeUndefined();
+    expect(counting.parses).toBe(1);
   });
 
   it('reads the PK certificate where edk2 does: first entry of the first list', () => {

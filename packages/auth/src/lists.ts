@@ -10,7 +10,7 @@ import {
 } from '@vmsb/efi';
 import { CertificateCache } from './cache.js';
 import { oidName } from './oids.js';
-import { rsaKeyObject } from './x509.js';
+import { certificateKeyProblem, rsaKeyObject } from './x509.js';
 
 /**
  * Why a PK/KEK/db/dbx/dbt payload is not an acceptable signature database, or undefined when it is
@@ -46,16 +46,12 @@ export function checkSignatureDatabase(
   for (const list of checked.lists) {
     if (guidEquals(list.type, Guids.CERT_X509)) {
       for (let i = 0; i < list.signatures.length; i++) {
-        const parsed = cache.parse(list.signatures[i]!.data);
-        if (!parsed.ok)
-          return { ok: false, reason: `signature list at offset ${offset}, entry ${i}: ${parsed.reason}` };
-        if (rsaKeyObject(parsed.certificate) === undefined) {
-          const algorithm = oidName(parsed.certificate.publicKeyAlgorithmOid);
-          return {
-            ok: false,
-            reason: `signature list at offset ${offset}, entry ${i}: the certificate's key (${algorithm}) is not a usable RSA key`,
-          };
-        }
+        const der = list.signatures[i]!.data;
+        // OpenSSL's answer for every entry (as varstored); the full parse only for a PK, the one
+        // certificate here that later verifies signatures.
+        const problem = certificateKeyProblem(der) ?? (isPk ? fullParseProblem(der, cache) : undefined);
+        if (problem !== undefined)
+          return { ok: false, reason: `signature list at offset ${offset}, entry ${i}: ${problem}` };
       }
     } else if (isPk) {
       return { ok: false, reason: 'PK must hold an X.509 certificate (EFI_CERT_X509_GUID list)' };
@@ -63,6 +59,13 @@ export function checkSignatureDatabase(
     offset += 28 + list.header.length + list.signatures.length * list.signatureSize;
   }
   return { ok: true, lists: checked.lists };
+}
+
+function fullParseProblem(der: Uint8Array, cache: CertificateCache): string | undefined {
+  const parsed = cache.parse(der);
+  if (!parsed.ok) return parsed.reason;
+  if (rsaKeyObject(parsed.certificate) !== undefined) return undefined;
+  return `the certificate's key (${oidName(parsed.certificate.publicKeyAlgorithmOid)}) is not a usable RSA key`;
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   VerificationContext,
   type SignedData,
 } from './pkcs7.js';
+import { children, encodeElement, readRoot, tlvBytes } from './der.js';
 import { Pki, unwrapContentInfo, type Issued } from './testing/pki.js';
 import { parseCertificate, type Certificate } from './x509.js';
 
@@ -198,6 +199,20 @@ describe('PKCS#7 verification under UEFI rules', () => {
     expectAgreement({ content, cms, signedData: parsed.signedData }, root, false, content.subarray(1));
   });
 
+  it('verifies a message that also embeds content over the detached serialization only, as openssl does', () => {
+    // PKCS7_verify with external data (edk2, varstored) digests the external data and ignores an
+    // embedded copy; it refuses "content and data present" only under PKCS7_NO_DUAL_CONTENT,
+    // which neither passes. The oracle here is `openssl smime -verify -content`, i.e. PKCS7_verify.
+    for (const signedAttributes of [false, true]) {
+      const content = randomBytes(120);
+      const s = sign(leaf, { extra: [inter], embedContent: true, signedAttributes }, content);
+      expect(s.signedData.hasEmbeddedContent).toBe(true);
+      expectAgreement(s, root, true);
+      expectAgreement(s, root, false, randomBytes(120));
+      expectAgreement(s, root, false, content.subarray(1));
+    }
+  });
+
   it('refuses an issuer that is not a CA, as openssl does', () => {
     const s = sign(leafOfNonCa, { extra: [nonCaInter] });
     expectAgreement(s, root, false);
@@ -340,6 +355,137 @@ describe('PKCS#7 verification under UEFI rules', () => {
     trailing.set(s);
     expect(parseSignedData(trailing).ok).toBe(false);
     expect(parseSignedData(new Uint8Array(Pkcs7Limits.MAX_SIZE + 1)).ok).toBe(false);
+  });
+});
+
+describe('bounded work on hostile messages', () => {
+  const SHA256_ALGORITHM = Uint8Array.from([
+    0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+  ]);
+  /** The SignedData with its fields replaced by `edit`'s (each field's whole encoding). */
+  const editFields = (signedData: Uint8Array, edit: (fields: Uint8Array[]) => void): Uint8Array => {
+    const fields = children(readRoot(signedData)).map(tlvBytes);
+    edit(fields);
+    return encodeElement(0x30, fields);
+  };
+  const elements = (tag: number, item: Uint8Array, count: number): Uint8Array =>
+    encodeElement(
+      tag,
+      Array.from({ length: count }, () => item),
+    );
+
+  it('parses carried certificates only when verification needs them', () => {
+    const s = sign(leaf, { extra: [inter] });
+    const grown = withExtraCertificates(unwrapContentInfo(s.cms), unrelated.der, 20);
+    clearSignedDataCache();
+    const parsed = parseSignedData(grown);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    const sd = parsed.signedData;
+    expect(sd.carried).toHaveLength(22);
+    expect(sd.carried.filter((c) => c.parsed)).toHaveLength(0);
+    const r = verifyWithAnchor(new VerificationContext(sd, s.content), cert(root));
+    expect(r.ok && r.chain.map((c) => c.subjectText)).toEqual([
+      'CN=Test Signer',
+      'CN=Test Intermediate CA',
+      'CN=Test Root CA',
+    ]);
+    // The signer and its issuer; none of the 20 certificates whose subject no chain link names.
+    const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+    expect(
+      sd.carried
+        .filter((c) => c.parsed)
+        .map((c) => hex(c.der))
+        .sort(),
+    ).toEqual([hex(leaf.der), hex(inter.der)].sort());
+  });
+
+  it('parses at most MAX_PARSED_CERTIFICATES carried certificates, however many share a subject', () => {
+    // Twenty certificates named like the signer's issuer, none of which issued it, before the real one.
+    const decoy = pki.issue('Test Intermediate CA', { key: 'rsa:1024' });
+    const s = sign(leaf, { extra: [inter] });
+    const bare = unwrapContentInfo(s.cms);
+    const reordered = (() => {
+      const fields = children(readRoot(bare)).map(tlvBytes);
+      const at = fields.findIndex((f) => f[0] === 0xa0);
+      const certs = children(readRoot(fields[at]!)).map(tlvBytes);
+      const signerFirst = certs.sort((a) => (Buffer.from(a).equals(Buffer.from(leaf.der)) ? -1 : 1));
+      fields[at] = encodeElement(0xa0, [
+        signerFirst[0]!,
+        ...Array.from({ length: 20 }, () => decoy.der),
+        signerFirst[1]!,
+      ]);
+      return encodeElement(0x30, fields);
+    })();
+    clearSignedDataCache();
+    const parsed = parseSignedData(reordered);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    const r = verifyWithAnchor(new VerificationContext(parsed.signedData, s.content), cert(root));
+    expect(parsed.signedData.carried.filter((c) => c.parsed)).toHaveLength(Pkcs7Limits.MAX_PARSED_CERTIFICATES);
+    // The real issuer lies beyond the bound: the chain stops short of the root (OpenSSL would find it).
+    expect(!r.ok && r.reason).toMatch(/does not chain to CN=Test Root CA/);
+    // An administrator's explanation still lists every certificate.
+    expect(parsed.signedData.certificates).toHaveLength(22);
+  });
+
+  it('refuses a carried certificate OpenSSL cannot decode, as d2i_PKCS7 does, without parsing the others', () => {
+    const s = sign(leaf, { extra: [inter] });
+    // A SEQUENCE holding one INTEGER: well-formed DER, not a certificate.
+    const bad = withExtraCertificates(unwrapContentInfo(s.cms), Uint8Array.from([0x30, 0x03, 0x02, 0x01, 0x80]), 1);
+    const r = parseSignedData(bad);
+    expect(!r.ok && r.reason).toMatch(/certificate 2 is not a valid X.509 certificate/);
+  });
+
+  it('refuses thousands of digest algorithms before asn1js or pkijs decode them', () => {
+    const s = sign(leaf, { extra: [inter] });
+    const bloated = editFields(unwrapContentInfo(s.cms), (f) => {
+      f[1] = elements(0x31, SHA256_ALGORITHM, 2000);
+    });
+    const r = parseSignedData(bloated);
+    expect(!r.ok && r.reason).toMatch(/more than 256 DER elements/);
+    // A handful is still read as before (the first must be SHA-256).
+    const few = parseSignedData(
+      editFields(unwrapContentInfo(s.cms), (f) => (f[1] = elements(0x31, SHA256_ALGORITHM, 4))),
+    );
+    expect(few.ok && few.signedData.digestAlgorithmOids).toHaveLength(4);
+  });
+
+  it('refuses thousands of signed attributes before asn1js or pkijs decode them', () => {
+    const s = sign(leaf, { extra: [inter], signedAttributes: true });
+    const attribute = encodeElement(0x30, [
+      Uint8Array.from([0x06, 0x03, 0x2a, 0x03, 0x04]),
+      encodeElement(0x31, [Uint8Array.from([0x05, 0x00])]),
+    ]);
+    const bloated = editFields(unwrapContentInfo(s.cms), (f) => {
+      const infos = f.length - 1;
+      const info = children(readRoot(f[infos]!))[0]!;
+      const parts = children(info).map(tlvBytes);
+      const signed = parts.findIndex((p) => p[0] === 0xa0);
+      const attrs = children(readRoot(parts[signed]!)).map(tlvBytes);
+      parts[signed] = encodeElement(0xa0, [...attrs, ...Array.from({ length: 2000 }, () => attribute)]);
+      f[infos] = encodeElement(0x31, [encodeElement(0x30, parts)]);
+    });
+    const r = parseSignedData(bloated);
+    expect(!r.ok && r.reason).toMatch(/more than 256 DER elements/);
+  });
+
+  it('bounds CRLs, which verification never reads, by count and outline', () => {
+    const s = sign(leaf, { extra: [inter] });
+    const crl = encodeElement(0x30, [
+      encodeElement(0x30, [SHA256_ALGORITHM]),
+      SHA256_ALGORITHM,
+      Uint8Array.from([0x03, 0x01, 0x00]),
+    ]);
+    const withCrls = (list: Uint8Array): Uint8Array =>
+      editFields(unwrapContentInfo(s.cms), (f) => {
+        f.splice(f.length - 1, 0, list);
+      });
+    const one = parseSignedData(withCrls(encodeElement(0xa1, [crl])));
+    if (!one.ok) throw new Error(one.reason);
+    expect(verifyWithAnchor(new VerificationContext(one.signedData, s.content), cert(root)).ok).toBe(true);
+    const many = parseSignedData(withCrls(elements(0xa1, crl, 500)));
+    expect(!many.ok && many.reason).toMatch(/more than 32 CRLs/);
+    const junk = parseSignedData(withCrls(encodeElement(0xa1, [SHA256_ALGORITHM])));
+    expect(!junk.ok && junk.reason).toMatch(/not a CertificateList/);
   });
 });
 

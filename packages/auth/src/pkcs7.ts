@@ -1,9 +1,29 @@
-import { createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import * as pkijs from 'pkijs';
-import { Tag, content, decodeDer, expect, isContext, isUniversal, kids, octetString, raw, type Node } from './asn1.js';
-import { DerError, bytesEqual, children, isContextTlv, precheckDer, type Tlv } from './der.js';
+import { Tag, content, decodeDer, expect, isContext, kids, octetString, raw, type Node } from './asn1.js';
+import {
+  DerError,
+  bytesEqual,
+  children,
+  countElements,
+  encodeElement,
+  isContextTlv,
+  oidText,
+  precheckDer,
+  tlvBytes,
+  tlvContent,
+  type Tlv,
+} from './der.js';
 import { CERTIFICATE_SIGNATURE_HASH, Oid, oidName } from './oids.js';
-import { caKind, certificateFromNode, issuedBy, rsaKeyObject, selfIssued, type Certificate } from './x509.js';
+import {
+  caKind,
+  issuedBy,
+  parseCertificate,
+  rsaKeyObject,
+  selfIssued,
+  type Certificate,
+  type CertificateResult,
+} from './x509.js';
 
 /** Bounds on the work one signature may cause (docs/architecture.md §5). */
 export const Pkcs7Limits = {
@@ -15,6 +35,17 @@ export const Pkcs7Limits = {
   MAX_CHAIN_LENGTH: 8,
   /** Most RSA verifications one authenticated write may trigger. */
   MAX_SIGNATURE_CHECKS: 64,
+  /**
+   * Most DER elements in what is decoded besides the certificates: version, digest algorithms,
+   * content info and the SignerInfo with its signed attributes (real signers use under 100).
+   */
+  MAX_ENVELOPE_ELEMENTS: 256,
+  /**
+   * Most carried certificates parsed in full for one message: the signer and the chain's issuers
+   * need at most MAX_CHAIN_LENGTH. Candidates beyond are not considered (OpenSSL would look further;
+   * only a message built to cost work carries that many certificates with the same subject).
+   */
+  MAX_PARSED_CERTIFICATES: 10,
 } as const;
 
 export interface SignerInfo {
@@ -36,9 +67,15 @@ export interface SignedData {
   readonly wrapped: boolean;
   readonly digestAlgorithmOids: readonly string[];
   readonly contentTypeOid: string;
-  /** True when the message embeds content (it is ignored: UEFI verifies the detached serialization). */
+  /**
+   * True when the message embeds content. It is ignored and the detached serialization verified, as
+   * OpenSSL's PKCS7_verify with external data does (without PKCS7_NO_DUAL_CONTENT, as edk2 calls it).
+   */
   readonly hasEmbeddedContent: boolean;
+  /** The carried X.509 certificates this package can parse, in order (parsed on first use). */
   readonly certificates: readonly Certificate[];
+  /** The carried X.509 certificates, in order, each parsed only when verification needs it. */
+  readonly carried: readonly CarriedCertificate[];
   readonly signerInfo: SignerInfo;
 }
 
@@ -107,51 +144,115 @@ export function clearSignedDataCache(): void {
   signedDataCache.clear();
 }
 
-function signedDataFromBytes(der: Uint8Array): SignedData {
-  // Bounds first: the structural pre-check (size, depth, definite lengths, no trailing bytes) and
-  // the certificate count, before asn1js and pkijs are asked to build anything.
-  const count = certificateCount(precheckDer(der, Pkcs7Limits.MAX_SIZE));
+const SIGNED_DATA_OID = Uint8Array.of(0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02);
+
+/**
+ * Reads the message in three steps, each bounded before the next costs anything:
+ *
+ * 1. the structural pre-check over guest bytes (size, depth, lengths, no trailing bytes) and the
+ *    certificate count;
+ * 2. the envelope read from that pre-checked structure: the certificate and CRL sets and the
+ *    SignerInfo's unsigned attributes, which PKCS7_verify never looks into (CRLs, countersignatures)
+ *    or reads lazily (certificates), are set aside; what remains (version, digest algorithms,
+ *    content info, the SignerInfo) is held to MAX_ENVELOPE_ELEMENTS and read with asn1js + pkijs;
+ * 3. each carried certificate decoded by OpenSSL (node:crypto X509Certificate, as d2i_PKCS7 would
+ *    refuse a message with a malformed one) and its issuer, serial and subject read from the
+ *    structure: the full parse waits until verification needs that certificate (the signer, a
+ *    chain candidate), so carried certificates cost tens of microseconds each, not a millisecond.
+ */
+function signedDataFromBytes(input: Uint8Array): SignedData {
+  // A private copy: carried certificates keep views into it.
+  const der = input.slice();
+  const root = precheckDer(der, Pkcs7Limits.MAX_SIZE);
+  const count = certificateCount(root);
   if (count > Pkcs7Limits.MAX_CERTIFICATES)
     throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} certificates`);
-  const root = expect(decodeDer(der, Pkcs7Limits.MAX_SIZE), Tag.SEQUENCE, 'PKCS#7');
+  if (!isUniversalTlv(root, Tag.SEQUENCE, true)) throw new DerError('PKCS#7 has an unexpected type');
   let node = root;
   let wrapped = false;
-  if (isUniversal(kids(root)[0], Tag.OID)) {
-    const info = pkijsRead(() => new pkijs.ContentInfo({ schema: root }), 'ContentInfo');
-    if (info.contentType !== Oid.SIGNED_DATA)
-      throw new DerError(`ContentInfo holds ${info.contentType}, not SignedData`);
-    if (kids(root).length !== 2 || kids(kids(root)[1]!).length !== 1)
-      throw new DerError('ContentInfo content is malformed');
-    node = expect(info.content as Node, Tag.SEQUENCE, 'SignedData');
+  const top = children(root);
+  if (isUniversalTlv(top[0], Tag.OID, false)) {
+    const holder = top[1];
+    if (top.length !== 2 || holder === undefined || !isContextTlv(holder, 0) || !holder.constructed)
+      throw new DerError('not a valid ContentInfo');
+    const type = tlvContent(top[0]!);
+    if (!bytesEqual(type, SIGNED_DATA_OID))
+      throw new DerError(`ContentInfo holds ${oidText(type) ?? 'an invalid OID'}, not SignedData`);
+    const inner = children(holder);
+    if (inner.length !== 1) throw new DerError('ContentInfo content is malformed');
+    node = inner[0]!;
+    if (!isUniversalTlv(node, Tag.SEQUENCE, true)) throw new DerError('SignedData has an unexpected type');
     wrapped = true;
   }
-  const fields = kids(node);
-  const sd = pkijsRead(() => new pkijs.SignedData({ schema: node }), 'SignedData');
-  if (fields.length !== 4 + (sd.certificates !== undefined ? 1 : 0) + (sd.crls !== undefined ? 1 : 0))
-    throw new DerError('SignedData has extra fields');
+
+  // SignedData: version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos.
+  const fields = children(node);
+  let at = 3;
+  const certSet = fields[at] !== undefined && isContextTlv(fields[at]!, 0) ? fields[at++] : undefined;
+  const crlSet = fields[at] !== undefined && isContextTlv(fields[at]!, 1) ? fields[at++] : undefined;
+  const signerInfos = fields[at++];
+  if (fields.length < 4 || signerInfos === undefined) throw new DerError('not a valid SignedData (fields are missing)');
+  if (at !== fields.length) throw new DerError('SignedData has extra fields');
+  if (certSet?.constructed === false || crlSet?.constructed === false)
+    throw new DerError('not a valid SignedData (certificates or CRLs are not a SET)');
+  if (!isUniversalTlv(signerInfos, Tag.SET, true))
+    throw new DerError('not a valid SignedData (signerInfos is not a SET)');
+  const infos = children(signerInfos);
+  if (infos.length !== 1) throw new DerError(`${infos.length} SignerInfos (UEFI requires exactly one)`);
+  const info = infos[0]!;
+  if (!isUniversalTlv(info, Tag.SEQUENCE, true))
+    throw new DerError('not a valid SignedData (SignerInfo is not a SEQUENCE)');
+  const infoFields = children(info);
+  const unsigned = infoFields[infoFields.length - 1];
+  const kept = unsigned !== undefined && isContextTlv(unsigned, 1) ? infoFields.slice(0, -1) : infoFields;
+  if (kept !== infoFields) checkAttributes(unsigned!, 'unsigned attributes');
+  // CRLs: PKCS7_verify never consults them (no CRL_CHECK flag), so they are only bounded and
+  // checked in outline (CertificateList: SEQUENCE { tbsCertList, signatureAlgorithm, signature }).
+  const crls = crlSet === undefined ? [] : children(crlSet);
+  if (crls.length > Pkcs7Limits.MAX_CERTIFICATES) throw new DerError(`more than ${Pkcs7Limits.MAX_CERTIFICATES} CRLs`);
+  for (const crl of crls) {
+    const parts = isUniversalTlv(crl, Tag.SEQUENCE, true) ? children(crl) : [];
+    if (
+      parts.length !== 3 ||
+      !isUniversalTlv(parts[0], Tag.SEQUENCE, true) ||
+      !isUniversalTlv(parts[1], Tag.SEQUENCE, true) ||
+      !isUniversalTlv(parts[2], Tag.BIT_STRING, false)
+    )
+      throw new DerError('not a valid SignedData (a CRL is not a CertificateList)');
+  }
+
+  const envelope = [fields[0]!, fields[1]!, fields[2]!, ...kept];
+  let elements = 3;
+  for (const f of envelope) elements += countElements(f, Pkcs7Limits.MAX_ENVELOPE_ELEMENTS);
+  if (elements > Pkcs7Limits.MAX_ENVELOPE_ELEMENTS)
+    throw new DerError(
+      `more than ${Pkcs7Limits.MAX_ENVELOPE_ELEMENTS} DER elements in the digest algorithms, content info and SignerInfo`,
+    );
+  const reduced = encodeElement(0x30, [
+    tlvBytes(fields[0]!),
+    tlvBytes(fields[1]!),
+    tlvBytes(fields[2]!),
+    encodeElement(0x31, [encodeElement(0x30, kept.map(tlvBytes))]),
+  ]);
+  const reducedNode = expect(decodeDer(reduced, Pkcs7Limits.MAX_SIZE), Tag.SEQUENCE, 'SignedData');
+  const sd = pkijsRead(() => new pkijs.SignedData({ schema: reducedNode }), 'SignedData');
 
   const digestAlgorithmOids = (sd.digestAlgorithms ?? []).map((a) => a.algorithmId);
   const contentTypeOid = sd.encapContentInfo.eContentType;
   const hasEmbeddedContent = sd.encapContentInfo.eContent !== undefined;
 
-  // pkijs reads the certificate set in order; the asn1js nodes give each one's exact encoding.
-  const certificates: Certificate[] = [];
-  const certNodes = fields.find((f) => isContext(f, 0));
-  if (sd.certificates !== undefined && certNodes !== undefined) {
-    const nodes = kids(certNodes);
-    sd.certificates.forEach((c, i) => {
-      const n = nodes[i];
+  const carried: CarriedCertificate[] = [];
+  if (certSet !== undefined) {
+    const budget = { left: Pkcs7Limits.MAX_PARSED_CERTIFICATES };
+    children(certSet).forEach((c, i) => {
       // Only X.509 certificates (SEQUENCE); the obsolete extended and attribute certificate choices carry tags.
-      if (!(c instanceof pkijs.Certificate) || !isUniversal(n, Tag.SEQUENCE)) return;
-      certificates.push(certificateFromNode(n, c));
+      if (isUniversalTlv(c, Tag.SEQUENCE, true)) carried.push(carriedCertificate(c, i, budget));
     });
   }
 
-  const signerInfos = sd.signerInfos;
-  if (signerInfos.length !== 1) throw new DerError(`${signerInfos.length} SignerInfos (UEFI requires exactly one)`);
-  const signerNode = kids(fields[fields.length - 1]!)[0]!;
-  const signerInfo = signerInfoFrom(signerInfos[0]!, signerNode);
-  return { wrapped, digestAlgorithmOids, contentTypeOid, hasEmbeddedContent, certificates, signerInfo };
+  const signerNode = kids(kids(reducedNode)[3]!)[0]!;
+  const signerInfo = signerInfoFrom(sd.signerInfos[0]!, signerNode);
+  return new ParsedSignedData(wrapped, digestAlgorithmOids, contentTypeOid, hasEmbeddedContent, carried, signerInfo);
 }
 
 /** How many entries the SignedData's certificate set holds, read from the pre-checked structure. */
@@ -170,6 +271,120 @@ function certificateCount(root: Tlv): number {
   }
   const set = fields.find((f) => isContextTlv(f, 0) && f.constructed);
   return set === undefined ? 0 : children(set).length;
+}
+
+/** Attributes ::= SET OF SEQUENCE { type OID, values SET }, checked in structure only. */
+function checkAttributes(set: Tlv, what: string): void {
+  if (!set.constructed) throw new DerError(`${what} are malformed`);
+  for (const a of children(set)) {
+    const parts = isUniversalTlv(a, Tag.SEQUENCE, true) ? children(a) : [];
+    if (parts.length !== 2 || !isUniversalTlv(parts[0], Tag.OID, false) || !isUniversalTlv(parts[1], Tag.SET, true))
+      throw new DerError(`${what} are malformed`);
+  }
+}
+
+function isUniversalTlv(t: Tlv | undefined, tag: number, constructed: boolean): t is Tlv {
+  return t !== undefined && t.cls === 0 && t.tag === tag && t.constructed === constructed;
+}
+
+/**
+ * A certificate the message carries: its encoding, checked by OpenSSL, and the fields the signer
+ * and issuer searches compare, read from the structure. `certificate()` parses it in full, once.
+ */
+export interface CarriedCertificate {
+  readonly der: Uint8Array;
+  /** Encoded issuer and subject Names, serialNumber content octets (as Certificate has them). */
+  readonly issuer: Uint8Array;
+  readonly subject: Uint8Array;
+  readonly serialNumber: Uint8Array;
+  /** The full parse, or undefined when this package cannot use the certificate (`problem` says why). */
+  certificate(): Certificate | undefined;
+  readonly problem: string | undefined;
+  /** Whether the full parse has run (it runs at most once, when verification needs the certificate). */
+  readonly parsed: boolean;
+}
+
+class Carried implements CarriedCertificate {
+  private result: CertificateResult | undefined;
+
+  constructor(
+    readonly der: Uint8Array,
+    readonly issuer: Uint8Array,
+    readonly subject: Uint8Array,
+    readonly serialNumber: Uint8Array,
+    /** Full parses left for the whole message (shared by its certificates). */
+    private readonly budget: { left: number },
+  ) {}
+
+  certificate(): Certificate | undefined {
+    if (this.result === undefined) {
+      if (this.budget.left <= 0) return undefined;
+      this.budget.left--;
+      this.result = parseCertificate(this.der);
+    }
+    return this.result.ok ? this.result.certificate : undefined;
+  }
+
+  /** The full parse whatever the budget (explanations for administrators, never the guest path). */
+  unbounded(): Certificate | undefined {
+    this.result ??= parseCertificate(this.der);
+    return this.result.ok ? this.result.certificate : undefined;
+  }
+
+  get parsed(): boolean {
+    return this.result !== undefined;
+  }
+
+  get problem(): string | undefined {
+    this.certificate();
+    if (this.result === undefined)
+      return `not read: the message needs more than ${Pkcs7Limits.MAX_PARSED_CERTIFICATES} of its certificates`;
+    return this.result.ok ? undefined : this.result.reason;
+  }
+}
+
+function carriedCertificate(cert: Tlv, index: number, budget: { left: number }): CarriedCertificate {
+  const bad = `certificate ${index} is not a valid X.509 certificate`;
+  const der = tlvBytes(cert);
+  try {
+    new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  } catch {
+    throw new DerError(bad);
+  }
+  // TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, ...
+  const tbs = children(cert)[0];
+  if (tbs === undefined || !tbs.constructed) throw new DerError(bad);
+  const f = children(tbs);
+  const v = f[0] !== undefined && isContextTlv(f[0], 0) ? 1 : 0;
+  const serial = f[v];
+  const issuer = f[v + 2];
+  const subject = f[v + 4];
+  if (
+    !isUniversalTlv(serial, Tag.INTEGER, false) ||
+    !isUniversalTlv(issuer, Tag.SEQUENCE, true) ||
+    !isUniversalTlv(subject, Tag.SEQUENCE, true)
+  )
+    throw new DerError(bad);
+  return new Carried(der, tlvBytes(issuer), tlvBytes(subject), tlvContent(serial), budget);
+}
+
+class ParsedSignedData implements SignedData {
+  private all: readonly Certificate[] | undefined;
+
+  constructor(
+    readonly wrapped: boolean,
+    readonly digestAlgorithmOids: readonly string[],
+    readonly contentTypeOid: string,
+    readonly hasEmbeddedContent: boolean,
+    readonly carried: readonly CarriedCertificate[],
+    readonly signerInfo: SignerInfo,
+  ) {}
+
+  /** Every carried certificate this package can parse (for explanations: verification parses only what it needs). */
+  get certificates(): readonly Certificate[] {
+    this.all ??= this.carried.flatMap((c) => (c instanceof Carried ? c.unbounded() : c.certificate()) ?? []);
+    return this.all;
+  }
 }
 
 /** Runs a pkijs constructor, turning its schema errors into DerError. */
@@ -223,11 +438,14 @@ function findMessageDigest(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array
   return undefined;
 }
 
-/** The certificate in the message that SignerInfo names, if any. */
+/** The certificate in the message that SignerInfo names, if any (parsed only then). */
 export function findSigner(sd: SignedData): Certificate | undefined {
-  return sd.certificates.find(
-    (c) => bytesEqual(c.issuer, sd.signerInfo.issuer) && bytesEqual(c.serialNumber, sd.signerInfo.serialNumber),
-  );
+  return carriedSigner(sd)?.certificate();
+}
+
+function carriedSigner(sd: SignedData): CarriedCertificate | undefined {
+  const { issuer, serialNumber } = sd.signerInfo;
+  return sd.carried.find((c) => bytesEqual(c.issuer, issuer) && bytesEqual(c.serialNumber, serialNumber));
 }
 
 /**
@@ -258,12 +476,16 @@ export class VerificationContext {
   private checkContentSignature(): ContentSignatureResult {
     const sd = this.signedData;
     const si = sd.signerInfo;
-    const signer = findSigner(sd);
+    const carried = carriedSigner(sd);
+    const signer = carried?.certificate();
     if (signer === undefined)
       return {
         ok: false,
         code: 'signer-missing',
-        reason: 'the signer certificate named by SignerInfo is not in the message',
+        reason:
+          carried === undefined
+            ? 'the signer certificate named by SignerInfo is not in the message'
+            : `the signer certificate cannot be read: ${carried.problem}`,
       };
     if (sd.digestAlgorithmOids[0] !== Oid.SHA256) {
       const first = sd.digestAlgorithmOids[0];
@@ -396,7 +618,7 @@ export function verifyWithAnchor(ctx: VerificationContext, anchor: Certificate):
   const content = ctx.contentSignature();
   if (!content.ok) return content;
   const signer = content.signer;
-  const pool = ctx.signedData.certificates;
+  const pool = ctx.signedData.carried;
   const chain: Certificate[] = [signer];
   let trusted = false;
   for (;;) {
@@ -409,7 +631,7 @@ export function verifyWithAnchor(ctx: VerificationContext, anchor: Certificate):
       break;
     }
     if (chain.length >= Pkcs7Limits.MAX_CHAIN_LENGTH || selfIssued(cur)) break;
-    const next = pool.find((c) => !chain.some((x) => bytesEqual(x.der, c.der)) && issuedBy(cur, c));
+    const next = nextIssuer(pool, chain, cur);
     if (next === undefined) break;
     chain.push(next);
   }
@@ -443,6 +665,23 @@ export function verifyWithAnchor(ctx: VerificationContext, anchor: Certificate):
     }
   }
   return { ok: true, signer, chain };
+}
+
+/**
+ * The first carried certificate, not yet in the chain, that may have issued `cur`. Only those
+ * whose subject is `cur`'s issuer (issuedBy's first test) are parsed in full.
+ */
+function nextIssuer(
+  pool: readonly CarriedCertificate[],
+  chain: readonly Certificate[],
+  cur: Certificate,
+): Certificate | undefined {
+  for (const c of pool) {
+    if (!bytesEqual(c.subject, cur.issuer) || chain.some((x) => bytesEqual(x.der, c.der))) continue;
+    const cert = c.certificate();
+    if (cert !== undefined && issuedBy(cur, cert)) return cert;
+  }
+  return undefined;
 }
 
 /** OpenSSL's check_chain_extensions over a built chain (signer first). */

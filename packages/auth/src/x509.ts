@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import * as pkijs from 'pkijs';
 import {
   Tag,
@@ -17,8 +17,8 @@ import {
   smallInteger,
   type Node,
 } from './asn1.js';
-import { DerError, hex } from './der.js';
-import { HANDLED_CRITICAL_EXTENSIONS, NAME_ATTRIBUTES, Oid } from './oids.js';
+import { DerError, children, hex, oidText, precheckDer, type Tlv } from './der.js';
+import { HANDLED_CRITICAL_EXTENSIONS, NAME_ATTRIBUTES, Oid, oidName } from './oids.js';
 
 /** KeyUsage bits as numbered by RFC 5280 (bit 0 = digitalSignature). */
 export const KeyUsage = {
@@ -93,6 +93,78 @@ export function parseCertificate(der: Uint8Array): CertificateResult {
       reason: e instanceof DerError ? `not a valid X.509 certificate: ${e.message}` : 'not a valid X.509 certificate',
     };
   }
+}
+
+/**
+ * Why `der` is not one X.509 certificate with an RSA key usable here (the bounds of rsaKeyObject),
+ * or undefined when it is. This is all a signature-list entry needs (edk2 and varstored check each
+ * X.509 entry with OpenSSL's d2i_X509 and RsaGetPublicKeyFromX509), so it asks OpenSSL the same
+ * question through node:crypto, after the structural pre-check: tens of microseconds where the
+ * full parse, which only certificates used for verification need, costs a millisecond.
+ */
+export function certificateKeyProblem(der: Uint8Array): string | undefined {
+  let algorithmOid: string | undefined;
+  try {
+    algorithmOid = publicKeyAlgorithmOf(precheckDer(der, MAX_CERTIFICATE_SIZE));
+  } catch (e) {
+    return e instanceof DerError ? `not a valid X.509 certificate: ${e.message}` : 'not a valid X.509 certificate';
+  }
+  let key: KeyObject | undefined;
+  try {
+    const cert = new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+    try {
+      key = cert.publicKey;
+    } catch {
+      key = undefined;
+    }
+  } catch {
+    return 'not a valid X.509 certificate';
+  }
+  const details = key?.asymmetricKeyDetails;
+  const bits = details?.modulusLength ?? 0;
+  const exponent = details?.publicExponent ?? 0n;
+  if (
+    algorithmOid === Oid.RSA_ENCRYPTION &&
+    key?.asymmetricKeyType === 'rsa' &&
+    bits >= 512 &&
+    bits <= 16384 &&
+    exponent >= 2n &&
+    exponent < 1n << 64n
+  )
+    return undefined;
+  return `the certificate's key (${algorithmOid === undefined ? 'unknown' : oidName(algorithmOid)}) is not a usable RSA key`;
+}
+
+/**
+ * The encoded subject Name of a certificate, read from its structure without parsing the rest
+ * (to tell which certificates a chain could reach before parsing any); undefined when unreadable.
+ */
+export function certificateSubject(der: Uint8Array): Uint8Array | undefined {
+  try {
+    const tbs = children(precheckDer(der, MAX_CERTIFICATE_SIZE))[0];
+    if (tbs === undefined || !tbs.constructed) return undefined;
+    const f = children(tbs);
+    const subject = f[f[0] !== undefined && f[0].cls === 2 && f[0].tag === 0 ? 5 : 4];
+    if (subject === undefined || subject.cls !== 0 || subject.tag !== Tag.SEQUENCE || !subject.constructed)
+      return undefined;
+    return der.subarray(subject.start, subject.end);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The subjectPublicKeyInfo algorithm OID of a pre-checked certificate, read without parsing the rest. */
+function publicKeyAlgorithmOf(cert: Tlv): string | undefined {
+  if (cert.cls !== 0 || cert.tag !== Tag.SEQUENCE || !cert.constructed) throw new DerError('not a SEQUENCE');
+  const tbs = children(cert)[0];
+  if (tbs === undefined || !tbs.constructed) throw new DerError('tbsCertificate is missing');
+  const fields = children(tbs);
+  const first = fields[0];
+  const spki = fields[first !== undefined && first.cls === 2 && first.tag === 0 ? 6 : 5];
+  const algorithm = spki?.constructed === true ? children(spki)[0] : undefined;
+  const id = algorithm?.constructed === true ? children(algorithm)[0] : undefined;
+  if (id === undefined || id.cls !== 0 || id.tag !== Tag.OID || id.constructed) return undefined;
+  return oidText(id.bytes.subarray(id.contentStart, id.contentEnd));
 }
 
 /** A pkijs reading of a decoded certificate, or DerError. */

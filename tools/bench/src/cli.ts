@@ -1,5 +1,5 @@
 /**
- * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|startup|rss|durable-write|vm-all|xen-trace|
+ * pnpm bench [read-trace|boot-trace|dispatch|auth-verify|worst-request|startup|rss|durable-write|vm-all|xen-trace|
  *             startup-xen|footprint|boot-storm ...] [--rounds N] [--json FILE] [--profile DIR]
  *            [--node-flags "FLAGS"]
  * Runs the benchmarks (all but boot-storm by default) pinned to CPU 0 — this runner and every
@@ -27,6 +27,7 @@ import {
 import { buildNative, launcherNodeFlags } from './native.js';
 import { vmAll } from './pool.js';
 import { format, type BenchResult } from './stats.js';
+import { worstRequest } from './worst-request.js';
 import { bootStorm, footprint, startupXen, xenTrace, type XenContext } from './xen.js';
 
 const ALL = [
@@ -34,6 +35,7 @@ const ALL = [
   'boot-trace',
   'dispatch',
   'auth-verify',
+  'worst-request',
   'startup',
   'rss',
   'durable-write',
@@ -150,6 +152,7 @@ async function main(): Promise<number> {
     }
     if (wants.has('dispatch')) for (const r of dispatch(ctx)) emit(r);
     if (wants.has('auth-verify')) emit(authVerify(ctx));
+    if (wants.has('worst-request')) emit(worstRequest(ctx));
     if (wants.has('startup')) emit(await startup(ctx));
     if (wants.has('durable-write')) emit(await durableWrite(ctx, work.filesystem));
     if (wants.has('vm-all')) emit(await vmAll(ctx));

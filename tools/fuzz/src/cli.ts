@@ -1,6 +1,8 @@
 /**
  * pnpm fuzz [--iterations N] [--seed S] [--target dispatch|daemon|both] [--reset-every N]
  *           [--max-failures N] [--out DIR] [--verbose]
+ * pnpm fuzz --cost [--iterations N] [--seed S]: searches for the costliest requests instead (time
+ * per dispatch, generated frames then mutations of the costliest) and prints them.
  * Runs the fuzzer; the same seed and iterations replay the same run. Each failure is written as a
  * JSON file of the steps that reproduce it (`replayDispatch` / `replayDaemon`, or copy it into
  * tools/fuzz/regressions/ to make it a regression test). Exit 1 when an invariant broke.
@@ -10,9 +12,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fuzz, type FuzzFailure, type FuzzReport, type FuzzTargetName } from './fuzz.js';
 import { parseSeed } from './random.js';
+import { costSearch } from './cost.js';
 
 const USAGE =
-  'usage: fuzz [--iterations N] [--seed S] [--target dispatch|daemon|both] [--reset-every N] [--max-failures N] [--out DIR] [--verbose]\n';
+  'usage: fuzz [--iterations N] [--seed S] [--target dispatch|daemon|both] [--reset-every N] [--max-failures N] [--out DIR] [--verbose]\n' +
+  '       fuzz --cost [--iterations N] [--seed S]\n';
 
 interface CliOptions {
   iterations: number;
@@ -22,6 +26,7 @@ interface CliOptions {
   maxFailures: number;
   out: string;
   verbose: boolean;
+  cost: boolean;
 }
 
 function parse(argv: readonly string[]): CliOptions | 'help' {
@@ -32,6 +37,7 @@ function parse(argv: readonly string[]): CliOptions | 'help' {
     maxFailures: 1,
     out: join(tmpdir(), 'vmsb-fuzz-failures'),
     verbose: false,
+    cost: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i]!;
@@ -70,6 +76,9 @@ function parse(argv: readonly string[]): CliOptions | 'help' {
         break;
       case '--out':
         o.out = resolve(value());
+        break;
+      case '--cost':
+        o.cost = true;
         break;
       case '--verbose':
       case '-v':
@@ -129,6 +138,20 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (options === 'help') {
     process.stdout.write(USAGE);
+    return 0;
+  }
+  if (options.cost) {
+    process.stdout.write(
+      `fuzz cost: ${options.iterations} generated frames + as many mutations, seed ${options.seed}\n`,
+    );
+    const { searched, costliest } = costSearch({ seed: options.seed, iterations: options.iterations });
+    process.stdout.write(
+      `fuzz cost: ${searched} frames dispatched; the costliest (µs per dispatch on a fresh store, fastest of 5):\n`,
+    );
+    for (const c of costliest)
+      process.stdout.write(
+        `  ${String(c.cpuMicros).padStart(8)} µs  ${c.status.padEnd(20)} ${c.frame.length} bytes  ${c.kind}\n`,
+      );
     return 0;
   }
   let failed = false;

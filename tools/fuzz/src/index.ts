@@ -25,3 +25,4 @@ export {
   type Violation,
 } from './invariants.js';
 export { parseDer, encodeDer, nest, tlv, lengthOctets, type DerNode, type LengthForm } from './der.js';
+export { costSearch, type CostlyFrame, type CostSearchOptions } from './cost.js';

@@ -129,6 +129,49 @@ describe('guest-simulation transport', () => {
     c.socket.destroy();
   });
 
+  it('stops serving a client that does not read its replies, holding about one reply and one request', async () => {
+    // A GetVariable of a 57 KiB variable, pipelined without reading: each answer is 60 KiB.
+    const REPLY = 60 * 1024;
+    const FRAMES = 300;
+    let served = 0;
+    let queuedWhenServing = 0;
+    const handler = {
+      handleCommand: (request: Uint8Array): Uint8Array => {
+        served++;
+        const q = transport!.queued()!;
+        queuedWhenServing = Math.max(queuedWhenServing, q.replyBytes);
+        const reply = new Uint8Array(REPLY).fill(request[0]!);
+        return reply;
+      },
+    };
+    const path = join(dir, 'sock');
+    transport = await startUnixTransport({ path, handler, log });
+    const c = await Client.connect(path);
+    c.socket.pause();
+    for (let i = 0; i < FRAMES; i++) c.frame(Uint8Array.of(i & 0xff, 1, 2, 3));
+    // Until the daemon has a reply the kernel would not take, and a little longer.
+    while ((transport.queued()?.replyBytes ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
+    const stalledAt = served;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(served).toBe(stalledAt);
+    expect(served).toBeLessThan(FRAMES);
+    const q = transport.queued()!;
+    expect(q.replyBytes).toBeLessThanOrEqual(4 + REPLY);
+    expect(q.requestBytes).toBeLessThanOrEqual(2 * (4 + 65536));
+    // Every request was served with nothing of the previous replies left in the daemon.
+    expect(queuedWhenServing).toBe(0);
+    // Once the client reads, every request is answered, in order.
+    c.socket.resume();
+    for (let i = 0; i < FRAMES; i++) {
+      const reply = await c.reply();
+      expect(reply.length).toBe(REPLY);
+      expect(reply[0]).toBe(i & 0xff);
+      expect(reply[REPLY - 1]).toBe(i & 0xff);
+    }
+    expect(served).toBe(FRAMES);
+    c.socket.destroy();
+  });
+
   it('closes a connection that announces more than 65536 bytes, and keeps serving', async () => {
     const h = echoHandler();
     const path = join(dir, 'sock');

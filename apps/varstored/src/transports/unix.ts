@@ -19,6 +19,12 @@ export interface UnixTransportOptions {
 
 export interface UnixTransport {
   readonly path: string;
+  /**
+   * What the connection being served holds in memory: replies written but not yet taken by the
+   * kernel, and request bytes read ahead of the one being served. Bounded by backpressure to about
+   * two frames each, whatever the client does (tests read it; undefined when no client is served).
+   */
+  queued(): { readonly replyBytes: number; readonly requestBytes: number } | undefined;
   /** Stops accepting, lets the request in flight finish and its answer go out, then closes everything. */
   close(): Promise<void>;
 }
@@ -112,6 +118,7 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
 
   return {
     path,
+    queued: () => active?.queued(),
     close: async () => {
       stopping = true;
       const closed = new Promise<void>((done) => server.close(() => done()));
@@ -140,6 +147,8 @@ function adoptWithReadBuffer(socket: Socket, buffer: Uint8Array, onRead: (bytes:
     allowHalfOpen: true,
     readable: true,
     writable: true,
+    // Every reply the kernel does not take at once makes write() return false and 'drain' follow.
+    writableHighWaterMark: 1,
     onread: { buffer, callback: onRead },
   } as ConstructorParameters<typeof Socket>[0]);
   original._handle = null;
@@ -164,6 +173,8 @@ class Connection {
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
   private busy: Promise<void> | undefined;
+  /** A reply is waiting in the socket for the client to read it: no more requests are served until it drains. */
+  private draining = false;
   private ended = false;
   private done = false;
   private stopping = false;
@@ -192,6 +203,15 @@ class Connection {
     this.socket.resume();
   }
 
+  queued(): { readonly replyBytes: number; readonly requestBytes: number } {
+    return { replyBytes: this.socket.writableLength, requestBytes: this.heldBytes };
+  }
+
+  /** Whether the next frame must wait: a request in flight, or a reply the client has not read yet. */
+  private get blocked(): boolean {
+    return this.busy !== undefined || this.draining;
+  }
+
   /** Waits for the request in flight (if any) and its answer, then closes the connection. */
   async finish(): Promise<void> {
     this.stopping = true;
@@ -208,13 +228,13 @@ class Connection {
   /** `n` new bytes at the start of readBuffer; returning false stops reading until resumed. */
   private onRead(n: number): boolean {
     const bytes = this.readBuffer.subarray(0, n);
-    if (this.busy !== undefined || this.held.length > 0) {
+    if (this.blocked || this.held.length > 0) {
       // Never hold more than one frame beyond the one being served.
       this.hold(bytes);
       return this.heldBytes < HEADER + BUFFER_SIZE;
     }
     const used = this.consume(bytes);
-    // A request went asynchronous: keep what follows it for later.
+    // A request went asynchronous, or its reply waits for the client: keep what follows for later.
     if (used < bytes.length) this.hold(bytes.subarray(used));
     return this.heldBytes < HEADER + BUFFER_SIZE;
   }
@@ -232,7 +252,7 @@ class Connection {
   private consume(bytes: Uint8Array): number {
     let at = 0;
     while (at < bytes.length) {
-      if (this.busy !== undefined || this.socket.destroyed || this.stopping) return at;
+      if (this.blocked || this.socket.destroyed || this.stopping) return at;
       if (this.headerHave < HEADER) {
         const take = Math.min(HEADER - this.headerHave, bytes.length - at);
         this.header.set(bytes.subarray(at, at + take), this.headerHave);
@@ -287,28 +307,27 @@ class Connection {
       )
       .finally(() => {
         this.busy = undefined;
-        this.resumeHeld();
+        if (!this.draining) this.resumeHeld();
       });
   }
 
-  /** After an asynchronous answer: parses what arrived meanwhile, then reads again. */
+  /** After an asynchronous answer or a drained reply: parses what arrived meanwhile, then reads again. */
   private resumeHeld(): void {
-    while (this.held.length > 0 && this.busy === undefined && !this.socket.destroyed && !this.stopping) {
+    while (this.held.length > 0 && !this.blocked && !this.socket.destroyed && !this.stopping) {
       const chunk = this.held[0]!;
       const used = this.consume(chunk);
       this.heldBytes -= used;
       if (used < chunk.length) this.held[0] = chunk.subarray(used);
       else this.held.shift();
     }
-    if (this.busy !== undefined || this.socket.destroyed || this.stopping) return;
+    if (this.blocked || this.socket.destroyed || this.stopping) return;
     this.socket.resume();
     this.atRest();
   }
 
   /** Once nothing is buffered or in flight: a client that has ended gets its side closed too. */
   private atRest(): void {
-    if (!this.ended || this.busy !== undefined || this.held.length > 0 || this.socket.destroyed || this.stopping)
-      return;
+    if (!this.ended || this.blocked || this.held.length > 0 || this.socket.destroyed || this.stopping) return;
     if (this.headerHave > 0) {
       const expected = this.headerHave < HEADER ? `at least ${HEADER}` : `${HEADER + this.frameLength}`;
       const have = this.headerHave < HEADER ? this.headerHave : HEADER + this.bodyHave;
@@ -328,7 +347,21 @@ class Connection {
     const out = Buffer.allocUnsafe(HEADER + response.length);
     out.writeUInt32LE(response.length, 0);
     out.set(response, HEADER);
+    // Backpressure: a reply the kernel could not take at once waits in the socket; serve nothing
+    // more (and, once a frame is held, read nothing more) until the client has read enough for
+    // the socket to drain. With a high-water mark of one byte, any write left pending emits 'drain'.
     this.socket.write(out);
+    if (this.socket.writableLength > 0 && !this.draining) {
+      this.draining = true;
+      const drained = (): void => {
+        this.socket.off('drain', drained);
+        this.socket.off('close', drained);
+        this.draining = false;
+        if (this.busy === undefined) this.resumeHeld();
+      };
+      this.socket.on('drain', drained);
+      this.socket.on('close', drained);
+    }
   }
 
   private fail(e: unknown): void {

@@ -183,6 +183,8 @@ export class Pki {
       extra?: readonly Issued[];
       md?: string;
       noCerts?: boolean;
+      /** Embed the content in the message as well (openssl -nodetach). */
+      embedContent?: boolean;
     } = {},
   ): Uint8Array {
     const inPath = this.path('content.bin');
@@ -205,6 +207,7 @@ export class Pki {
     ];
     if (options.signedAttributes !== true) args.push('-noattr');
     if (options.noCerts === true) args.push('-nocerts');
+    if (options.embedContent === true) args.push('-nodetach');
     if (options.extra !== undefined && options.extra.length > 0) {
       const chainPath = this.path('chain.pem');
       writeFileSync(chainPath, options.extra.map((c) => readFileSync(c.certPath, 'latin1')).join(''));
