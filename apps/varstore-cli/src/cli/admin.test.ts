@@ -223,7 +223,7 @@ describe('conventions', () => {
     const store = await enrolled(dir(), ['--microsoft-db', 'all']);
     const r = await varstore(['--ascii', 'status', store]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('Secure Boot  + PK enrolled');
+    expect(r.stdout).toContain("Secure Boot  + varstored's rule (Xen): PK enrolled");
     expect(r.stdout).not.toContain('✓');
     expect(JSON.parse((await varstore(['--json', 'ls', store])).stdout).variables.length).toBe(3);
     expect((await varstore(['--socket', '/nonexistent', 'ls', store])).code).toBe(0);
