@@ -94,7 +94,7 @@ function startDaemon() {
     'secureboot=true',
   ];
   console.log(`$ apps/varstored/bin/varstored ${args.join(' ').replaceAll(dir, '$TMP')}`);
-  const child = spawn(process.execPath, [varstored, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(varstored, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout.setEncoding('utf8').on('data', (t) => (log += t));
   child.stderr.setEncoding('utf8').on('data', (t) => (log += t));
