@@ -24,10 +24,9 @@
  * Not modelled: XAPI recomputing the certificates state after an unqualified NVRAM write.
  */
 import { randomUUID } from 'node:crypto';
-import { lstatSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
+import { listenDouble } from './double-server.js';
 import { decodeMethodCall, encodeMethodResponse, type XmlRpcValue } from './xmlrpc.js';
 
 export type CertificatesState = 'ok' | 'update_available' | 'update_on_boot';
@@ -142,7 +141,6 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
   const calls: GuardCall[] = [];
   const messages: GuardMessage[] = [];
   const rules: FaultRule[] = [];
-  const sockets = new Set<Socket>();
   let closing = false;
 
   const state = { certificatesState: options.certificatesState ?? ('ok' as CertificatesState) };
@@ -264,46 +262,7 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
     reply(res, 200, answer);
   };
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    res.on('error', () => undefined);
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxRequestBytes) {
-        if (!tooLarge) {
-          tooLarge = true;
-          res.writeHead(413, { Connection: 'close', 'Content-Length': 0 });
-          res.end();
-          req.socket.end();
-        }
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (tooLarge) return;
-      handle(req, res, Buffer.concat(chunks)).catch(() => req.socket.destroy());
-    });
-  });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-
-  try {
-    if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath);
-  } catch {
-    // nothing there
-  }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const server = await listenDouble(socketPath, maxRequestBytes, handle);
 
   return {
     socketPath,
@@ -332,10 +291,7 @@ export async function startGuardDouble(options: GuardDoubleOptions): Promise<Gua
     },
     close() {
       closing = true;
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
+      return server.close();
     },
   };
 }

@@ -32,11 +32,10 @@
  * per method and per VM, and read every call made.
  */
 import { randomUUID } from 'node:crypto';
-import { lstatSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { VmPowerState } from './pool.js';
+import { listenDouble } from './double-server.js';
 import { decodeMethodCall, encodeMethodResponse, type XmlRpcValue } from './xmlrpc.js';
 
 export interface PoolVmSpec {
@@ -175,7 +174,6 @@ export async function startPoolDouble(options: PoolDoubleOptions): Promise<PoolD
   const sessions = new Set<string>();
   const calls: PoolCall[] = [];
   const rules: { fault: PoolFault; method?: string; vmUuid?: string; remaining: number }[] = [];
-  const sockets = new Set<Socket>();
   let hook: ((call: PoolCall) => void) | undefined;
   let closing = false;
   const state = {
@@ -425,46 +423,7 @@ export async function startPoolDouble(options: PoolDoubleOptions): Promise<PoolD
     reply(res, 200, text);
   };
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    res.on('error', () => undefined);
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxRequestBytes) {
-        if (!tooLarge) {
-          tooLarge = true;
-          res.writeHead(413, { Connection: 'close', 'Content-Length': 0 });
-          res.end();
-          req.socket.end();
-        }
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (tooLarge) return;
-      handle(req, res, Buffer.concat(chunks)).catch(() => req.socket.destroy());
-    });
-  });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-
-  try {
-    if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath);
-  } catch {
-    // nothing there
-  }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const server = await listenDouble(socketPath, maxRequestBytes, handle);
 
   return {
     socketPath,
@@ -515,10 +474,7 @@ export async function startPoolDouble(options: PoolDoubleOptions): Promise<PoolD
     },
     close() {
       closing = true;
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
+      return server.close();
     },
   };
 }
