@@ -16,7 +16,7 @@ export interface Program {
   readonly entry: string;
 }
 
-/** The programs DESIGN.md §4.6 names; the package refuses to be built without any of them. */
+/** The programs docs/architecture.md §3.6 names; the package refuses to be built without any of them. */
 export const PROGRAM_NAMES = [
   'varstored',
   'varstore',
