@@ -22,6 +22,34 @@ namespace vmsb {
 
 namespace {
 
+// Takes an exclusive lockf(F_TLOCK) lock on the regular file open as `fd`. True when locked (and
+// `opened` is its stat); otherwise `fd` is closed and `held` is { heldBy: the holder's pid, 0 if it
+// cannot be named }. Throws, with `fd` closed, when it is not a regular file or lockf fails otherwise.
+bool LockOpened(Napi::Env env, int fd, const std::string& label, struct stat* opened, Napi::Value* held) {
+  if (fstat(fd, opened) < 0 || !S_ISREG(opened->st_mode)) {
+    close(fd);
+    throw Napi::Error::New(env, label + " is not a regular file");
+  }
+  if (lockf(fd, F_TLOCK, 0) == 0)
+    return true;
+  const int err = errno;
+  if (err != EACCES && err != EAGAIN) {
+    close(fd);
+    throw SystemError(env, "lockf", err, label);
+  }
+  struct flock query = {};
+  query.l_type = F_WRLCK;
+  query.l_whence = SEEK_SET;
+  pid_t holder = 0;
+  if (fcntl(fd, F_GETLK, &query) == 0 && query.l_type != F_UNLCK)
+    holder = query.l_pid;
+  close(fd);
+  Napi::Object answer = Napi::Object::New(env);
+  answer.Set("heldBy", Napi::Number::New(env, holder));
+  *held = answer;
+  return false;
+}
+
 // lock(path: string, create: boolean, mode: number): number | { heldBy: number }
 // Opens `path` for writing (lockf needs it), never through a symbolic link, and takes an exclusive
 // lockf(F_TLOCK) lock on the whole file: the fd (the caller keeps it open for as long as it holds the
@@ -47,27 +75,9 @@ Napi::Value Lock(const Napi::CallbackInfo& info) {
       throw SystemError(env, "open", err, path);
     }
     struct stat opened;
-    if (fstat(fd, &opened) < 0 || !S_ISREG(opened.st_mode)) {
-      close(fd);
-      throw Napi::Error::New(env, path + " is not a regular file");
-    }
-    if (lockf(fd, F_TLOCK, 0) < 0) {
-      const int err = errno;
-      if (err != EACCES && err != EAGAIN) {
-        close(fd);
-        throw SystemError(env, "lockf", err, path);
-      }
-      struct flock query = {};
-      query.l_type = F_WRLCK;
-      query.l_whence = SEEK_SET;
-      pid_t holder = 0;
-      if (fcntl(fd, F_GETLK, &query) == 0 && query.l_type != F_UNLCK)
-        holder = query.l_pid;
-      close(fd);
-      Napi::Object held = Napi::Object::New(env);
-      held.Set("heldBy", Napi::Number::New(env, holder));
+    Napi::Value held;
+    if (!LockOpened(env, fd, path, &opened, &held))
       return held;
-    }
     struct stat named;
     if (stat(path.c_str(), &named) == 0 && named.st_dev == opened.st_dev && named.st_ino == opened.st_ino)
       return Napi::Number::New(env, fd);
@@ -154,27 +164,9 @@ Napi::Value ClaimAt(const Napi::CallbackInfo& info) {
       throw SystemError(env, "openat", err, name);
     }
     struct stat opened;
-    if (fstat(fd, &opened) < 0 || !S_ISREG(opened.st_mode)) {
-      close(fd);
-      throw Napi::Error::New(env, name + " is not a regular file");
-    }
-    if (lockf(fd, F_TLOCK, 0) < 0) {
-      const int err = errno;
-      if (err != EACCES && err != EAGAIN) {
-        close(fd);
-        throw SystemError(env, "lockf", err, name);
-      }
-      struct flock query = {};
-      query.l_type = F_WRLCK;
-      query.l_whence = SEEK_SET;
-      pid_t holder = 0;
-      if (fcntl(fd, F_GETLK, &query) == 0 && query.l_type != F_UNLCK)
-        holder = query.l_pid;
-      close(fd);
-      Napi::Object held = Napi::Object::New(env);
-      held.Set("heldBy", Napi::Number::New(env, holder));
+    Napi::Value held;
+    if (!LockOpened(env, fd, name, &opened, &held))
       return held;
-    }
     struct stat named;
     if (fstatat(dirfd, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_dev == opened.st_dev &&
         named.st_ino == opened.st_ino)
