@@ -43,12 +43,12 @@ export function xenPackageDir(): string | undefined {
 
 /**
  * The node options the daemon's launcher starts it with (apps/varstored/bin/node-flags, its
- * `exec node <options> "$@"` line): the benchmarks run the daemon as installed.
+ * `options='…'` line): the benchmarks run the daemon as installed.
  */
 export function launcherNodeFlags(): string[] {
   try {
     const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'node-flags');
-    const match = /^exec node (.*) "\$@"$/m.exec(readFileSync(launcher, 'utf8'));
+    const match = /^options='(.*)'$/m.exec(readFileSync(launcher, 'utf8'));
     return match ? match[1]!.split(/\s+/).filter(Boolean) : [];
   } catch {
     return [];
