@@ -25,6 +25,13 @@ done <"$vmsb/node-flags"
 # --lite-mode are refused in NODE_OPTIONS).
 if [ "${VMSB_LAUNCH_STAGE-}" = node ]; then
   unset VMSB_LAUNCH_STAGE
+  # Node starts from the daemon's start-up snapshot (lib/@PROGRAM@.blob, made by bin/node with these
+  # flags when the package was built): its modules are already evaluated in it. The snapshot holds
+  # the bundle's code, so the bundle's name ($1) is replaced by the snapshot's script.
+  if [ -f "$vmsb/lib/@PROGRAM@.blob" ]; then
+    shift
+    exec "$vmsb/bin/node" $flags --snapshot-blob "$vmsb/lib/@PROGRAM@.blob" "$vmsb/lib/@PROGRAM@-snapshot.cjs" "$@"
+  fi
   exec "$vmsb/bin/node" $flags "$@"
 fi
 

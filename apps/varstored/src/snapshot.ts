@@ -29,5 +29,10 @@ evaluated.catch((e: unknown) => {
 
 startupSnapshot.setDeserializeMainFunction(() => {
   globalThis.__vmsbModuleUrl = pathToFileURL(process.argv[1] ?? '').href;
+  // The name the program was invoked by, as tools/package's launcher passes it to every bundle.
+  if (process.env.VMSB_ARGV0 !== undefined) {
+    process.argv[1] = process.env.VMSB_ARGV0;
+    delete process.env.VMSB_ARGV0;
+  }
   runProgram(process.argv.slice(2));
 });

@@ -43,6 +43,8 @@ describe('pnpm package', () => {
       'usr/lib/vmsb/lib/native/vmsb_xen.node',
       'usr/lib/vmsb/lib/native/vmsb_host.node',
       'usr/lib/vmsb/lib/native/vmsb-launch',
+      'usr/lib/vmsb/lib/varstored.blob',
+      'usr/lib/vmsb/lib/varstored-snapshot.cjs',
       'usr/lib/vmsb/node-flags',
       'usr/lib/vmsb/runtime.json',
       'usr/lib/vmsb/licences/vmsb/LICENSE',
