@@ -56,7 +56,9 @@ async function run(command: string, args: readonly string[], env?: NodeJS.Proces
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) =>
+    // 'close', not 'exit': the exit can be reported before the last of the output has been read
+    // (it was, in a boot storm on a loaded machine: a guest that had printed its line seemed silent).
+    child.once('close', (code) =>
       code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${err}`)),
     );
   });
