@@ -26,26 +26,11 @@ export type Answer<R extends Reply, T> = R extends Promise<Uint8Array> ? Promise
 /** The varstored answered something no firmware can use: an undecodable or unexpected reply. */
 export class ProtocolError extends Error {}
 
-export interface GetVariableResult {
-  readonly status: bigint;
-  readonly attributes?: number;
-  readonly data?: Uint8Array;
-  readonly requiredSize?: number;
-}
-
-export interface GetNextVariableNameResult {
-  readonly status: bigint;
-  readonly name?: Uint8Array;
-  readonly guid?: Uint8Array;
-  readonly requiredSize?: number;
-}
-
-export interface QueryVariableInfoResult {
-  readonly status: bigint;
-  readonly maximumStorageSize?: number;
-  readonly remainingStorageSize?: number;
-  readonly maximumVariableSize?: number;
-}
+/** A reply's fields without its command: what each service returns. */
+type ResultOf<C extends CommandName> = Omit<Extract<Response, { readonly command: C }>, 'command'>;
+export type GetVariableResult = ResultOf<'GetVariable'>;
+export type GetNextVariableNameResult = ResultOf<'GetNextVariableName'>;
+export type QueryVariableInfoResult = ResultOf<'QueryVariableInfo'>;
 
 /** A variable's key as GetNextVariableName yields it: UTF-16LE name without terminator, vendor GUID. */
 export interface VariableKey {
