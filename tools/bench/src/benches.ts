@@ -660,15 +660,25 @@ export async function durableWrite(ctx: BenchContext, filesystem: string): Promi
     const store = vmStore();
     await fileStore.save(store.state());
     let counter = 0;
-    const frame = (): Uint8Array =>
-      guestBuffer({
-        command: 'SetVariable',
-        name: utf16le('MTC'),
-        guid: Vendor.MTC,
-        data: Uint8Array.of(++counter & 0xff, counter >>> 8, 0, 0),
-        attributes: Attrs.NV_BS_RT,
-        atRuntime: false,
-      });
+    // One guest buffer, rewritten by each request, as both transports hold it (one per vCPU or
+    // connection): a fresh 64 KiB per call would measure the benchmark's allocation, not the daemon.
+    const guest = new Uint8Array(Limits.BUFFER_SIZE);
+    let used = 0;
+    const frame = (): Uint8Array => {
+      guest.fill(0, 0, used);
+      used = encodeRequest(
+        {
+          command: 'SetVariable',
+          name: utf16le('MTC'),
+          guid: Vendor.MTC,
+          data: Uint8Array.of(++counter & 0xff, counter >>> 8, 0, 0),
+          attributes: Attrs.NV_BS_RT,
+          atRuntime: false,
+        },
+        guest,
+      );
+      return guest;
+    };
     const bytes = encodeVarsBlob(store.state(), { nonVolatileOnly: true });
     const setVariable = async (): Promise<void> => {
       const out = store.dispatch(frame());
