@@ -268,12 +268,20 @@ class Connection {
     while (at < bytes.length) {
       if (this.blocked || this.socket.destroyed || this.stopping) return at;
       if (this.headerHave < HEADER) {
-        const take = Math.min(HEADER - this.headerHave, bytes.length - at);
-        this.header.set(bytes.subarray(at, at + take), this.headerHave);
-        this.headerHave += take;
-        at += take;
-        if (this.headerHave < HEADER) return at;
-        const n = this.header.readUInt32LE(0);
+        let n: number;
+        if (this.headerHave === 0 && bytes.length - at >= HEADER) {
+          // The usual case, a whole header in this read: no staging through `header`.
+          n = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+          this.headerHave = HEADER;
+          at += HEADER;
+        } else {
+          const take = Math.min(HEADER - this.headerHave, bytes.length - at);
+          this.header.set(bytes.subarray(at, at + take), this.headerHave);
+          this.headerHave += take;
+          at += take;
+          if (this.headerHave < HEADER) return at;
+          n = this.header.readUInt32LE(0);
+        }
         if (n > BUFFER_SIZE) {
           this.log.warn(
             `guest-sim: client ${this.id} sent a ${n}-byte frame, larger than the ${BUFFER_SIZE}-byte guest buffer; closing the connection`,
