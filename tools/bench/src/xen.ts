@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { X509Certificate, verify } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { findSigner, parseAuthentication2, parseSignedData, signedContent, createAuthenticator } from '@vmsb/auth';
 import { Attr, Attrs, Guids, utf16le } from '@vmsb/efi';
@@ -15,7 +15,7 @@ import { varstoredEntry } from '@vmsb/fuzz';
 import { bundledDbxUpdate } from '@vmsb/keys';
 import { encodeRequest, encodedRequestSize, type Request } from '@vmsb/protocol';
 import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/testing';
-import type { BenchContext } from './benches.js';
+import { type BenchContext, cpuTimes } from './benches.js';
 import type { NativePeers } from './native.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
@@ -229,27 +229,6 @@ async function startResponder(
   return { ...track(child), spawnedAt };
 }
 
-/** CPU time (user + system) of a process, in ms (clock ticks of 10 ms). */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-/**
- * CPU time of every thread of a process so far, in ms, from /proc/<pid>/task/<tid>/schedstat
- * (nanoseconds on the CPU): exact where /proc/<pid>/stat counts 10 ms ticks, and unlike wall time it
- * does not grow with what else the machine runs.
- */
-async function threadsCpuMs(pid: number): Promise<number> {
-  let ns = 0;
-  for (const tid of await readdir(`/proc/${pid}/task`)) {
-    const text = await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => '0');
-    ns += Number(text.split(' ')[0]);
-  }
-  return ns / 1e6;
-}
-
 /** Pss and private memory (clean + dirty) of a process, in bytes, from /proc/<pid>/smaps_rollup. */
 export async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
@@ -335,7 +314,7 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
     const authDir = await authDirWithFiles(dir);
     const subject: number[] = [];
     const base: number[] = [];
-    const cpu = { daemon: [] as number[], responder: [] as number[] };
+    const cpu = { daemon: [] as number[], responder: [] as number[], daemonMain: [] as number[] };
     for (let r = 0; r < ctx.rounds; r++) {
       for (const who of r % 2 === 0 ? ['daemon', 'responder'] : ['responder', 'daemon']) {
         const domain = await createDomain(ctx, dir);
@@ -345,9 +324,11 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
             : await startResponder(ctx, domain);
         try {
           await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
-          const before = await cpuMs(server.pid);
+          const before = await cpuTimes(server.pid);
           const g = await guestRun(ctx, domain, files.frames, who === 'daemon' ? files.replies : files.fixed, false);
-          const used = (await cpuMs(server.pid)) - before;
+          const after = await cpuTimes(server.pid);
+          const used = after.total - before.total;
+          if (who === 'daemon') cpu.daemonMain.push(after.main - before.main);
           const ms = Number(g.last - g.start) / 1e6;
           (who === 'daemon' ? subject : base).push(ms);
           (who === 'daemon' ? cpu.daemon : cpu.responder).push(used);
@@ -378,7 +359,7 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
         detail:
           `${files.calls} calls of the read trace through --transport xen (fake hypervisor, file backend), a fresh daemon per round after its first answer; ` +
           `${perCall(res.subject).toFixed(1)} µs vs ${perCall(res.base).toFixed(1)} µs per call: the daemon's own cost ${above.toFixed(1)} µs per call (target ≤ 40 µs: ${above <= 40 ? 'met' : 'missed'}); ` +
-          `server CPU per call ${perCall(median(cpu.daemon)).toFixed(0)} µs vs ${perCall(median(cpu.responder)).toFixed(0)} µs`,
+          `server CPU per call ${perCall(median(cpu.daemon)).toFixed(1)} µs vs ${perCall(median(cpu.responder)).toFixed(1)} µs (${(perCall(median(cpu.daemon)) - perCall(median(cpu.responder))).toFixed(1)} µs above the responder; the daemon's main thread ${perCall(median(cpu.daemonMain)).toFixed(1)} µs of its ${perCall(median(cpu.daemon)).toFixed(1)})`,
       },
     ];
   } finally {
@@ -430,7 +411,7 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
         try {
           const g = await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
           const ms = Number(g.first - server.spawnedAt) / 1e6;
-          const cpu = await threadsCpuMs(server.pid);
+          const cpu = (await cpuTimes(server.pid)).total;
           if (who === 'responder') {
             responder.push(ms);
             responderCpu.push(cpu);
