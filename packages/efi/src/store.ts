@@ -2,6 +2,7 @@ import {
   EfiStatus,
   Limits,
   concatBytes,
+  copyBytes,
   decodeRequest,
   encodeResponse,
   encodeStatus,
@@ -387,7 +388,7 @@ export class VariableStore {
     const before = this.snapshot();
     const key = keyOf(Names.PPIBuffer.name, Names.PPIBuffer.guid);
     const existing = this.vars.get(key);
-    const data = existing?.data.slice();
+    const data = existing === undefined ? undefined : copyBytes(existing.data);
     let v = Number(value) >>> 0;
     for (let i = 0; i < size; i++, v = Math.floor(v / 256)) {
       const at = index + i;
@@ -649,11 +650,11 @@ export class VariableStore {
     try {
       result = this.authenticator.verify(
         {
-          name: r.name.slice(),
-          guid: r.guid.slice(),
+          name: copyBytes(r.name),
+          guid: copyBytes(r.guid),
           attributes: r.attributes & ~Attr.APPEND_WRITE,
           append,
-          data: r.data.slice(),
+          data: copyBytes(r.data),
           ...(existing === undefined ? {} : { existing: copyVariable(existing) }),
         },
         view,
@@ -823,7 +824,7 @@ export class VariableStore {
         return fail(EfiStatus.INVALID_PARAMETER, 'MemoryOverwriteRequestControlLock takes 0 or 1');
       }
     } else if (state === MorLockState.UNLOCKED) {
-      this.morKey = payload.slice();
+      this.morKey = copyBytes(payload);
       nextState = MorLockState.LOCKED_WITH_KEY;
     } else if (state === MorLockState.LOCKED_WITHOUT_KEY) {
       return fail(EfiStatus.ACCESS_DENIED, 'MOR is locked without a key');
