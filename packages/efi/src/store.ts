@@ -11,7 +11,9 @@ import {
   statusName,
   type GetNextVariableNameRequest,
   type GetVariableRequest,
+  type NotifySBFailureRequest,
   type QueryVariableInfoRequest,
+  type Request,
   type Response,
 } from '@vmsb/protocol';
 import { ATTRIBUTES_MASK, Attr, formatAttributes } from './attributes.js';
@@ -134,7 +136,6 @@ export class VariableStore {
   private pendingOpen = false;
   private readonly platform: PlatformSettings;
   private readonly authenticator: Authenticator | undefined;
-  private readonly notifySBFailure: (() => bigint) | undefined;
   private readonly log: (level: LogLevel, message: string) => void;
 
   private constructor(options: StoreOptions, runtime: boolean) {
@@ -143,7 +144,6 @@ export class VariableStore {
       authEnforce: options.platform.authEnforce !== false,
     };
     this.authenticator = options.authenticator;
-    this.notifySBFailure = options.notifySBFailure;
     this.log = options.log ?? (() => undefined);
     this.runtime = runtime;
   }
@@ -291,23 +291,29 @@ export class VariableStore {
     try {
       switch (r.command) {
         case 'GetVariable':
-          return this.respond(this.handleGetVariable(r));
+          return this.respond(r, this.handleGetVariable(r));
         case 'GetNextVariableName':
-          return this.respond(this.handleGetNext(r));
+          return this.respond(r, this.handleGetNext(r));
         case 'QueryVariableInfo':
-          return this.respond(this.handleQuery(r));
+          return this.respond(r, this.handleQuery(r));
         case 'NotifySBFailure':
-          return this.respond(this.handleNotify());
+          return this.handleNotify(r);
         case 'SetVariable': {
           if (r.atRuntime) this.runtime = true;
           const result = this.set(r, this.runtime);
           const response = this.encode({ command: 'SetVariable', status: result.status });
           if (result.persist !== true)
-            return withReason({ response, command: 'SetVariable', status: result.status }, result.reason);
+            return withReason(
+              { response, command: 'SetVariable', status: result.status, request: r },
+              result.reason,
+            );
           const pending = this.openPending(before!, () =>
             this.encode({ command: 'SetVariable', status: EfiStatus.DEVICE_ERROR }),
           );
-          return withReason({ response, command: 'SetVariable', status: result.status, pending }, result.reason);
+          return withReason(
+            { response, command: 'SetVariable', status: result.status, request: r, pending },
+            result.reason,
+          );
         }
       }
     } catch (e) {
@@ -316,6 +322,7 @@ export class VariableStore {
       return {
         ...statusOutcome(EfiStatus.DEVICE_ERROR, `internal error: ${e instanceof Error ? e.message : String(e)}`),
         command: r.command,
+        request: r,
       };
     }
   }
@@ -509,29 +516,22 @@ export class VariableStore {
     };
   }
 
-  private handleNotify(): { response: Response; reason?: string } {
-    const respond = (s: bigint, reason?: string) => ({
-      response: { command: 'NotifySBFailure' as const, status: s },
-      ...(reason === undefined ? {} : { reason }),
-    });
-    if (this.notifySBFailure === undefined)
-      return respond(EfiStatus.UNSUPPORTED, 'no Secure Boot failure alert is configured');
-    // One alert per daemon instance, as varstored: a guest must not flood the toolstack.
-    if (this.sbFailureNotified)
-      return respond(EfiStatus.ACCESS_DENIED, 'the Secure Boot failure alert was already raised');
-    this.sbFailureNotified = true;
-    let s: bigint;
-    try {
-      s = this.notifySBFailure();
-    } catch (e) {
-      return respond(
-        EfiStatus.DEVICE_ERROR,
-        `the Secure Boot failure alert failed: ${e instanceof Error ? e.message : String(e)}`,
-      );
+  /**
+   * The guest failed Secure Boot verification. One alert per store, as varstored raises one per daemon:
+   * a guest must not flood the toolstack. Raising it is the owner's I/O (raiseSecureBootFailureAlert).
+   */
+  private handleNotify(r: NotifySBFailureRequest): DispatchOutcome {
+    if (this.sbFailureNotified) {
+      return {
+        ...this.respond(r, { response: { command: 'NotifySBFailure', status: EfiStatus.ACCESS_DENIED } }),
+        reason: 'the Secure Boot failure alert was already raised',
+      };
     }
-    return typeof s === 'bigint'
-      ? respond(s)
-      : respond(EfiStatus.DEVICE_ERROR, 'the Secure Boot failure alert returned no status');
+    this.sbFailureNotified = true;
+    return {
+      ...this.respond(r, { response: { command: 'NotifySBFailure', status: EfiStatus.SUCCESS } }),
+      raiseSecureBootFailureAlert: true,
+    };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -988,9 +988,9 @@ export class VariableStore {
     return out;
   }
 
-  private respond(r: { response: Response; reason?: string }): DispatchOutcome {
+  private respond(request: Request, r: { response: Response; reason?: string }): DispatchOutcome {
     return withReason(
-      { response: this.encode(r.response), command: r.response.command, status: r.response.status },
+      { response: this.encode(r.response), command: r.response.command, status: r.response.status, request },
       r.reason,
     );
   }
