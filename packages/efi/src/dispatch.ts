@@ -107,9 +107,10 @@ function handleGetNext(core: StoreCore, r: GetNextVariableNameRequest): { respon
   if (r.nameSize < r.name.length + 2)
     return status(EfiStatus.INVALID_PARAMETER, `name buffer of ${r.nameSize} bytes cannot hold the previous name`);
   const visible = (v: Variable): boolean => !core.runtime || (v.attributes & Attr.RUNTIME_ACCESS) !== 0;
+  const vars = core.vars;
   let next: Variable | undefined;
   if (r.name.length === 0) {
-    for (const v of core.vars.values()) {
+    for (const v of vars.values()) {
       if (visible(v)) {
         next = v;
         break;
@@ -117,13 +118,13 @@ function handleGetNext(core: StoreCore, r: GetNextVariableNameRequest): { respon
     }
   } else {
     const key = keyOf(r.name, r.guid);
-    const prev = core.vars.get(key);
+    const prev = vars.get(key);
     if (prev === undefined || !visible(prev))
       return status(EfiStatus.INVALID_PARAMETER, `previous variable ${describe(r.name, r.guid)} does not exist`);
     // An enumeration is n calls: finding the previous name by position keeps each one O(1).
     const { keys, at } = core.enumeration();
     for (let i = at.get(key)! + 1; i < keys.length; i++) {
-      const v = core.vars.get(keys[i]!)!;
+      const v = vars.get(keys[i]!)!;
       if (visible(v)) {
         next = v;
         break;
