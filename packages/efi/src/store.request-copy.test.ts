@@ -1,7 +1,6 @@
-import { Limits } from '@vmsb/protocol';
+import { FirmwareClient, Limits } from '@vmsb/protocol';
 import { describe, expect, it } from 'vitest';
 import { Attrs } from './attributes.js';
-import { FirmwareClient } from './firmware.js';
 import { Guids } from './guid.js';
 import { RecordingAuthenticator, S, V, auth2, bytes, n, newStore } from './test-helpers.js';
 import type { VariableStore } from './store.js';
