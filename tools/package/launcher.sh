@@ -25,6 +25,17 @@ done <"$vmsb/node-flags"
 # --lite-mode are refused in NODE_OPTIONS).
 if [ "${VMSB_LAUNCH_STAGE-}" = node ]; then
   unset VMSB_LAUNCH_STAGE
+  # Node starts from the daemon's start-up snapshot (lib/@PROGRAM@.blob, made by bin/node when the
+  # package was built): its modules are already evaluated in it. Node refuses a blob made with other
+  # V8 options, so it is used only while node-flags gives the options it was made with (the line of
+  # lib/@PROGRAM@.blob.flags); otherwise Node starts from the bundle. The snapshot holds the bundle's
+  # code, so the bundle's name ($1) is replaced by the snapshot's script.
+  words() { flat="$*"; }
+  words $flags
+  if [ -f "$vmsb/lib/@PROGRAM@.blob" ] && read -r built <"$vmsb/lib/@PROGRAM@.blob.flags" && [ "$built" = "$flat" ]; then
+    shift
+    exec "$vmsb/bin/node" $flags --snapshot-blob "$vmsb/lib/@PROGRAM@.blob" "$vmsb/lib/@PROGRAM@-snapshot.cjs" "$@"
+  fi
   exec "$vmsb/bin/node" $flags "$@"
 fi
 

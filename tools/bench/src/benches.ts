@@ -390,8 +390,7 @@ export async function startup(ctx: BenchContext): Promise<BenchResult> {
     unit: 'ms',
     target: 3,
     samples: { subject, base },
-    detail:
-      'spawn of varstored (file backend holding the VM NVRAM, unix transport) until its pidfile appears, against spawn until exit of node -e 0',
+    detail: `spawn of varstored (file backend holding the VM NVRAM, unix transport; node ${ctx.daemonNodeArgs.join(' ') || 'without options'}) until its pidfile appears, against spawn until exit of node -e 0`,
   });
 }
 

@@ -85,8 +85,20 @@ function parse(argv: readonly string[]): {
   };
 }
 
+/**
+ * Node's environment variables, which xenopsd does not set and the launchers drop
+ * (apps/varstored/bin/varstored, tools/package/launcher.sh). Every process of a run (the daemons,
+ * `node -e 0`, the waiting nodes) starts without them: NODE_EXTRA_CA_CERTS alone makes every node
+ * parse a CA bundle at start-up, which costs a bare node more time and memory than it spends on
+ * anything else and would inflate both sides of the start-up and footprint ratios.
+ */
+function dropNodeVariables(): void {
+  for (const key of Object.keys(process.env)) if (key.startsWith('NODE_')) delete process.env[key];
+}
+
 /** Re-runs this script under `taskset -c 0` unless it already runs pinned. */
 function pinned(): boolean {
+  dropNodeVariables();
   if (process.env.VMSB_BENCH_PINNED === '1') return true;
   const probe = spawnSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
   if (probe.status !== 0) {

@@ -43,13 +43,17 @@ export function xenPackageDir(): string | undefined {
 
 /**
  * The node options the daemon's launcher starts it with (apps/varstored/bin/node-flags, its
- * `exec node <options> "$@"` line): the benchmarks run the daemon as installed.
+ * `options='…'` line), and the start-up snapshot it starts from when the build made one
+ * (dist/varstored.blob): the benchmarks run the daemon as installed.
  */
 export function launcherNodeFlags(): string[] {
   try {
-    const launcher = join(dirname(dirname(varstoredEntry())), 'bin', 'node-flags');
-    const match = /^exec node (.*) "\$@"$/m.exec(readFileSync(launcher, 'utf8'));
-    return match ? match[1]!.split(/\s+/).filter(Boolean) : [];
+    const dist = dirname(varstoredEntry());
+    const launcher = join(dirname(dist), 'bin', 'node-flags');
+    const match = /^options='(.*)'$/m.exec(readFileSync(launcher, 'utf8'));
+    const options = match ? match[1]!.split(/\s+/).filter(Boolean) : [];
+    const blob = join(dist, 'varstored.blob');
+    return existsSync(blob) ? [...options, '--snapshot-blob', blob] : options;
   } catch {
     return [];
   }

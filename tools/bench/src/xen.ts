@@ -56,7 +56,9 @@ async function run(command: string, args: readonly string[], env?: NodeJS.Proces
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) =>
+    // 'close', not 'exit': the exit can be reported before the last of the output has been read
+    // (it was, in a boot storm on a loaded machine: a guest that had printed its line seemed silent).
+    child.once('close', (code) =>
       code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${err}`)),
     );
   });
@@ -388,6 +390,8 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
     const subject: number[] = [];
     const base: number[] = [];
     const responder: number[] = [];
+    const subjectCpu: number[] = [];
+    const responderCpu: number[] = [];
     const authCold: number[] = [];
     const authWarm: number[] = [];
     const rawVerify: number[] = [];
@@ -407,11 +411,14 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
         try {
           const g = await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
           const ms = Number(g.first - server.spawnedAt) / 1e6;
+          const cpu = (await cpuTimes(server.pid)).total;
           if (who === 'responder') {
             responder.push(ms);
+            responderCpu.push(cpu);
             continue;
           }
           subject.push(ms);
+          subjectCpu.push(cpu);
           // auth-cold: the first authenticated write of this fresh daemon, already serving.
           const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
           authCold.push(Number(a.last - a.start) / 1e6);
@@ -424,7 +431,7 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
         }
       }
       ctx.log(
-        `startup-xen round ${r + 1}/${rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms (responder ${responder.at(-1)!.toFixed(1)} ms), node -e 0 ${base.at(-1)!.toFixed(1)} ms; first dbx append ${authCold.at(-1)!.toFixed(2)} ms`,
+        `startup-xen round ${r + 1}/${rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms (CPU ${subjectCpu.at(-1)!.toFixed(1)} ms; responder ${responder.at(-1)!.toFixed(1)} ms), node -e 0 ${base.at(-1)!.toFixed(1)} ms; first dbx append ${authCold.at(-1)!.toFixed(2)} ms`,
       );
     }
     // auth-warm on the same path: the same append again on one daemon (now de-duplicated), for scale.
@@ -464,7 +471,8 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
         ...startupRes,
         detail:
           `spawn of varstored --transport xen (fake hypervisor, xapidb backend through the guard double, ${confinement}, dbx.auth present) until the guest's first GetVariable is answered, ` +
-          `against spawn until exit of node -e 0; the C responder: ${median(responder).toFixed(1)} ms`,
+          `against spawn until exit of node -e 0; the C responder: ${median(responder).toFixed(1)} ms; ` +
+          `CPU of the daemon's process until then (every thread, the exec'd launcher stages included): ${median(subjectCpu).toFixed(1)} ms (C responder ${median(responderCpu).toFixed(2)} ms)`,
       },
       {
         ...cold,

@@ -77,6 +77,34 @@ export interface PackageResult {
 }
 
 export const VMSB_DIR = 'usr/lib/vmsb';
+
+/** The flags node-flags gives `program`: its own line's and the "*" line's, as launcher.sh reads them. */
+export function programFlags(file: string, program: string): string[] {
+  const flags: string[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const [name, ...options] = line.trim().split(/\s+/);
+    if (name === '*' || name === program) flags.push(...options);
+  }
+  return flags;
+}
+
+/** Runs apps/varstored/build-snapshot.mjs: lib/varstored-snapshot.cjs and lib/varstored.blob. */
+function buildSnapshot(root: string, libDir: string, node: readonly string[]): void {
+  const run = spawnSync(
+    process.execPath,
+    [
+      join(root, 'apps/varstored/build-snapshot.mjs'),
+      '--out',
+      libDir,
+      '--native-dir',
+      `./${NATIVE_SUBDIR}/`,
+      '--node',
+      ...node,
+    ],
+    { encoding: 'utf8' },
+  );
+  if (run.status !== 0) throw new Error(`varstored's start-up snapshot could not be built: ${run.stderr}`);
+}
 const PROGRAM_NAME = /^[a-z][a-z0-9-]*$/;
 
 export async function buildPackage(options: PackageOptions = {}): Promise<PackageResult> {
@@ -168,6 +196,14 @@ export async function buildPackage(options: PackageOptions = {}): Promise<Packag
   // The runtime.
   mkdirSync(join(vmsbDir, 'bin'), { recursive: true });
   copyFileSync(runtime.path, join(vmsbDir, 'bin', 'node'));
+
+  // varstored's start-up snapshot (apps/varstored/build-snapshot.mjs), made by the runtime it ships
+  // with and with the flags its launcher passes: node loads a blob only from the binary that made it.
+  buildSnapshot(root, libDir, [
+    join(vmsbDir, 'bin', 'node'),
+    ...programFlags(join(TOOL_DIR, 'node-flags'), 'varstored'),
+  ]);
+  log('varstored start-up snapshot: lib/varstored.blob');
 
   const minimumGlibc = [runtime.requires.glibc ?? '2.2.5', ...natives.map((n) => n.requires.glibc ?? '2.2.5')]
     .sort(compareVersions)

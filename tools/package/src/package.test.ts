@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPackage, checkAddonsLoad, type PackageResult } from './build.js';
+import { buildPackage, checkAddonsLoad, type PackageResult, programFlags } from './build.js';
 import { PROGRAM_NAMES } from './bundle.js';
 import { checkPackage } from './check.js';
 import { RuntimeRefused } from './runtime.js';
@@ -43,6 +43,9 @@ describe('pnpm package', () => {
       'usr/lib/vmsb/lib/native/vmsb_xen.node',
       'usr/lib/vmsb/lib/native/vmsb_host.node',
       'usr/lib/vmsb/lib/native/vmsb-launch',
+      'usr/lib/vmsb/lib/varstored.blob',
+      'usr/lib/vmsb/lib/varstored.blob.flags',
+      'usr/lib/vmsb/lib/varstored-snapshot.cjs',
       'usr/lib/vmsb/node-flags',
       'usr/lib/vmsb/runtime.json',
       'usr/lib/vmsb/licences/vmsb/LICENSE',
@@ -87,6 +90,34 @@ describe('pnpm package', () => {
     expect(usage.split('\n')[0]).toBe(
       `usage: ${join(pkg.tree, 'usr/bin/varstore-ls')} [-h] [depriv options] <vm-uuid>`,
     );
+  });
+
+  it("varstored starts from its start-up snapshot, and from its bundle when node-flags no longer gives the snapshot's options", () => {
+    // A copy of the tree whose files can be replaced one by one (hard links: nothing is copied).
+    const copy = join(out, 'snapshot-tree');
+    execFileSync('cp', ['-al', pkg.tree, copy]);
+    const varstored = join(copy, 'usr/sbin/varstored');
+    const help = () => spawnSync(varstored, ['--help'], { encoding: 'utf8' });
+    expect(readFileSync(join(copy, 'usr/lib/vmsb/lib/varstored.blob.flags'), 'utf8')).toBe(
+      `${programFlags(join(copy, 'usr/lib/vmsb/node-flags'), 'varstored').join(' ')}\n`,
+    );
+    expect(help().stdout).toMatch(/^Usage: varstored/);
+    // The blob is what starts it: an unusable one stops it.
+    const blob = join(copy, 'usr/lib/vmsb/lib/varstored.blob');
+    const shipped = readFileSync(blob);
+    rmSync(blob);
+    writeFileSync(blob, shipped.subarray(0, 4096));
+    expect(help().status).not.toBe(0);
+    rmSync(blob);
+    writeFileSync(blob, shipped);
+    // A host that edits node-flags (here: without --lite-mode, which changes what V8 accepts in a
+    // snapshot) still gets a daemon, started from the bundle.
+    const flagsFile = join(copy, 'usr/lib/vmsb/node-flags');
+    rmSync(flagsFile);
+    writeFileSync(flagsFile, 'varstored --no-expose-wasm\n');
+    const edited = help();
+    expect(edited.stderr).toBe('');
+    expect(edited.stdout).toMatch(/^Usage: varstored/);
   });
 
   it('refuses a runtime that cannot load the addons it would carry', () => {

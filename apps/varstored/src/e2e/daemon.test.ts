@@ -588,7 +588,7 @@ describe('the command line', () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/--domain <domid>/);
     const script = await readFile(join(VARSTORED, '..', 'node-flags'), 'utf8');
-    const options = /^exec node (.+) "\$@"$/m.exec(script)?.[1];
+    const options = /^options='(.+)'$/m.exec(script)?.[1];
     expect(options).toBe('--lite-mode --no-expose-wasm');
     // V8 accepts them silently: nothing on stderr that a toolstack would log as a problem.
     const flags = spawnSync(
