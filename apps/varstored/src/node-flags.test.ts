@@ -3,7 +3,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -17,6 +17,10 @@ describe('bin/node-flags and the start-up snapshot', () => {
     // A copy of dist/ whose files can be replaced one by one (hard links: nothing is copied).
     const dist = join(scratch, 'dist');
     execFileSync('cp', ['-al', join(app, 'dist'), dist]);
+    // `pnpm build` makes no snapshot (it is a packaging option: README.md, start-up snapshot): make
+    // one in the copy, as `pnpm --filter varstored build:snapshot` does in dist/.
+    const nativeDir = `${relative(dist, join(app, 'node_modules/@vmsb/xen/build/Release'))}/`;
+    execFileSync(process.execPath, [join(app, 'build-snapshot.mjs'), '--out', dist, '--native-dir', nativeDir]);
     const help = () => spawnSync(nodeFlags, [join(dist, 'cli.js'), '--help'], { encoding: 'utf8' });
     const options = /^options='(.+)'$/m.exec(readFileSync(nodeFlags, 'utf8'))?.[1];
     expect(readFileSync(join(dist, 'varstored.blob.flags'), 'utf8')).toBe(`${options}\n`);

@@ -1,5 +1,5 @@
 /**
- * pnpm package [--check] [--no-rpm] [--out DIR]
+ * pnpm package [--check] [--no-rpm] [--snapshot] [--out DIR]
  *   NODE_RUNTIME=<node binary>  the runtime to ship (default: the node running this)
  *   NODE_LICENSE=<file>         Node's LICENSE for it, when not found beside it
  */
@@ -9,10 +9,11 @@ import { buildPackage } from './build.js';
 import { checkPackage } from './check.js';
 import { measurePackage } from './measure.js';
 
-const USAGE = `usage: pnpm package [--check] [--no-rpm] [--max-glibc V] [--out DIR] [--measure [--flags=F]...]
+const USAGE = `usage: pnpm package [--check] [--no-rpm] [--snapshot] [--max-glibc V] [--out DIR] [--measure [--flags=F]...]
   --check   then unpack the tarball into an empty directory and run it with the system's node
             hidden (needs root: a private mount namespace)
   --no-rpm  only the tarball
+  --snapshot  ship varstored's start-up snapshot: faster starts, about 4.5 MiB more per daemon
   --max-glibc V  refuse when the runtime or a native file needs a glibc newer than V (2.17: EL7)
   --measure then measure the unpacked package: start-up against node -e 0, and memory (PSS) of
             10 daemons with Secure Boot enforcing, once per --flags "<node flags>" (repeatable;
@@ -26,6 +27,7 @@ async function main(): Promise<number> {
     flags?: string[];
     'max-glibc'?: string;
     'no-rpm'?: boolean;
+    snapshot?: boolean;
     out?: string;
     help?: boolean;
   };
@@ -37,6 +39,7 @@ async function main(): Promise<number> {
         flags: { type: 'string', multiple: true },
         'max-glibc': { type: 'string' },
         'no-rpm': { type: 'boolean' },
+        snapshot: { type: 'boolean' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -55,6 +58,7 @@ async function main(): Promise<number> {
     ...(process.env.NODE_RUNTIME ? { runtime: process.env.NODE_RUNTIME } : {}),
     ...(process.env.NODE_LICENSE ? { nodeLicence: process.env.NODE_LICENSE } : {}),
     rpm: !values['no-rpm'],
+    snapshot: values.snapshot === true,
     ...(values['max-glibc'] ? { maxGlibc: values['max-glibc'] } : {}),
     log,
   });
