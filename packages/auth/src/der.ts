@@ -1,11 +1,13 @@
 /**
- * A bounded structural pre-check of guest-supplied DER, run before asn1js sees the bytes.
+ * The one bounded DER reader of the project: every certificate, SignedData and SignerInfo a guest,
+ * a file or an administrator hands over is read through it.
  *
- * Parsing proper is asn1js + pkijs. This check only bounds what they are asked to do with hostile
- * input (deep nesting, huge or inconsistent lengths, unclosed indefinite lengths): the size, the
- * nesting depth, every length within its enclosing element, indefinite lengths only on constructed
- * elements and closed by their end-of-contents (BER that OpenSSL, and so edk2 and varstored, accept
- * from streaming signers), and no trailing bytes. It reads tags and lengths, never values.
+ * It reads tags and lengths into `Tlv` views of the caller's bytes, never building a tree:
+ * `precheckDer` walks a whole encoding once and bounds it (size, element count, nesting depth, every
+ * length within its enclosing element, indefinite lengths only on constructed elements and closed by
+ * their end-of-contents, BER that OpenSSL and so edk2 accept from streaming signers, no trailing
+ * bytes); `decodeDer` adds the checks on primitive values a BER decoder makes (`primitiveProblem`);
+ * the typed accessors below read one value each and throw DerError on anything else.
  */
 
 /** Thrown inside the parsers of this package only; each public parser turns it into a result value. */
@@ -71,6 +73,8 @@ export function readTlv(bytes: Uint8Array, offset: number, limit: number, depth 
   } else {
     const count = first & 0x7f;
     if (count === 0x7f) throw new DerError(`reserved length octet at offset ${offset}`);
+    // More than 8 length octets is refused by every BER decoder (OpenSSL's ASN1_get_object among them).
+    if (count > 8) throw new DerError(`length of ${count} octets at offset ${offset}`);
     if (p + count > limit) throw new DerError(`truncated length at offset ${offset}`);
     length = 0;
     for (let i = 0; i < count; i++) {
@@ -158,14 +162,217 @@ export function isContextTlv(tlv: Tlv, tag: number): boolean {
   return tlv.cls === 2 && tlv.tag === tag;
 }
 
+import { hex } from '@vmsb/protocol';
+
 export { bytesEqual, hex } from '@vmsb/protocol';
 
-/** Dotted text of OBJECT IDENTIFIER content octets; undefined when malformed. */
-export function oidText(c: Uint8Array): string | undefined {
+/** Universal tag numbers read here. */
+export const Tag = {
+  END_OF_CONTENTS: 0,
+  BOOLEAN: 1,
+  INTEGER: 2,
+  BIT_STRING: 3,
+  OCTET_STRING: 4,
+  NULL: 5,
+  OID: 6,
+  RELATIVE_OID: 13,
+  UTF8_STRING: 12,
+  SEQUENCE: 16,
+  SET: 17,
+  UTC_TIME: 23,
+  GENERALIZED_TIME: 24,
+  UNIVERSAL_STRING: 28,
+  BMP_STRING: 30,
+} as const;
+
+/** Universal types that have only a primitive encoding (X.690 §8; what BER decoders refuse constructed). */
+const PRIMITIVE_ONLY: ReadonlySet<number> = new Set([1, 2, 5, 6, 9, 13, 14, 23, 24, 31, 32, 33, 34]);
+
+/**
+ * Decodes `bytes` as exactly one element: the bounded walk of precheckDer, then the checks a BER
+ * decoder makes of the values it meets outside OCTET and BIT STRINGs (primitiveProblem). Works on a
+ * private copy; every Tlv of the result is a view of that copy. Throws DerError.
+ */
+export function decodeDer(bytes: Uint8Array, maxSize: number): Tlv {
+  if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
+  const root = precheckDer(bytes.slice(), maxSize);
+  checkPrimitives(root);
+  return root;
+}
+
+/**
+ * Applies primitiveProblem to `tlv` and every element inside it (not inside OCTET or BIT STRING
+ * values), iteratively. The walk is bounded by what precheckDer already bounded. Throws DerError.
+ */
+export function checkPrimitives(tlv: Tlv): void {
+  const stack: Tlv[] = [tlv];
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    const problem = primitiveProblem(t);
+    if (problem !== undefined) throw new DerError(`${problem} at offset ${t.start}`);
+    if (t.constructed) for (const c of children(t)) stack.push(c);
+  }
+}
+
+/**
+ * What a BER decoder (asn1js, OpenSSL) refuses in one element, or undefined: a constructed encoding
+ * of a primitive-only type, a primitive SEQUENCE or SET, an end-of-contents marker outside an indefinite length, a BIT STRING
+ * with more than 7 unused bits, constructed strings made of other types, an OBJECT IDENTIFIER whose
+ * last arc is unfinished, BMPString/UniversalString of a length their code units cannot fill, and a
+ * GeneralizedTime that is not a time.
+ */
+export function primitiveProblem(t: Tlv): string | undefined {
+  if (t.cls !== 0) return undefined;
+  if (t.constructed) {
+    if (PRIMITIVE_ONLY.has(t.tag)) return 'constructed encoding of a primitive type';
+    if (t.tag === Tag.END_OF_CONTENTS) return 'unexpected end-of-contents';
+    if (t.tag === Tag.OCTET_STRING || t.tag === Tag.BIT_STRING) {
+      let unused = 0;
+      for (const piece of children(t)) {
+        if (piece.cls !== 0 || piece.tag !== t.tag) return 'a constructed string holds another type';
+        if (t.tag === Tag.BIT_STRING && !piece.constructed && piece.contentEnd > piece.contentStart) {
+          if (piece.bytes[piece.contentStart]! > 0 && unused++ > 0) return 'unused bits in more than one piece';
+        }
+      }
+    }
+    return undefined;
+  }
+  const c = tlvContent(t);
+  switch (t.tag) {
+    case Tag.SEQUENCE:
+    case Tag.SET:
+      // OpenSSL refuses these (ASN1_R_TYPE_NOT_CONSTRUCTED) even where any type may stand.
+      return 'primitive encoding of a constructed type';
+    case Tag.END_OF_CONTENTS:
+      return 'unexpected end-of-contents';
+    case Tag.BIT_STRING:
+      return c.length > 0 && c[0]! > 7 ? 'BIT STRING with more than 7 unused bits' : undefined;
+    case Tag.OID:
+    case Tag.RELATIVE_OID:
+      return c.length > 0 && (c[c.length - 1]! & 0x80) !== 0 ? 'unfinished OBJECT IDENTIFIER' : undefined;
+    case Tag.BMP_STRING:
+      return c.length % 2 !== 0 ? 'BMPString of an odd length' : undefined;
+    case Tag.UNIVERSAL_STRING:
+      return c.length % 4 !== 0 ? 'UniversalString of a length not a multiple of 4' : undefined;
+    case Tag.GENERALIZED_TIME:
+      return generalizedTimeValid(c) ? undefined : 'malformed GeneralizedTime';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * GeneralizedTime as BER decoders read it (X.680 §46): YYYYMMDD[HH[MM[SS]]] with a fraction only
+ * after an hour, then `Z`, or a local time with an optional ±HH[MM] offset.
+ */
+function generalizedTimeValid(c: Uint8Array): boolean {
+  const s = Buffer.from(c).toString('latin1');
+  const m = /^(\d{8}|\d{10}|\d{12}|\d{14})(?:[.,](\d*))?(Z|[+-]\d\d(?:\d\d)?)?$/.exec(s);
+  if (m === null) return false;
+  // A comma fraction is not a number to a BER decoder that reads it as one (asn1js), nor an empty one
+  // after a full date; a date alone takes no fraction; a local time must end in a digit.
+  if (m[2] !== undefined && (m[1]!.length === 8 || s.includes(','))) return false;
+  if (m[3] === undefined && !/\d$/.test(s)) return false;
+  return true;
+}
+
+export function isUniversal(t: Tlv | undefined, tag: number): t is Tlv {
+  return t !== undefined && t.cls === 0 && t.tag === tag;
+}
+
+export function isContext(t: Tlv | undefined, tag: number): t is Tlv {
+  return t !== undefined && t.cls === 2 && t.tag === tag;
+}
+
+/** Fails unless `t` is the universal element `tag` in the form the tag needs. */
+export function expect(t: Tlv | undefined, tag: number, what: string): Tlv {
+  if (t === undefined) throw new DerError(`${what} is missing`);
+  if (!isUniversal(t, tag)) throw new DerError(`${what} has an unexpected type`);
+  const mustConstruct = tag === Tag.SEQUENCE || tag === Tag.SET;
+  if (mustConstruct !== t.constructed && tag !== Tag.OCTET_STRING) throw new DerError(`${what} has the wrong form`);
+  return t;
+}
+
+/** INTEGER content octets (two's complement, as encoded). */
+export function integerBytes(t: Tlv | undefined, what: string): Uint8Array {
+  const c = tlvContent(expect(t, Tag.INTEGER, what));
+  if (c.length === 0) throw new DerError(`${what} is not a valid INTEGER`);
+  return c;
+}
+
+/** A small non-negative INTEGER as a number (version fields, path lengths). */
+export function smallInteger(t: Tlv | undefined, what: string): number {
+  const b = integerBytes(t, what);
+  if (b.length > 4 || (b[0]! & 0x80) !== 0) throw new DerError(`${what} is out of range`);
+  let v = 0;
+  for (const x of b) v = v * 256 + x;
+  return v;
+}
+
+/** OBJECT IDENTIFIER in dotted form. */
+export function oid(t: Tlv | undefined, what: string): string {
+  const text = oidText(tlvContent(expect(t, Tag.OID, what)));
+  if (text === undefined) throw new DerError(`${what} is not a valid OID`);
+  return text;
+}
+
+/** OCTET STRING value; a constructed OCTET STRING is joined from its primitive pieces. */
+export function octetString(t: Tlv | undefined, what: string): Uint8Array {
+  const n = expect(t, Tag.OCTET_STRING, what);
+  if (!n.constructed) return tlvContent(n);
+  const parts = children(n).map((c) => {
+    if (!isUniversal(c, Tag.OCTET_STRING) || c.constructed)
+      throw new DerError(`${what} has a piece that is not a primitive OCTET STRING`);
+    return tlvContent(c);
+  });
+  const out = new Uint8Array(parts.reduce((k, p) => k + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** BIT STRING value whose unused-bit count is zero (signatures, public keys), primitive form. */
+export function bitStringBytes(t: Tlv | undefined, what: string): Uint8Array {
+  const n = expect(t, Tag.BIT_STRING, what);
+  const c = n.constructed ? undefined : tlvContent(n);
+  if (c === undefined || c.length === 0 || c[0] !== 0) throw new DerError(`${what} is not a whole number of bytes`);
+  return c.subarray(1);
+}
+
+/** BIT STRING as a flag word: bit 0 of the ASN.1 string is the value 1 (KeyUsage numbering). */
+export function bitFlags(t: Tlv | undefined, what: string): number {
+  const n = expect(t, Tag.BIT_STRING, what);
+  const c = n.constructed ? undefined : tlvContent(n);
+  if (c === undefined || c.length === 0 || c[0]! > 7) throw new DerError(`${what} is not a valid BIT STRING`);
+  let flags = 0;
+  for (let i = 1; i < c.length && i <= 4; i++) {
+    const byte = c[i]!;
+    for (let bit = 0; bit < 8; bit++) if ((byte & (0x80 >>> bit)) !== 0) flags |= 1 << ((i - 1) * 8 + bit);
+  }
+  return flags >>> 0;
+}
+
+/** BOOLEAN of exactly one octet (any non-zero octet is TRUE, as BER allows). */
+export function booleanValue(t: Tlv | undefined, what: string): boolean {
+  const c = tlvContent(expect(t, Tag.BOOLEAN, what));
+  if (c.length !== 1) throw new DerError(`${what} is not a valid BOOLEAN`);
+  return c[0] !== 0;
+}
+
+/**
+ * Dotted text of OBJECT IDENTIFIER content octets; undefined when malformed. `lenient` accepts arcs
+ * padded with leading 0x80 octets, as BER decoders do when they only display the OID.
+ */
+export function oidText(c: Uint8Array, lenient = false): string | undefined {
   const arcs: number[] = [];
   let v = 0;
+  let fresh = true;
   for (let i = 0; i < c.length; i++) {
-    if (v === 0 && c[i] === 0x80) return undefined;
+    if (fresh && c[i] === 0x80 && !lenient) return undefined;
+    fresh = (c[i]! & 0x80) === 0;
     v = v * 128 + (c[i]! & 0x7f);
     if (v > Number.MAX_SAFE_INTEGER / 128) return undefined;
     if ((c[i]! & 0x80) === 0) {
@@ -177,6 +384,22 @@ export function oidText(c: Uint8Array): string | undefined {
   const head = arcs[0]!;
   const [a, b] = head < 40 ? [0, head] : head < 80 ? [1, head - 40] : [2, head - 80];
   return [a, b, ...arcs.slice(1)].join('.');
+}
+
+/** Dotted text of an OBJECT IDENTIFIER as found (`#` and hex when it has no dotted form here). */
+export function oidString(t: Tlv): string {
+  const c = tlvContent(t);
+  return oidText(c, true) ?? (c.length === 0 ? '' : `#${hex(c)}`);
+}
+
+/**
+ * AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }: the algorithm.
+ * Elements after the parameters are ignored, as schema-driven decoders do.
+ */
+export function algorithmOid(t: Tlv | undefined, what: string): string {
+  const id = children(expect(t, Tag.SEQUENCE, what))[0];
+  if (!isUniversal(id, Tag.OID)) throw new DerError(`${what} is malformed`);
+  return oidString(id);
 }
 
 /** The whole encoding of an element (header included, and an indefinite length's end-of-contents). */
