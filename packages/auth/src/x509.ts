@@ -63,6 +63,8 @@ export interface Certificate {
   readonly signatureAlgorithmOid: string;
   readonly signature: Uint8Array;
   readonly publicKeyAlgorithmOid: string;
+  /** The subjectPublicKeyInfo encoding (what node:crypto imports a public key from). */
+  readonly spki: Uint8Array;
   /** Present when the key is rsaEncryption and well-formed. */
   readonly rsaPublicKey: RsaPublicKey | undefined;
   readonly basicConstraints: { readonly ca: boolean; readonly pathLength: number | undefined } | undefined;
@@ -392,21 +394,54 @@ interface ParsedName {
   readonly commonName: Uint8Array | undefined;
 }
 
+/** One attribute of a Name. */
+export interface NameAttribute {
+  /** The attribute type, dotted. */
+  readonly type: string;
+  /** The value's universal tag number, or -1 for another class. */
+  readonly tag: number;
+  /** The value's content octets; undefined when the value is constructed. */
+  readonly value: Uint8Array | undefined;
+  /** The value's whole encoding. */
+  readonly der: Uint8Array;
+}
+
+/**
+ * The attributes of an encoded Name (RFC 5280 §4.1.2.4), grouped by RDN in encoded order (the
+ * reverse of how RFC 4514 prints them), or undefined when `name` is not a Name.
+ */
+export function nameAttributes(name: Uint8Array): NameAttribute[][] | undefined {
+  try {
+    return nameAttributesOf(checkName(decodeDer(name, MAX_CERTIFICATE_SIZE), 'Name'));
+  } catch (e) {
+    if (e instanceof DerError) return undefined;
+    throw e;
+  }
+}
+
+function nameAttributesOf(name: Tlv): NameAttribute[][] {
+  return children(name).map((rdn) =>
+    children(rdn).map((atv) => {
+      const { type, value } = attributeTypeAndValue(atv, 'Name');
+      return {
+        type: oidString(type),
+        tag: value.cls === 0 ? value.tag : -1,
+        value: value.constructed ? undefined : tlvContent(value),
+        der: tlvBytes(value),
+      };
+    }),
+  );
+}
+
 /** Display text and first commonName of a Name (its attributes in encoded order, RDNs flattened). */
 function nameOf(name: Tlv): ParsedName {
   const parts: string[] = [];
   let commonName: Uint8Array | undefined;
-  for (const rdn of children(name)) {
-    for (const atv of children(rdn)) {
-      const { type: typeNode, value } = attributeTypeAndValue(atv, 'Name');
-      const type = oidString(typeNode);
-      const bytes = value.constructed ? undefined : tlvContent(value);
-      if (type === Oid.COMMON_NAME && commonName === undefined && bytes !== undefined) commonName = bytes;
-      const tag = value.cls === 0 ? value.tag : -1;
-      parts.push(
-        `${NAME_ATTRIBUTES.get(type) ?? type}=${bytes === undefined ? `#${hex(tlvBytes(value))}` : stringText(tag, bytes)}`,
-      );
-    }
+  for (const a of nameAttributesOf(name).flat()) {
+    if (a.type === Oid.COMMON_NAME && commonName === undefined && a.value !== undefined) commonName = a.value;
+    parts.push(
+      `${NAME_ATTRIBUTES.get(a.type) ?? a.type}=${a.value === undefined ? `#${hex(a.der)}` : stringText(a.tag, a.value)}`,
+    );
   }
   return { text: parts.join(', '), commonName };
 }

@@ -60,8 +60,9 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
   const signerInfo = new pkijs.SignerInfo({
     version: 1,
     sid: new pkijs.IssuerAndSerialNumber({
-      issuer: signer.certificate.issuer,
-      serialNumber: signer.certificate.serialNumber,
+      // The signer's issuer Name and serial number, carried over byte for byte.
+      issuer: new pkijs.RelativeDistinguishedNames({ schema: decodeDer(signer.issuer, 'issuer Name') }),
+      serialNumber: new asn1js.Integer({ valueHex: signer.serialNumber }),
     }),
     digestAlgorithm: algorithmWithNull(Oid.SHA256),
     ...(signedAttrs !== undefined ? { signedAttrs } : {}),
@@ -84,7 +85,8 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
  * certificate exactly; anything else would change the signed bytes, so it is refused.
  */
 function carriedCertificate(der: Uint8Array): pkijs.Certificate {
-  const { certificate } = certificateFields(der);
+  certificateFields(der);
+  const certificate = new pkijs.Certificate({ schema: decodeDer(der, 'certificate') });
   if (!bytesEqual(toDer(certificate.toSchema()), der)) throw new TypeError('a certificate to embed is not in DER form');
   return certificate;
 }
@@ -114,7 +116,7 @@ export interface ParsedSignedData {
   /** The first SignerInfo. */
   readonly signer: {
     readonly version: number;
-    /** issuer Name and serialNumber INTEGER encodings, when identified by issuerAndSerialNumber. */
+    /** issuer Name encoding and serialNumber INTEGER content octets, when identified by issuerAndSerialNumber. */
     readonly issuer?: Uint8Array;
     readonly serialNumber?: Uint8Array;
     readonly digestAlgorithm: string;
@@ -174,7 +176,10 @@ function readSignedData(bytes: Uint8Array): ParsedSignedData {
     signer: {
       version: first.version,
       ...(sid instanceof pkijs.IssuerAndSerialNumber
-        ? { issuer: new Uint8Array(sid.issuer.valueBeforeDecode), serialNumber: sid.serialNumber.valueBeforeDecodeView }
+        ? {
+            issuer: new Uint8Array(sid.issuer.valueBeforeDecode),
+            serialNumber: sid.serialNumber.valueBlock.valueHexView,
+          }
         : {}),
       digestAlgorithm: first.digestAlgorithm.algorithmId,
       // pkijs keeps the original encoding re-tagged as the SET the signature covers.
