@@ -1,4 +1,8 @@
-/** Small asn1js/pkijs helpers shared by the certificate and PKCS#7 code. */
+/**
+ * Small asn1js/pkijs helpers for building certificates and SignedData. Reading goes through
+ * @vmsb/auth's bounded DER reader (`@vmsb/auth/der`) instead; `decodeDer` here only turns bytes this
+ * package built or already read back into pkijs objects to build with.
+ */
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 
