@@ -12,6 +12,7 @@ import {
   oid,
   primitiveProblem,
   tlvBytes,
+  walkElements,
   MAX_DER_DEPTH,
   MAX_DER_ELEMENTS,
   precheckDer,
@@ -199,6 +200,67 @@ describe('DER pre-check', () => {
 function wrap(inner: Uint8Array): Uint8Array {
   return Uint8Array.from([0x30, ...(inner.length < 0x80 ? [inner.length] : [0x81, inner.length]), ...inner]);
 }
+
+describe('the allocation-free walk', () => {
+  const verdict = (f: () => Tlv): string => {
+    try {
+      const t = f();
+      return `ok ${t.start} ${t.contentStart} ${t.end}`;
+    } catch (e) {
+      expect(e).toBeInstanceOf(DerError);
+      return 'refused';
+    }
+  };
+
+  it('accepts exactly what the element-by-element walk accepts (random trees, damaged and arbitrary bytes)', () => {
+    fc.assert(
+      fc.property(
+        nodeArb,
+        fc.boolean(),
+        fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 3 }),
+        (node, padded, edits) => {
+          const bytes = encode(node, padded);
+          for (const [at, value] of edits) bytes[at % bytes.length] = value;
+          expect(verdict(() => precheckDer(bytes, 65536))).toBe(verdict(() => walkElements(bytes, 65536)));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        expect(verdict(() => precheckDer(bytes, 65536))).toBe(verdict(() => walkElements(bytes, 65536)));
+      }),
+      { numRuns: 3000 },
+    );
+    const deep = (n: number, indefinite: boolean): Uint8Array => {
+      let inner: Uint8Array = Uint8Array.from([0x05, 0x00]);
+      for (let i = 0; i < n; i++) inner = indefinite ? Uint8Array.from([0x30, 0x80, ...inner, 0, 0]) : wrap(inner);
+      return inner;
+    };
+    const many = (count: number): Uint8Array => {
+      const body = new Uint8Array(2 * count).map((_, i) => (i % 2 === 0 ? 0x05 : 0));
+      return Uint8Array.from([0x30, 0x83, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff, ...body]);
+    };
+    const edges: Uint8Array[] = [
+      Uint8Array.from([0x04, 0x88, 0, 0, 0, 0, 0, 0, 0, 1, 0xaa]),
+      Uint8Array.from([0x04, 0x89, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xaa]),
+      Uint8Array.from([0x04, 0xff, 0xaa]),
+      Uint8Array.from([0x9f, 0x81, 0x81, 0x81, 0x01, 0x00]),
+      Uint8Array.from([0x9f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00]),
+      Uint8Array.from([0x30, 0x80, 0x30, 0x80, 0x00, 0x00]),
+      Uint8Array.from([0x30, 0x80, 0x30, 0x02, 0x00, 0x00, 0x00, 0x00]),
+      Uint8Array.from([0x30, 0x03, 0x30, 0x80, 0x00]),
+      deep(MAX_DER_DEPTH, false),
+      deep(MAX_DER_DEPTH + 1, false),
+      deep(MAX_DER_DEPTH, true),
+      deep(MAX_DER_DEPTH + 1, true),
+      many(MAX_DER_ELEMENTS - 1),
+      many(MAX_DER_ELEMENTS),
+    ];
+    for (const bytes of [...edges, ...edges.map(wrap)])
+      expect(verdict(() => precheckDer(bytes, 65536))).toBe(verdict(() => walkElements(bytes, 65536)));
+  });
+});
 
 describe('element bound', () => {
   it('refuses more than MAX_DER_ELEMENTS elements before anything is built from them', () => {

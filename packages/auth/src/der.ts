@@ -129,8 +129,18 @@ export const MAX_DER_ELEMENTS = 8192;
  * into) and returns its root, or throws DerError when it is larger than `maxSize`, holds more than
  * MAX_DER_ELEMENTS elements, nests deeper than MAX_DER_DEPTH, overruns an enclosing element, leaves
  * an indefinite length unclosed (or puts one on a primitive) or has trailing bytes.
+ *
+ * Every certificate of a signature list and every SignedData goes through here, so the walk that
+ * accepts allocates nothing per element (wellFormed); only a refusal is walked again, element by
+ * element (walkElements), to say why.
  */
 export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
+  if (bytes.length <= maxSize && wellFormed(bytes)) return readRoot(bytes);
+  return walkElements(bytes, maxSize);
+}
+
+/** precheckDer's walk with a Tlv per element; throws DerError saying what is wrong. */
+export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
   if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
   const root = readRoot(bytes);
   let elements = 1;
@@ -156,6 +166,82 @@ export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
     }
   }
   return root;
+}
+
+/**
+ * Whether walkElements would accept `bytes` (the size aside), in one pass over the headers with
+ * two number stacks: an enclosing element's end (-1 while an indefinite length awaits its
+ * end-of-contents) and the limit its children must stay within.
+ */
+function wellFormed(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  const ends: number[] = [];
+  const limits: number[] = [];
+  let p = 0;
+  let elements = 0;
+  for (;;) {
+    const depth = ends.length;
+    let limit = n;
+    if (depth > 0) {
+      const end = ends[depth - 1]!;
+      limit = limits[depth - 1]!;
+      if (end === -1) {
+        if (p + 2 > limit) return false;
+        if (bytes[p] === 0 && bytes[p + 1] === 0) {
+          p += 2;
+          ends.pop();
+          limits.pop();
+          if (ends.length === 0) return p === n;
+          continue;
+        }
+      } else if (p >= end) {
+        ends.pop();
+        limits.pop();
+        if (ends.length === 0) return p === n;
+        continue;
+      } else {
+        limit = end;
+      }
+    } else if (elements > 0) {
+      return p === n;
+    }
+    // One header at p, within limit.
+    if (depth > MAX_DER_DEPTH || p >= limit) return false;
+    if (++elements > MAX_DER_ELEMENTS) return false;
+    const id = bytes[p++]!;
+    const constructed = (id & 0x20) !== 0;
+    if ((id & 0x1f) === 0x1f) {
+      for (let k = 0; ; k++) {
+        if (p >= limit || k === 4) return false;
+        if ((bytes[p++]! & 0x80) === 0) break;
+      }
+    }
+    if (p >= limit) return false;
+    const first = bytes[p++]!;
+    if (first === 0x80) {
+      if (!constructed) return false;
+      ends.push(-1);
+      limits.push(limit);
+      continue;
+    }
+    let length = first;
+    if (first > 0x80) {
+      const count = first & 0x7f;
+      if (count === 0x7f || count > 8 || p + count > limit) return false;
+      length = 0;
+      for (let k = 0; k < count; k++) {
+        if (length > 0xffffff) return false;
+        length = length * 256 + bytes[p++]!;
+      }
+    }
+    if (length > limit - p) return false;
+    if (constructed) {
+      ends.push(p + length);
+      limits.push(p + length);
+    } else {
+      p += length;
+    }
+  }
 }
 
 export function isContextTlv(tlv: Tlv, tag: number): boolean {
