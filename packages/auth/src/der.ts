@@ -130,16 +130,22 @@ export const MAX_DER_ELEMENTS = 8192;
  * MAX_DER_ELEMENTS elements, nests deeper than MAX_DER_DEPTH, overruns an enclosing element, leaves
  * an indefinite length unclosed (or puts one on a primitive) or has trailing bytes.
  *
- * Every certificate of a signature list and every SignedData goes through here, so the walk that
- * accepts allocates nothing per element (wellFormed); only a refusal is walked again, element by
- * element (walkElements), to say why.
+ * Every certificate of a signature list and every SignedData goes through here, so the walk
+ * allocates nothing per element and reads each header once (encodingProblem): its cost is linear
+ * in the input whatever the nesting (readTlv, which finds an indefinite length's end by reading its
+ * children, would read a deeply nested one once per level).
  */
 export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
-  if (bytes.length <= maxSize && wellFormed(bytes)) return readRoot(bytes);
-  return walkElements(bytes, maxSize);
+  if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
+  const problem = encodingProblem(bytes);
+  if (problem !== undefined) throw new DerError(problem);
+  return readRoot(bytes);
 }
 
-/** precheckDer's walk with a Tlv per element; throws DerError saying what is wrong. */
+/**
+ * precheckDer's walk element by element with readTlv (what encodingProblem is tested against);
+ * throws DerError saying what is wrong.
+ */
 export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
   if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
   const root = readRoot(bytes);
@@ -169,14 +175,16 @@ export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
 }
 
 /**
- * Whether walkElements would accept `bytes` (the size aside), in one pass over the headers with
- * two number stacks: an enclosing element's end (-1 while an indefinite length awaits its
- * end-of-contents) and the limit its children must stay within.
+ * What walkElements would refuse in `bytes` (the size aside), or undefined: one pass over the
+ * headers, linear in the input whatever its nesting, with two number stacks (an enclosing element's
+ * end, -1 while an indefinite length awaits its end-of-contents, and the limit its children must
+ * stay within) and the offsets of the open indefinite-length elements.
  */
-function wellFormed(bytes: Uint8Array): boolean {
+function encodingProblem(bytes: Uint8Array): string | undefined {
   const n = bytes.length;
   const ends: number[] = [];
   const limits: number[] = [];
+  const starts: number[] = [];
   let p = 0;
   let elements = 0;
   for (;;) {
@@ -186,62 +194,72 @@ function wellFormed(bytes: Uint8Array): boolean {
       const end = ends[depth - 1]!;
       limit = limits[depth - 1]!;
       if (end === -1) {
-        if (p + 2 > limit) return false;
+        if (p + 2 > limit) return `missing end-of-contents for the element at offset ${starts[depth - 1]}`;
         if (bytes[p] === 0 && bytes[p + 1] === 0) {
           p += 2;
           ends.pop();
           limits.pop();
-          if (ends.length === 0) return p === n;
+          starts.pop();
+          if (ends.length === 0) break;
           continue;
         }
       } else if (p >= end) {
         ends.pop();
         limits.pop();
-        if (ends.length === 0) return p === n;
+        starts.pop();
+        if (ends.length === 0) break;
         continue;
       } else {
         limit = end;
       }
     } else if (elements > 0) {
-      return p === n;
+      break;
     }
-    // One header at p, within limit.
-    if (depth > MAX_DER_DEPTH || p >= limit) return false;
-    if (++elements > MAX_DER_ELEMENTS) return false;
+    // One header at p, within limit, as readTlv reads it.
+    const offset = p;
+    if (depth > MAX_DER_DEPTH) return `nesting deeper than ${MAX_DER_DEPTH}`;
+    if (p >= limit) return `element expected at offset ${offset}`;
+    if (++elements > MAX_DER_ELEMENTS) return `more than ${MAX_DER_ELEMENTS} elements`;
     const id = bytes[p++]!;
     const constructed = (id & 0x20) !== 0;
     if ((id & 0x1f) === 0x1f) {
       for (let k = 0; ; k++) {
-        if (p >= limit || k === 4) return false;
+        if (p >= limit) return `truncated tag at offset ${offset}`;
+        if (k === 4) return `tag number too large at offset ${offset}`;
         if ((bytes[p++]! & 0x80) === 0) break;
       }
     }
-    if (p >= limit) return false;
+    if (p >= limit) return `truncated length at offset ${offset}`;
     const first = bytes[p++]!;
     if (first === 0x80) {
-      if (!constructed) return false;
+      if (!constructed) return `indefinite length on a primitive element at offset ${offset}`;
       ends.push(-1);
       limits.push(limit);
+      starts.push(offset);
       continue;
     }
     let length = first;
     if (first > 0x80) {
       const count = first & 0x7f;
-      if (count === 0x7f || count > 8 || p + count > limit) return false;
+      if (count === 0x7f) return `reserved length octet at offset ${offset}`;
+      if (count > 8) return `length of ${count} octets at offset ${offset}`;
+      if (p + count > limit) return `truncated length at offset ${offset}`;
       length = 0;
       for (let k = 0; k < count; k++) {
-        if (length > 0xffffff) return false;
+        if (length > 0xffffff) return `length too large at offset ${offset}`;
         length = length * 256 + bytes[p++]!;
       }
     }
-    if (length > limit - p) return false;
+    if (length > limit - p) return `element at offset ${offset} is ${length} bytes but only ${limit - p} remain`;
     if (constructed) {
       ends.push(p + length);
       limits.push(p + length);
+      starts.push(offset);
     } else {
       p += length;
     }
   }
+  return p === n ? undefined : `${n - p} bytes follow the encoded value`;
 }
 
 export function isContextTlv(tlv: Tlv, tag: number): boolean {
