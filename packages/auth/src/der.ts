@@ -34,6 +34,12 @@ export interface Tlv {
   readonly depth: number;
 }
 
+/**
+ * Where the indefinite-length elements of an encoding precheckDer accepted end, by offset: reading
+ * a child list (children) then finds each end without reading the element's contents again.
+ */
+const indefiniteEnds = new WeakMap<Uint8Array, Map<number, number>>();
+
 /** Reads the header of the element at `offset`, which must end at or before `limit`. */
 export function readTlv(bytes: Uint8Array, offset: number, limit: number, depth = 0): Tlv {
   if (depth > MAX_DER_DEPTH) throw new DerError(`nesting deeper than ${MAX_DER_DEPTH}`);
@@ -59,13 +65,14 @@ export function readTlv(bytes: Uint8Array, offset: number, limit: number, depth 
   if (first === 0x80) {
     if (!constructed) throw new DerError(`indefinite length on a primitive element at offset ${offset}`);
     // Children follow until an end-of-contents marker (00 00); each is bounded by `limit` and depth.
-    let q = p;
-    for (;;) {
-      if (q + 2 > limit) throw new DerError(`missing end-of-contents for the element at offset ${offset}`);
-      if (bytes[q] === 0 && bytes[q + 1] === 0)
-        return { bytes, cls, constructed, tag, start: offset, contentStart: p, contentEnd: q, end: q + 2, depth };
-      q = readTlv(bytes, q, limit, depth + 1).end;
-    }
+    // Found in one pass without recursion: a nested indefinite length is read once, not once per level.
+    const known = indefiniteEnds.get(bytes)?.get(offset);
+    const scan =
+      known !== undefined && known <= limit
+        ? known
+        : scanElements(bytes, p, limit, depth + 1, offset, false, Number.POSITIVE_INFINITY);
+    if (typeof scan === 'string') throw new DerError(scan);
+    return { bytes, cls, constructed, tag, start: offset, contentStart: p, contentEnd: scan - 2, end: scan, depth };
   }
   let length: number;
   if (first < 0x80) {
@@ -131,19 +138,22 @@ export const MAX_DER_ELEMENTS = 8192;
  * an indefinite length unclosed (or puts one on a primitive) or has trailing bytes.
  *
  * Every certificate of a signature list and every SignedData goes through here, so the walk
- * allocates nothing per element and reads each header once (encodingProblem): its cost is linear
+ * allocates nothing per element and reads each header once (scanElements): its cost is linear
  * in the input whatever the nesting (readTlv, which finds an indefinite length's end by reading its
  * children, would read a deeply nested one once per level).
  */
 export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
   if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
-  const problem = encodingProblem(bytes);
-  if (problem !== undefined) throw new DerError(problem);
+  const ends = new Map<number, number>();
+  const end = scanElements(bytes, 0, bytes.length, 0, undefined, true, MAX_DER_ELEMENTS, ends);
+  if (typeof end === 'string') throw new DerError(end);
+  if (ends.size > 0) indefiniteEnds.set(bytes, ends);
+  if (end !== bytes.length) throw new DerError(`${bytes.length - end} bytes follow the encoded value`);
   return readRoot(bytes);
 }
 
 /**
- * precheckDer's walk element by element with readTlv (what encodingProblem is tested against);
+ * precheckDer's walk element by element with readTlv (what scanElements is tested against);
  * throws DerError saying what is wrong.
  */
 export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
@@ -175,51 +185,70 @@ export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
 }
 
 /**
- * What walkElements would refuse in `bytes` (the size aside), or undefined: one pass over the
- * headers, linear in the input whatever its nesting, with two number stacks (an enclosing element's
- * end, -1 while an indefinite length awaits its end-of-contents, and the limit its children must
- * stay within) and the offsets of the open indefinite-length elements.
+ * Reads elements from `start` without recursion or allocation per element and returns the offset
+ * just past what it read, or what is wrong (as readTlv would say it). With `openAt` undefined it
+ * reads one element and, when `descend`, everything inside it; with `openAt` it starts inside the
+ * indefinite-length element that begins there and reads up to its end-of-contents, skipping the
+ * contents of definite-length children unless `descend`. Two number stacks hold each open
+ * element's end (-1 while an indefinite length awaits its end-of-contents) and the limit its
+ * children must stay within; the cost is linear in what is read, whatever the nesting. `record`
+ * collects where each indefinite-length element read ends (its offset → just past its
+ * end-of-contents).
  */
-function encodingProblem(bytes: Uint8Array): string | undefined {
-  const n = bytes.length;
+function scanElements(
+  bytes: Uint8Array,
+  start: number,
+  limit0: number,
+  depth0: number,
+  openAt: number | undefined,
+  descend: boolean,
+  maxElements: number,
+  record?: Map<number, number>,
+): number | string {
   const ends: number[] = [];
   const limits: number[] = [];
   const starts: number[] = [];
-  let p = 0;
+  if (openAt !== undefined) {
+    ends.push(-1);
+    limits.push(limit0);
+    starts.push(openAt);
+  }
+  const base = depth0 - ends.length;
+  let p = start;
   let elements = 0;
   for (;;) {
-    const depth = ends.length;
-    let limit = n;
-    if (depth > 0) {
-      const end = ends[depth - 1]!;
-      limit = limits[depth - 1]!;
+    const open = ends.length;
+    let limit = limit0;
+    if (open > 0) {
+      const end = ends[open - 1]!;
+      limit = limits[open - 1]!;
       if (end === -1) {
-        if (p + 2 > limit) return `missing end-of-contents for the element at offset ${starts[depth - 1]}`;
+        if (p + 2 > limit) return `missing end-of-contents for the element at offset ${starts[open - 1]}`;
         if (bytes[p] === 0 && bytes[p + 1] === 0) {
           p += 2;
           ends.pop();
           limits.pop();
-          starts.pop();
-          if (ends.length === 0) break;
+          record?.set(starts.pop()!, p);
+          if (ends.length === 0) return p;
           continue;
         }
       } else if (p >= end) {
         ends.pop();
         limits.pop();
         starts.pop();
-        if (ends.length === 0) break;
+        if (ends.length === 0) return p;
         continue;
       } else {
         limit = end;
       }
     } else if (elements > 0) {
-      break;
+      return p;
     }
     // One header at p, within limit, as readTlv reads it.
     const offset = p;
-    if (depth > MAX_DER_DEPTH) return `nesting deeper than ${MAX_DER_DEPTH}`;
+    if (base + open > MAX_DER_DEPTH) return `nesting deeper than ${MAX_DER_DEPTH}`;
     if (p >= limit) return `element expected at offset ${offset}`;
-    if (++elements > MAX_DER_ELEMENTS) return `more than ${MAX_DER_ELEMENTS} elements`;
+    if (++elements > maxElements) return `more than ${maxElements} elements`;
     const id = bytes[p++]!;
     const constructed = (id & 0x20) !== 0;
     if ((id & 0x1f) === 0x1f) {
@@ -251,7 +280,7 @@ function encodingProblem(bytes: Uint8Array): string | undefined {
       }
     }
     if (length > limit - p) return `element at offset ${offset} is ${length} bytes but only ${limit - p} remain`;
-    if (constructed) {
+    if (constructed && (descend || open === 0)) {
       ends.push(p + length);
       limits.push(p + length);
       starts.push(offset);
@@ -259,7 +288,6 @@ function encodingProblem(bytes: Uint8Array): string | undefined {
       p += length;
     }
   }
-  return p === n ? undefined : `${n - p} bytes follow the encoded value`;
 }
 
 export function isContextTlv(tlv: Tlv, tag: number): boolean {

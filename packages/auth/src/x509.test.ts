@@ -193,7 +193,9 @@ describe('X.509 certificates', () => {
             .toUpperCase()
             .replace(/^(00)+(?=.)/, '');
           if (!theirs.serialNumber.startsWith('-')) expect(serial).toBe(theirs.serialNumber.replace(/^(00)+(?=.)/, ''));
-          expect(fingerprint(c)).toBe(theirs.fingerprint256.replaceAll(':', '').toLowerCase());
+          // OpenSSL hashes its own DER re-encoding: comparable when the damage left the input DER.
+          if (Buffer.from(theirs.raw).equals(damaged))
+            expect(fingerprint(c)).toBe(theirs.fingerprint256.replaceAll(':', '').toLowerCase());
           let key: KeyObject | undefined;
           try {
             key = theirs.publicKey;
