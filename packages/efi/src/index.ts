@@ -83,7 +83,6 @@ export {
   variableKind,
   signerDigestIsData,
 } from './secure-boot.js';
-export { FirmwareClient, type RequestHandler } from './firmware.js';
 export {
   Names,
   type BuiltinName,

@@ -1,7 +1,6 @@
-import { EfiStatus, Limits, encodeRequest, fromUtf16le } from '@vmsb/protocol';
+import { EfiStatus, FirmwareClient, Limits, encodeRequest, fromUtf16le } from '@vmsb/protocol';
 import { describe, expect, it } from 'vitest';
 import { Attrs } from './attributes.js';
-import { FirmwareClient } from './firmware.js';
 import { Guids } from './guid.js';
 import { VariableStore } from './store.js';
 import { G, RecordingAuthenticator, S, V, auth2, bytes, client, n, newStore } from './test-helpers.js';

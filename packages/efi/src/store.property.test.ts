@@ -1,7 +1,6 @@
-import { Limits, decodeResponse, encodeRequest, type Request } from '@vmsb/protocol';
+import { FirmwareClient, Limits, decodeResponse, encodeRequest, type Request } from '@vmsb/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FirmwareClient } from './firmware.js';
 import { Guids } from './guid.js';
 import { G, RecordingAuthenticator, S, V, n, newStore } from './test-helpers.js';
 

@@ -1,8 +1,8 @@
+import type { FirmwareClient } from '@vmsb/protocol';
 import { describe, expect, it } from 'vitest';
 import { Attr, Attrs } from './attributes.js';
 import { Guids } from './guid.js';
 import { D, G, RecordingAuthenticator, S, V, auth2, bytes, client, n, newStore } from './test-helpers.js';
-import type { FirmwareClient } from './firmware.js';
 import type { VariableStore } from './store.js';
 
 const { NV_BS_RT, BS, NV_BS, BS_RT, NV_BS_RT_AT } = Attrs;

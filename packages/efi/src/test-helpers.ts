@@ -1,6 +1,5 @@
 // Shared by the tests of this package (not part of the public surface).
-import { EfiStatus, utf16le } from '@vmsb/protocol';
-import { FirmwareClient } from './firmware.js';
+import { EfiStatus, FirmwareClient, utf16le } from '@vmsb/protocol';
 import { Guids, guid } from './guid.js';
 import { VariableStore } from './store.js';
 import { serializeEfiTime, type EfiTime } from './time.js';

@@ -165,16 +165,24 @@ export function encodeVarsBlob(state: StoreState, options: EncodeVarsBlobOptions
 
   let recordsLength = 0;
   for (const v of variables) {
-    const what = `${describe(v.name)}`;
+    // The name is described only for an error: decoding it for every record on every save was
+    // most of a save's encoding time (BENCHMARKS.md, durable-write).
     if (v.name.length === 0 || v.name.length > Limits.NAME_MAX) {
-      throw new RangeError(`${what}: name length ${v.name.length} is outside 1..${Limits.NAME_MAX}`);
+      throw new RangeError(`${describe(v.name)}: name length ${v.name.length} is outside 1..${Limits.NAME_MAX}`);
     }
     if (v.data.length === 0 || v.data.length > Limits.DATA_MAX) {
-      throw new RangeError(`${what}: data length ${v.data.length} is outside 1..${Limits.DATA_MAX}`);
+      throw new RangeError(`${describe(v.name)}: data length ${v.data.length} is outside 1..${Limits.DATA_MAX}`);
     }
-    fixedSize(v.guid, VarsBlob.GUID_SIZE, `${what}: GUID`);
-    fixedSize(v.timestamp, VarsBlob.TIMESTAMP_SIZE, `${what}: timestamp`);
-    fixedSize(v.signerDigest, VarsBlob.SIGNER_DIGEST_SIZE, `${what}: signer digest`);
+    if (
+      v.guid.length !== VarsBlob.GUID_SIZE ||
+      v.timestamp.length !== VarsBlob.TIMESTAMP_SIZE ||
+      v.signerDigest.length !== VarsBlob.SIGNER_DIGEST_SIZE
+    ) {
+      const what = describe(v.name);
+      fixedSize(v.guid, VarsBlob.GUID_SIZE, `${what}: GUID`);
+      fixedSize(v.timestamp, VarsBlob.TIMESTAMP_SIZE, `${what}: timestamp`);
+      fixedSize(v.signerDigest, VarsBlob.SIGNER_DIGEST_SIZE, `${what}: signer digest`);
+    }
     recordsLength += VarsBlob.RECORD_OVERHEAD + v.name.length + v.data.length;
   }
 
@@ -190,7 +198,9 @@ export function encodeVarsBlob(state: StoreState, options: EncodeVarsBlobOptions
     offset += 4;
   };
   const u64 = (v: number): void => {
-    view.setBigUint64(offset, BigInt(v), true);
+    // Two halves rather than a BigInt per field: every value here is a count or length below 2^53.
+    view.setUint32(offset, v >>> 0, true);
+    view.setUint32(offset + 4, Math.floor(v / 0x1_0000_0000), true);
     offset += 8;
   };
 

@@ -23,3 +23,16 @@ export {
 } from './codec.js';
 export { bytesEqual, concatBytes, hex } from './bytes.js';
 export type { LogLevel, GuestHandler } from './guest.js';
+export {
+  FirmwareClient,
+  ProtocolError,
+  type RequestHandler,
+  type AsyncRequestHandler,
+  type Answer,
+  type TransactionalDispatch,
+  type GetVariableResult,
+  type GetNextVariableNameResult,
+  type QueryVariableInfoResult,
+  type VariableKey,
+  type VariableValue,
+} from './firmware.js';

@@ -1,32 +1,16 @@
 /**
- * One HTTP/1.1 POST over a Unix stream socket, framed exactly as the C varstored frames it, with a
- * bounded response reader. One connection per call (`Connection: close`), as varstored does.
+ * One HTTP/1.1 POST over a Unix stream socket with node:http, with the C varstored's headers in its
+ * order and a bounded response. One connection per call (`Connection: close`), as varstored does.
  */
-import { createConnection } from 'node:net';
+import { request as httpRequest } from 'node:http';
 
 /** varstored accepts responses up to 256 KiB (headers and body together). */
 export const MAX_RESPONSE_BYTES = 256 * 1024;
 /** Header block limit inside the response. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
-/** The exact request bytes varstored writes for an XML-RPC body. */
-export function frameRequest(body: string): Buffer {
-  const content = Buffer.from(body, 'utf8');
-  const head =
-    'POST / HTTP/1.1\r\n' +
-    'Host: _var_lib_xcp_xapi\r\n' +
-    'Accept-Encoding: identity\r\n' +
-    'User-Agent: varstored/0.1\r\n' +
-    'Connection: close\r\n' +
-    'Content-Type: text/xml\r\n' +
-    `Content-Length: ${content.length}\r\n` +
-    '\r\n';
-  return Buffer.concat([Buffer.from(head, 'latin1'), content]);
-}
-
 export interface HttpResponse {
   readonly status: number;
-  readonly headers: ReadonlyMap<string, string>;
   readonly body: Buffer;
 }
 
@@ -41,64 +25,6 @@ export class HttpExchangeError extends Error {
   }
 }
 
-type HeadParse =
-  | { readonly state: 'incomplete' }
-  | { readonly state: 'error'; readonly reason: string }
-  | {
-      readonly state: 'ok';
-      readonly status: number;
-      readonly headers: Map<string, string>;
-      readonly bodyOffset: number;
-      readonly contentLength?: number;
-    };
-
-/** Parse the status line and headers once the blank line has arrived. */
-export function parseResponseHead(bytes: Buffer): HeadParse {
-  const end = bytes.indexOf('\r\n\r\n', 0, 'latin1');
-  if (end < 0) {
-    return bytes.length > MAX_HEADER_BYTES
-      ? { state: 'error', reason: 'response header block too large' }
-      : { state: 'incomplete' };
-  }
-  if (end > MAX_HEADER_BYTES) return { state: 'error', reason: 'response header block too large' };
-  const lines = bytes.subarray(0, end).toString('latin1').split('\r\n');
-  const statusLine = /^HTTP\/1\.[01] ([0-9]{3})(?: .*)?$/.exec(lines[0] ?? '');
-  if (!statusLine) return { state: 'error', reason: `not an HTTP response: "${printable(lines[0] ?? '')}"` };
-  const headers = new Map<string, string>();
-  for (const line of lines.slice(1)) {
-    const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/.exec(line);
-    if (!match) return { state: 'error', reason: `malformed response header "${printable(line)}"` };
-    const name = match[1]!.toLowerCase();
-    const value = match[2]!;
-    const previous = headers.get(name);
-    if (previous !== undefined && name === 'content-length' && previous !== value) {
-      return { state: 'error', reason: 'conflicting Content-Length headers' };
-    }
-    headers.set(name, previous !== undefined && name !== 'content-length' ? `${previous}, ${value}` : value);
-  }
-  const transferEncoding = headers.get('transfer-encoding');
-  if (transferEncoding !== undefined && transferEncoding.toLowerCase() !== 'identity') {
-    // XAPI and xapi-guard send a Content-Length; varstored cannot read chunked bodies either.
-    return { state: 'error', reason: `unsupported Transfer-Encoding "${printable(transferEncoding)}"` };
-  }
-  const lengthText = headers.get('content-length');
-  let contentLength: number | undefined;
-  if (lengthText !== undefined) {
-    if (!/^[0-9]{1,9}$/.test(lengthText))
-      return { state: 'error', reason: `bad Content-Length "${printable(lengthText)}"` };
-    contentLength = Number(lengthText);
-  }
-  const status = Number(statusLine[1]);
-  const bodyOffset = end + 4;
-  return contentLength === undefined
-    ? { state: 'ok', status, headers, bodyOffset }
-    : { state: 'ok', status, headers, bodyOffset, contentLength };
-}
-
-function printable(text: string): string {
-  return text.slice(0, 80).replace(/[^\x20-\x7e]/g, '?');
-}
-
 export interface PostOptions {
   readonly socketPath: string;
   readonly body: string;
@@ -108,100 +34,92 @@ export interface PostOptions {
 }
 
 /**
- * POST `body` and read the whole answer. The response ends at Content-Length when there is one,
- * otherwise at end of stream. Rejects with HttpExchangeError; never reads more than the limit.
+ * POST `body` and read the whole answer: to Content-Length when there is one, otherwise to the end
+ * of the stream. Rejects with HttpExchangeError. An answer over the limit (status line, headers and
+ * body) is refused as soon as it is known to be, and the connection dropped: it is never buffered.
  */
 export function postXmlRpc(options: PostOptions): Promise<HttpResponse> {
   const limit = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
-  const request = frameRequest(options.body);
+  const content = Buffer.from(options.body, 'utf8');
   return new Promise<HttpResponse>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
     let settled = false;
-    let head: Extract<HeadParse, { state: 'ok' }> | undefined;
-    const socket = createConnection({ path: options.socketPath });
-
-    const finish = (outcome: { ok: true; response: HttpResponse } | { ok: false; failure: HttpFailure }) => {
+    const settle = (outcome: { ok: true; response: HttpResponse } | { ok: false; failure: HttpFailure }) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.destroy();
+      request.destroy();
       if (outcome.ok) resolve(outcome.response);
       else reject(new HttpExchangeError(outcome.failure));
     };
-    const timer = setTimeout(() => {
-      finish({
-        ok: false,
-        failure: { kind: 'transport', reason: `no complete answer within ${options.timeoutMs} ms` },
-      });
-    }, options.timeoutMs);
+    const fail = (kind: HttpFailure['kind'], reason: string) => settle({ ok: false, failure: { kind, reason } });
 
-    const tryComplete = (atEnd: boolean) => {
-      // Large answers (a pool's VM records) arrive in many chunks: join them only once all are in.
-      if (!atEnd && head?.contentLength !== undefined && received < head.bodyOffset + head.contentLength) return;
-      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      if (chunks.length > 1) chunks.splice(0, chunks.length, all);
-      if (!head) {
-        const parsed = parseResponseHead(all);
-        if (parsed.state === 'error')
-          return finish({ ok: false, failure: { kind: 'protocol', reason: parsed.reason } });
-        if (parsed.state === 'incomplete') {
-          if (atEnd) {
-            const reason =
-              all.length === 0 ? 'connection closed without an answer' : 'connection closed inside the response header';
-            finish({ ok: false, failure: { kind: all.length === 0 ? 'transport' : 'protocol', reason } });
-          }
-          return;
-        }
-        head = parsed;
-      }
-      const available = all.length - head.bodyOffset;
-      if (head.contentLength !== undefined) {
-        if (head.bodyOffset + head.contentLength > limit) {
-          return finish({ ok: false, failure: { kind: 'protocol', reason: `response larger than ${limit} bytes` } });
-        }
-        if (available >= head.contentLength) {
-          const body = all.subarray(head.bodyOffset, head.bodyOffset + head.contentLength);
-          return finish({ ok: true, response: { status: head.status, headers: head.headers, body } });
-        }
-        if (atEnd) {
-          finish({
-            ok: false,
-            failure: {
-              kind: 'protocol',
-              reason: `response body truncated (${available} of ${head.contentLength} bytes)`,
-            },
-          });
-        }
-        return;
-      }
-      if (atEnd)
-        finish({
-          ok: true,
-          response: { status: head.status, headers: head.headers, body: all.subarray(head.bodyOffset) },
-        });
-    };
-
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > limit) {
-        finish({ ok: false, failure: { kind: 'protocol', reason: `response larger than ${limit} bytes` } });
-        return;
-      }
-      chunks.push(chunk);
-      tryComplete(false);
+    const request = httpRequest({
+      socketPath: options.socketPath,
+      method: 'POST',
+      path: '/',
+      // varstored's header lines, in its order; node:http adds none when these are given.
+      headers: {
+        Host: '_var_lib_xcp_xapi',
+        'Accept-Encoding': 'identity',
+        'User-Agent': 'varstored/0.1',
+        Connection: 'close',
+        'Content-Type': 'text/xml',
+        'Content-Length': content.length,
+      },
+      agent: false,
+      maxHeaderSize: MAX_HEADER_BYTES,
     });
-    socket.on('end', () => tryComplete(true));
-    socket.on('error', (error: NodeJS.ErrnoException) => {
-      finish({
-        ok: false,
-        failure: { kind: 'transport', reason: error.code ? `${error.code} (${error.message})` : error.message },
+    const timer = setTimeout(
+      () => fail('transport', `no complete answer within ${options.timeoutMs} ms`),
+      options.timeoutMs,
+    );
+
+    request.on('error', (error: NodeJS.ErrnoException & { reason?: string }) => {
+      if (error.code === 'HPE_HEADER_OVERFLOW') fail('protocol', 'response header block too large');
+      else if (error.code?.startsWith('HPE_'))
+        fail('protocol', `not an HTTP response: ${printable(error.reason ?? error.message)}`);
+      // node:http's name for a connection that ended before a whole response head.
+      else if (error.code === 'ECONNRESET' && error.message === 'socket hang up') {
+        if ((request.socket?.bytesRead ?? 0) === 0) fail('transport', 'connection closed without an answer');
+        else fail('protocol', 'connection closed inside the response header');
+      } else fail('transport', error.code ? `${error.code} (${error.message})` : error.message);
+    });
+
+    request.on('response', (response) => {
+      const transferEncoding = response.headers['transfer-encoding'];
+      if (transferEncoding !== undefined && transferEncoding.toLowerCase() !== 'identity') {
+        // XAPI and xapi-guard send a Content-Length; varstored cannot read chunked bodies either.
+        return fail('protocol', `unsupported Transfer-Encoding "${printable(transferEncoding)}"`);
+      }
+      let size = `HTTP/${response.httpVersion} ${response.statusCode} ${response.statusMessage}\r\n\r\n`.length;
+      for (let i = 0; i + 1 < response.rawHeaders.length; i += 2)
+        size += response.rawHeaders[i]!.length + response.rawHeaders[i + 1]!.length + 4;
+      const declared = response.headers['content-length'];
+      if (declared !== undefined && size + Number(declared) > limit)
+        return fail('protocol', `response larger than ${limit} bytes`);
+      const chunks: Buffer[] = [];
+      let bodyBytes = 0;
+      response.on('data', (chunk: Buffer) => {
+        bodyBytes += chunk.length;
+        if (size + bodyBytes > limit) fail('protocol', `response larger than ${limit} bytes`);
+        else chunks.push(chunk);
+      });
+      response.on('end', () =>
+        settle({ ok: true, response: { status: response.statusCode ?? 0, body: Buffer.concat(chunks) } }),
+      );
+      // The peer hung up inside the body (node:http then reports "aborted").
+      response.on('error', () => undefined);
+      response.on('close', () => {
+        if (!response.complete)
+          fail('protocol', `response body truncated (${bodyBytes} of ${declared ?? 'unknown'} bytes)`);
       });
     });
-    socket.on('close', () => tryComplete(true));
-    socket.on('connect', () => {
-      // No half-close after the request: varstored keeps its side open and reads until EOF.
-      socket.write(request);
-    });
+
+    // No half-close after the request: varstored keeps its side open and reads until EOF.
+    request.end(content);
   });
+}
+
+function printable(text: string): string {
+  return text.slice(0, 80).replace(/[^\x20-\x7e]/g, '?');
 }

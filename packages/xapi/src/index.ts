@@ -15,7 +15,7 @@ export {
   type XapiErrorKind,
 } from './client.js';
 export { SendThrottle, systemClock, MAX_CREDIT, CREDIT_PER_SECOND, type Clock } from './throttle.js';
-export { frameRequest, MAX_RESPONSE_BYTES } from './http.js';
+export { MAX_RESPONSE_BYTES } from './http.js';
 export {
   encodeMethodCall,
   encodeMethodResponse,

@@ -7,9 +7,9 @@ import { decodeVarsBlob, encodeVarsBlob } from '@vmsb/nvram';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startGuardDouble, type GuardDouble } from './guard-double.js';
-import { frameRequest } from './http.js';
 import { createXapidbStore, EFI_VARIABLES_KEY, type XapidbStoreOptions } from './store.js';
 import {
+  frameRequest,
   httpOk,
   ManualClock,
   requestComplete,

@@ -46,6 +46,21 @@ export async function startRawServer(
   };
 }
 
+/** The exact bytes the C varstored writes for an XML-RPC call: what the client must send too. */
+export function frameRequest(body: string): Buffer {
+  const content = Buffer.from(body, 'utf8');
+  const head =
+    'POST / HTTP/1.1\r\n' +
+    'Host: _var_lib_xcp_xapi\r\n' +
+    'Accept-Encoding: identity\r\n' +
+    'User-Agent: varstored/0.1\r\n' +
+    'Connection: close\r\n' +
+    'Content-Type: text/xml\r\n' +
+    `Content-Length: ${content.length}\r\n` +
+    '\r\n';
+  return Buffer.concat([Buffer.from(head, 'latin1'), content]);
+}
+
 /** Whether a complete request (headers and Content-Length body) has arrived. */
 export function requestComplete(bytes: Buffer): boolean {
   const end = bytes.indexOf('\r\n\r\n');

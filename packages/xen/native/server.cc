@@ -131,7 +131,7 @@ void Server::Open() {
   ports_.assign(vcpus_, 0);
   bound_.assign(vcpus_, false);
   slots_.assign(vcpus_, Slot{});
-  copies_.resize(vcpus_);
+  buffers_.resize(vcpus_);
 
   // No buffered ioreqs: every request is synchronous and there is no buffered ring to map.
   if (xendevicemodel_create_ioreq_server(dmod_, domid_, HVM_IOREQSRV_BUFIOREQ_OFF, &id_) < 0)
@@ -303,19 +303,21 @@ void Server::Log(const char* level, const std::string& message, bool guest_cause
   depth_--;
 }
 
-void Server::Emit(RequestKind kind, unsigned vcpu, napi_value a, napi_value b, napi_value c) {
+Napi::Value Server::Emit(RequestKind kind, unsigned vcpu, napi_value a, napi_value b, napi_value c) {
   Napi::Value undefined = env_.Undefined();
+  Napi::Value returned;
   depth_++;
   try {
-    on_request_.MakeCallback(Value(),
-                             {Napi::Number::New(env_, kind), Napi::Number::New(env_, vcpu), a ? a : undefined,
-                              b ? b : undefined, c ? c : undefined},
-                             *async_context_);
+    returned = on_request_.MakeCallback(Value(),
+                                        {Napi::Number::New(env_, kind), Napi::Number::New(env_, vcpu),
+                                         a ? a : undefined, b ? b : undefined, c ? c : undefined},
+                                        *async_context_);
   } catch (...) {
     depth_--;
     throw;
   }
   depth_--;
+  return returned;
 }
 
 void Server::OnPoll(uv_poll_t* handle, int status, int events) {
@@ -462,19 +464,15 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
   // One copy into private memory; everything after parses the copy, never the guest's pages. A plain
   // Uint8Array, not a Node Buffer: Buffer's slice() makes a view, Uint8Array's a copy, and what the
   // store keeps of a request it keeps with slice().
-  Napi::Uint8Array copy;
   try {
-    Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env_, kBufferSize);
-    memcpy(memory.Data(), mapped, kBufferSize);
-    copy = Napi::Uint8Array::New(env_, kBufferSize, memory, 0);
-  } catch (...) {
-    xenforeignmemory_unmap(fmem_, mapped, kBufferPages);
-    throw;
-  }
-  slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
-  copies_[vcpu] = Napi::Persistent(copy);
-  try {
-    Emit(kCommand, vcpu, copy);
+    Napi::Uint8Array copy = RequestBuffer(vcpu);
+    memcpy(copy.Data(), mapped, kBufferSize);
+    slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
+    // A handler that answers at once returns the response: it is written back and the request
+    // completed here, without a second call from JS (complete()) per request.
+    Napi::Value answer = Emit(kCommand, vcpu, copy);
+    if (slots_[vcpu].kind == Pending::Command && !answer.IsUndefined())
+      AnswerCommand(vcpu, answer);
   } catch (...) {
     Unmap(vcpu);
     throw;
@@ -483,13 +481,13 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
   Unmap(vcpu);
 }
 
-void Server::ReleaseCopy(unsigned vcpu) {
-  if (vcpu >= copies_.size() || copies_[vcpu].IsEmpty())
-    return;
-  Napi::ArrayBuffer memory = copies_[vcpu].Value().ArrayBuffer();
-  copies_[vcpu].Reset();
-  // Detaching frees the 64 KiB now; a handler that kept the request would see it empty, never stale.
-  memory.Detach();
+Napi::Uint8Array Server::RequestBuffer(unsigned vcpu) {
+  if (!buffers_[vcpu].IsEmpty())
+    return buffers_[vcpu].Value();
+  Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env_, kBufferSize);
+  Napi::Uint8Array buffer = Napi::Uint8Array::New(env_, kBufferSize, memory, 0);
+  buffers_[vcpu] = Napi::Persistent(buffer);
+  return buffer;
 }
 
 void Server::Unmap(unsigned vcpu) {
@@ -514,6 +512,45 @@ void Server::Finish(unsigned vcpu, bool set_data, uint64_t data) {
     Log("error", Format("xenevtchn_notify(vCPU %u) failed: %s", vcpu, strerror(errno)), false);
 }
 
+// Writes a command's response (a Uint8Array of at most 64 KiB; undefined or null leaves the buffer as
+// it is) into the guest's buffer and completes the request. Throws, completing nothing, for a result
+// of the wrong type or size.
+void Server::AnswerCommand(unsigned vcpu, Napi::Value result) {
+  const Slot slot = slots_[vcpu];
+  if (!result.IsUndefined() && !result.IsNull()) {
+    if (!result.IsTypedArray() || result.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(env_, "a command's result is a Uint8Array");
+    auto bytes = result.As<Napi::Uint8Array>();
+    if (bytes.ByteLength() > kBufferSize)
+      throw Napi::RangeError::New(env_, "a response is at most 65536 bytes");
+    if (slot.mapped) {
+      // Answered inside the request's callback: through the mapping it was read from.
+      memcpy(slot.mapped, bytes.Data(), bytes.ByteLength());
+    } else {
+      // Write back through a fresh mapping of the frame the guest named when it asked.
+      xen_pfn_t pfns[kBufferPages];
+      for (unsigned i = 0; i < kBufferPages; i++)
+        pfns[i] = static_cast<xen_pfn_t>(slot.gfn) + i;
+      void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
+      if (!mapped) {
+        Log("warn",
+            Format("vCPU %u: cannot map the guest buffer at frame 0x%" PRIx64 " to answer: %s", vcpu, slot.gfn,
+                   strerror(errno)),
+            true);
+      } else {
+        memcpy(mapped, bytes.Data(), bytes.ByteLength());
+        if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
+          const int err = errno;
+          Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
+        }
+      }
+    }
+  }
+  Unmap(vcpu);
+  slots_[vcpu] = Slot{};
+  Finish(vcpu, false, 0);
+}
+
 // complete(vcpu, result): result is the response bytes for a command (or undefined to leave the
 // buffer as it is), the value for a PPI read, ignored for a PPI write. Returns false when the server
 // has closed.
@@ -529,42 +566,9 @@ Napi::Value Server::Complete(const Napi::CallbackInfo& info) {
   const Slot slot = slots_[vcpu];
   Napi::Value result = info.Length() > 1 ? info[1] : env.Undefined();
   switch (slot.kind) {
-    case Pending::Command: {
-      if (!result.IsUndefined() && !result.IsNull()) {
-        if (!result.IsTypedArray() || result.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-          throw Napi::TypeError::New(env, "a command's result is a Uint8Array");
-        auto bytes = result.As<Napi::Uint8Array>();
-        if (bytes.ByteLength() > kBufferSize)
-          throw Napi::RangeError::New(env, "a response is at most 65536 bytes");
-        if (slot.mapped) {
-          // Answered inside the request's callback: through the mapping it was read from.
-          memcpy(slot.mapped, bytes.Data(), bytes.ByteLength());
-        } else {
-          // Write back through a fresh mapping of the frame the guest named when it asked.
-          xen_pfn_t pfns[kBufferPages];
-          for (unsigned i = 0; i < kBufferPages; i++)
-            pfns[i] = static_cast<xen_pfn_t>(slot.gfn) + i;
-          void* mapped = xenforeignmemory_map(fmem_, domid_, PROT_READ | PROT_WRITE, kBufferPages, pfns, nullptr);
-          if (!mapped) {
-            Log("warn",
-                Format("vCPU %u: cannot map the guest buffer at frame 0x%" PRIx64 " to answer: %s", vcpu, slot.gfn,
-                       strerror(errno)),
-                true);
-          } else {
-            memcpy(mapped, bytes.Data(), bytes.ByteLength());
-            if (xenforeignmemory_unmap(fmem_, mapped, kBufferPages) < 0) {
-              const int err = errno;
-              Log("error", std::string("xenforeignmemory_unmap failed: ") + strerror(err), false);
-            }
-          }
-        }
-      }
-      Unmap(vcpu);
-      ReleaseCopy(vcpu);
-      slots_[vcpu] = Slot{};
-      Finish(vcpu, false, 0);
+    case Pending::Command:
+      AnswerCommand(vcpu, result);
       break;
-    }
     case Pending::PpiRead: {
       const uint32_t value = result.IsNumber() ? result.As<Napi::Number>().Uint32Value() : 0;
       slots_[vcpu] = Slot{};
@@ -613,7 +617,7 @@ Napi::Value Server::Close(const Napi::CallbackInfo& info) {
   closed_ = true;
   quiet_ = true;
   const auto failed = Teardown();
-  copies_.clear();
+  buffers_.clear();
   for (size_t i = 0; i < failed.size(); i++)
     problems.Set(static_cast<uint32_t>(i), Napi::String::New(env, failed[i]));
   if (cleanup_hook_) {

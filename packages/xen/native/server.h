@@ -21,7 +21,7 @@ constexpr unsigned kMaxVcpus = 4096 / sizeof(ioreq_t);  // one shared page holds
 
 // Requests handed to JS: (kind, vcpu, ...). Everything else is completed here.
 enum RequestKind : uint32_t {
-  kCommand = 0,   // (vcpu, Buffer: private copy of the 16 pages)
+  kCommand = 0,   // (vcpu, Uint8Array: private copy of the 16 pages); may return the response
   kPpiRead = 1,   // (vcpu, index, size)
   kPpiWrite = 2,  // (vcpu, index, size, value)
 };
@@ -71,11 +71,12 @@ class Server : public Napi::ObjectWrap<Server> {
   void BeginCommand(unsigned vcpu, uint32_t gfn);
   void Finish(unsigned vcpu, bool set_data, uint64_t data);
   void Unmap(unsigned vcpu);
-  void ReleaseCopy(unsigned vcpu);
+  void AnswerCommand(unsigned vcpu, Napi::Value result);
+  Napi::Uint8Array RequestBuffer(unsigned vcpu);
   volatile ioreq_t* SlotOf(unsigned vcpu) const;
   int VcpuOf(evtchn_port_t port) const;
   void Log(const char* level, const std::string& message, bool guest_caused);
-  void Emit(RequestKind kind, unsigned vcpu, napi_value a, napi_value b = nullptr, napi_value c = nullptr);
+  Napi::Value Emit(RequestKind kind, unsigned vcpu, napi_value a, napi_value b = nullptr, napi_value c = nullptr);
 
   Napi::Env env_;
   domid_t domid_ = 0;
@@ -98,11 +99,12 @@ class Server : public Napi::ObjectWrap<Server> {
   std::vector<evtchn_port_t> ports_;  // local port per vCPU
   std::vector<bool> bound_;
   std::vector<Slot> slots_;
-  // Each vCPU's private copy of its command while it is in process. Its memory is released when the
-  // command is answered (the handler keeps nothing of a request), not whenever the garbage collector
-  // next runs: 64 KiB per call otherwise piled up in the malloc heap between collections (30 MiB
-  // after a boot, BENCHMARKS.md footprint).
-  std::vector<Napi::Reference<Napi::Uint8Array>> copies_;
+  // Each vCPU's private copy of its command: one 64 KiB buffer per vCPU, allocated at its first
+  // command and rewritten by each later one (a vCPU has one request at a time, so the buffer is
+  // never rewritten while its request is in process). A fresh buffer per call cost an allocation, its
+  // zeroing and, later, its freeing on every request (BENCHMARKS.md, xen-trace). The handler keeps
+  // nothing of a request: what a store keeps it copies (slice()).
+  std::vector<Napi::Reference<Napi::Uint8Array>> buffers_;
   uint32_t ppi_index_ = 0;
   uv_poll_t* poll_ = nullptr;
   bool cleanup_hook_ = false;

@@ -21,7 +21,13 @@ export interface NativeServer {
   close(force?: boolean): string[];
 }
 
-export type OnRequest = (kind: number, vcpu: number, a: unknown, b: unknown, c: unknown) => void;
+/**
+ * Called for each request the binding hands to JS. For a command, returning the response (a
+ * Uint8Array of at most 64 KiB) answers and completes it at once; returning undefined leaves it in
+ * process until complete(). `a` (a command's request) is the vCPU's request buffer, rewritten by that
+ * vCPU's next command: nothing may keep it, or a view of it, after answering.
+ */
+export type OnRequest = (kind: number, vcpu: number, a: unknown, b: unknown, c: unknown) => Uint8Array | undefined;
 export type OnLog = (level: string, message: string, guestCaused: boolean) => void;
 
 export type ProbeResult = { ok: true } | { ok: false; call: string; errno: number; code: string; detail: string };

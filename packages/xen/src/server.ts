@@ -121,9 +121,16 @@ export class IoreqServerImpl implements IoreqServer {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Called by the binding from the event-channel poll; must never throw. */
-  private onRequest(kind: number, vcpu: number, a: unknown, b: unknown, c: unknown): void {
+  /**
+   * Called by the binding from the event-channel poll; must never throw. Returns a command's
+   * response when it is answered at once (the binding then completes it), else undefined.
+   */
+  private onRequest(kind: number, vcpu: number, a: unknown, b: unknown, c: unknown): Uint8Array | undefined {
     try {
+      // The common case: nothing queued or in flight, so the command is served here and its
+      // response returned, without a job, a queue round or a second call into the binding.
+      if (kind === RequestKind.Command && !this.running && this.queue.length === 0)
+        return this.commandNow(vcpu, a as Uint8Array);
       switch (kind) {
         case RequestKind.Command:
           this.enqueue({ vcpu, run: () => this.runCommand(vcpu, a as Uint8Array) });
@@ -141,6 +148,35 @@ export class IoreqServerImpl implements IoreqServer {
     } catch (e) {
       this.log('error', `vCPU ${vcpu}: cannot queue a request: ${describe(e)}`);
     }
+    return undefined;
+  }
+
+  /**
+   * Serves a command with nothing else queued: returns its response when the handler answers
+   * synchronously; otherwise the request runs as the queue's job and completes when it settles.
+   */
+  private commandNow(vcpu: number, request: Uint8Array): Uint8Array | undefined {
+    let result: unknown;
+    try {
+      result = this.handler.handleCommand(request);
+    } catch (e) {
+      this.log('error', `vCPU ${vcpu}: the handler failed (${describe(e)}); answering EFI_DEVICE_ERROR`);
+      return deviceErrorResponse();
+    }
+    if (!(result instanceof Promise)) return this.validResponse(vcpu, result);
+    this.running = true;
+    const settled = result.then(
+      (response: unknown) => this.complete(vcpu, this.validResponse(vcpu, response)),
+      (e: unknown) => {
+        this.log('error', `vCPU ${vcpu}: the handler failed (${describe(e)}); answering EFI_DEVICE_ERROR`);
+        this.complete(vcpu, deviceErrorResponse());
+      },
+    );
+    void settled.then(() => {
+      this.running = false;
+      this.pump();
+    });
+    return undefined;
   }
 
   private enqueue(job: Job): void {
@@ -205,12 +241,14 @@ export class IoreqServerImpl implements IoreqServer {
   }
 
   private completeCommand(vcpu: number, result: unknown): void {
-    if (result instanceof Uint8Array && result.length <= Limits.BUFFER_SIZE) {
-      this.complete(vcpu, result);
-    } else {
-      this.log('error', `vCPU ${vcpu}: the handler returned no valid response; answering EFI_DEVICE_ERROR`);
-      this.complete(vcpu, deviceErrorResponse());
-    }
+    this.complete(vcpu, this.validResponse(vcpu, result));
+  }
+
+  /** The handler's result if it is a response the guest's buffer can take, else EFI_DEVICE_ERROR. */
+  private validResponse(vcpu: number, result: unknown): Uint8Array {
+    if (result instanceof Uint8Array && result.length <= Limits.BUFFER_SIZE) return result;
+    this.log('error', `vCPU ${vcpu}: the handler returned no valid response; answering EFI_DEVICE_ERROR`);
+    return deviceErrorResponse();
   }
 
   private runPpiRead(vcpu: number, index: number, size: number): void {

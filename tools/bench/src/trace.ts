@@ -10,16 +10,7 @@
  */
 import { Attrs, Guids, type VariableStore } from '@vmsb/efi';
 import { encodeVarsBlob } from '@vmsb/nvram';
-import {
-  EfiStatus,
-  Limits,
-  decodeResponse,
-  encodeRequest,
-  encodedRequestSize,
-  utf16le,
-  type Request,
-  type Response,
-} from '@vmsb/protocol';
+import { EfiStatus, FirmwareClient, type GetVariableResult, fromUtf16le, utf16le } from '@vmsb/protocol';
 import { CON_IN, CON_OUT, DEBIAN_BOOT, ERR_OUT, Vendor, vmStore } from './vm-state.js';
 
 export interface Trace {
@@ -52,45 +43,40 @@ class Recorder {
   readonly replies: Buffer[] = [];
   readonly counts: Record<string, number> = {};
   nvWrites = 0;
-  atRuntime = false;
+  private readonly fw: FirmwareClient;
 
-  constructor(readonly store: VariableStore) {}
-
-  private call(request: Request): Response {
-    const bytes = new Uint8Array(encodedRequestSize(request));
-    encodeRequest(request, bytes);
-    // The daemon sees the 64 KiB guest buffer: the frame, then zeros.
-    const buffer = new Uint8Array(Limits.BUFFER_SIZE);
-    buffer.set(bytes);
-    const outcome = this.store.dispatch(buffer);
-    if (outcome.pending !== undefined) {
-      outcome.pending.commit();
-      this.nvWrites++;
-    }
-    this.frames.push(framed(bytes));
-    this.replies.push(framed(outcome.response));
-    this.counts[request.command] = (this.counts[request.command] ?? 0) + 1;
-    const decoded = decodeResponse(request.command, outcome.response);
-    if (!decoded.ok) throw new Error(`${request.command}: ${decoded.reason}`);
-    return decoded.response;
+  constructor(readonly store: VariableStore) {
+    // The daemon sees the 64 KiB guest buffer (the frame, then zeros); the frame is what the guest sends.
+    this.fw = new FirmwareClient(
+      (buffer, length) => {
+        this.frames.push(framed(buffer.subarray(0, length)));
+        const outcome = this.store.dispatch(buffer);
+        if (outcome.pending !== undefined) {
+          outcome.pending.commit();
+          this.nvWrites++;
+        }
+        this.replies.push(framed(outcome.response));
+        return outcome.response;
+      },
+      (request) => {
+        this.counts[request.command] = (this.counts[request.command] ?? 0) + 1;
+      },
+    );
   }
 
-  get(r: Ref, dataSize: number): Response {
-    return this.call({
-      command: 'GetVariable',
-      name: utf16le(r.name),
-      guid: r.guid,
-      dataSize,
-      atRuntime: this.atRuntime,
-    });
+  set atRuntime(value: boolean) {
+    this.fw.atRuntime = value;
+  }
+
+  get(r: Ref, dataSize: number): GetVariableResult {
+    return this.fw.getVariable(utf16le(r.name), r.guid, dataSize);
   }
 
   /** edk2's GetVariable2(): a size probe, then a read of exactly that size. */
   read(r: Ref): Uint8Array | undefined {
     const probe = this.get(r, 0);
-    if (probe.status !== EfiStatus.BUFFER_TOO_SMALL || probe.command !== 'GetVariable') return undefined;
-    const got = this.get(r, probe.requiredSize!);
-    return got.command === 'GetVariable' ? got.data : undefined;
+    if (probe.status !== EfiStatus.BUFFER_TOO_SMALL) return undefined;
+    return this.get(r, probe.requiredSize!).data;
   }
 
   /** A caller with a fixed buffer (Linux efivarfs and most OS tools use 1024 bytes or more). */
@@ -99,41 +85,17 @@ class Recorder {
   }
 
   set(r: Ref, attributes: number, data: Uint8Array): void {
-    const reply = this.call({
-      command: 'SetVariable',
-      name: utf16le(r.name),
-      guid: r.guid,
-      data,
-      attributes,
-      atRuntime: this.atRuntime,
-    });
-    if (reply.status !== EfiStatus.SUCCESS)
-      throw new Error(`SetVariable ${r.name}: status 0x${reply.status.toString(16)}`);
+    const status = this.fw.setVariable(utf16le(r.name), r.guid, attributes, data);
+    if (status !== EfiStatus.SUCCESS) throw new Error(`SetVariable ${r.name}: status 0x${status.toString(16)}`);
   }
 
   /** GetNextVariableName over everything, growing the buffer when told to. */
   enumerate(initialNameSize: number): Ref[] {
-    const out: Ref[] = [];
-    let nameSize = initialNameSize;
-    let name = new Uint8Array(0);
-    let guid = new Uint8Array(16);
-    for (let guard = 0; guard < 4096; guard++) {
-      const r = this.call({ command: 'GetNextVariableName', nameSize, name, guid, atRuntime: this.atRuntime });
-      if (r.command !== 'GetNextVariableName') throw new Error('reply to another command');
-      if (r.status === EfiStatus.NOT_FOUND) return out;
-      if (r.status === EfiStatus.BUFFER_TOO_SMALL) {
-        nameSize = r.requiredSize!;
-        continue;
-      }
-      name = r.name!.slice();
-      guid = r.guid!.slice();
-      out.push({ name: Buffer.from(name).toString('utf16le'), guid });
-    }
-    throw new Error('the enumeration does not end');
+    return this.fw.listVariables(initialNameSize).map((v) => ({ name: fromUtf16le(v.name), guid: v.guid }));
   }
 
   query(): void {
-    this.call({ command: 'QueryVariableInfo', attributes: Attrs.NV_BS_RT });
+    this.fw.queryVariableInfo(Attrs.NV_BS_RT);
   }
 }
 

@@ -15,7 +15,7 @@ import { varstoredEntry } from '@vmsb/fuzz';
 import { bundledDbxUpdate } from '@vmsb/keys';
 import { encodeRequest, encodedRequestSize, type Request } from '@vmsb/protocol';
 import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/testing';
-import type { BenchContext } from './benches.js';
+import { type BenchContext, cpuTimes } from './benches.js';
 import type { NativePeers } from './native.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
@@ -227,13 +227,6 @@ async function startResponder(
   return { ...track(child), spawnedAt };
 }
 
-/** CPU time (user + system) of a process, in ms (clock ticks of 10 ms). */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 /** Pss and private memory (clean + dirty) of a process, in bytes, from /proc/<pid>/smaps_rollup. */
 export async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
@@ -319,7 +312,7 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
     const authDir = await authDirWithFiles(dir);
     const subject: number[] = [];
     const base: number[] = [];
-    const cpu = { daemon: [] as number[], responder: [] as number[] };
+    const cpu = { daemon: [] as number[], responder: [] as number[], daemonMain: [] as number[] };
     for (let r = 0; r < ctx.rounds; r++) {
       for (const who of r % 2 === 0 ? ['daemon', 'responder'] : ['responder', 'daemon']) {
         const domain = await createDomain(ctx, dir);
@@ -329,9 +322,11 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
             : await startResponder(ctx, domain);
         try {
           await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
-          const before = await cpuMs(server.pid);
+          const before = await cpuTimes(server.pid);
           const g = await guestRun(ctx, domain, files.frames, who === 'daemon' ? files.replies : files.fixed, false);
-          const used = (await cpuMs(server.pid)) - before;
+          const after = await cpuTimes(server.pid);
+          const used = after.total - before.total;
+          if (who === 'daemon') cpu.daemonMain.push(after.main - before.main);
           const ms = Number(g.last - g.start) / 1e6;
           (who === 'daemon' ? subject : base).push(ms);
           (who === 'daemon' ? cpu.daemon : cpu.responder).push(used);
@@ -362,7 +357,7 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
         detail:
           `${files.calls} calls of the read trace through --transport xen (fake hypervisor, file backend), a fresh daemon per round after its first answer; ` +
           `${perCall(res.subject).toFixed(1)} µs vs ${perCall(res.base).toFixed(1)} µs per call: the daemon's own cost ${above.toFixed(1)} µs per call (target ≤ 40 µs: ${above <= 40 ? 'met' : 'missed'}); ` +
-          `server CPU per call ${perCall(median(cpu.daemon)).toFixed(0)} µs vs ${perCall(median(cpu.responder)).toFixed(0)} µs`,
+          `server CPU per call ${perCall(median(cpu.daemon)).toFixed(1)} µs vs ${perCall(median(cpu.responder)).toFixed(1)} µs (${(perCall(median(cpu.daemon)) - perCall(median(cpu.responder))).toFixed(1)} µs above the responder; the daemon's main thread ${perCall(median(cpu.daemonMain)).toFixed(1)} µs of its ${perCall(median(cpu.daemon)).toFixed(1)})`,
       },
     ];
   } finally {

@@ -4,12 +4,11 @@
  */
 import { createConnection, type Socket } from 'node:net';
 import {
-  type CommandName,
-  decodeResponse,
+  type AsyncRequestHandler,
   type DecodedResponse,
-  encodedRequestSize,
-  encodeRequest,
+  FirmwareClient,
   Limits,
+  ProtocolError,
   type Request,
 } from '@vmsb/protocol';
 
@@ -75,12 +74,17 @@ export class GuestConnection {
     }
   }
 
+  /** The transport of a FirmwareClient: the encoded request alone goes on the wire, as a frame. */
+  readonly handler: AsyncRequestHandler = (buffer, length) => this.exchange(buffer.subarray(0, length));
+
   /** Encodes `request` as OVMF would, exchanges it, and decodes the answer for that command. */
   async call(request: Request): Promise<DecodedResponse> {
-    const buffer = new Uint8Array(encodedRequestSize(request));
-    encodeRequest(request, buffer);
-    const reply = await this.exchange(buffer);
-    return decodeResponse(request.command as CommandName, reply);
+    try {
+      return { ok: true, response: await new FirmwareClient(this.handler).call(request) };
+    } catch (e) {
+      if (e instanceof ProtocolError) return { ok: false, reason: e.message };
+      throw e;
+    }
   }
 
   close(): Promise<void> {

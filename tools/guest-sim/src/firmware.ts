@@ -4,12 +4,15 @@
  */
 import {
   type CommandName,
-  EfiStatus,
+  FirmwareClient,
+  type GetVariableResult,
+  type QueryVariableInfoResult,
+  type Request,
+  type Response,
+  type VariableValue,
   fromUtf16le,
   guidFromText,
   guidToText,
-  type Response,
-  statusName,
   utf16le,
 } from '@vmsb/protocol';
 import type { GuestConnection } from './connection.js';
@@ -55,132 +58,64 @@ export interface VariableRef {
   readonly guid: Uint8Array;
 }
 
-export interface VariableValue {
-  readonly attributes: number;
-  readonly data: Uint8Array;
-}
-
-export interface StorageInfo {
-  readonly status: bigint;
-  readonly maximumStorageSize?: number;
-  readonly remainingStorageSize?: number;
-  readonly maximumVariableSize?: number;
-}
-
-/** The daemon broke the protocol (an undecodable or mismatched reply). */
-export class ProtocolError extends Error {}
-
+/**
+ * OVMF's variable services over a GuestConnection, named as its drivers name variables (a string
+ * and a vendor GUID), with every call recorded. The wire work is @vmsb/protocol's FirmwareClient.
+ */
 export class Firmware {
   readonly trace: TraceEntry[] = [];
   /** Label for the calls that follow (e.g. "DXE", "BDS", "OS"). */
   phase = 'boot';
+  private readonly client: FirmwareClient<Promise<Uint8Array>>;
+
+  constructor(connection: GuestConnection) {
+    this.client = new FirmwareClient(connection.handler, (request, response) => this.record(request, response));
+  }
+
   /** EfiAtRuntime(): set after ExitBootServices. */
-  atRuntime = false;
-
-  constructor(private readonly connection: GuestConnection) {}
-
-  private async call<C extends CommandName>(
-    request: Parameters<GuestConnection['call']>[0] & { command: C },
-    name?: string,
-    guidBytes?: Uint8Array,
-  ): Promise<Response & { command: C }> {
-    const decoded = await this.connection.call(request);
-    if (!decoded.ok) throw new ProtocolError(`${request.command}: ${decoded.reason}`);
-    const entry: TraceEntry = {
-      phase: this.phase,
-      command: request.command,
-      status: decoded.response.status,
-      ...(name !== undefined ? { name } : {}),
-      ...(guidBytes !== undefined ? { guid: guidToText(guidBytes) } : {}),
-      ...('atRuntime' in request ? { atRuntime: request.atRuntime } : {}),
-    };
-    this.trace.push(entry);
-    return decoded.response as Response & { command: C };
+  get atRuntime(): boolean {
+    return this.client.atRuntime;
+  }
+  set atRuntime(value: boolean) {
+    this.client.atRuntime = value;
   }
 
   /** One GetVariable call with a caller buffer of `dataSize` bytes. */
-  async getVariable(ref: VariableRef, dataSize: number): Promise<Response & { command: 'GetVariable' }> {
-    return this.call(
-      { command: 'GetVariable', name: utf16le(ref.name), guid: ref.guid, dataSize, atRuntime: this.atRuntime },
-      ref.name,
-      ref.guid,
-    );
+  getVariable(ref: VariableRef, dataSize: number): Promise<GetVariableResult> {
+    return this.client.getVariable(utf16le(ref.name), ref.guid, dataSize);
   }
 
-  /**
-   * Reads a variable the way edk2's GetVariable2() does: ask with an empty buffer to learn the size
-   * (BUFFER_TOO_SMALL), then read it into a buffer of exactly that size. undefined when it does not exist.
-   */
-  async readVariable(ref: VariableRef): Promise<VariableValue | undefined> {
-    const probe = await this.getVariable(ref, 0);
-    if (probe.status === EfiStatus.NOT_FOUND) return undefined;
-    if (probe.status !== EfiStatus.BUFFER_TOO_SMALL || probe.requiredSize === undefined) {
-      throw new ProtocolError(`GetVariable ${ref.name} with an empty buffer: ${statusName(probe.status)}`);
-    }
-    const read = await this.getVariable(ref, probe.requiredSize);
-    if (read.status === EfiStatus.NOT_FOUND) return undefined;
-    if (read.status !== EfiStatus.SUCCESS || read.data === undefined || read.attributes === undefined) {
-      throw new ProtocolError(`GetVariable ${ref.name}: ${statusName(read.status)}`);
-    }
-    return { attributes: read.attributes, data: read.data.slice() };
+  /** edk2's GetVariable2(): a size probe, then a read of exactly that size; undefined when absent. */
+  readVariable(ref: VariableRef): Promise<VariableValue | undefined> {
+    return this.client.readVariable(utf16le(ref.name), ref.guid);
   }
 
-  async setVariable(ref: VariableRef, attributes: number, data: Uint8Array): Promise<bigint> {
-    const r = await this.call(
-      { command: 'SetVariable', name: utf16le(ref.name), guid: ref.guid, data, attributes, atRuntime: this.atRuntime },
-      ref.name,
-      ref.guid,
-    );
-    return r.status;
+  setVariable(ref: VariableRef, attributes: number, data: Uint8Array): Promise<bigint> {
+    return this.client.setVariable(utf16le(ref.name), ref.guid, attributes, data);
   }
 
-  /**
-   * Every variable name, as a caller of GetNextVariableName sees them: start with an empty name and
-   * a modest buffer, grow the buffer when told BUFFER_TOO_SMALL, stop at NOT_FOUND.
-   */
+  /** Every variable, starting with a name buffer of `initialNameSize` bytes and growing it when told to. */
   async enumerate(initialNameSize = 64): Promise<VariableRef[]> {
-    const found: VariableRef[] = [];
-    let nameSize = initialNameSize;
-    let previous: { name: Uint8Array; guid: Uint8Array } = { name: new Uint8Array(0), guid: new Uint8Array(16) };
-    for (let guard = 0; guard < 4096; guard++) {
-      const r = await this.call(
-        {
-          command: 'GetNextVariableName',
-          nameSize,
-          name: previous.name,
-          guid: previous.guid,
-          atRuntime: this.atRuntime,
-        },
-        previous.name.length === 0 ? undefined : fromUtf16le(previous.name),
-        previous.name.length === 0 ? undefined : previous.guid,
-      );
-      if (r.status === EfiStatus.NOT_FOUND) return found;
-      if (r.status === EfiStatus.BUFFER_TOO_SMALL && r.requiredSize !== undefined && r.requiredSize > nameSize) {
-        nameSize = r.requiredSize;
-        continue;
-      }
-      if (r.status !== EfiStatus.SUCCESS || r.name === undefined || r.guid === undefined) {
-        throw new ProtocolError(`GetNextVariableName: ${statusName(r.status)}`);
-      }
-      previous = { name: r.name.slice(), guid: r.guid.slice() };
-      found.push({ name: fromUtf16le(previous.name), guid: previous.guid });
-    }
-    throw new ProtocolError('GetNextVariableName never reached the end of the list');
+    return (await this.client.listVariables(initialNameSize)).map((v) => ({ name: fromUtf16le(v.name), guid: v.guid }));
   }
 
-  async queryVariableInfo(attributes: number): Promise<StorageInfo> {
-    const r = await this.call({ command: 'QueryVariableInfo', attributes });
-    return r.status === EfiStatus.SUCCESS
-      ? {
-          status: r.status,
-          ...(r.maximumStorageSize !== undefined ? { maximumStorageSize: r.maximumStorageSize } : {}),
-          ...(r.remainingStorageSize !== undefined ? { remainingStorageSize: r.remainingStorageSize } : {}),
-          ...(r.maximumVariableSize !== undefined ? { maximumVariableSize: r.maximumVariableSize } : {}),
-        }
-      : { status: r.status };
+  queryVariableInfo(attributes: number): Promise<QueryVariableInfoResult> {
+    return this.client.queryVariableInfo(attributes);
   }
 
-  async notifySBFailure(): Promise<bigint> {
-    return (await this.call({ command: 'NotifySBFailure' })).status;
+  notifySBFailure(): Promise<bigint> {
+    return this.client.notifySBFailure();
+  }
+
+  private record(request: Request, response: Response): void {
+    // GetNextVariableName names the variable it continues from; the first call names none.
+    const named = 'name' in request && (request.command !== 'GetNextVariableName' || request.name.length > 0);
+    this.trace.push({
+      phase: this.phase,
+      command: request.command,
+      status: response.status,
+      ...(named ? { name: fromUtf16le(request.name), guid: guidToText(request.guid) } : {}),
+      ...('atRuntime' in request ? { atRuntime: request.atRuntime } : {}),
+    });
   }
 }

@@ -4,7 +4,7 @@
  * xapi-guard and XAPI, which cannot run here).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Attributes } from '@vmsb/guest-sim';
@@ -166,3 +166,55 @@ describe('varstored with the xapidb backend (the default)', () => {
     await g.close();
   });
 });
+
+describe.skipIf(process.getuid?.() !== 0)(
+  'the xapidb backend inside the sandbox (root only: --chroot, --uid, --gid and --depriv need root)',
+  () => {
+    const NOBODY = 65534;
+
+    it('reads, writes and alerts XAPI through the guard socket inside the chroot, under seccomp', async () => {
+      // As under XCP-ng: xapi-guard's per-VM socket lives inside the chroot, open to the daemon's uid.
+      const root = join(dir, 'root');
+      await mkdir(root, { mode: 0o755 });
+      await chown(root, NOBODY, NOBODY);
+      const run = join(dir, 'run');
+      await mkdir(run);
+      await chmod(run, 0o1777);
+      const guard = await startGuardDouble({ socketPath: join(root, 'xapi-depriv-socket') });
+      try {
+        await chmod(guard.socketPath, 0o666);
+        const sandboxed = async (): Promise<Daemon> => {
+          const pid = join(run, 'varstored.pid');
+          const d = Daemon.spawn([
+            ...['--domain', '5', '--transport', `unix:${socket()}`, '--pidfile', pid],
+            ...['--arg', `uuid:${guard.vmUuid}`, '--arg', 'socket:/xapi-depriv-socket'],
+            ...['--arg', `auth-dir:${join(dir, 'auth')}`],
+            ...['--chroot', root, '--uid', String(NOBODY), '--gid', String(NOBODY), '--depriv'],
+          ]);
+          daemons.push(d);
+          await d.ready(pid);
+          return d;
+        };
+
+        let d = await sandboxed();
+        expect(readFileSync(`/proc/${d.pid}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);
+        let g = await guest(socket());
+        expect(await g.fw.setVariable(ref('Sandboxed'), Attributes.NV_BS_RT, Uint8Array.of(7))).toBe(EfiStatus.SUCCESS);
+        expect(guard.callsOf('VM.set_NVRAM_EFI_variables')).toHaveLength(1);
+        expect(await g.fw.notifySBFailure()).toBe(EfiStatus.SUCCESS);
+        expect(guard.messages.map((m) => m.name)).toEqual(['VM_SECURE_BOOT_FAILED']);
+        await g.close();
+        expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+
+        d = await sandboxed();
+        g = await guest(socket());
+        expect([...(await g.fw.readVariable(ref('Sandboxed')))!.data]).toEqual([7]);
+        await g.close();
+        expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+        expect(d.stderr).not.toMatch(/^error:/m);
+      } finally {
+        await guard.close();
+      }
+    });
+  },
+);

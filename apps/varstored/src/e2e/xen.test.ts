@@ -156,6 +156,82 @@ describe.skipIf(!fakeBuilt || !daemonReady)('varstored --transport xen on the fa
     expect(await second.exit, second.output()).toBe(0);
   });
 
+  it('keeps what a request stored when the next request on the same vCPU reuses the request buffer', async () => {
+    // The binding copies each command into one buffer per vCPU and rewrites it with that vCPU's next
+    // command: a variable whose name or data were a view of the request would change with it.
+    const fx = new FakeXen(23, 1, 128);
+    const work = mkdtempSync(join(tmpdir(), 'vmsb-xen-reuse-'));
+    mkdirSync(join(work, 'auth'));
+    cleanup.push(
+      () => fx.dispose(),
+      () => rmSync(work, { recursive: true, force: true }),
+    );
+    fx.xenstoreWrite('/local/domain/23/platform/secureboot', 'false');
+    const args = ['--domain', '23', '--transport', 'xen', '--backend', 'file'];
+    args.push('--arg', `path:${join(work, 'nvram.bin')}`, '--arg', `auth-dir:${join(work, 'auth')}`);
+    const daemon = startDaemon(args, fx.env());
+    cleanup.push(() => daemon.child.kill('SIGKILL'));
+    const pidKey = '/local/domain/23/varstored-pid';
+    await until(
+      () => fx.xenstoreRead(pidKey) === String(daemon.child.pid) || daemon.child.exitCode !== null,
+      'readiness',
+    );
+    expect(fx.xenstoreRead(pidKey), daemon.output()).toBe(String(daemon.child.pid));
+
+    // Same-length names and data: each request lays its bytes at the same offsets as the last.
+    const written = [
+      { name: utf16le('VmsbReuseA'), data: Buffer.alloc(48, 0x41), attributes: NV_BS_RT },
+      { name: utf16le('VmsbReuseB'), data: Buffer.alloc(48, 0x42), attributes: 0x6 }, // volatile
+      { name: utf16le('VmsbReuseC'), data: Buffer.alloc(48, 0x43), attributes: NV_BS_RT },
+    ];
+    for (const w of written) {
+      const set = await call(fx, 0, 0x20, { command: 'SetVariable', guid: VENDOR, atRuntime: false, ...w });
+      expect(set.status, daemon.output()).toBe(EfiStatus.SUCCESS);
+    }
+    // More traffic through the same buffer, then every variable read back as it was written.
+    for (const w of written) {
+      const other = await call(fx, 0, 0x20, {
+        command: 'SetVariable',
+        name: utf16le('VmsbReuseZ'),
+        guid: VENDOR,
+        data: Buffer.alloc(48, 0x5a ^ w.data[0]!),
+        attributes: NV_BS_RT,
+        atRuntime: false,
+      });
+      expect(other.status).toBe(EfiStatus.SUCCESS);
+    }
+    for (const w of written) {
+      const got = await call(fx, 0, 0x20, {
+        command: 'GetVariable',
+        name: w.name,
+        guid: VENDOR,
+        dataSize: 100,
+        atRuntime: false,
+      });
+      expect(got).toMatchObject({ status: EfiStatus.SUCCESS, attributes: w.attributes });
+      expect(Buffer.from((got as { data: Uint8Array }).data).equals(w.data)).toBe(true);
+    }
+    // The names are intact too: enumeration finds each exactly once.
+    const names: string[] = [];
+    let previous = { name: new Uint8Array(0), guid: new Uint8Array(16) };
+    for (let i = 0; i < 64; i++) {
+      const next = await call(fx, 0, 0x20, {
+        command: 'GetNextVariableName',
+        nameSize: 1024,
+        name: previous.name,
+        guid: previous.guid,
+        atRuntime: false,
+      });
+      if (next.status !== EfiStatus.SUCCESS) break;
+      const n = next as { name: Uint8Array; guid: Uint8Array };
+      previous = { name: n.name.slice(), guid: n.guid.slice() };
+      if (Buffer.from(n.guid).equals(VENDOR)) names.push(Buffer.from(n.name).toString('utf16le'));
+    }
+    expect(names.sort()).toEqual(['VmsbReuseA', 'VmsbReuseB', 'VmsbReuseC', 'VmsbReuseZ']);
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exit, daemon.output()).toBe(0);
+  });
+
   it.skipIf(process.getuid?.() !== 0)(
     'serves a guest under --depriv --chroot --uid --gid, with readiness once the sandbox is in place (root only)',
     async () => {

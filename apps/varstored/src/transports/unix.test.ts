@@ -183,6 +183,26 @@ describe('guest-simulation transport', () => {
     expect(lines.join('')).toMatch(
       /warn: guest-sim: client 1 sent a 65537-byte frame, larger than the 65536-byte guest buffer/,
     );
+    // Lengths with the top bit set are as large as they look, whether the header arrives whole or in pieces.
+    for (const [declared, split] of [
+      [0x8000_0000, false],
+      [0xffff_ffff, false],
+      [0xffff_ffff, true],
+    ] as const) {
+      const huge = await Client.connect(path);
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(declared, 0);
+      if (split) {
+        huge.socket.write(head.subarray(0, 1));
+        await new Promise((r) => setTimeout(r, 20));
+        huge.socket.write(head.subarray(1));
+      } else {
+        huge.socket.write(Buffer.concat([head, Buffer.alloc(16)]));
+      }
+      await huge.waitClosed();
+      expect(lines.join('')).toContain(`sent a ${declared}-byte frame, larger than the 65536-byte guest buffer`);
+    }
+    expect(h.requests).toHaveLength(0);
     const good = await Client.connect(path);
     good.frame(Uint8Array.of(9));
     expect((await good.reply())[15]).toBe(9);

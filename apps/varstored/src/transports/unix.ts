@@ -5,6 +5,7 @@
  * after handling. A frame longer than the buffer, or a connection that ends mid-frame, closes that
  * connection; the daemon keeps serving.
  */
+import { writeSync } from 'node:fs';
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection, createServer, Socket, type Server } from 'node:net';
 import { Limits } from '@vmsb/protocol';
@@ -137,7 +138,11 @@ export async function startUnixTransport(options: UnixTransportOptions): Promise
  * (`_handle`, undocumented but unchanged since Node 12) and detaches the original from it; the
  * original is then destroyed, which releases the server's count of it without closing anything.
  */
-function adoptWithReadBuffer(socket: Socket, buffer: Uint8Array, onRead: (bytes: number) => boolean): Socket {
+function adoptWithReadBuffer(
+  socket: Socket,
+  buffer: Uint8Array,
+  onRead: (bytes: number) => boolean,
+): { socket: Socket; fd: number | undefined } {
   const original = socket as unknown as { _handle: object | null };
   const handle = original._handle;
   if (handle === null || typeof handle !== 'object')
@@ -153,11 +158,18 @@ function adoptWithReadBuffer(socket: Socket, buffer: Uint8Array, onRead: (bytes:
   } as ConstructorParameters<typeof Socket>[0]);
   original._handle = null;
   socket.destroy();
-  return adopted;
+  // The descriptor, for replies written directly (see Connection.reply); a handle without one is
+  // written through the stream only.
+  const fd = (handle as { fd?: unknown }).fd;
+  return { socket: adopted, fd: typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined };
 }
 
 class Connection {
   private readonly socket: Socket;
+  /** The socket's descriptor, for replies written with one write(2); undefined: through the stream. */
+  private fd: number | undefined;
+  /** A reply's frame (length, then the response), reused: a reply written directly is not kept. */
+  private readonly replyBuffer = Buffer.allocUnsafe(HEADER + BUFFER_SIZE);
   /** Where the kernel's bytes land, one read at a time; parsed at once into `request`. */
   private readonly readBuffer = Buffer.allocUnsafe(HEADER + BUFFER_SIZE);
   /** The guest buffer, private to this connection; requests are served one at a time. */
@@ -187,7 +199,9 @@ class Connection {
     onClosed: () => void,
   ) {
     log.debug(`guest-sim: client ${id} connected`);
-    this.socket = adoptWithReadBuffer(accepted, this.readBuffer, (n) => this.onRead(n));
+    const adopted = adoptWithReadBuffer(accepted, this.readBuffer, (n) => this.onRead(n));
+    this.socket = adopted.socket;
+    this.fd = adopted.fd;
     this.socket.on('error', (e) => log.debug(`guest-sim: connection error: ${e.message}`));
     this.socket.on('end', () => {
       this.ended = true;
@@ -254,12 +268,20 @@ class Connection {
     while (at < bytes.length) {
       if (this.blocked || this.socket.destroyed || this.stopping) return at;
       if (this.headerHave < HEADER) {
-        const take = Math.min(HEADER - this.headerHave, bytes.length - at);
-        this.header.set(bytes.subarray(at, at + take), this.headerHave);
-        this.headerHave += take;
-        at += take;
-        if (this.headerHave < HEADER) return at;
-        const n = this.header.readUInt32LE(0);
+        let n: number;
+        if (this.headerHave === 0 && bytes.length - at >= HEADER) {
+          // The usual case, a whole header in this read: no staging through `header`.
+          n = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+          this.headerHave = HEADER;
+          at += HEADER;
+        } else {
+          const take = Math.min(HEADER - this.headerHave, bytes.length - at);
+          this.header.set(bytes.subarray(at, at + take), this.headerHave);
+          this.headerHave += take;
+          at += take;
+          if (this.headerHave < HEADER) return at;
+          n = this.header.readUInt32LE(0);
+        }
         if (n > BUFFER_SIZE) {
           this.log.warn(
             `guest-sim: client ${this.id} sent a ${n}-byte frame, larger than the ${BUFFER_SIZE}-byte guest buffer; closing the connection`,
@@ -344,13 +366,32 @@ class Connection {
       return;
     }
     if (this.socket.destroyed) return;
-    const out = Buffer.allocUnsafe(HEADER + response.length);
+    const out = this.replyBuffer;
     out.writeUInt32LE(response.length, 0);
     out.set(response, HEADER);
+    const length = HEADER + response.length;
+    // One write(2) straight to the socket when nothing is queued in the stream before it: the
+    // stream's machinery (a write request, then a tick to finish it) cost more than the write itself
+    // per reply (BENCHMARKS.md, read-trace). What the kernel does not take at once (a full socket
+    // buffer: EAGAIN or a short write) goes through the stream, as a copy, with backpressure below.
+    let written = 0;
+    if (this.fd !== undefined && this.socket.writableLength === 0) {
+      try {
+        written = writeSync(this.fd, out, 0, length);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') {
+          this.log.debug(`guest-sim: client ${this.id}: cannot write a reply: ${(e as Error).message}`);
+          this.close();
+          return;
+        }
+      }
+    }
+    if (written === length) return;
     // Backpressure: a reply the kernel could not take at once waits in the socket; serve nothing
     // more (and, once a frame is held, read nothing more) until the client has read enough for
     // the socket to drain. With a high-water mark of one byte, any write left pending emits 'drain'.
-    this.socket.write(out);
+    this.socket.write(Buffer.from(out.subarray(written, length)));
     if (this.socket.writableLength > 0 && !this.draining) {
       this.draining = true;
       const drained = (): void => {

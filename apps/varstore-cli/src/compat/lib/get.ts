@@ -56,7 +56,7 @@ export async function varstoreGet(
     io.err('do_get: Failed to parse GUID\n');
     return 1;
   }
-  const r = session.getVariable(name, guid);
+  const r = await session.getVariable(name, guid);
   if (r.status !== EfiStatus.SUCCESS) {
     io.err(`${efiStatusText(r.status)}\n`);
     return 1;

@@ -1,4 +1,4 @@
-import { EfiStatus } from '@vmsb/protocol';
+import { EfiStatus, Limits } from '@vmsb/protocol';
 import { parseCommandLine, printUsage, type ToolSpec } from './command-line.js';
 import { efiStatusText } from './efi-errors.js';
 import type { ToolIo } from './io.js';
@@ -37,7 +37,8 @@ export async function varstoreLs(
   let name: Uint8Array = new Uint8Array(0);
   let guid: Uint8Array = new Uint8Array(16);
   for (let count = 0; count <= MAX_VARIABLES; count++) {
-    const next = session.getNextVariableName(name, guid);
+    // The C tools offer a 4096-byte name buffer.
+    const next = await session.getNextVariableName(name, guid, Limits.NAME_MAX);
     if (next.status === EfiStatus.NOT_FOUND) return 0;
     if (next.status !== EfiStatus.SUCCESS) {
       io.err(`${efiStatusText(next.status)}\n`);

@@ -4,7 +4,7 @@ import type { CommandLine } from './command-line.js';
 import type { ToolIo } from './io.js';
 import { argumentBytes, widenName } from './names.js';
 import { dropPrivileges, type NativeLoader } from './privileges.js';
-import { ToolSession, type SessionNvram } from './session.js';
+import { openSession, type SessionNvram, type ToolSession } from './session.js';
 
 export interface PrepareOptions {
   /** The tool may write time-based authenticated variables (rm, set, sb-state). */
@@ -37,7 +37,7 @@ export async function openToolSession(
     return undefined;
   }
   try {
-    return await ToolSession.open(
+    return await openSession(
       {
         uuid,
         ...(commandLine.socket !== undefined ? { socket: commandLine.socket } : {}),

@@ -30,7 +30,7 @@ export async function removeVariable(
   name: Uint8Array,
   io: ToolIo,
 ): Promise<boolean> {
-  const current = session.getVariable(name, guid);
+  const current = await session.getVariable(name, guid);
   if (current.status !== EfiStatus.SUCCESS) {
     io.err(`${efiStatusText(current.status)}\n`);
     return false;
