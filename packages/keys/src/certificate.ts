@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
+import { algorithmWithNull, asn1Schema, toDer } from './asn1.js';
 import { keyBits, loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
 import { decodePem, encodePem, looksLikePem, pemText } from './pem.js';
 import { bytesEqual } from '@vmsb/protocol';
@@ -53,7 +53,9 @@ export function createCertificate(options: CreateCertificateOptions): EncodedCer
   const notBefore = new Date(Math.floor((options.notBefore ?? new Date()).getTime() / 1000) * 1000);
   const notAfter = new Date(notBefore.getTime() + days * 86_400_000);
 
-  const spki = new pkijs.PublicKeyInfo({ schema: decodeDer(subjectPublicKeyInfo(subjectKey), 'SubjectPublicKeyInfo') });
+  const spki = new pkijs.PublicKeyInfo({
+    schema: asn1Schema(subjectPublicKeyInfo(subjectKey), 'SubjectPublicKeyInfo'),
+  });
   const ski = keyIdentifier(spki);
   const subject = distinguishedName(options.cn, options.organization);
 
@@ -72,10 +74,10 @@ export function createCertificate(options: CreateCertificateOptions): EncodedCer
       throw new TypeError('the issuer key does not belong to the issuer certificate');
     }
     // The issuer's subject Name, carried over byte for byte (pkijs re-emits a decoded Name as decoded).
-    issuerName = new pkijs.RelativeDistinguishedNames({ schema: decodeDer(fields.subject, 'issuer Name') });
+    issuerName = new pkijs.RelativeDistinguishedNames({ schema: asn1Schema(fields.subject, 'issuer Name') });
     authorityKeyId =
       fields.subjectKeyIdentifier ??
-      keyIdentifier(new pkijs.PublicKeyInfo({ schema: decodeDer(fields.spki, 'SubjectPublicKeyInfo') }));
+      keyIdentifier(new pkijs.PublicKeyInfo({ schema: asn1Schema(fields.spki, 'SubjectPublicKeyInfo') }));
   }
   const ca = options.ca ?? options.issuer === undefined;
 
@@ -158,7 +160,7 @@ function distinguishedName(cn: string, organization: string | undefined): pkijs.
   if (organization !== undefined && organization.length > 0) rdns.push(rdn(Oid.ORGANIZATION_NAME, organization));
   rdns.push(rdn(Oid.COMMON_NAME, cn));
   return new pkijs.RelativeDistinguishedNames({
-    schema: decodeDer(toDer(new asn1js.Sequence({ value: rdns })), 'Name'),
+    schema: asn1Schema(toDer(new asn1js.Sequence({ value: rdns })), 'Name'),
   });
 }
 

@@ -1,7 +1,7 @@
 import { createHash, verify, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
+import { algorithmWithNull, asn1Schema, toDer } from './asn1.js';
 import { certificateFields } from './certificate.js';
 import { bytesEqual } from '@vmsb/protocol';
 import { Oid } from '@vmsb/auth';
@@ -10,7 +10,7 @@ import {
   Tag,
   algorithmOid,
   children,
-  decodeDer as decodeDerElement,
+  decodeDer,
   expect,
   integerBytes,
   isContext,
@@ -66,7 +66,7 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
   const certificates = [parts.signer, ...(parts.chain ?? [])].map(carriedCertificate);
   let signedAttrs: pkijs.SignedAndUnsignedAttributes | undefined;
   if (parts.signedAttributes !== undefined) {
-    const set = decodeDer(parts.signedAttributes, 'signed attributes');
+    const set = asn1Schema(parts.signedAttributes, 'signed attributes');
     if (!(set instanceof asn1js.Set)) throw new TypeError('signed attributes must be a DER SET');
     // type 0: carried as [0] IMPLICIT, same content as the SET the signature covers.
     signedAttrs = new pkijs.SignedAndUnsignedAttributes({
@@ -78,7 +78,7 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
     version: 1,
     sid: new pkijs.IssuerAndSerialNumber({
       // The signer's issuer Name and serial number, carried over byte for byte.
-      issuer: new pkijs.RelativeDistinguishedNames({ schema: decodeDer(signer.issuer, 'issuer Name') }),
+      issuer: new pkijs.RelativeDistinguishedNames({ schema: asn1Schema(signer.issuer, 'issuer Name') }),
       serialNumber: new asn1js.Integer({ valueHex: signer.serialNumber }),
     }),
     digestAlgorithm: algorithmWithNull(Oid.SHA256),
@@ -103,7 +103,7 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
  */
 function carriedCertificate(der: Uint8Array): pkijs.Certificate {
   certificateFields(der);
-  const certificate = new pkijs.Certificate({ schema: decodeDer(der, 'certificate') });
+  const certificate = new pkijs.Certificate({ schema: asn1Schema(der, 'certificate') });
   if (!bytesEqual(toDer(certificate.toSchema()), der)) throw new TypeError('a certificate to embed is not in DER form');
   return certificate;
 }
@@ -112,7 +112,7 @@ function carriedCertificate(der: Uint8Array): pkijs.Certificate {
 export function wrapContentInfo(signedData: Uint8Array): Uint8Array {
   const contentInfo = new pkijs.ContentInfo({
     contentType: Oid.SIGNED_DATA,
-    content: decodeDer(signedData, 'SignedData'),
+    content: asn1Schema(signedData, 'SignedData'),
   });
   const out = toDer(contentInfo.toSchema());
   // The decoded SignedData is re-emitted; make sure it came out as it went in.
@@ -167,7 +167,7 @@ export function parseSignedData(bytes: Uint8Array): ParsedSignedData {
 }
 
 function readSignedData(bytes: Uint8Array): ParsedSignedData {
-  let block = decodeDerElement(bytes, MAX_SIGNED_DATA_SIZE);
+  let block = decodeDer(bytes, MAX_SIGNED_DATA_SIZE);
   if (!isUniversal(block, Tag.SEQUENCE) || !block.constructed) throw new Pkcs7Error('PKCS#7: not a SEQUENCE');
   const top = children(block);
   if (isUniversal(top[0], Tag.OID)) {
@@ -241,7 +241,7 @@ function readSignedData(bytes: Uint8Array): ParsedSignedData {
  * is re-emitted by pkijs from the decoded structure, which reproduces DER exactly.
  */
 export function withCertificates(signedData: Uint8Array, certificates: readonly Uint8Array[]): Uint8Array {
-  const parsed = new pkijs.SignedData({ schema: decodeDer(signedData, 'SignedData') });
+  const parsed = new pkijs.SignedData({ schema: asn1Schema(signedData, 'SignedData') });
   parsed.certificates = certificates.map(carriedCertificate);
   return toDer(parsed.toSchema());
 }
@@ -291,7 +291,7 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
 function messageDigestOf(attributes: Uint8Array): Uint8Array | undefined {
   let set: Tlv;
   try {
-    set = decodeDerElement(attributes, MAX_SIGNED_DATA_SIZE);
+    set = decodeDer(attributes, MAX_SIGNED_DATA_SIZE);
   } catch {
     return undefined;
   }
