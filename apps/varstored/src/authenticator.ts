@@ -1,6 +1,16 @@
 /**
  * The authenticator is loaded on first use: verifying PKCS#7 needs pkijs/asn1js, which a boot
- * that applies no auth file and receives no authenticated write never touches.
+ * that applies no auth file and receives no authenticated write never touches. Evaluating them
+ * costs about 10 ms of CPU (and their heap), which a start would pay on xenopsd's path and every idle
+ * daemon would keep.
+ *
+ * It works under --chroot, which xenopsd always passes and after which no file outside the root can
+ * be read: the daemon's build inlines @vmsb/auth into its one bundle (apps/varstored/tsup.config.ts;
+ * the package's bundle is made from it and may import nothing but Node's own modules), where this
+ * dynamic import is a call to the inlined module's initialiser and reads no file. Run unbundled (the
+ * TypeScript sources), main.ts loads it before entering the chroot instead. Loading is asynchronous
+ * and verify() is not: the service loads it when the first authenticated write was refused for want
+ * of it, then dispatches that write again (apps/varstored/src/service.ts).
  */
 import type { AuthenticatedWrite, Authenticator, AuthResult, StoreView } from '@vmsb/efi';
 import { EfiStatus } from '@vmsb/protocol';

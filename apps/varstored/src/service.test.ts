@@ -173,7 +173,11 @@ describe('VariableService', () => {
     expect(status('NotifySBFailure', await failing.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(
       EfiStatus.DEVICE_ERROR,
     );
-    const fileBackend = new VariableService({ store, log: capture().log });
+    // One alert per store (the store decides; one store per daemon): a daemon of its own.
+    const fileBackend = new VariableService({
+      store: VariableStore.create({ platform: { secureBoot: false, authEnforce: true } }),
+      log: capture().log,
+    });
     expect(status('NotifySBFailure', await fileBackend.handleCommand(buffer({ command: 'NotifySBFailure' })))).toBe(
       EfiStatus.SUCCESS,
     );
@@ -197,6 +201,49 @@ describe('VariableService', () => {
     expect(again).toBeInstanceOf(Uint8Array);
     expect(status('SetVariable', again as Uint8Array)).toBe(EfiStatus.SECURITY_VIOLATION);
     expect(prepared).toBe(1);
+  });
+
+  it('decodes nothing itself: the log line and the alert come from what dispatch returned, once per request', async () => {
+    const real = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    const buffers: Uint8Array[] = [];
+    // A store that answers one request for another: the service must describe what dispatch says,
+    // not what the buffer holds (it would if it decoded the buffer again).
+    const store = {
+      dispatch(request: Uint8Array) {
+        buffers.push(request);
+        return real.dispatch(set('Decoded', [1], 0x27));
+      },
+    } as unknown as VariableStore;
+    const { lines, log } = capture();
+    let prepared = 0;
+    const service = new VariableService({ store, log, prepareAuthenticatedWrite: async () => void prepared++ });
+    const garbage = new Uint8Array(64).fill(0xee);
+    expect(status('SetVariable', await service.handleCommand(garbage))).toBe(EfiStatus.SECURITY_VIOLATION);
+    // The first authenticated write is dispatched again once the verifier is loaded; later ones once.
+    expect([prepared, buffers.length]).toEqual([1, 2]);
+    await service.handleCommand(garbage);
+    expect([prepared, buffers.length]).toEqual([1, 3]);
+    expect(buffers.every((b) => b === garbage)).toBe(true);
+    expect(
+      lines.filter((l) =>
+        l.startsWith(
+          'warn: SetVariable "Decoded" 12345678-1234-5678-9abc-def012345678 attributes 0x27: SECURITY_VIOLATION',
+        ),
+      ),
+    ).toHaveLength(2);
+    expect(lines.join('\n')).not.toContain('undecodable');
+
+    // NotifySBFailure: the store decides (once), the service raises the alert.
+    let alerts = 0;
+    const notify = buffer({ command: 'NotifySBFailure' });
+    const notifying = new VariableService({
+      store: { dispatch: () => real.dispatch(notify) } as unknown as VariableStore,
+      log,
+      notifySecureBootFailure: async () => void alerts++,
+    });
+    expect(status('NotifySBFailure', await notifying.handleCommand(garbage))).toBe(EfiStatus.SUCCESS);
+    expect(status('NotifySBFailure', await notifying.handleCommand(garbage))).toBe(EfiStatus.ACCESS_DENIED);
+    expect(alerts).toBe(1);
   });
 
   it('logs failed requests with their EFI status name, routine ones only at debug level', async () => {

@@ -1,19 +1,17 @@
 /**
  * The daemon's GuestHandler: requests from any transport, one at a time, through the
  * VariableStore; a non-volatile change is made durable before the guest gets its answer, or rolled
- * back and answered EFI_DEVICE_ERROR.
+ * back and answered EFI_DEVICE_ERROR. The store decodes each request once and returns, with its
+ * answer, everything the service acts on and logs (docs/architecture.md §1).
  */
-import { hasTimeBasedAttr, type PendingChange, type StoreState, type VariableStore } from '@vmsb/efi';
 import {
-  Command,
-  decodeRequest,
-  EfiStatus,
-  encodeStatus,
-  fromUtf16le,
-  guidToText,
-  PROTOCOL_VERSION,
-  statusName,
-} from '@vmsb/protocol';
+  hasTimeBasedAttr,
+  type DispatchOutcome,
+  type PendingChange,
+  type StoreState,
+  type VariableStore,
+} from '@vmsb/efi';
+import { EfiStatus, encodeStatus, fromUtf16le, guidToText, statusName, type Request } from '@vmsb/protocol';
 import type { GuestHandler } from '@vmsb/protocol';
 import { guestCausedLog, type Logger } from './log.js';
 
@@ -24,8 +22,10 @@ export interface ServiceOptions {
   /** Raises the Secure Boot failure alert (xapidb); absent: the event is only logged. */
   readonly notifySecureBootFailure?: () => Promise<void>;
   /**
-   * Called before the first TIME_BASED SetVariable is dispatched: loads the authenticator. Called
-   * once; if loading failed, the authenticator itself refuses every authenticated write.
+   * Loads the authenticator (apps/varstored/src/authenticator.ts), which is not loaded at start. Called
+   * once, when the first TIME_BASED SetVariable has been refused (the verifier was missing, which
+   * changes nothing); that write is then dispatched again. If loading failed, the authenticator itself
+   * refuses every authenticated write.
    */
   readonly prepareAuthenticatedWrite?: () => Promise<void>;
   readonly log: Logger;
@@ -57,9 +57,8 @@ export class VariableService implements GuestHandler {
   private tail: Promise<unknown> = Promise.resolve();
   /** Requests and PPI writes accepted whose asynchronous part (persisting, alerting) is not over. */
   private inFlight = 0;
-  /** prepareAuthenticatedWrite has run: SetVariable needs no look at its attributes any more. */
+  /** prepareAuthenticatedWrite has run: a refused authenticated write is final. */
   private authenticatorPrepared = false;
-  private sbAlertRaised = false;
   private readonly options: ServiceOptions;
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
 
@@ -171,71 +170,59 @@ export class VariableService implements GuestHandler {
   }
 
   private command(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
-    const version = request.length >= 8 ? view.getUint32(0, true) : undefined;
-    const code = request.length >= 8 ? view.getUint32(4, true) : undefined;
-    if (version === PROTOCOL_VERSION && code === Command.NotifySBFailure) return this.notifySBFailure();
+    const outcome = this.options.store.dispatch(request);
+    if (outcome.raiseSecureBootFailureAlert === true) return this.raiseSecureBootFailureAlert(outcome);
     const prepare = this.options.prepareAuthenticatedWrite;
     if (
       !this.authenticatorPrepared &&
       prepare !== undefined &&
-      version === PROTOCOL_VERSION &&
-      code === Command.SetVariable
+      outcome.status !== EfiStatus.SUCCESS &&
+      outcome.request?.command === 'SetVariable' &&
+      hasTimeBasedAttr(outcome.request.attributes)
     ) {
-      const decoded = decodeRequest(request);
-      if (decoded.ok && decoded.request.command === 'SetVariable' && hasTimeBasedAttr(decoded.request.attributes)) {
-        return prepare().then(() => {
-          this.authenticatorPrepared = true;
-          return this.dispatch(request);
-        });
-      }
+      // Refused before anything changed: load the verifier, then dispatch the write again (once per daemon).
+      return prepare().then(() => {
+        this.authenticatorPrepared = true;
+        return this.answer(this.options.store.dispatch(request));
+      });
     }
-    return this.dispatch(request);
+    return this.answer(outcome);
   }
 
-  private dispatch(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    const outcome = this.options.store.dispatch(request);
+  /** The response to send for `outcome`, once its change (if any) is durable. */
+  private answer(outcome: DispatchOutcome): Uint8Array | Promise<Uint8Array> {
     if (outcome.pending === undefined) {
-      this.logOutcome(request, outcome.command, outcome.status, outcome.reason);
+      this.logOutcome(outcome, outcome.status, outcome.reason);
       return outcome.response;
     }
-    return this.settle(outcome.pending, () => describeRequest(request)).then((settled) => {
+    return this.settle(outcome.pending, () => describeRequest(outcome.request)).then((settled) => {
       if (settled.ok) {
-        this.logOutcome(request, outcome.command, outcome.status, outcome.reason);
+        this.logOutcome(outcome, outcome.status, outcome.reason);
         return outcome.response;
       }
-      this.logOutcome(request, outcome.command, EfiStatus.DEVICE_ERROR, 'the NVRAM could not be saved');
+      this.logOutcome(outcome, EfiStatus.DEVICE_ERROR, 'the NVRAM could not be saved');
       return settled.rolledBack;
     });
   }
 
-  private logOutcome(
-    request: Uint8Array,
-    command: string | undefined,
-    status: bigint,
-    reason: string | undefined,
-  ): void {
-    const level = status === EfiStatus.SUCCESS || isRoutine(command, status) ? 'debug' : 'warn';
+  private logOutcome(outcome: DispatchOutcome, status: bigint, reason: string | undefined): void {
+    const level = status === EfiStatus.SUCCESS || isRoutine(outcome.command, status) ? 'debug' : 'warn';
     if (!this.options.log.enabled(level)) return;
     this.guestLog(
       level,
-      `${describeRequest(request)}: ${statusName(status)}${level === 'warn' && reason ? ` (${reason})` : ''}`,
+      `${describeRequest(outcome.request)}: ${statusName(status)}${level === 'warn' && reason ? ` (${reason})` : ''}`,
     );
   }
 
-  private async notifySBFailure(): Promise<Uint8Array> {
+  /** The store's decision to alert (the first NotifySBFailure), carried out; answered once it is. */
+  private async raiseSecureBootFailureAlert(outcome: DispatchOutcome): Promise<Uint8Array> {
     const { log, notifySecureBootFailure } = this.options;
-    if (this.sbAlertRaised) {
-      log.info('NotifySBFailure: the alert was already raised by this daemon; ACCESS_DENIED');
-      return statusBytes(EfiStatus.ACCESS_DENIED);
-    }
-    this.sbAlertRaised = true;
     log.warn('NotifySBFailure: the guest failed to pass Secure Boot verification');
-    if (notifySecureBootFailure === undefined) return statusBytes(EfiStatus.SUCCESS);
+    if (notifySecureBootFailure === undefined) return outcome.response;
     try {
       await notifySecureBootFailure();
       log.info('NotifySBFailure: VM_SECURE_BOOT_FAILED raised');
-      return statusBytes(EfiStatus.SUCCESS);
+      return outcome.response;
     } catch (e) {
       log.error(`NotifySBFailure: the alert could not be raised: ${(e as Error).message}; DEVICE_ERROR`);
       return statusBytes(EfiStatus.DEVICE_ERROR);
@@ -243,12 +230,10 @@ export class VariableService implements GuestHandler {
   }
 }
 
-/** "SetVariable "Boot0001" 8be4df61-…" for logs; decodes the private copy again (only when logging). */
-export function describeRequest(request: Uint8Array): string {
-  const decoded = decodeRequest(request);
+/** "SetVariable "Boot0001" 8be4df61-…" for logs, from the request the store decoded. */
+export function describeRequest(r: Request | undefined): string {
   // The store's reason says what is wrong with it.
-  if (!decoded.ok) return 'undecodable request';
-  const r = decoded.request;
+  if (r === undefined) return 'undecodable request';
   switch (r.command) {
     case 'GetVariable':
     case 'SetVariable':

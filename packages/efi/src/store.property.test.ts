@@ -252,7 +252,7 @@ describe('property: dispatch never throws and never answers more than the buffer
           { maxLength: 25 },
         ),
         (steps) => {
-          const store = newStore({ authenticator: new RecordingAuthenticator(), notifySBFailure: () => S.SUCCESS });
+          const store = newStore({ authenticator: new RecordingAuthenticator() });
           for (const [request, corruptions, persistOk] of steps) {
             const buffer = new Uint8Array(Limits.BUFFER_SIZE);
             encodeRequest(request, buffer);

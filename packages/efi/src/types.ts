@@ -1,4 +1,4 @@
-import type { LogLevel } from '@vmsb/protocol';
+import type { LogLevel, Request } from '@vmsb/protocol';
 import type { Variable } from './variable.js';
 
 /** Per-VM platform settings (xenstore `platform/secureboot`, `platform/auth-enforce`, or `--platform`). */
@@ -73,11 +73,6 @@ export interface StoreOptions {
   readonly platform: PlatformSettings;
   /** Verifies TIME_BASED writes; without one every such write is refused with SECURITY_VIOLATION. */
   readonly authenticator?: Authenticator;
-  /**
-   * Raises the Secure Boot failure alert; returns the EFI status for the guest. Called at most once
-   * per store; later NotifySBFailure requests get ACCESS_DENIED. Without it: UNSUPPORTED.
-   */
-  readonly notifySBFailure?: () => bigint;
   /** Restore the sticky runtime flag (e.g. after --resume); overrides StoreState.atRuntime. */
   readonly atRuntime?: boolean;
   /** Diagnostics (refused writes and their reasons, mode changes). */
@@ -115,6 +110,19 @@ export interface DispatchOutcome {
   readonly status: bigint;
   /** Why a request failed, for logs. */
   readonly reason?: string;
+  /**
+   * The request as decoded, when it could be: what a log line describes (command, name, vendor GUID,
+   * attributes, sizes), so that nobody decodes the buffer again. Its byte fields are views into the
+   * request: read them before the request buffer is reused for another request.
+   */
+  readonly request?: Request;
+  /**
+   * Set on the first NotifySBFailure a store receives (later ones are answered ACCESS_DENIED): the guest
+   * failed Secure Boot verification, and the owner raises the toolstack's alert, then answers `response`
+   * (SUCCESS), or EFI_DEVICE_ERROR when the alert could not be raised. The store decides; the owner
+   * does the I/O.
+   */
+  readonly raiseSecureBootFailureAlert?: true;
   /**
    * Present iff the request changed non-volatile state. Persist `state` (await what you must), then
    * call commit(), or on failure rollback(), which restores the previous in-memory state and returns

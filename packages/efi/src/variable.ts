@@ -1,4 +1,4 @@
-import { bytesEqual, fromUtf16le, utf16le } from '@vmsb/protocol';
+import { bytesEqual, copyBytes, fromUtf16le, utf16le } from '@vmsb/protocol';
 import { guidEquals } from './guid.js';
 
 export { utf16le, fromUtf16le };
@@ -58,7 +58,11 @@ export function variablesEqual(a: Variable, b: Variable): boolean {
   );
 }
 
-/** A private, frozen copy of a variable; missing timestamp/digest become all zero. */
+/**
+ * A private, frozen copy of a variable; missing timestamp/digest become all zero. Every field is
+ * copied into new memory (copyBytes, never `slice()`, which on a Buffer is a view): a variable made
+ * from a request never aliases the request buffer, which a transport may reuse for the next request.
+ */
 export function makeVariable(fields: {
   name: Uint8Array;
   guid: Uint8Array;
@@ -72,10 +76,10 @@ export function makeVariable(fields: {
   const signerDigest = new Uint8Array(SIGNER_DIGEST_SIZE);
   if (fields.signerDigest !== undefined) signerDigest.set(fields.signerDigest.subarray(0, SIGNER_DIGEST_SIZE));
   return Object.freeze({
-    name: fields.name.slice(),
-    guid: fields.guid.slice(0, 16),
+    name: copyBytes(fields.name),
+    guid: copyBytes(fields.guid.subarray(0, 16)),
     attributes: fields.attributes >>> 0,
-    data: fields.data.slice(),
+    data: copyBytes(fields.data),
     timestamp,
     signerDigest,
   });

@@ -7,6 +7,15 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * A copy of `bytes` in new memory, as a plain Uint8Array. Not `bytes.slice()`: on a Node Buffer that
+ * is a view into the same memory, so a request buffer the transport reuses would change what was
+ * kept.
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
 /** The bytes of `parts`, one after another, in a new array. */
 export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   let total = 0;

@@ -21,7 +21,7 @@ export {
   type Response,
   type DecodedResponse,
 } from './codec.js';
-export { bytesEqual, concatBytes, hex } from './bytes.js';
+export { bytesEqual, concatBytes, copyBytes, hex } from './bytes.js';
 export type { LogLevel, GuestHandler } from './guest.js';
 export {
   FirmwareClient,

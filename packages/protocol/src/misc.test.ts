@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { copyBytes } from './bytes.js';
 import { guidFromText, guidToText } from './guid.js';
 import { EfiStatus, isError, statusMeaning, statusName } from './status.js';
 import { fromUtf16le, utf16le } from './utf16.js';
@@ -52,5 +53,17 @@ describe('UTF-16LE names', () => {
         expect(fromUtf16le(utf16le(s))).toBe(s);
       }),
     );
+  });
+});
+
+describe('copyBytes', () => {
+  it('copies a view of a Node Buffer into new memory, where slice() would share it', () => {
+    const request = Buffer.from([0, 1, 2, 3, 4, 5]);
+    const view = request.subarray(2, 5);
+    const copy = copyBytes(view);
+    request.fill(0xee);
+    expect(copy).toEqual(Uint8Array.of(2, 3, 4));
+    expect(copy.buffer).not.toBe(request.buffer);
+    expect(Buffer.isBuffer(copy)).toBe(false);
   });
 });

@@ -12,7 +12,7 @@ import { createAuthenticator } from '@vmsb/auth';
 import { Guids, VariableStore, type PlatformSettings } from '@vmsb/efi';
 import { GuestConnection } from '@vmsb/guest-sim';
 import { decodeVarsBlob, encodeVarsBlob } from '@vmsb/nvram';
-import { EfiStatus, encodeRequest, encodedRequestSize, statusName, utf16le } from '@vmsb/protocol';
+import { encodeRequest, encodedRequestSize, statusName, utf16le } from '@vmsb/protocol';
 import type { Corpus } from './corpus.js';
 import { DaemonProcess } from './daemon.js';
 import { FUZZ_PLATFORM, zeroFilled } from './dispatch-target.js';
@@ -83,8 +83,6 @@ export class DaemonTarget {
     this.shadow = VariableStore.restore(decoded.state, {
       platform: this.platform,
       authenticator: createAuthenticator(),
-      // The daemon answers the first NotifySBFailure SUCCESS (no toolstack alert with the file backend), then ACCESS_DENIED.
-      notifySBFailure: () => EfiStatus.SUCCESS,
       resume: false,
     });
     this.daemon = await DaemonProcess.start({

@@ -98,7 +98,6 @@ export class DispatchTarget {
     this.store = VariableStore.restore(this.corpus.state, {
       platform: this.platform,
       authenticator: this.authenticator,
-      notifySBFailure: () => EfiStatus.SUCCESS,
       resume: false,
     });
   }

@@ -336,6 +336,30 @@ describe.skipIf(!isRoot)('--depriv --chroot --uid --gid (root only: namespaces, 
     expect(d.stderr).toMatch(/SECURITY_VIOLATION \(db .* signed by "CN=vmsb sandbox stranger"/);
   });
 
+  it('(root only) under --chroot the verifier is evaluated at the first authenticated write, from the bundle, and verifies real signatures', async () => {
+    // xenopsd always passes --chroot: nothing outside the root can be read once it is entered, so the
+    // verifier must come from the daemon's own bundle (apps/varstored/src/authenticator.ts).
+    const { root, pidfile } = await sandboxDirs();
+    const d = await start(fileArgs([...sandboxed(root), '--log-level', 'debug'], '/nvram.vars', pidfile), pidfile);
+    const g = await guest(join(dir, 'sock'));
+    await runOvmfBoot(g.fw);
+    expect(d.output).not.toContain('verifier loaded');
+    const global = (name: string) => ({ name, guid: VendorGuids.GLOBAL });
+    const TIME_BASED = 0x27;
+    expect(await g.fw.setVariable(global('PK'), TIME_BASED, signed('PK', 'PK', 'PK'))).toBe(EfiStatus.SUCCESS);
+    await d.logged('authenticated variables: verifier loaded');
+    expect(await g.fw.setVariable(global('KEK'), TIME_BASED, signed('KEK', 'KEK', 'stranger'))).toBe(
+      EfiStatus.SECURITY_VIOLATION,
+    );
+    expect(await g.fw.setVariable(global('KEK'), TIME_BASED, signed('KEK', 'KEK', 'PK'))).toBe(EfiStatus.SUCCESS);
+    await g.close();
+    expect(await d.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    const output = d.output;
+    expect(output.match(/verifier loaded/g)).toHaveLength(1);
+    expect(output).not.toMatch(/cannot be loaded|unavailable/);
+    expect(output.indexOf('Privileges dropped')).toBeLessThan(output.indexOf('verifier loaded'));
+  });
+
   it('refuses --depriv when not started through the launcher (no namespaces): never runs weaker', async () => {
     const cli = join(dirname(createRequire(import.meta.url).resolve('varstored/package.json')), 'dist', 'cli.js');
     const child = spawn(process.execPath, [cli, ...fileArgs(['--depriv'])], { stdio: ['ignore', 'pipe', 'pipe'] });

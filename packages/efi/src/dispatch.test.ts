@@ -233,36 +233,30 @@ function newStoreFrom(state: StoreState, resume: boolean): VariableStore {
 }
 
 describe('NotifySBFailure', () => {
-  it('raises the alert once, then ACCESS_DENIED (varstored)', () => {
-    let calls = 0;
-    const fw = client(
-      newStore({
-        notifySBFailure: () => {
-          calls++;
-          return S.SUCCESS;
-        },
-      }),
-    );
-    expect(fw.notifySBFailure()).toBe(S.SUCCESS);
-    expect(fw.notifySBFailure()).toBe(S.ACCESS_DENIED);
-    expect(calls).toBe(1);
+  const notify = (store: VariableStore) => {
+    const request = new Uint8Array(Limits.BUFFER_SIZE);
+    encodeRequest({ command: 'NotifySBFailure' }, request);
+    return store.dispatch(request);
+  };
+
+  it('asks the owner to raise the alert once, then answers ACCESS_DENIED (varstored)', () => {
+    const store = newStore();
+    const first = notify(store);
+    expect([first.status, first.command, first.raiseSecureBootFailureAlert]).toEqual([
+      S.SUCCESS,
+      'NotifySBFailure',
+      true,
+    ]);
+    expect(first.request).toEqual({ command: 'NotifySBFailure' });
+    const second = notify(store);
+    expect([second.status, second.raiseSecureBootFailureAlert]).toEqual([S.ACCESS_DENIED, undefined]);
+    expect(second.reason).toBe('the Secure Boot failure alert was already raised');
+    expect(client(store).notifySBFailure()).toBe(S.ACCESS_DENIED);
   });
 
-  it('passes the port status through, and a throwing port becomes DEVICE_ERROR', () => {
-    expect(client(newStore({ notifySBFailure: () => S.DEVICE_ERROR })).notifySBFailure()).toBe(S.DEVICE_ERROR);
-    const fw = client(
-      newStore({
-        notifySBFailure: () => {
-          throw new Error('xapi down');
-        },
-      }),
-    );
-    expect(fw.notifySBFailure()).toBe(S.DEVICE_ERROR);
-    expect(fw.notifySBFailure()).toBe(S.ACCESS_DENIED);
-  });
-
-  it('without a port → UNSUPPORTED', () => {
-    expect(client(newStore()).notifySBFailure()).toBe(S.UNSUPPORTED);
+  it('is one alert per store: a new store asks again', () => {
+    expect(client(newStore()).notifySBFailure()).toBe(S.SUCCESS);
+    expect(notify(newStore()).raiseSecureBootFailureAlert).toBe(true);
   });
 });
 
@@ -295,5 +289,69 @@ describe('undecodable requests', () => {
     out.pending?.commit();
     b.fill(0xee);
     expect(store.getVariable(n('X'), V)?.data).toEqual(bytes(1, 2, 3));
+  });
+});
+
+describe('what a log line needs comes with the answer (the request is decoded once)', () => {
+  const dispatch = (store: VariableStore, request: Parameters<typeof encodeRequest>[0]) => {
+    const buffer = new Uint8Array(Limits.BUFFER_SIZE);
+    encodeRequest(request, buffer);
+    return store.dispatch(buffer);
+  };
+
+  it('returns the decoded request with each outcome: command, name, vendor GUID, attributes, sizes', () => {
+    const store = newStore();
+    const set = dispatch(store, {
+      command: 'SetVariable',
+      name: n('Abc'),
+      guid: V,
+      attributes: NV_BS_RT,
+      data: bytes(1, 2, 3),
+      atRuntime: false,
+    });
+    expect(set.request).toEqual({
+      command: 'SetVariable',
+      name: n('Abc'),
+      guid: V,
+      attributes: NV_BS_RT,
+      data: bytes(1, 2, 3),
+      atRuntime: false,
+    });
+    set.pending!.commit();
+    const get = dispatch(store, { command: 'GetVariable', name: n('Abc'), guid: V, dataSize: 1, atRuntime: false });
+    expect([get.status, get.request]).toEqual([
+      S.BUFFER_TOO_SMALL,
+      { command: 'GetVariable', name: n('Abc'), guid: V, dataSize: 1, atRuntime: false },
+    ]);
+    const next = dispatch(store, {
+      command: 'GetNextVariableName',
+      name: new Uint8Array(0),
+      guid: new Uint8Array(16),
+      nameSize: 2,
+      atRuntime: false,
+    });
+    expect(next.request).toMatchObject({ command: 'GetNextVariableName', nameSize: 2 });
+    const query = dispatch(store, { command: 'QueryVariableInfo', attributes: BS });
+    expect(query.request).toEqual({ command: 'QueryVariableInfo', attributes: BS });
+    // A refusal carries it too, with its reason.
+    const refused = dispatch(store, {
+      command: 'SetVariable',
+      name: n('Abc'),
+      guid: V,
+      attributes: BS_RT,
+      data: bytes(1),
+      atRuntime: false,
+    });
+    expect([refused.status, refused.request?.command, refused.reason]).toEqual([
+      S.INVALID_PARAMETER,
+      'SetVariable',
+      expect.stringContaining('has attributes'),
+    ]);
+  });
+
+  it('an undecodable request has no decoded request, only the status and why', () => {
+    const out = newStore().dispatch(Uint8Array.of(1, 0, 0, 0, 99, 0, 0, 0));
+    expect([out.status, out.request, out.command]).toEqual([S.UNSUPPORTED, undefined, undefined]);
+    expect(out.reason).toBeTruthy();
   });
 });
