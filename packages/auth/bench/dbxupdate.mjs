@@ -1,6 +1,6 @@
 // How long verifying Microsoft's DBXUpdate takes, against one raw RSA verification of the same
 // signature in the same run: cold (the parsed-signature cache cleared before each iteration, so
-// asn1js + pkijs parse the message every time) and warm (the guest re-sends the same update).
+// the bounded DER reader parses the message every time) and warm (the guest re-sends the same update).
 // Run after `pnpm build`: `pnpm bench`.
 import { createHash, verify, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -38,12 +38,14 @@ export {
 } from './pkcs7.js';
 export {
   parseCertificate,
+  nameAttributes,
   caKind,
   fingerprint,
   serialHex,
   KeyUsage,
   type Certificate,
   type CertificateResult,
+  type NameAttribute,
   type RsaPublicKey,
 } from './x509.js';
 export { CertificateCache } from './cache.js';

@@ -435,7 +435,7 @@ describe('bounded work on hostile messages', () => {
     expect(!r.ok && r.reason).toMatch(/certificate 2 is not a valid X.509 certificate/);
   });
 
-  it('refuses thousands of digest algorithms before asn1js or pkijs decode them', () => {
+  it('refuses thousands of digest algorithms before any value is read', () => {
     const s = sign(leaf, { extra: [inter] });
     const bloated = editFields(unwrapContentInfo(s.cms), (f) => {
       f[1] = elements(0x31, SHA256_ALGORITHM, 2000);
@@ -449,7 +449,7 @@ describe('bounded work on hostile messages', () => {
     expect(few.ok && few.signedData.digestAlgorithmOids).toHaveLength(4);
   });
 
-  it('refuses thousands of signed attributes before asn1js or pkijs decode them', () => {
+  it('refuses thousands of signed attributes before any value is read', () => {
     const s = sign(leaf, { extra: [inter], signedAttributes: true });
     const attribute = encodeElement(0x30, [
       Uint8Array.from([0x06, 0x03, 0x2a, 0x03, 0x04]),

@@ -1,13 +1,19 @@
 import { createHash, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
-import * as pkijs from 'pkijs';
-import { Tag, content, decodeDer, expect, isContext, kids, octetString, raw, type Node } from './asn1.js';
 import {
   DerError,
+  Tag,
+  algorithmOid,
   bytesEqual,
+  checkPrimitives,
   children,
   countElements,
-  encodeElement,
+  expect,
+  integerBytes,
+  isContext,
   isContextTlv,
+  isUniversal,
+  octetString,
+  oidString,
   oidText,
   precheckDer,
   tlvBytes,
@@ -17,6 +23,7 @@ import {
 import { CERTIFICATE_SIGNATURE_HASH, Oid, oidName } from './oids.js';
 import {
   caKind,
+  checkName,
   issuedBy,
   parseCertificate,
   rsaKeyObject,
@@ -85,7 +92,7 @@ export type SignedDataResult =
 
 /**
  * Parses a DER PKCS#7 SignedData, bare or wrapped in a ContentInfo, as found in
- * WIN_CERTIFICATE_UEFI_GUID.CertData, with asn1js and pkijs after the bounded pre-check. Parsed
+ * WIN_CERTIFICATE_UEFI_GUID.CertData, with the bounded DER reader (der.ts) and OpenSSL. Parsed
  * messages are kept in a small cache keyed by their SHA-256 (a guest re-sends the same update), so
  * a repeat costs a hash and a compare; the signature over the current content is still verified
  * every time by VerificationContext. Never throws.
@@ -154,7 +161,8 @@ const SIGNED_DATA_OID = Uint8Array.of(0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 
  * 2. the envelope read from that pre-checked structure: the certificate and CRL sets and the
  *    SignerInfo's unsigned attributes, which PKCS7_verify never looks into (CRLs, countersignatures)
  *    or reads lazily (certificates), are set aside; what remains (version, digest algorithms,
- *    content info, the SignerInfo) is held to MAX_ENVELOPE_ELEMENTS and read with asn1js + pkijs;
+ *    content info, the SignerInfo) is held to MAX_ENVELOPE_ELEMENTS, its values checked as a BER
+ *    decoder checks them, and read field by field (only what verification uses is kept);
  * 3. each carried certificate decoded by OpenSSL (node:crypto X509Certificate, as d2i_PKCS7 would
  *    refuse a message with a malformed one) and its issuer, serial and subject read from the
  *    structure: the full parse waits until verification needs that certificate (the signer, a
@@ -228,18 +236,19 @@ function signedDataFromBytes(input: Uint8Array): SignedData {
     throw new DerError(
       `more than ${Pkcs7Limits.MAX_ENVELOPE_ELEMENTS} DER elements in the digest algorithms, content info and SignerInfo`,
     );
-  const reduced = encodeElement(0x30, [
-    tlvBytes(fields[0]!),
-    tlvBytes(fields[1]!),
-    tlvBytes(fields[2]!),
-    encodeElement(0x31, [encodeElement(0x30, kept.map(tlvBytes))]),
-  ]);
-  const reducedNode = expect(decodeDer(reduced, Pkcs7Limits.MAX_SIZE), Tag.SEQUENCE, 'SignedData');
-  const sd = pkijsRead(() => new pkijs.SignedData({ schema: reducedNode }), 'SignedData');
-
-  const digestAlgorithmOids = (sd.digestAlgorithms ?? []).map((a) => a.algorithmId);
-  const contentTypeOid = sd.encapContentInfo.eContentType;
-  const hasEmbeddedContent = sd.encapContentInfo.eContent !== undefined;
+  // What a BER decoder checks of the values it meets (certificates are OpenSSL's to check, below).
+  for (const f of envelope) checkPrimitives(f);
+  // version, digestAlgorithms (SET OF AlgorithmIdentifier), encapContentInfo.
+  integerBytes(fields[0], 'SignedData version');
+  const digestAlgorithmOids = children(expect(fields[1], Tag.SET, 'digestAlgorithms')).map((a) =>
+    algorithmOid(a, 'a digest algorithm'),
+  );
+  // EncapsulatedContentInfo ::= SEQUENCE { eContentType OID, eContent [0] EXPLICIT ANY OPTIONAL }.
+  const eci = children(expect(fields[2], Tag.SEQUENCE, 'encapContentInfo'));
+  if (!isUniversal(eci[0], Tag.OID)) throw new DerError('encapContentInfo has no content type');
+  const contentTypeOid = oidString(eci[0]);
+  const eContent = eci[1];
+  const hasEmbeddedContent = isContext(eContent, 0) && eContent.constructed && children(eContent).length > 0;
 
   const carried: CarriedCertificate[] = [];
   if (certSet !== undefined) {
@@ -250,8 +259,7 @@ function signedDataFromBytes(input: Uint8Array): SignedData {
     });
   }
 
-  const signerNode = kids(kids(reducedNode)[3]!)[0]!;
-  const signerInfo = signerInfoFrom(sd.signerInfos[0]!, signerNode);
+  const signerInfo = signerInfoFrom(kept);
   return new ParsedSignedData(wrapped, digestAlgorithmOids, contentTypeOid, hasEmbeddedContent, carried, signerInfo);
 }
 
@@ -387,55 +395,67 @@ class ParsedSignedData implements SignedData {
   }
 }
 
-/** Runs a pkijs constructor, turning its schema errors into DerError. */
-function pkijsRead<T>(read: () => T, what: string): T {
-  try {
-    return read();
-  } catch (e) {
-    if (e instanceof DerError) throw e;
-    throw new DerError(`not a valid ${what}${e instanceof Error ? ` (${e.message.slice(0, 120)})` : ''}`);
-  }
-}
-
-function signerInfoFrom(si: pkijs.SignerInfo, node: Node): SignerInfo {
-  const f = kids(node);
-  if (f.length !== 5 + (si.signedAttrs !== undefined ? 1 : 0) + (si.unsignedAttrs !== undefined ? 1 : 0))
-    throw new DerError('SignerInfo has extra fields');
-  if (!(si.sid instanceof pkijs.IssuerAndSerialNumber)) {
+/**
+ * SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm, [0] IMPLICIT signedAttrs OPTIONAL,
+ * signatureAlgorithm, signature OCTET STRING } (the unsigned attributes already set aside).
+ */
+function signerInfoFrom(f: readonly Tlv[]): SignerInfo {
+  const hasSigned = f.length === 6;
+  if (f.length !== 5 && !hasSigned) throw new DerError('SignerInfo has extra fields');
+  integerBytes(f[0], 'SignerInfo version');
+  const sid = f[1]!;
+  if (isContext(sid, 0))
     throw new DerError(
       'SignerInfo identifies its signer by key identifier (PKCS#7 as UEFI uses it needs issuer and serial number)',
     );
-  }
-  const sid = kids(f[1]!);
-  const issuer = raw(expect(sid[0], Tag.SEQUENCE, 'signer issuer'));
-  const serialNumber = content(si.sid.serialNumber as unknown as Node);
+  // IssuerAndSerialNumber ::= SEQUENCE { issuer Name, serialNumber INTEGER }.
+  const ias = children(expect(sid, Tag.SEQUENCE, 'signer identifier'));
+  const issuer = tlvBytes(checkName(ias[0], 'signer issuer'));
+  if (!isUniversal(ias[1], Tag.INTEGER)) throw new DerError('signer serial number is missing');
+  const serialNumber = tlvContent(ias[1]);
   if (serialNumber.length === 0) throw new DerError('signer serial number is not a valid INTEGER');
+  const digestAlgorithmOid = algorithmOid(f[2], 'SignerInfo digestAlgorithm');
   let signedAttributes: Uint8Array | undefined;
   let messageDigest: Uint8Array | undefined;
-  if (si.signedAttrs !== undefined) {
+  if (hasSigned) {
     const attrs = f[3]!;
-    if (!isContext(attrs, 0) || !attrs.idBlock.isConstructed) throw new DerError('signed attributes are malformed');
-    signedAttributes = raw(attrs);
-    messageDigest = findMessageDigest(si.signedAttrs);
+    if (!isContext(attrs, 0) || !attrs.constructed) throw new DerError('signed attributes are malformed');
+    signedAttributes = tlvBytes(attrs);
+    messageDigest = findMessageDigest(attrs);
   }
-  const signature = octetString(si.signature as unknown as Node, 'SignerInfo signature');
+  const signatureAlgorithmOid = algorithmOid(f[hasSigned ? 4 : 3], 'SignerInfo signatureAlgorithm');
+  const signatureNode = f[hasSigned ? 5 : 4];
+  // A primitive OCTET STRING, as the schema-driven decoders that came before required.
+  if (!isUniversal(signatureNode, Tag.OCTET_STRING) || signatureNode.constructed)
+    throw new DerError('SignerInfo signature is not an OCTET STRING');
+  const signature = octetString(signatureNode, 'SignerInfo signature');
   return {
     issuer,
     serialNumber,
-    digestAlgorithmOid: si.digestAlgorithm.algorithmId,
+    digestAlgorithmOid,
     signedAttributes,
     messageDigest,
-    signatureAlgorithmOid: si.signatureAlgorithm.algorithmId,
+    signatureAlgorithmOid,
     signature,
   };
 }
 
-function findMessageDigest(attrs: pkijs.SignedAndUnsignedAttributes): Uint8Array | undefined {
-  for (const attr of attrs.attributes) {
-    if (attr.type !== Oid.MESSAGE_DIGEST) continue;
-    return octetString(attr.values[0] as Node | undefined, 'messageDigest');
+/**
+ * The first messageDigest attribute's value. Every signed attribute must be an Attribute
+ * (SEQUENCE { type OID, values SET }); what follows its values is ignored.
+ */
+function findMessageDigest(attrs: Tlv): Uint8Array | undefined {
+  let digest: Uint8Array | undefined;
+  let found = false;
+  for (const a of children(attrs)) {
+    const parts = isUniversal(a, Tag.SEQUENCE) && a.constructed ? children(a) : [];
+    if (parts.length < 2 || !isUniversal(parts[0], Tag.OID) || !isUniversal(parts[1], Tag.SET) || !parts[1].constructed)
+      throw new DerError('signed attributes are malformed');
+    if (found || oidString(parts[0]) !== Oid.MESSAGE_DIGEST) continue;
+    found = true;
+    digest = octetString(children(parts[1])[0], 'messageDigest');
   }
-  return undefined;
+  return digest;
 }
 
 /** The certificate in the message that SignerInfo names, if any (parsed only then). */

@@ -1,23 +1,27 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import * as pkijs from 'pkijs';
 import {
+  DerError,
   Tag,
+  algorithmOid,
   bitFlags,
   bitStringBytes,
   booleanValue,
-  content,
+  children,
   decodeDer,
   expect,
+  hex,
   integerBytes,
   isContext,
   isUniversal,
-  kids,
   octetString,
-  raw,
+  oidString,
+  oidText,
+  precheckDer,
   smallInteger,
-  type Node,
-} from './asn1.js';
-import { DerError, children, hex, oidText, precheckDer, type Tlv } from './der.js';
+  tlvBytes,
+  tlvContent,
+  type Tlv,
+} from './der.js';
 import { HANDLED_CRITICAL_EXTENSIONS, NAME_ATTRIBUTES, Oid, oidName } from './oids.js';
 
 /** KeyUsage bits as numbered by RFC 5280 (bit 0 = digitalSignature). */
@@ -59,6 +63,8 @@ export interface Certificate {
   readonly signatureAlgorithmOid: string;
   readonly signature: Uint8Array;
   readonly publicKeyAlgorithmOid: string;
+  /** The subjectPublicKeyInfo encoding (what node:crypto imports a public key from). */
+  readonly spki: Uint8Array;
   /** Present when the key is rsaEncryption and well-formed. */
   readonly rsaPublicKey: RsaPublicKey | undefined;
   readonly basicConstraints: { readonly ca: boolean; readonly pathLength: number | undefined } | undefined;
@@ -86,7 +92,7 @@ const MAX_CERTIFICATE_SIZE = 65536;
 /** Parses one DER certificate (no trailing bytes) from a private copy. Never throws. */
 export function parseCertificate(der: Uint8Array): CertificateResult {
   try {
-    return { ok: true, certificate: certificateFromNode(decodeDer(der, MAX_CERTIFICATE_SIZE)) };
+    return { ok: true, certificate: certificateFromTlv(decodeDer(der, MAX_CERTIFICATE_SIZE)) };
   } catch (e) {
     return {
       ok: false,
@@ -167,33 +173,27 @@ function publicKeyAlgorithmOf(cert: Tlv): string | undefined {
   return oidText(id.bytes.subarray(id.contentStart, id.contentEnd));
 }
 
-/** A pkijs reading of a decoded certificate, or DerError. */
-export function pkijsCertificate(node: Node): pkijs.Certificate {
-  try {
-    return new pkijs.Certificate({ schema: node });
-  } catch (e) {
-    throw new DerError(
-      `not an X.509 Certificate (${e instanceof Error ? e.message.slice(0, 120) : 'schema mismatch'})`,
-    );
-  }
-}
-
 /**
- * Adapts a certificate decoded by asn1js (`node`) and read by pkijs (`cert`, from the same node)
- * to the package's Certificate. pkijs validates the schema; the exact encodings of the parts UEFI
- * hashes or compares byte for byte are taken from asn1js's views of the input. Throws DerError.
+ * Reads a decoded certificate (RFC 5280 §4.1) from the bounded reader's view of it. The parts UEFI
+ * hashes or compares byte for byte are views of the input; names, dates and OIDs are turned into
+ * text only when a message needs them. As the schema-driven decoders it replaces, elements after
+ * the ones the structure defines are ignored inside AlgorithmIdentifier, Name attributes and
+ * Extension, and refused after the certificate's, tbsCertificate's and key info's own fields.
+ * Throws DerError.
  */
-export function certificateFromNode(node: Node, cert: pkijs.Certificate = pkijsCertificate(node)): Certificate {
-  const top = kids(expect(node, Tag.SEQUENCE, 'Certificate'));
+export function certificateFromTlv(root: Tlv): Certificate {
+  const top = children(expect(root, Tag.SEQUENCE, 'Certificate'));
   if (top.length !== 3) throw new DerError('Certificate has extra fields');
-  const [tbsNode, sigAlgNode, sigNode] = top as [Node, Node, Node];
+  const [tbsNode, sigAlgNode, sigNode] = top as [Tlv, Tlv, Tlv];
+  const signatureAlgorithmOid = algorithmOid(sigAlgNode, 'signatureAlgorithm');
   const signature = bitStringBytes(sigNode, 'signatureValue');
 
-  const fields = kids(expect(tbsNode, Tag.SEQUENCE, 'tbsCertificate'));
+  const fields = children(expect(tbsNode, Tag.SEQUENCE, 'tbsCertificate'));
   let i = 0;
   let version = 1;
   if (isContext(fields[0], 0)) {
-    const v = kids(fields[0]);
+    if (!fields[0].constructed) throw new DerError('version is malformed');
+    const v = children(fields[0]);
     if (v.length !== 1) throw new DerError('version is malformed');
     const n = smallInteger(v[0], 'version');
     if (n > 2) throw new DerError(`version ${n + 1} is unknown`);
@@ -201,57 +201,104 @@ export function certificateFromNode(node: Node, cert: pkijs.Certificate = pkijsC
     i++;
   }
   const serialNumber = integerBytes(fields[i++], 'serialNumber');
-  const tbsSigAlg = expect(fields[i++], Tag.SEQUENCE, 'signature');
-  const issuer = expect(fields[i++], Tag.SEQUENCE, 'issuer');
-  const validity = kids(expect(fields[i++], Tag.SEQUENCE, 'validity'));
-  const subject = expect(fields[i++], Tag.SEQUENCE, 'subject');
+  const tbsSigAlg = fields[i++];
+  algorithmOid(tbsSigAlg, 'signature');
+  const issuer = checkName(fields[i++], 'issuer');
+  const validity = children(expect(fields[i++], Tag.SEQUENCE, 'validity'));
+  const subject = checkName(fields[i++], 'subject');
   const spki = expect(fields[i++], Tag.SEQUENCE, 'subjectPublicKeyInfo');
-  let extensionsSeen = false;
+  let extensions: Tlv | undefined;
   for (; i < fields.length; i++) {
     if (isContext(fields[i], 1) || isContext(fields[i], 2)) continue; // issuer/subject unique identifiers
-    if (isContext(fields[i], 3) && !extensionsSeen) {
-      extensionsSeen = true;
+    if (isContext(fields[i], 3) && extensions === undefined) {
+      extensions = fields[i];
       continue;
     }
     throw new DerError('tbsCertificate has an unexpected field');
   }
   if (validity.length !== 2 || !validity.every(isTime)) throw new DerError('validity is malformed');
-  if (extensionsSeen && version !== 3) throw new DerError('extensions in a certificate that is not version 3');
+  if (extensions !== undefined && version !== 3)
+    throw new DerError('extensions in a certificate that is not version 3');
 
-  const key = parsePublicKey(spki, cert);
-  const ext = parseExtensions(cert.extensions ?? []);
+  const spkiParts = children(spki);
+  if (spkiParts.length !== 2) throw new DerError('subjectPublicKeyInfo has extra fields');
+  const publicKeyAlgorithmOid = algorithmOid(spkiParts[0], 'subjectPublicKeyInfo algorithm');
+  const keyBits = bitStringBytes(spkiParts[1], 'subjectPublicKey');
+  const key = publicKeyAlgorithmOid === Oid.RSA_ENCRYPTION ? parseRsaPublicKey(keyBits) : undefined;
+  const ext = parseExtensions(extensions === undefined ? [] : extensionList(extensions));
   return new ParsedCertificate(
-    cert,
-    node,
-    tbsNode,
+    tlvBytes(root),
+    tlvBytes(tbsNode),
     version,
     serialNumber,
-    tbsSigAlg,
-    sigAlgNode,
+    tlvBytes(tbsSigAlg!),
+    tlvBytes(sigAlgNode),
+    signatureAlgorithmOid,
     signature,
     issuer,
     subject,
     validity[0]!,
     validity[1]!,
-    spki,
+    tlvBytes(spki),
+    publicKeyAlgorithmOid,
     key,
     ext,
   );
 }
 
+/** Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }, checked; its whole encoding. */
+export function checkName(t: Tlv | undefined, what: string): Tlv {
+  for (const rdn of children(expect(t, Tag.SEQUENCE, what))) {
+    if (!isUniversal(rdn, Tag.SET) || !rdn.constructed) throw new DerError(`${what} is not a valid Name`);
+    for (const atv of children(rdn)) attributeTypeAndValue(atv, what);
+  }
+  return t!;
+}
+
+function attributeTypeAndValue(atv: Tlv, what: string): { type: Tlv; value: Tlv } {
+  const parts = isUniversal(atv, Tag.SEQUENCE) && atv.constructed ? children(atv) : [];
+  if (parts.length < 2 || !isUniversal(parts[0], Tag.OID)) throw new DerError(`${what} is not a valid Name`);
+  return { type: parts[0]!, value: parts[1]! };
+}
+
 /**
- * The parsed form, backed by the pkijs Certificate. Text (names, dates, OIDs) is only needed for
- * messages, so it is built on first use rather than on the verification path.
+ * extensions [3] EXPLICIT SEQUENCE OF Extension. Elements after the SEQUENCE are ignored, as the
+ * schema-driven decoder this replaces ignored them (OpenSSL refuses such a certificate earlier).
+ */
+function extensionList(t: Tlv): Tlv[] {
+  const inner = t.constructed ? children(t) : [];
+  if (!isUniversal(inner[0], Tag.SEQUENCE) || !inner[0].constructed) throw new DerError('extensions are malformed');
+  return children(inner[0]);
+}
+
+interface ExtensionFields {
+  readonly id: string;
+  readonly critical: boolean;
+  readonly value: Uint8Array;
+}
+
+/** Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }. */
+function extensionFields(t: Tlv): ExtensionFields {
+  const parts = isUniversal(t, Tag.SEQUENCE) && t.constructed ? children(t) : [];
+  if (!isUniversal(parts[0], Tag.OID)) throw new DerError('an extension is malformed');
+  let at = 1;
+  let critical = false;
+  if (isUniversal(parts[at], Tag.BOOLEAN)) {
+    // Any non-zero octet is TRUE (BER); an empty BOOLEAN reads as FALSE.
+    critical = tlvContent(parts[at]!).some((b) => b !== 0);
+    at++;
+  }
+  // extnValue is a primitive OCTET STRING (schema-driven decoders refuse the constructed form here).
+  if (!isUniversal(parts[at], Tag.OCTET_STRING) || parts[at]!.constructed)
+    throw new DerError('an extension is malformed');
+  return { id: oidString(parts[0]!), critical, value: octetString(parts[at], 'extension value') };
+}
+
+/**
+ * The parsed form. Text (names, dates) is only needed for messages, so it is built on first use
+ * rather than on the verification path.
  */
 class ParsedCertificate implements Certificate {
-  readonly der: Uint8Array;
-  readonly tbs: Uint8Array;
-  readonly issuer: Uint8Array;
-  readonly subject: Uint8Array;
-  readonly tbsSignatureAlgorithm: Uint8Array;
-  readonly signatureAlgorithm: Uint8Array;
-  readonly signatureAlgorithmOid: string;
-  readonly publicKeyAlgorithmOid: string;
   readonly rsaPublicKey: RsaPublicKey | undefined;
   readonly basicConstraints: Certificate['basicConstraints'];
   readonly keyUsage: number | undefined;
@@ -260,37 +307,32 @@ class ParsedCertificate implements Certificate {
   readonly invalidExtension: string | undefined;
   readonly unhandledCriticalExtension: string | undefined;
   readonly authorityCertSerialNumber: Uint8Array | undefined;
-  /** subjectPublicKeyInfo encoding, which node:crypto imports the key from. */
-  readonly spki: Uint8Array;
+  readonly issuer: Uint8Array;
+  readonly subject: Uint8Array;
   private issuerName: ParsedName | undefined;
   private subjectName: ParsedName | undefined;
 
   constructor(
-    readonly parsed: pkijs.Certificate,
-    node: Node,
-    tbs: Node,
+    readonly der: Uint8Array,
+    readonly tbs: Uint8Array,
     readonly version: number,
     readonly serialNumber: Uint8Array,
-    tbsSigAlg: Node,
-    sigAlg: Node,
+    readonly tbsSignatureAlgorithm: Uint8Array,
+    readonly signatureAlgorithm: Uint8Array,
+    readonly signatureAlgorithmOid: string,
     readonly signature: Uint8Array,
-    issuer: Node,
-    subject: Node,
-    private readonly notBeforeNode: Node,
-    private readonly notAfterNode: Node,
-    spki: Node,
+    private readonly issuerNode: Tlv,
+    private readonly subjectNode: Tlv,
+    private readonly notBeforeNode: Tlv,
+    private readonly notAfterNode: Tlv,
+    /** subjectPublicKeyInfo encoding, which node:crypto imports the key from. */
+    readonly spki: Uint8Array,
+    readonly publicKeyAlgorithmOid: string,
     key: RsaPublicKey | undefined,
     ext: ParsedExtensions,
   ) {
-    this.der = raw(node);
-    this.tbs = raw(tbs);
-    this.issuer = raw(issuer);
-    this.subject = raw(subject);
-    this.tbsSignatureAlgorithm = raw(tbsSigAlg);
-    this.signatureAlgorithm = raw(sigAlg);
-    this.signatureAlgorithmOid = this.parsed.signatureAlgorithm.algorithmId;
-    this.publicKeyAlgorithmOid = this.parsed.subjectPublicKeyInfo.algorithm.algorithmId;
-    this.spki = raw(spki);
+    this.issuer = tlvBytes(issuerNode);
+    this.subject = tlvBytes(subjectNode);
     this.rsaPublicKey = key;
     this.basicConstraints = ext.basicConstraints;
     this.keyUsage = ext.keyUsage;
@@ -306,17 +348,17 @@ class ParsedCertificate implements Certificate {
   }
 
   get issuerText(): string {
-    this.issuerName ??= nameOf(this.parsed.issuer);
+    this.issuerName ??= nameOf(this.issuerNode);
     return this.issuerName.text;
   }
 
   get subjectText(): string {
-    this.subjectName ??= nameOf(this.parsed.subject);
+    this.subjectName ??= nameOf(this.subjectNode);
     return this.subjectName.text;
   }
 
   get commonName(): Uint8Array | undefined {
-    this.subjectName ??= nameOf(this.parsed.subject);
+    this.subjectName ??= nameOf(this.subjectNode);
     return this.subjectName.commonName;
   }
 
@@ -329,13 +371,13 @@ class ParsedCertificate implements Certificate {
   }
 }
 
-function isTime(t: Node): boolean {
-  return (isUniversal(t, Tag.UTC_TIME) || isUniversal(t, Tag.GENERALIZED_TIME)) && !t.idBlock.isConstructed;
+function isTime(t: Tlv): boolean {
+  return (isUniversal(t, Tag.UTC_TIME) || isUniversal(t, Tag.GENERALIZED_TIME)) && !t.constructed;
 }
 
 /** UTCTime/GeneralizedTime as `YYYY-MM-DDTHH:MM:SSZ` when it has the usual shape, else as written. */
-function timeText(t: Node): string {
-  const s = Buffer.from(content(t)).toString('latin1');
+function timeText(t: Tlv): string {
+  const s = Buffer.from(tlvContent(t)).toString('latin1');
   const m = (
     isUniversal(t, Tag.UTC_TIME)
       ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?Z$/
@@ -352,18 +394,53 @@ interface ParsedName {
   readonly commonName: Uint8Array | undefined;
 }
 
-/** Display text and first commonName of a pkijs Name (its attributes in encoded order). */
-function nameOf(name: pkijs.RelativeDistinguishedNames): ParsedName {
+/** One attribute of a Name. */
+export interface NameAttribute {
+  /** The attribute type, dotted. */
+  readonly type: string;
+  /** The value's universal tag number, or -1 for another class. */
+  readonly tag: number;
+  /** The value's content octets; undefined when the value is constructed. */
+  readonly value: Uint8Array | undefined;
+  /** The value's whole encoding. */
+  readonly der: Uint8Array;
+}
+
+/**
+ * The attributes of an encoded Name (RFC 5280 §4.1.2.4), grouped by RDN in encoded order (the
+ * reverse of how RFC 4514 prints them), or undefined when `name` is not a Name.
+ */
+export function nameAttributes(name: Uint8Array): NameAttribute[][] | undefined {
+  try {
+    return nameAttributesOf(checkName(decodeDer(name, MAX_CERTIFICATE_SIZE), 'Name'));
+  } catch (e) {
+    if (e instanceof DerError) return undefined;
+    throw e;
+  }
+}
+
+function nameAttributesOf(name: Tlv): NameAttribute[][] {
+  return children(name).map((rdn) =>
+    children(rdn).map((atv) => {
+      const { type, value } = attributeTypeAndValue(atv, 'Name');
+      return {
+        type: oidString(type),
+        tag: value.cls === 0 ? value.tag : -1,
+        value: value.constructed ? undefined : tlvContent(value),
+        der: tlvBytes(value),
+      };
+    }),
+  );
+}
+
+/** Display text and first commonName of a Name (its attributes in encoded order, RDNs flattened). */
+function nameOf(name: Tlv): ParsedName {
   const parts: string[] = [];
   let commonName: Uint8Array | undefined;
-  for (const atv of name.typesAndValues) {
-    const value = atv.value as unknown as Node;
-    const primitive = !value.idBlock.isConstructed;
-    const bytes = primitive ? content(value) : undefined;
-    if (atv.type === Oid.COMMON_NAME && commonName === undefined && bytes !== undefined) commonName = bytes;
-    const tag = value.idBlock.tagClass === 1 ? value.idBlock.tagNumber : -1;
+  for (const a of nameAttributesOf(name).flat()) {
+    if (a.type === Oid.COMMON_NAME && commonName === undefined && a.value !== undefined) commonName = a.value;
     parts.push(
-      `${NAME_ATTRIBUTES.get(atv.type) ?? atv.type}=${bytes === undefined ? `#${hex(raw(value))}` : stringText(tag, bytes)}`,
+      `${NAME_ATTRIBUTES.get(a.type) ?? a.type}=${a.value === undefined ? `#${hex(a.der)}` : stringText(a.tag, a.value)}`,
     );
   }
   return { text: parts.join(', '), commonName };
@@ -390,25 +467,13 @@ function stringText(tag: number, value: Uint8Array): string {
   return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-function parsePublicKey(spki: Node, cert: pkijs.Certificate): RsaPublicKey | undefined {
-  const parts = kids(spki);
-  if (parts.length !== 2) throw new DerError('subjectPublicKeyInfo has extra fields');
-  const keyBits = bitStringBytes(parts[1], 'subjectPublicKey');
-  return cert.subjectPublicKeyInfo.algorithm.algorithmId === Oid.RSA_ENCRYPTION
-    ? parseRsaPublicKey(keyBits)
-    : undefined;
-}
-
 /** Most bytes of DER inside one certificate field (extension values, public keys). */
 const MAX_INNER_SIZE = 16384;
 
 /** RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }; undefined when unusable. */
 function parseRsaPublicKey(bytes: Uint8Array): RsaPublicKey | undefined {
   try {
-    const node = decodeDer(bytes, MAX_INNER_SIZE);
-    const parts = kids(node);
-    // pkijs checks the schema; the INTEGERs are read as encoded (pkijs normalises them).
-    new pkijs.RSAPublicKey({ schema: node });
+    const parts = children(expect(decodeDer(bytes, MAX_INNER_SIZE), Tag.SEQUENCE, 'RSAPublicKey'));
     if (parts.length !== 2) return undefined;
     const modulusBits = positiveBits(integerBytes(parts[0], 'modulus'));
     const exponentBits = positiveBits(integerBytes(parts[1], 'publicExponent'));
@@ -439,11 +504,10 @@ interface ParsedExtensions {
 }
 
 /**
- * The extensions chain building needs, from pkijs's Extension list. Their values are decoded here
- * (bounded) rather than through pkijs's lazy `parsedValue`, so a malformed value marks the
- * certificate instead of failing it, as OpenSSL does.
+ * The extensions chain building needs. A malformed Extension fails the certificate; a malformed
+ * value only marks it (invalidExtension), as OpenSSL does.
  */
-function parseExtensions(extensions: readonly pkijs.Extension[]): ParsedExtensions {
+function parseExtensions(extensions: readonly Tlv[]): ParsedExtensions {
   const out: ParsedExtensions = {
     basicConstraints: undefined,
     keyUsage: undefined,
@@ -454,9 +518,8 @@ function parseExtensions(extensions: readonly pkijs.Extension[]): ParsedExtensio
     unhandledCriticalExtension: undefined,
   };
   const seen = new Set<string>();
-  for (const ext of extensions) {
-    const id = ext.extnID;
-    const value = octetString(ext.extnValue as unknown as Node, 'extension value');
+  for (const ext of extensions.map(extensionFields)) {
+    const { id, value } = ext;
     if (seen.has(id)) {
       out.invalidExtension ??= `extension ${id} appears twice`;
       continue;
@@ -485,7 +548,7 @@ function parseBasicConstraints(value: Uint8Array): { ca: boolean; pathLength: nu
   const seq = expect(decodeDer(value, MAX_INNER_SIZE), Tag.SEQUENCE, 'basicConstraints');
   let ca = false;
   let pathLength: number | undefined;
-  for (const f of kids(seq)) {
+  for (const f of children(seq)) {
     if (isUniversal(f, Tag.BOOLEAN)) ca = booleanValue(f, 'cA');
     else if (isUniversal(f, Tag.INTEGER)) pathLength = smallInteger(f, 'pathLenConstraint');
     else throw new DerError('basicConstraints has an unexpected field');
@@ -500,10 +563,10 @@ function parseAuthorityKeyId(value: Uint8Array): {
   const seq = expect(decodeDer(value, MAX_INNER_SIZE), Tag.SEQUENCE, 'authorityKeyIdentifier');
   let keyIdentifier: Uint8Array | undefined;
   let serialNumber: Uint8Array | undefined;
-  for (const f of kids(seq)) {
+  for (const f of children(seq)) {
     if (isContext(f, 0) || isContext(f, 2)) {
-      const c = content(f);
-      if (f.idBlock.isConstructed || c.length === 0) throw new DerError('authorityKeyIdentifier field is malformed');
+      const c = tlvContent(f);
+      if (f.constructed || c.length === 0) throw new DerError('authorityKeyIdentifier field is malformed');
       if (isContext(f, 0)) keyIdentifier = c;
       else serialNumber = c;
     } else if (!isContext(f, 1)) {

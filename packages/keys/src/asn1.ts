@@ -1,12 +1,17 @@
-/** Small asn1js/pkijs helpers shared by the certificate and PKCS#7 code. */
+/**
+ * Small asn1js/pkijs helpers for building certificates and SignedData. Reading goes through
+ * @vmsb/auth's bounded DER reader (`@vmsb/auth/der`) instead; `asn1Schema` here only turns bytes this
+ * package built or already read back into pkijs objects to build with.
+ */
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 
 /**
- * Decodes one DER element that must fill `bytes` exactly. Throws a TypeError naming `what`.
+ * An asn1js schema of one DER element that must fill `bytes` exactly, to build pkijs objects from.
+ * Throws a TypeError naming `what`.
  * The result's blocks keep views of their original encodings (`valueBeforeDecodeView`).
  */
-export function decodeDer(bytes: Uint8Array, what: string): asn1js.AsnType {
+export function asn1Schema(bytes: Uint8Array, what: string): asn1js.AsnType {
   const decoded = asn1js.fromBER(bytes);
   if (decoded.offset === -1) throw new TypeError(`${what}: ${decoded.result.error || 'malformed encoding'}`);
   if (decoded.offset !== bytes.length) throw new TypeError(`${bytes.length - decoded.offset} bytes after the ${what}`);

@@ -12,7 +12,7 @@ import {
   prepareVariable,
   signableBytes,
   splitAuthenticatedVariable,
-  type Certificate,
+  type EncodedCertificate,
   type KeyPair,
 } from './index.js';
 import { opensslVerify, runOk, scratch, serialization, splitAuth, type Scratch } from './test-support.js';
@@ -25,8 +25,8 @@ const TS = serializeEfiTime({ year: 2024, month: 3, day: 5, hour: 6, minute: 7, 
 let s: Scratch;
 let pk: KeyPair;
 let kek: KeyPair;
-let pkCert: Certificate;
-let kekCert: Certificate;
+let pkCert: EncodedCertificate;
+let kekCert: EncodedCertificate;
 let pkEsl: Uint8Array;
 let kekEsl: Uint8Array;
 let paths: { pkKey: string; pkCrt: string; kekKey: string; kekCrt: string; pkEsl: string; kekEsl: string };

@@ -7,7 +7,7 @@ import {
   generateKeyPair,
   keyBits,
   loadPrivateKey,
-  parseCertificate,
+  describeCertificate,
   privateKeyToDer,
   privateKeyToPem,
   readCertificates,
@@ -141,8 +141,8 @@ describe('createCertificate', () => {
   });
 
   it('gives random positive 16-octet serials by default', () => {
-    const a = parseCertificate(createCertificate({ cn: 'a', key: root.privateKey }).der);
-    const b = parseCertificate(createCertificate({ cn: 'a', key: root.privateKey }).der);
+    const a = describeCertificate(createCertificate({ cn: 'a', key: root.privateKey }).der);
+    const b = describeCertificate(createCertificate({ cn: 'a', key: root.privateKey }).der);
     expect(a.serialNumber).toMatch(/^[4-7][0-9A-F]{31}$/);
     expect(a.serialNumber).not.toBe(b.serialNumber);
   });
@@ -159,7 +159,7 @@ describe('createCertificate', () => {
   });
 });
 
-describe('parseCertificate', () => {
+describe('describeCertificate', () => {
   it('reports what OpenSSL reports', () => {
     const ca = createCertificate({ cn: 'Parse CA', key: root.privateKey, notBefore, days: 10, serial: 0xabcdefn });
     const issued = createCertificate({
@@ -168,7 +168,7 @@ describe('parseCertificate', () => {
       issuer: { certificate: ca.pem, key: root.privateKey },
       notBefore,
     });
-    const caInfo = parseCertificate(ca.pem);
+    const caInfo = describeCertificate(ca.pem);
     expect(caInfo).toMatchObject({
       subject: 'CN=Parse CA',
       issuer: 'CN=Parse CA',
@@ -188,7 +188,7 @@ describe('parseCertificate', () => {
     const spkiDer = createPublicKey(spki).export({ type: 'spki', format: 'der' });
     expect(caInfo.spkiSha256).toBe(createHash('sha256').update(spkiDer).digest('hex'));
 
-    const leafInfo = parseCertificate(issued.der);
+    const leafInfo = describeCertificate(issued.der);
     expect(leafInfo).toMatchObject({ subject: 'CN=Parse leaf', issuer: 'CN=Parse CA', selfSigned: false, ca: false });
   });
 

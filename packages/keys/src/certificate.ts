@@ -1,17 +1,17 @@
 import { createHash, createPublicKey, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
+import { algorithmWithNull, asn1Schema, toDer } from './asn1.js';
 import { keyBits, loadPrivateKey, subjectPublicKeyInfo, type PrivateKeyInput } from './keys.js';
 import { decodePem, encodePem, looksLikePem, pemText } from './pem.js';
 import { bytesEqual } from '@vmsb/protocol';
-import { Oid } from '@vmsb/auth';
+import { nameAttributes, Oid, parseCertificate, type NameAttribute } from '@vmsb/auth';
 
 /** A certificate: DER bytes, PEM text or bytes, or a node:crypto X509Certificate. */
 export type CertificateInput = Uint8Array | string | X509Certificate;
 
-/** A certificate in both encodings. */
-export interface Certificate {
+/** A certificate as created here, in both encodings. */
+export interface EncodedCertificate {
   readonly der: Uint8Array;
   readonly pem: string;
 }
@@ -44,7 +44,7 @@ export interface CreateCertificateOptions {
  * subjectKeyIdentifier and authorityKeyIdentifier (SHA-1 of the public key, RFC 5280 method 1).
  * UEFI firmware ignores validity and usage, but OpenSSL and other verifiers read them.
  */
-export function createCertificate(options: CreateCertificateOptions): Certificate {
+export function createCertificate(options: CreateCertificateOptions): EncodedCertificate {
   if (options.cn.length === 0) throw new TypeError('the certificate needs a common name');
   const subjectKey = loadPrivateKey(options.key);
   const days = options.days ?? 3650;
@@ -53,7 +53,9 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
   const notBefore = new Date(Math.floor((options.notBefore ?? new Date()).getTime() / 1000) * 1000);
   const notAfter = new Date(notBefore.getTime() + days * 86_400_000);
 
-  const spki = new pkijs.PublicKeyInfo({ schema: decodeDer(subjectPublicKeyInfo(subjectKey), 'SubjectPublicKeyInfo') });
+  const spki = new pkijs.PublicKeyInfo({
+    schema: asn1Schema(subjectPublicKeyInfo(subjectKey), 'SubjectPublicKeyInfo'),
+  });
   const ski = keyIdentifier(spki);
   const subject = distinguishedName(options.cn, options.organization);
 
@@ -72,10 +74,10 @@ export function createCertificate(options: CreateCertificateOptions): Certificat
       throw new TypeError('the issuer key does not belong to the issuer certificate');
     }
     // The issuer's subject Name, carried over byte for byte (pkijs re-emits a decoded Name as decoded).
-    issuerName = new pkijs.RelativeDistinguishedNames({ schema: decodeDer(fields.subject, 'issuer Name') });
+    issuerName = new pkijs.RelativeDistinguishedNames({ schema: asn1Schema(fields.subject, 'issuer Name') });
     authorityKeyId =
       fields.subjectKeyIdentifier ??
-      keyIdentifier(new pkijs.PublicKeyInfo({ schema: decodeDer(fields.spki, 'SubjectPublicKeyInfo') }));
+      keyIdentifier(new pkijs.PublicKeyInfo({ schema: asn1Schema(fields.spki, 'SubjectPublicKeyInfo') }));
   }
   const ca = options.ca ?? options.issuer === undefined;
 
@@ -158,7 +160,7 @@ function distinguishedName(cn: string, organization: string | undefined): pkijs.
   if (organization !== undefined && organization.length > 0) rdns.push(rdn(Oid.ORGANIZATION_NAME, organization));
   rdns.push(rdn(Oid.COMMON_NAME, cn));
   return new pkijs.RelativeDistinguishedNames({
-    schema: decodeDer(toDer(new asn1js.Sequence({ value: rdns })), 'Name'),
+    schema: asn1Schema(toDer(new asn1js.Sequence({ value: rdns })), 'Name'),
   });
 }
 
@@ -175,7 +177,7 @@ function keyIdentifier(spki: pkijs.PublicKeyInfo): Uint8Array {
 export interface CertificateFields {
   readonly der: Uint8Array;
   readonly tbs: Uint8Array;
-  /** The serialNumber INTEGER element (tag and length included). */
+  /** The serialNumber INTEGER content octets (two's complement, as encoded). */
   readonly serialNumber: Uint8Array;
   /** The issuer Name element. */
   readonly issuer: Uint8Array;
@@ -184,38 +186,32 @@ export interface CertificateFields {
   /** The SubjectPublicKeyInfo element. */
   readonly spki: Uint8Array;
   readonly subjectKeyIdentifier?: Uint8Array;
-  /** The decoded certificate. */
-  readonly certificate: pkijs.Certificate;
+  /** basicConstraints cA. */
+  readonly ca: boolean;
+  readonly notBefore: string;
+  readonly notAfter: string;
 }
 
 /**
- * Decodes a certificate with pkijs and locates the fields other structures copy, as views of their
- * original encodings. Throws a TypeError on anything that is not one X.509 certificate.
+ * Reads a certificate with @vmsb/auth's parser (the one the daemon verifies with) and returns the
+ * fields other structures copy, as views of their original encodings. Throws a TypeError on
+ * anything that is not one X.509 certificate.
  */
 export function certificateFields(der: Uint8Array): CertificateFields {
-  const root = decodeDer(der, 'certificate');
-  let certificate: pkijs.Certificate;
-  try {
-    certificate = new pkijs.Certificate({ schema: root });
-  } catch (err) {
-    throw new TypeError(`not an X.509 certificate: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  // The schema matched, so the TBSCertificate's fields are where RFC 5280 puts them.
-  const tbsFields = ((root as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence).valueBlock.value;
-  const first = tbsFields[0]!.idBlock;
-  const spkiBlock = tbsFields[(first.tagClass === 3 && first.tagNumber === 0 ? 1 : 0) + 5]!;
-  const skiExtension = certificate.extensions?.find((e) => e.extnID === Oid.SUBJECT_KEY_IDENTIFIER);
-  const skiValue: unknown = skiExtension?.parsedValue;
-  const subjectKeyIdentifier = skiValue instanceof asn1js.OctetString ? skiValue.valueBlock.valueHexView : undefined;
+  const r = parseCertificate(der);
+  if (!r.ok) throw new TypeError(r.reason);
+  const c = r.certificate;
   return {
     der,
-    tbs: certificate.tbsView,
-    serialNumber: certificate.serialNumber.valueBeforeDecodeView,
-    issuer: new Uint8Array(certificate.issuer.valueBeforeDecode),
-    subject: new Uint8Array(certificate.subject.valueBeforeDecode),
-    spki: spkiBlock.valueBeforeDecodeView,
-    ...(subjectKeyIdentifier !== undefined ? { subjectKeyIdentifier } : {}),
-    certificate,
+    tbs: c.tbs,
+    serialNumber: c.serialNumber,
+    issuer: c.issuer,
+    subject: c.subject,
+    spki: c.spki,
+    ...(c.subjectKeyIdentifier !== undefined ? { subjectKeyIdentifier: c.subjectKeyIdentifier } : {}),
+    ca: c.basicConstraints?.ca === true,
+    notBefore: c.notBefore,
+    notAfter: c.notAfter,
   };
 }
 
@@ -283,10 +279,10 @@ export interface CertificateInfo {
   readonly ca: boolean;
 }
 
-export function parseCertificate(input: CertificateInput): CertificateInfo {
+/** What tools show about a certificate, read with @vmsb/auth's parser and OpenSSL's key import. */
+export function describeCertificate(input: CertificateInput): CertificateInfo {
   const der = certificateDer(input);
   const fields = certificateFields(der);
-  const { certificate } = fields;
   const hex = (algorithm: string, bytes: Uint8Array): string => createHash(algorithm).update(bytes).digest('hex');
   let publicKey: KeyObject | undefined;
   try {
@@ -297,34 +293,31 @@ export function parseCertificate(input: CertificateInput): CertificateInfo {
   let selfSigned = false;
   if (bytesEqual(fields.issuer, fields.subject) && publicKey !== undefined) {
     try {
-      // The signature check is node:crypto's (every algorithm OpenSSL knows); parsing is pkijs'.
+      // The signature check is node:crypto's (every algorithm OpenSSL knows).
       selfSigned = new X509Certificate(der).verify(publicKey);
     } catch {
       selfSigned = false;
     }
   }
-  const basicConstraints: unknown = certificate.extensions?.find(
-    (e) => e.extnID === Oid.BASIC_CONSTRAINTS,
-  )?.parsedValue;
-  const subject = nameAttributes(fields.subject);
+  const subject = nameParts(fields.subject);
   return {
     der,
     subject: formatName(subject),
-    issuer: formatName(nameAttributes(fields.issuer)),
+    issuer: formatName(nameParts(fields.issuer)),
     commonName: subject
       .flat()
       .reverse()
       .find((a) => a.type === Oid.COMMON_NAME && a.value !== undefined)?.value,
-    serialNumber: serialHex(certificate.serialNumber),
-    notBefore: certificate.notBefore.value,
-    notAfter: certificate.notAfter.value,
+    serialNumber: serialHex(fields.serialNumber),
+    notBefore: new Date(fields.notBefore),
+    notAfter: new Date(fields.notAfter),
     sha256: hex('sha256', der),
     sha1: hex('sha1', der),
     spkiSha256: hex('sha256', fields.spki),
     keyType: publicKey?.asymmetricKeyType ?? 'unknown',
     keyBits: publicKey === undefined ? 0 : keyBits(publicKey),
     selfSigned,
-    ca: basicConstraints instanceof pkijs.BasicConstraints && basicConstraints.cA,
+    ca: fields.ca,
   };
 }
 
@@ -350,7 +343,7 @@ const attributeNames: Readonly<Record<string, string>> = {
   '1.2.840.113549.1.9.1': 'emailAddress',
 };
 
-interface NameAttribute {
+interface NamePart {
   readonly type: string;
   /** The value when it is a string. */
   readonly value: string | undefined;
@@ -358,29 +351,61 @@ interface NameAttribute {
   readonly text: string;
 }
 
-/**
- * A Name's attributes grouped by RDN, in encoding order. Read from the Name's SETs directly
- * because pkijs' RelativeDistinguishedNames flattens multi-valued RDNs into one list.
- */
-function nameAttributes(name: Uint8Array): NameAttribute[][] {
-  const rdns = (decodeDer(name, 'Name') as asn1js.Sequence).valueBlock.value as asn1js.Set[];
+/** A Name's attributes grouped by RDN, in encoding order, with string values decoded. */
+function nameParts(name: Uint8Array): NamePart[][] {
+  const rdns = nameAttributes(name);
+  if (rdns === undefined) throw new TypeError('not an X.509 certificate: a Name is malformed');
   return rdns.map((rdn) =>
-    rdn.valueBlock.value.map((schema) => {
-      const atv = new pkijs.AttributeTypeAndValue({ schema });
-      const v: unknown = atv.value;
-      if (v instanceof asn1js.BaseStringBlock)
-        return { type: atv.type, value: v.getValue(), text: escapeValue(v.getValue()) };
-      return {
-        type: atv.type,
-        value: undefined,
-        text: `#${Buffer.from((v as asn1js.BaseBlock).valueBeforeDecodeView).toString('hex')}`,
-      };
+    rdn.map((a) => {
+      const value = stringValue(a);
+      return value === undefined
+        ? { type: a.type, value, text: `#${Buffer.from(a.der).toString('hex')}` }
+        : { type: a.type, value, text: escapeValue(value) };
     }),
   );
 }
 
+/** The universal string types (and the times, which are strings too) and how their octets read. */
+function stringValue(a: NameAttribute): string | undefined {
+  const v = a.value;
+  if (v === undefined) return undefined;
+  switch (a.tag) {
+    case 12: // UTF8String
+      return new TextDecoder().decode(v);
+    case 30: {
+      // BMPString: UCS-2, big-endian
+      let s = '';
+      for (let i = 0; i + 1 < v.length; i += 2) s += String.fromCharCode((v[i]! << 8) | v[i + 1]!);
+      return s;
+    }
+    case 28: {
+      // UniversalString: UCS-4, big-endian
+      let s = '';
+      for (let i = 0; i + 3 < v.length; i += 4) {
+        const cp = ((v[i]! << 24) | (v[i + 1]! << 16) | (v[i + 2]! << 8) | v[i + 3]!) >>> 0;
+        s += cp <= 0x10ffff ? String.fromCodePoint(cp) : '\ufffd';
+      }
+      return s;
+    }
+    case 18: // NumericString
+    case 19: // PrintableString
+    case 20: // TeletexString
+    case 21: // VideotexString
+    case 22: // IA5String
+    case 23: // UTCTime
+    case 24: // GeneralizedTime
+    case 25: // GraphicString
+    case 26: // VisibleString
+    case 27: // GeneralString
+    case 29: // CHARACTER STRING
+      return Buffer.from(v).toString('latin1');
+    default:
+      return undefined;
+  }
+}
+
 /** One line, most significant RDN first, values escaped as RFC 4514 and node:crypto do. */
-function formatName(rdns: readonly (readonly NameAttribute[])[]): string {
+function formatName(rdns: readonly (readonly NamePart[])[]): string {
   return rdns.map((rdn) => rdn.map((a) => `${attributeNames[a.type] ?? a.type}=${a.text}`).join(' + ')).join(', ');
 }
 
@@ -397,9 +422,8 @@ function escapeValue(value: string): string {
   return out;
 }
 
-/** The serial number as upper-case hex of its magnitude, as OpenSSL prints it. */
-function serialHex(serial: asn1js.Integer): string {
-  const bytes = serial.valueBlock.valueHexView;
+/** The serial number as upper-case hex of its content octets without leading zero octets. */
+function serialHex(bytes: Uint8Array): string {
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
   return Buffer.from(bytes.subarray(start)).toString('hex').toUpperCase();

@@ -15,12 +15,12 @@ export {
 } from './keys.js';
 export {
   createCertificate,
-  parseCertificate,
+  describeCertificate,
   readCertificates,
   certificateDer,
   certificateToPem,
   tbsHash,
-  type Certificate,
+  type EncodedCertificate,
   type CertificateInput,
   type CertificateInfo,
   type CreateCertificateOptions,

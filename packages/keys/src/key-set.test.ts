@@ -6,7 +6,7 @@ import {
   createKeySet,
   keySetFiles,
   microsoftSignatureList,
-  parseCertificate,
+  describeCertificate,
   verifyAuthenticatedVariable,
   writeKeySet,
   type KeySet,
@@ -33,7 +33,7 @@ describe('createKeySet', () => {
   it('makes three self-signed RSA certificates named after the roles', () => {
     expect(set.owner).toBe(OWNER);
     for (const m of [set.PK, set.KEK, set.db]) {
-      const info = parseCertificate(m.certificate.der);
+      const info = describeCertificate(m.certificate.der);
       expect(info.commonName).toBe(`Example Corp ${m.name}`);
       expect(info.selfSigned).toBe(true);
       expect(info.keyBits).toBe(2048);

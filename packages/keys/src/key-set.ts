@@ -2,7 +2,7 @@ import { randomUUID, type KeyObject } from 'node:crypto';
 import { lstat, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAuthenticatedVariable } from './authenticated-variable.js';
-import { createCertificate, type Certificate } from './certificate.js';
+import { createCertificate, type EncodedCertificate } from './certificate.js';
 import { generateKeyPair, privateKeyToPem, type RsaBits } from './keys.js';
 import { buildSignatureList, concatSignatureLists, guidBytes, type GuidInput } from './signature-list.js';
 import { guidToText } from '@vmsb/efi';
@@ -32,7 +32,7 @@ export interface KeySetMember {
   readonly privateKey: KeyObject;
   /** PKCS#8 PEM of the private key. */
   readonly keyPem: string;
-  readonly certificate: Certificate;
+  readonly certificate: EncodedCertificate;
   /** The member's own EFI_SIGNATURE_LIST (its certificate, owner `owner`). */
   readonly signatureList: Uint8Array;
   /** Signed update enrolling the payload: PK self-signed, KEK signed by PK, db signed by KEK. */
@@ -65,7 +65,7 @@ export async function createKeySet(options: KeySetOptions): Promise<KeySet> {
     generateKeyPair({ bits }),
     generateKeyPair({ bits }),
   ]);
-  const cert = (key: KeyObject, role: string): Certificate =>
+  const cert = (key: KeyObject, role: string): EncodedCertificate =>
     createCertificate({
       cn: `${options.cn} ${role}`,
       key,
@@ -73,7 +73,7 @@ export async function createKeySet(options: KeySetOptions): Promise<KeySet> {
       ...(options.days !== undefined ? { days: options.days } : {}),
     });
   const certs = { PK: cert(pk.privateKey, 'PK'), KEK: cert(kek.privateKey, 'KEK'), db: cert(db.privateKey, 'db') };
-  const esl = (c: Certificate): Uint8Array => buildSignatureList({ type: 'x509', certificates: [c.der], owner });
+  const esl = (c: EncodedCertificate): Uint8Array => buildSignatureList({ type: 'x509', certificates: [c.der], owner });
   const lists = { PK: esl(certs.PK), KEK: esl(certs.KEK), db: esl(certs.db) };
   const payload = {
     PK: lists.PK,

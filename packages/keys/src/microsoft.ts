@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Attr, Attrs, countSignatures, Guids, parseSignatureLists } from '@vmsb/efi';
 import { splitAuthenticatedVariable } from './authenticated-variable.js';
-import { parseCertificate } from './certificate.js';
+import { describeCertificate } from './certificate.js';
 import { buildSignatureList, concatSignatureLists } from './signature-list.js';
 
 /**
@@ -81,7 +81,7 @@ export function microsoftCertificates(filter: MicrosoftCertificateFilter = {}): 
   certificates ??= Object.freeze(
     ENTRIES.map((e): MicrosoftCertificate => {
       const der = readData(e.fileName);
-      const info = parseCertificate(der);
+      const info = describeCertificate(der);
       return Object.freeze({
         ...e,
         name: info.commonName ?? info.subject,

@@ -1,10 +1,27 @@
 import { createHash, verify, X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { algorithmWithNull, decodeDer, toDer } from './asn1.js';
+import { algorithmWithNull, asn1Schema, toDer } from './asn1.js';
 import { certificateFields } from './certificate.js';
 import { bytesEqual } from '@vmsb/protocol';
 import { Oid } from '@vmsb/auth';
+import {
+  DerError,
+  Tag,
+  algorithmOid,
+  children,
+  decodeDer,
+  expect,
+  integerBytes,
+  isContext,
+  isUniversal,
+  octetString,
+  oidString,
+  smallInteger,
+  tlvBytes,
+  tlvContent,
+  type Tlv,
+} from '@vmsb/auth/der';
 
 /**
  * The signed attributes of a SignerInfo as a DER SET (tag 0x31, the form the signature covers):
@@ -49,7 +66,7 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
   const certificates = [parts.signer, ...(parts.chain ?? [])].map(carriedCertificate);
   let signedAttrs: pkijs.SignedAndUnsignedAttributes | undefined;
   if (parts.signedAttributes !== undefined) {
-    const set = decodeDer(parts.signedAttributes, 'signed attributes');
+    const set = asn1Schema(parts.signedAttributes, 'signed attributes');
     if (!(set instanceof asn1js.Set)) throw new TypeError('signed attributes must be a DER SET');
     // type 0: carried as [0] IMPLICIT, same content as the SET the signature covers.
     signedAttrs = new pkijs.SignedAndUnsignedAttributes({
@@ -60,8 +77,9 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
   const signerInfo = new pkijs.SignerInfo({
     version: 1,
     sid: new pkijs.IssuerAndSerialNumber({
-      issuer: signer.certificate.issuer,
-      serialNumber: signer.certificate.serialNumber,
+      // The signer's issuer Name and serial number, carried over byte for byte.
+      issuer: new pkijs.RelativeDistinguishedNames({ schema: asn1Schema(signer.issuer, 'issuer Name') }),
+      serialNumber: new asn1js.Integer({ valueHex: signer.serialNumber }),
     }),
     digestAlgorithm: algorithmWithNull(Oid.SHA256),
     ...(signedAttrs !== undefined ? { signedAttrs } : {}),
@@ -84,7 +102,8 @@ export function buildSignedData(parts: SignedDataParts): Uint8Array {
  * certificate exactly; anything else would change the signed bytes, so it is refused.
  */
 function carriedCertificate(der: Uint8Array): pkijs.Certificate {
-  const { certificate } = certificateFields(der);
+  certificateFields(der);
+  const certificate = new pkijs.Certificate({ schema: asn1Schema(der, 'certificate') });
   if (!bytesEqual(toDer(certificate.toSchema()), der)) throw new TypeError('a certificate to embed is not in DER form');
   return certificate;
 }
@@ -93,7 +112,7 @@ function carriedCertificate(der: Uint8Array): pkijs.Certificate {
 export function wrapContentInfo(signedData: Uint8Array): Uint8Array {
   const contentInfo = new pkijs.ContentInfo({
     contentType: Oid.SIGNED_DATA,
-    content: decodeDer(signedData, 'SignedData'),
+    content: asn1Schema(signedData, 'SignedData'),
   });
   const out = toDer(contentInfo.toSchema());
   // The decoded SignedData is re-emitted; make sure it came out as it went in.
@@ -114,7 +133,7 @@ export interface ParsedSignedData {
   /** The first SignerInfo. */
   readonly signer: {
     readonly version: number;
-    /** issuer Name and serialNumber INTEGER encodings, when identified by issuerAndSerialNumber. */
+    /** issuer Name encoding and serialNumber INTEGER content octets, when identified by issuerAndSerialNumber. */
     readonly issuer?: Uint8Array;
     readonly serialNumber?: Uint8Array;
     readonly digestAlgorithm: string;
@@ -130,57 +149,88 @@ export class Pkcs7Error extends Error {
   override readonly name = 'Pkcs7Error';
 }
 
+/** Largest signature file read (the daemon takes 64 KiB; a tool may see a bigger one and say why it fails). */
+const MAX_SIGNED_DATA_SIZE = 1 << 20;
+
 /**
- * Parses PKCS#7/CMS SignedData, bare or in a ContentInfo, with pkijs. Throws Pkcs7Error when the
- * bytes are not SignedData. `bytes` is only read; the views returned are of a private copy.
+ * Parses PKCS#7/CMS SignedData, bare or in a ContentInfo, with `@vmsb/auth`'s bounded DER reader.
+ * Throws Pkcs7Error when the bytes are not SignedData. `bytes` is only read; the views returned are
+ * of a private copy.
  */
 export function parseSignedData(bytes: Uint8Array): ParsedSignedData {
   try {
     return readSignedData(bytes);
   } catch (err) {
     if (err instanceof Pkcs7Error) throw err;
-    // pkijs and asn1js report a structure that does not fit the schema with plain Errors.
-    throw new Pkcs7Error(`not PKCS#7 SignedData: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Pkcs7Error(`not PKCS#7 SignedData: ${err instanceof DerError ? err.message : String(err)}`);
   }
 }
 
 function readSignedData(bytes: Uint8Array): ParsedSignedData {
-  let block = decodeDer(bytes, 'PKCS#7');
-  if (!(block instanceof asn1js.Sequence)) throw new Pkcs7Error('PKCS#7: not a SEQUENCE');
-  if (block.valueBlock.value[0] instanceof asn1js.ObjectIdentifier) {
-    const contentInfo = new pkijs.ContentInfo({ schema: block });
-    if (contentInfo.contentType !== Oid.SIGNED_DATA)
-      throw new Pkcs7Error(`ContentInfo holds ${contentInfo.contentType}, not signedData`);
-    block = contentInfo.content as asn1js.AsnType;
+  let block = decodeDer(bytes, MAX_SIGNED_DATA_SIZE);
+  if (!isUniversal(block, Tag.SEQUENCE) || !block.constructed) throw new Pkcs7Error('PKCS#7: not a SEQUENCE');
+  const top = children(block);
+  if (isUniversal(top[0], Tag.OID)) {
+    const contentType = oidString(top[0]);
+    if (contentType !== Oid.SIGNED_DATA) throw new Pkcs7Error(`ContentInfo holds ${contentType}, not signedData`);
+    const inner = isContext(top[1], 0) && top[1].constructed ? children(top[1])[0] : undefined;
+    if (inner === undefined) throw new Pkcs7Error('not PKCS#7 SignedData: the ContentInfo has no content');
+    block = expect(inner, Tag.SEQUENCE, 'SignedData');
   }
-  const signedData = new pkijs.SignedData({ schema: block });
-  // The certificates as carried: pkijs re-encodes what it decodes, these are the original bytes.
-  const certificates: Uint8Array[] = [];
-  for (const field of (block as asn1js.Sequence).valueBlock.value) {
-    if (field.idBlock.tagClass !== 3 || field.idBlock.tagNumber !== 0) continue;
-    for (const c of (field as asn1js.Constructed).valueBlock.value)
-      if (c instanceof asn1js.Sequence) certificates.push(c.valueBeforeDecodeView);
-  }
-  const first = signedData.signerInfos[0];
+  // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos.
+  const fields = children(block);
+  integerBytes(fields[0], 'SignedData version');
+  const digestAlgorithms = children(expect(fields[1], Tag.SET, 'digestAlgorithms')).map((a) =>
+    algorithmOid(a, 'a digest algorithm'),
+  );
+  const eci = children(expect(fields[2], Tag.SEQUENCE, 'encapContentInfo'));
+  if (!isUniversal(eci[0], Tag.OID)) throw new DerError('encapContentInfo has no content type');
+  const eContent = eci[1];
+  let at = 3;
+  const certificateSet = isContext(fields[at], 0) ? fields[at++] : undefined;
+  if (isContext(fields[at], 1)) at++;
+  const signerInfos = children(expect(fields[at], Tag.SET, 'signerInfos'));
+  // The certificates as carried, original bytes (other certificate choices carry tags).
+  const certificates = (certificateSet?.constructed === true ? children(certificateSet) : [])
+    .filter((c) => isUniversal(c, Tag.SEQUENCE))
+    .map(tlvBytes);
+  const first = signerInfos[0];
   if (first === undefined) throw new Pkcs7Error('SignedData: no SignerInfo');
-  const sid = first.sid as unknown;
-  const signedAttributes = first.signedAttrs?.encodedValue;
+  // SignerInfo: version, sid, digestAlgorithm, [0] signedAttrs, signatureAlgorithm, signature, [1] unsignedAttrs.
+  const f = children(expect(first, Tag.SEQUENCE, 'SignerInfo'));
+  const version = smallInteger(f[0], 'SignerInfo version');
+  const sid = f[1];
+  let identified: { issuer: Uint8Array; serialNumber: Uint8Array } | undefined;
+  if (isUniversal(sid, Tag.SEQUENCE) && sid.constructed) {
+    const ias = children(sid);
+    identified = {
+      issuer: tlvBytes(expect(ias[0], Tag.SEQUENCE, 'issuer')),
+      serialNumber: integerBytes(ias[1], 'serial'),
+    };
+  } else if (!isContext(sid, 0)) throw new DerError('SignerInfo has no signer identifier');
+  const digestAlgorithm = algorithmOid(f[2], 'SignerInfo digestAlgorithm');
+  let i = 3;
+  let signedAttributes: Uint8Array | undefined;
+  if (isContext(f[i], 0)) {
+    // Re-tagged as the SET the signature covers (RFC 5652 §5.4).
+    signedAttributes = tlvBytes(f[i++]!).slice();
+    signedAttributes[0] = 0x31;
+  }
+  const signatureAlgorithm = algorithmOid(f[i++], 'SignerInfo signatureAlgorithm');
+  const signature = octetString(f[i], 'SignerInfo signature');
   return {
-    signedData: block.valueBeforeDecodeView,
-    digestAlgorithms: signedData.digestAlgorithms.map((a) => a.algorithmId),
-    hasContent: signedData.encapContentInfo.eContent !== undefined,
+    signedData: tlvBytes(block),
+    digestAlgorithms,
+    hasContent: isContext(eContent, 0) && eContent.constructed && children(eContent).length > 0,
     certificates,
-    signerInfoCount: signedData.signerInfos.length,
+    signerInfoCount: signerInfos.length,
     signer: {
-      version: first.version,
-      ...(sid instanceof pkijs.IssuerAndSerialNumber
-        ? { issuer: new Uint8Array(sid.issuer.valueBeforeDecode), serialNumber: sid.serialNumber.valueBeforeDecodeView }
-        : {}),
-      digestAlgorithm: first.digestAlgorithm.algorithmId,
-      // pkijs keeps the original encoding re-tagged as the SET the signature covers.
-      ...(signedAttributes !== undefined ? { signedAttributes: new Uint8Array(signedAttributes) } : {}),
-      signatureAlgorithm: first.signatureAlgorithm.algorithmId,
-      signature: first.signature.valueBlock.valueHexView,
+      version,
+      ...(identified ?? {}),
+      digestAlgorithm,
+      ...(signedAttributes !== undefined ? { signedAttributes } : {}),
+      signatureAlgorithm,
+      signature,
     },
   };
 }
@@ -191,7 +241,7 @@ function readSignedData(bytes: Uint8Array): ParsedSignedData {
  * is re-emitted by pkijs from the decoded structure, which reproduces DER exactly.
  */
 export function withCertificates(signedData: Uint8Array, certificates: readonly Uint8Array[]): Uint8Array {
-  const parsed = new pkijs.SignedData({ schema: decodeDer(signedData, 'SignedData') });
+  const parsed = new pkijs.SignedData({ schema: asn1Schema(signedData, 'SignedData') });
   parsed.certificates = certificates.map(carriedCertificate);
   return toDer(parsed.toSchema());
 }
@@ -239,13 +289,18 @@ export function checkDetachedSignature(parsed: ParsedSignedData, data: Uint8Arra
 }
 
 function messageDigestOf(attributes: Uint8Array): Uint8Array | undefined {
-  const set = decodeDer(attributes, 'signed attributes');
-  if (!(set instanceof asn1js.Set)) return undefined;
-  for (const schema of set.valueBlock.value) {
-    const attribute = new pkijs.Attribute({ schema });
-    const value: unknown = attribute.values[0];
-    if (attribute.type === Oid.MESSAGE_DIGEST && value instanceof asn1js.OctetString)
-      return value.valueBlock.valueHexView;
+  let set: Tlv;
+  try {
+    set = decodeDer(attributes, MAX_SIGNED_DATA_SIZE);
+  } catch {
+    return undefined;
+  }
+  if (!isUniversal(set, Tag.SET) || !set.constructed) return undefined;
+  for (const attribute of children(set)) {
+    const parts = isUniversal(attribute, Tag.SEQUENCE) && attribute.constructed ? children(attribute) : [];
+    if (!isUniversal(parts[0], Tag.OID) || oidString(parts[0]) !== Oid.MESSAGE_DIGEST) continue;
+    const value = isUniversal(parts[1], Tag.SET) && parts[1].constructed ? children(parts[1])[0] : undefined;
+    if (isUniversal(value, Tag.OCTET_STRING) && !value.constructed) return tlvContent(value);
   }
   return undefined;
 }

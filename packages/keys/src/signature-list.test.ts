@@ -9,14 +9,14 @@ import {
   createCertificate,
   generateKeyPair,
   guidBytes,
-  type Certificate,
+  type EncodedCertificate,
 } from './index.js';
 import { runOk, scratch, type Scratch } from './test-support.js';
 
 const OWNER = '11111111-2222-3333-4444-555555555555';
 let s: Scratch;
-let certA: Certificate;
-let certB: Certificate;
+let certA: EncodedCertificate;
+let certB: EncodedCertificate;
 
 beforeAll(async () => {
   s = scratch();

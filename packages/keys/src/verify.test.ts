@@ -7,7 +7,7 @@ import {
   generateKeyPair,
   signableBytes,
   verifyAuthenticatedVariable,
-  type Certificate,
+  type EncodedCertificate,
   type KeyPair,
 } from './index.js';
 import { runOk, scratch, type Scratch } from './test-support.js';
@@ -17,8 +17,8 @@ const TS = new Date('2024-06-07T08:09:10Z');
 let s: Scratch;
 let key: KeyPair;
 let ca: KeyPair;
-let cert: Certificate;
-let caCert: Certificate;
+let cert: EncodedCertificate;
+let caCert: EncodedCertificate;
 let esl: Uint8Array;
 
 beforeAll(async () => {
@@ -35,7 +35,9 @@ beforeAll(async () => {
 afterAll(() => s.remove());
 
 describe('verifyAuthenticatedVariable (through @vmsb/auth)', () => {
-  const signWith = (extra: { signedAttributes?: boolean; wrapContentInfo?: boolean; chain?: Certificate[] } = {}) =>
+  const signWith = (
+    extra: { signedAttributes?: boolean; wrapContentInfo?: boolean; chain?: EncodedCertificate[] } = {},
+  ) =>
     createAuthenticatedVariable({
       name: 'db',
       payload: esl,

@@ -227,6 +227,18 @@ export function worstRequest(ctx: Context): BenchResult {
         };
       },
     },
+    {
+      name: 'private-nested-indefinite',
+      what: 'new private variable whose PKCS#7 nests 32 indefinite lengths around 8,000 elements',
+      prepare: (round) => {
+        const w = privateAuth(round, []);
+        return {
+          store: setupStore(),
+          frame: privateFrame({ name: w.name, data: withCertData(w.data, nestedIndefinite(32, 8000)) }),
+          expect: EfiStatus.SECURITY_VIOLATION,
+        };
+      },
+    },
   ];
 
   // Baseline: Microsoft's DBXUpdate verified by a fresh parse (as when it first arrives).
@@ -342,6 +354,30 @@ function bloatDigestAlgorithms(data: Uint8Array, count: number): Uint8Array {
   new DataView(auth.buffer).setUint32(16, 24 + signedData.length, true);
   auth.set(signedData, 40);
   auth.set(payload, 40 + signedData.length);
+  return auth;
+}
+
+/**
+ * `depth` SEQUENCEs of indefinite length, one inside the other, around `count` NULLs: what a
+ * reader that finds an indefinite length's end by reading its children reads once per level.
+ */
+function nestedIndefinite(depth: number, count: number): Uint8Array {
+  const open = Buffer.alloc(2 * depth);
+  for (let i = 0; i < depth; i++) open.set([0x30, 0x80], 2 * i);
+  const nulls = Buffer.alloc(2 * count);
+  for (let i = 0; i < count; i++) nulls[2 * i] = 0x05;
+  return Buffer.concat([open, nulls, Buffer.alloc(2 * depth)]);
+}
+
+/** The descriptor of `data` with `certData` in place of its PKCS#7. */
+function withCertData(data: Uint8Array, certData: Uint8Array): Uint8Array {
+  const dwLength = new DataView(data.buffer, data.byteOffset).getUint32(16, true);
+  const payload = data.subarray(16 + dwLength);
+  const auth = new Uint8Array(40 + certData.length + payload.length);
+  auth.set(data.subarray(0, 40));
+  new DataView(auth.buffer).setUint32(16, 24 + certData.length, true);
+  auth.set(certData, 40);
+  auth.set(payload, 40 + certData.length);
   return auth;
 }
 

@@ -10,7 +10,7 @@ import {
   type StoreState,
   type Variable,
 } from '@vmsb/efi';
-import { microsoftCertificates, parseCertificate, type MicrosoftCertificate } from '@vmsb/keys';
+import { microsoftCertificates, describeCertificate, type MicrosoftCertificate } from '@vmsb/keys';
 import type { NvramFormat } from '@vmsb/nvram/formats';
 import { Limits } from '@vmsb/protocol';
 import { createHash } from 'node:crypto';
@@ -117,7 +117,7 @@ const spkiCache = new Map<string, string>();
 function spkiOf(m: MicrosoftCertificate): string {
   let v = spkiCache.get(m.id);
   if (v === undefined) {
-    v = parseCertificate(m.der).spkiSha256;
+    v = describeCertificate(m.der).spkiSha256;
     spkiCache.set(m.id, v);
   }
   return v;
@@ -135,14 +135,14 @@ export function secureBootRuleOf(format: NvramFormat | null): SecureBootRule {
  * Certificates parsed so far, by the SHA-256 of their DER: a pool's VMs hold the same few
  * certificates hundreds of times, and parsing one costs far more than hashing it.
  */
-const parsedCertificates = new Map<string, ReturnType<typeof parseCertificate>>();
+const parsedCertificates = new Map<string, ReturnType<typeof describeCertificate>>();
 const PARSED_CERTIFICATES_MAX = 1024;
 
-function parsedCertificate(der: Uint8Array): ReturnType<typeof parseCertificate> {
+function parsedCertificate(der: Uint8Array): ReturnType<typeof describeCertificate> {
   const key = createHash('sha256').update(der).digest('hex');
   let info = parsedCertificates.get(key);
   if (info === undefined) {
-    info = parseCertificate(der);
+    info = describeCertificate(der);
     if (parsedCertificates.size >= PARSED_CERTIFICATES_MAX) parsedCertificates.clear();
     parsedCertificates.set(key, info);
   }

@@ -5,7 +5,7 @@ import {
   concatSignatureLists,
   MICROSOFT_OWNER,
   microsoftCertificates,
-  parseCertificate,
+  describeCertificate,
   type MicrosoftCertificate,
 } from '@vmsb/keys';
 import { EfiStatus } from '@vmsb/protocol';
@@ -100,7 +100,7 @@ function entryLabels(data: Uint8Array | undefined): string[] {
     for (const s of list.signatures) {
       if (info?.kind === 'x509') {
         try {
-          const c = parseCertificate(s.data);
+          const c = describeCertificate(s.data);
           labels.push(`${printable(c.commonName ?? c.subject)} [${guidToText(s.owner).slice(0, 8)}]`);
         } catch {
           labels.push('(unparseable certificate)');

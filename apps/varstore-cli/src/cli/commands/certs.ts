@@ -1,6 +1,6 @@
 import { Attr, Attrs, Guids, parseSignatureLists, utf16le, x509Certificates, type StoreState } from '@vmsb/efi';
 import type { NvramFormat } from '@vmsb/nvram/formats';
-import { createAuthenticatedVariable, loadPrivateKey, microsoftCertificates, parseCertificate } from '@vmsb/keys';
+import { createAuthenticatedVariable, loadPrivateKey, microsoftCertificates, describeCertificate } from '@vmsb/keys';
 import { analyzeStore, microsoftName, type StatusReport } from '../analysis.js';
 import { loadStore, reportRefusal, saveEdits, type Command, type CommandContext } from '../command.js';
 import { changesJson, describeChanges, microsoftLists, PCR7_WARNING, unsignedUpdate, writeDatabase } from '../edits.js';
@@ -180,7 +180,7 @@ export function planCertsUpdate(
           certificate,
         });
       } catch (e) {
-        const subject = pkCert === undefined ? '' : ` (the enrolled PK is "${parseCertificate(pkCert).subject}")`;
+        const subject = pkCert === undefined ? '' : ` (the enrolled PK is "${describeCertificate(pkCert).subject}")`;
         throw new CliError(`${storeText}: cannot sign the KEK update: ${messageOf(e)}${subject}`, ExitCode.FAILED);
       }
       // The PK's signature must hold as the daemon checks it in user mode, not only permissively.
@@ -196,7 +196,7 @@ export function planCertsUpdate(
       }
       append(auth);
     } else {
-      const who = pkCert === undefined ? 'the PK' : `the PK ("${printable(parseCertificate(pkCert).subject)}")`;
+      const who = pkCert === undefined ? 'the PK' : `the PK ("${printable(describeCertificate(pkCert).subject)}")`;
       skipped.push({
         id: 'kek-2023',
         reason: `KEK updates are signed by the PK: give ${who}'s private key with --pk-key (or --unsigned-kek to write it without a signature, as only the platform owner should)`,

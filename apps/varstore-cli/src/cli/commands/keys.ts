@@ -13,7 +13,7 @@ import {
   createKeySet,
   keySetFiles,
   loadPrivateKey,
-  parseCertificate,
+  describeCertificate,
   parseSignableBytes,
   signableBytes,
   verifyAuthenticatedVariable,
@@ -253,7 +253,7 @@ The signature is checked against the bytes and the certificate before the .auth 
         const password = args.value('key-password');
         const key = loadPrivateKey(keyBytes, password === undefined ? {} : { passphrase: password });
         const certificate = (await readCertificateFile(args.required('cert')))[0]!;
-        const info = parseCertificate(certificate);
+        const info = describeCertificate(certificate);
         signerText = ` by "${printable(info.commonName ?? info.subject)}"`;
         result = createAuthenticatedVariable({ ...input, key, certificate, chain, wrapContentInfo: wrap });
       }
@@ -400,7 +400,7 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
           storedTimestamp: undefined,
           signer: verification.signer,
           allowedSigners: trusted.map((der) => {
-            const c = parseCertificate(der);
+            const c = describeCertificate(der);
             return {
               subject: c.subject,
               issuer: c.issuer,
@@ -421,7 +421,7 @@ An update made for an append verifies only with --append (APPEND_WRITE is part o
       if (!verification.ok && verification.signer !== undefined) out.line(`  signer:   ${verification.signer.subject}`);
       if (!verification.ok && problem.code === 'wrong-signer') {
         // Same subject, different certificate: only fingerprints tell them apart.
-        const infos = trusted.map((der) => parseCertificate(der));
+        const infos = trusted.map((der) => describeCertificate(der));
         const collide =
           verification.signer !== undefined && infos.some((c) => c.subject === verification.signer!.subject);
         const label = (c: { subject: string; sha256: string }) =>

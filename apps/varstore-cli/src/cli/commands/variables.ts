@@ -8,7 +8,7 @@ import {
   signatureTypeOf,
   type Variable,
 } from '@vmsb/efi';
-import { buildSignatureList, concatSignatureLists, parseCertificate } from '@vmsb/keys';
+import { buildSignatureList, concatSignatureLists, describeCertificate } from '@vmsb/keys';
 import { EfiStatus } from '@vmsb/protocol';
 import { positionals } from '../args.js';
 import {
@@ -106,7 +106,7 @@ function signatureEntries(data: Uint8Array): { json: unknown[]; rows: string[][]
       const owner = guidToText(s.owner);
       if (info?.kind === 'x509') {
         try {
-          const c = parseCertificate(s.data);
+          const c = describeCertificate(s.data);
           json.push({
             type,
             owner,
