@@ -9,8 +9,8 @@ export default defineConfig({
   // One self-contained file per entry: the daemon loads a single module at start.
   splitting: false,
   target: 'node20',
-  // Everything but the Xen binding and the XAPI client is bundled. The verifier (@vmsb/auth with
-  // pkijs and asn1js) is bundled too but evaluated only when an authenticated write first needs it
+  // Everything but the Xen binding and the XAPI client is bundled. The verifier (@vmsb/auth) is
+  // bundled too but evaluated only when an authenticated write first needs it
   // (esbuild turns the dynamic import of a bundled module into a lazy initialiser): inside a chroot no
   // module file can be read any more, and loading it eagerly before the chroot cost xenopsd's path
   // its start-up time (BENCHMARKS.md, startup-xen). @vmsb/xen (and its subpaths: native bindings

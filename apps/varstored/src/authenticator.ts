@@ -1,8 +1,7 @@
 /**
- * The authenticator is loaded on first use: verifying PKCS#7 needs pkijs/asn1js, which a boot
- * that applies no auth file and receives no authenticated write never touches. Evaluating them
- * costs about 10 ms of CPU (and their heap), which a start would pay on xenopsd's path and every idle
- * daemon would keep.
+ * The authenticator is loaded on first use: a boot that applies no auth file and receives no
+ * authenticated write never needs the verifier (@vmsb/auth), so neither a start on xenopsd's path
+ * nor an idle daemon's heap pays for evaluating it.
  *
  * It works under --chroot, which xenopsd always passes and after which no file outside the root can
  * be read: the daemon's build inlines @vmsb/auth into its one bundle (apps/varstored/tsup.config.ts;

@@ -5,7 +5,7 @@
  * bin/node-flags) instead of compiling and evaluating a megabyte of JavaScript at each VM boot.
  *
  * Evaluated here, at build time: every module the daemon imports statically, and the verifier
- * (@vmsb/auth with pkijs and asn1js), which the daemon otherwise evaluates on first use; none of
+ * (@vmsb/auth), which the daemon otherwise evaluates on first use; none of
  * them depends on where the program is installed or on the host. Left for run time: @vmsb/xen and
  * its native bindings (native code cannot be in a snapshot, and the binding finds its files relative
  * to the program, which the launcher names as the script: process.argv[1]), and the XAPI client
