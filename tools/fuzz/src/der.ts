@@ -73,8 +73,6 @@ export function encodeDer(node: DerNode): Uint8Array {
   return concat(...parts);
 }
 
-export { concat };
-
 function contentOf(node: DerNode): Uint8Array {
   if (node.children === undefined) return node.content ?? new Uint8Array(0);
   return concat(...node.children.map(encodeDer));

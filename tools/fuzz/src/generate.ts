@@ -8,9 +8,9 @@
 import { Attr, Guids } from '@vmsb/efi';
 import { certificateDer } from '@vmsb/keys';
 import { BOOT_OPTIONS } from '@vmsb/guest-sim';
-import { guidFromText, Limits, utf16le } from '@vmsb/protocol';
+import { concatBytes as concat, guidFromText, Limits, utf16le } from '@vmsb/protocol';
 import { FUZZ_VENDOR, testKeys, type Corpus, type SeedWrite } from './corpus.js';
-import { allNodes, cloneNode, concat, encodeDer, nest, parseDer, tlv, type DerNode, type LengthForm } from './der.js';
+import { allNodes, cloneNode, encodeDer, nest, parseDer, tlv, type DerNode, type LengthForm } from './der.js';
 import type { Random } from './random.js';
 
 export interface FuzzInput {
