@@ -5,7 +5,12 @@
 //                             a directory kept open by descriptor, so that a file in it can be
 //                             published (renamed) and removed after a chroot made its path unreachable
 //   enterSandbox(options)     chroot, groups/gid/uid, rlimits, no-new-privs and the seccomp filter
+//   trimMemory()              gives an idle process's memory back: V8's full compacting collection,
+//                             then glibc's malloc_trim
 #include <napi.h>
+#include <v8.h>
+
+#include <malloc.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -232,6 +237,18 @@ Napi::Value UnlinkAtIfSame(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// trimMemory(): boolean. Returns memory a process no longer uses to the kernel, for a daemon that has
+// gone idle: V8's low-memory collection (full, compacting, every generation, repeated until nothing
+// more is freed; it releases emptied pages), then malloc_trim(0), which hands the free parts of every
+// glibc arena back (madvise(MADV_DONTNEED) and brk, both outside the seccomp filter of sandbox.cc).
+// True when malloc_trim released memory. Must run on the JavaScript thread (the isolate's).
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (isolate != nullptr)
+    isolate->LowMemoryNotification();
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
+}
+
 }  // namespace
 
 Napi::Object InitHost(Napi::Env env, Napi::Object exports) {
@@ -243,6 +260,7 @@ Napi::Object InitHost(Napi::Env env, Napi::Object exports) {
   exports.Set("unlinkAtIfSame", Napi::Function::New(env, UnlinkAtIfSame, "unlinkAtIfSame"));
   exports.Set("enterSandbox", Napi::Function::New(env, EnterSandbox, "enterSandbox"));
   exports.Set("filterText", Napi::Function::New(env, FilterText, "filterText"));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("seccompAvailable", Napi::Boolean::New(env, SeccompAvailable()));
   return exports;
 }

@@ -14,6 +14,7 @@ interface HostBinding {
   unlinkAtIfSame(dirfd: number, name: string, fd: number): boolean;
   enterSandbox(options: SandboxOptions): void;
   filterText(): string | undefined;
+  trimMemory(): boolean;
   readonly seccompAvailable: boolean;
 }
 
@@ -243,6 +244,16 @@ export function enterSandbox(options: SandboxOptions): void {
 /** The seccomp filter `enterSandbox` loads under depriv, as libseccomp prints it (PFC); undefined without libseccomp. */
 export function seccompFilterText(): string | undefined {
   return binding().filterText();
+}
+
+/**
+ * Gives memory the process no longer uses back to the kernel: V8's low-memory collection (full and
+ * compacting, until nothing more is freed), then glibc's malloc_trim(0). Costs a few milliseconds of
+ * the JavaScript thread, so call it only when the process is idle. Allowed by the sandbox's seccomp
+ * filter. Returns whether malloc_trim released memory.
+ */
+export function trimMemory(): boolean {
+  return binding().trimMemory();
 }
 
 /** The launcher executable (see native/launch.c and native-artefacts.json). */
