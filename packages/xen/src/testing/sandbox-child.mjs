@@ -51,6 +51,23 @@ const work = {
     process.setgid(0);
     return { setgid: 'returned' };
   },
+  // Give memory back under the filter: garbage (JavaScript objects and malloc'd buffers), then, each
+  // on the test's SIGUSR2 once it has read /proc/<pid>, trimMemory() and a last wait.
+  trim: async () => {
+    let garbage = Array.from({ length: 20000 }, (_, i) => ({ i, text: `entry ${i}`, bytes: Buffer.alloc(512, i) }));
+    say({ allocated: garbage.length });
+    garbage = undefined;
+    // A signal handler alone does not keep Node's event loop alive.
+    const signalled = () =>
+      new Promise((ok) => {
+        const alive = setInterval(() => {}, 1000);
+        process.once('SIGUSR2', () => ok(clearInterval(alive)));
+      });
+    await signalled();
+    say({ trimmed: host.trimMemory() });
+    await signalled();
+    return { survived: true };
+  },
   // Grow a file past RLIMIT_FSIZE: EFBIG, and the process survives (SIGXFSZ is ignored).
   fsize: () => {
     const size = options.fileSizeLimit + 1;
