@@ -10,6 +10,7 @@
  */
 import { readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { VariableStore, type PlatformSettings, type StoreOptions, type StoreState } from '@vmsb/efi';
 import { readSaveFile, writeSaveFile } from '@vmsb/nvram';
@@ -68,10 +69,15 @@ export const DEPRIV_FILE_SIZE_LIMIT = 256 * 1024;
 /**
  * How long the guest must have been quiet (no request) before the daemon gives memory back: its V8
  * heap collected and compacted, glibc's free memory trimmed (BENCHMARKS.md, footprint). A boot
- * calls in bursts; OVMF's pauses between phases are rarely longer, and when they are the trim costs
- * a few ms of CPU once (measured in BENCHMARKS.md).
+ * calls in bursts; when a pause between its phases is longer, the trim costs its CPU once more.
  */
 export const IDLE_TRIM_MS = 1000;
+/**
+ * Requests the guest must have made since the last trim for a quiet period to trim again: a trim
+ * costs 10-40 ms of CPU (BENCHMARKS.md), a boot makes thousands of requests, and a running guest
+ * that calls now and then pays at most that cost once per this many calls.
+ */
+export const IDLE_TRIM_REQUESTS = 64;
 
 /** A handler that holds requests until the service exists (the socket is opened before the drop). */
 class PendingHandler {
@@ -219,7 +225,7 @@ class Daemon {
       log,
       ...(persist ? { persist } : {}),
       ...(backend.notifySecureBootFailure ? { notifySecureBootFailure: backend.notifySecureBootFailure } : {}),
-      whenIdle: { afterMs: IDLE_TRIM_MS, run: () => this.trimMemory() },
+      whenIdle: { afterMs: IDLE_TRIM_MS, afterRequests: IDLE_TRIM_REQUESTS, run: () => this.trimMemory() },
       prepareAuthenticatedWrite: async () => {
         if (authenticator.loaded) return;
         try {
@@ -263,6 +269,7 @@ class Daemon {
     if (host === undefined || this.trimFailed) return;
     const debug = this.log.enabled('debug');
     const before = debug ? getHeapStatistics().total_heap_size : 0;
+    const started = debug ? performance.now() : 0;
     let trimmed: boolean;
     try {
       trimmed = host.trimMemory();
@@ -272,10 +279,11 @@ class Daemon {
       return;
     }
     if (debug) {
+      const took = performance.now() - started;
       const after = getHeapStatistics().total_heap_size;
       const mib = (n: number): string => (n / 1048576).toFixed(1);
       this.log.debug(
-        `Idle: memory returned (V8 heap ${mib(before)} -> ${mib(after)} MiB; malloc_trim ${trimmed ? 'released memory' : 'had nothing to release'})`,
+        `Idle: memory returned in ${took.toFixed(1)} ms (V8 heap ${mib(before)} -> ${mib(after)} MiB; malloc_trim ${trimmed ? 'released memory' : 'had nothing to release'})`,
       );
     }
   }

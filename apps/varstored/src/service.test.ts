@@ -354,7 +354,7 @@ describe('work for when the guest has gone quiet (whenIdle)', () => {
     vi.useRealTimers();
   });
 
-  function idleService(persist?: (state: StoreState) => Promise<void>) {
+  function idleService(persist?: (state: StoreState) => Promise<void>, afterRequests = 1) {
     vi.useFakeTimers();
     const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
     let runs = 0;
@@ -362,7 +362,7 @@ describe('work for when the guest has gone quiet (whenIdle)', () => {
       store,
       log: capture().log,
       ...(persist ? { persist } : {}),
-      whenIdle: { afterMs: AFTER, run: () => void runs++ },
+      whenIdle: { afterMs: AFTER, afterRequests, run: () => void runs++ },
     });
     return { service, runs: () => runs };
   }
@@ -404,6 +404,26 @@ describe('work for when the guest has gone quiet (whenIdle)', () => {
     expect(status('SetVariable', await answer)).toBe(EfiStatus.SUCCESS);
     vi.advanceTimersByTime(2 * AFTER);
     expect(runs()).toBe(1);
+  });
+
+  it('runs again only after enough requests since the last run', async () => {
+    const { service, runs } = idleService(undefined, 3);
+    for (let i = 0; i < 3; i++) await service.handleCommand(get('Absent'));
+    vi.advanceTimersByTime(2 * AFTER);
+    expect(runs()).toBe(1);
+    for (let round = 0; round < 5; round++) {
+      // Two calls, then a long pause: not enough to pay for another run.
+      await service.handleCommand(get('Absent'));
+      service.ppiRead(0, 1);
+      vi.advanceTimersByTime(10 * AFTER);
+      expect(runs()).toBe(1 + round);
+      // The third call since the last run: the next quiet period runs it.
+      await service.ppiWrite(0, 1, 0);
+      vi.advanceTimersByTime(2 * AFTER);
+      expect(runs()).toBe(2 + round);
+      vi.advanceTimersByTime(10 * AFTER);
+      expect(runs()).toBe(2 + round);
+    }
   });
 
   it('stops watching when told to (the daemon is stopping)', async () => {

@@ -32,10 +32,12 @@ export interface ServiceOptions {
   /**
    * Work for when the guest has gone quiet (giving memory back): `run` is called once `afterMs` have
    * passed with no request (between afterMs and twice afterMs after the last one) and nothing in
-   * flight, once per quiet period; a guest that keeps calling never triggers it. Never on the
-   * request path: it runs from a timer that does not keep the process alive.
+   * flight, once per quiet period, and only if the guest made at least `afterRequests` requests since
+   * the last run (so that a guest calling now and then does not pay a run each time); a guest that
+   * keeps calling never triggers it. Never on the request path: it runs from a timer that does not
+   * keep the process alive.
    */
-  readonly whenIdle?: { readonly afterMs: number; readonly run: () => void };
+  readonly whenIdle?: { readonly afterMs: number; readonly afterRequests: number; readonly run: () => void };
 }
 
 /** Statuses that are the normal flow of the protocol rather than failures worth a warning. */
@@ -70,6 +72,8 @@ export class VariableService implements GuestHandler {
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
   /** A request arrived since the idle timer was last armed or checked. */
   private active = false;
+  /** Requests since whenIdle last ran (or since start). */
+  private requestsSinceIdleRun = 0;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ServiceOptions) {
@@ -89,7 +93,9 @@ export class VariableService implements GuestHandler {
     const idle = this.options.whenIdle;
     if (idle === undefined) return;
     this.active = true;
-    if (this.idleTimer === undefined) this.armIdleTimer(idle.afterMs);
+    this.requestsSinceIdleRun++;
+    if (this.idleTimer === undefined && this.requestsSinceIdleRun >= idle.afterRequests)
+      this.armIdleTimer(idle.afterMs);
   }
 
   private armIdleTimer(afterMs: number): void {
@@ -106,6 +112,7 @@ export class VariableService implements GuestHandler {
       this.armIdleTimer(idle.afterMs);
       return;
     }
+    this.requestsSinceIdleRun = 0;
     try {
       idle.run();
     } catch (e) {
