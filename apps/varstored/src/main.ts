@@ -10,8 +10,6 @@
  */
 import { readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
 import { VariableStore, type PlatformSettings, type StoreOptions, type StoreState } from '@vmsb/efi';
 import { readSaveFile, writeSaveFile } from '@vmsb/nvram';
 import { type DaemonConfig, parseArgs, usageText } from './args.js';
@@ -267,23 +265,20 @@ class Daemon {
   private trimMemory(): void {
     const host = this.host;
     if (host === undefined || this.trimFailed) return;
-    const debug = this.log.enabled('debug');
-    const before = debug ? getHeapStatistics().total_heap_size : 0;
-    const started = debug ? performance.now() : 0;
-    let trimmed: boolean;
+    // The global performance, not node:perf_hooks: the start-up snapshot cannot hold that module.
+    const started = performance.now();
+    let trim: ReturnType<typeof host.trimMemory>;
     try {
-      trimmed = host.trimMemory();
+      trim = host.trimMemory();
     } catch (e) {
       this.trimFailed = true;
       this.log.debug(`memory is not trimmed when idle: ${(e as Error).message}`);
       return;
     }
-    if (debug) {
-      const took = performance.now() - started;
-      const after = getHeapStatistics().total_heap_size;
+    if (this.log.enabled('debug')) {
       const mib = (n: number): string => (n / 1048576).toFixed(1);
       this.log.debug(
-        `Idle: memory returned in ${took.toFixed(1)} ms (V8 heap ${mib(before)} -> ${mib(after)} MiB; malloc_trim ${trimmed ? 'released memory' : 'had nothing to release'})`,
+        `Idle: memory returned in ${(performance.now() - started).toFixed(1)} ms (V8 heap ${mib(trim.heapBefore)} -> ${mib(trim.heapAfter)} MiB; malloc_trim ${trim.mallocReleased ? 'released memory' : 'had nothing to release'})`,
       );
     }
   }

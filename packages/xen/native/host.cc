@@ -237,16 +237,28 @@ Napi::Value UnlinkAtIfSame(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// trimMemory(): boolean. Returns memory a process no longer uses to the kernel, for a daemon that has
-// gone idle: V8's low-memory collection (full, compacting, every generation, repeated until nothing
-// more is freed; it releases emptied pages), then malloc_trim(0), which hands the free parts of every
-// glibc arena back (madvise(MADV_DONTNEED) and brk, both outside the seccomp filter of sandbox.cc).
-// True when malloc_trim released memory. Must run on the JavaScript thread (the isolate's).
+// trimMemory(): { heapBefore, heapAfter, mallocReleased }. Returns memory a process no longer uses to
+// the kernel, for a daemon that has gone idle: V8's low-memory collection (full, compacting, every
+// generation, repeated until nothing more is freed; it releases emptied pages), then malloc_trim(0),
+// which hands the free parts of every glibc arena back (madvise(MADV_DONTNEED) and brk, both outside
+// the seccomp filter of sandbox.cc). heapBefore/heapAfter: V8's total heap size in bytes;
+// mallocReleased: whether malloc_trim released memory. Must run on the JavaScript thread.
 Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  if (isolate != nullptr)
+  v8::HeapStatistics before;
+  v8::HeapStatistics after;
+  if (isolate != nullptr) {
+    isolate->GetHeapStatistics(&before);
     isolate->LowMemoryNotification();
-  return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
+    isolate->GetHeapStatistics(&after);
+  }
+  const bool released = malloc_trim(0) == 1;
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("heapBefore", Napi::Number::New(env, static_cast<double>(before.total_heap_size())));
+  result.Set("heapAfter", Napi::Number::New(env, static_cast<double>(after.total_heap_size())));
+  result.Set("mallocReleased", Napi::Boolean::New(env, released));
+  return result;
 }
 
 }  // namespace
