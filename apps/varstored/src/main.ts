@@ -64,6 +64,19 @@ export async function main(argv: readonly string[], streams: Streams = process):
  */
 export const DEPRIV_FILE_SIZE_LIMIT = 256 * 1024;
 
+/**
+ * How long the guest must have been quiet (no request) before the daemon gives memory back: its V8
+ * heap collected and compacted, glibc's free memory trimmed (BENCHMARKS.md, footprint). A boot
+ * calls in bursts; when a pause between its phases is longer, the trim costs its CPU once more.
+ */
+export const IDLE_TRIM_MS = 1000;
+/**
+ * Requests the guest must have made since the last trim for a quiet period to trim again: a trim
+ * costs 10-40 ms of CPU (BENCHMARKS.md), a boot makes thousands of requests, and a running guest
+ * that calls now and then pays at most that cost once per this many calls.
+ */
+export const IDLE_TRIM_REQUESTS = 64;
+
 /** A handler that holds requests until the service exists (the socket is opened before the drop). */
 class PendingHandler {
   private service: GuestHandler['handleCommand'] | undefined;
@@ -98,6 +111,9 @@ class Daemon {
   private xen: XenTransport | undefined;
   private stopSignal: ((signal: StopSignal) => void) | undefined;
   private stopRequested: Promise<StopSignal> | undefined;
+  /** The host binding's module, once loaded (by the drop, or after readiness): it trims memory when idle. */
+  private host: typeof import('@vmsb/xen/host') | undefined;
+  private trimFailed = false;
   private readonly earlySignal = (signal: StopSignal): void => {
     if (this.stopSignal !== undefined) {
       this.stopSignal(signal);
@@ -207,6 +223,7 @@ class Daemon {
       log,
       ...(persist ? { persist } : {}),
       ...(backend.notifySecureBootFailure ? { notifySecureBootFailure: backend.notifySecureBootFailure } : {}),
+      whenIdle: { afterMs: IDLE_TRIM_MS, afterRequests: IDLE_TRIM_REQUESTS, run: () => this.trimMemory() },
       prepareAuthenticatedWrite: async () => {
         if (authenticator.loaded) return;
         try {
@@ -232,7 +249,38 @@ class Daemon {
     if (pidfile !== undefined) await guard(Promise.resolve().then(() => pidfile.publish()));
     this.xen?.announceReady();
     log.info(`Ready: serving domain ${config.domid} (pid ${process.pid})`);
+    if (this.host === undefined) {
+      // Without a drop nothing loaded it; after readiness, so that start-up does not wait for it.
+      import('@vmsb/xen/host').then(
+        (host) => {
+          this.host = host;
+        },
+        (e: Error) => log.debug(`memory is not trimmed when idle: the host binding cannot be loaded: ${e.message}`),
+      );
+    }
     return { store, service };
+  }
+
+  /** The guest has gone quiet: give the memory the boot left behind back to the host. */
+  private trimMemory(): void {
+    const host = this.host;
+    if (host === undefined || this.trimFailed) return;
+    // The global performance, not node:perf_hooks: the start-up snapshot cannot hold that module.
+    const started = performance.now();
+    let trim: ReturnType<typeof host.trimMemory>;
+    try {
+      trim = host.trimMemory();
+    } catch (e) {
+      this.trimFailed = true;
+      this.log.debug(`memory is not trimmed when idle: ${(e as Error).message}`);
+      return;
+    }
+    if (this.log.enabled('debug')) {
+      const mib = (n: number): string => (n / 1048576).toFixed(1);
+      this.log.debug(
+        `Idle: memory returned in ${(performance.now() - started).toFixed(1)} ms (V8 heap ${mib(trim.heapBefore)} -> ${mib(trim.heapAfter)} MiB; malloc_trim ${trim.mallocReleased ? 'released memory' : 'had nothing to release'})`,
+      );
+    }
   }
 
   private platformSettings(): PlatformSettings {
@@ -254,6 +302,7 @@ class Daemon {
     let host: typeof import('@vmsb/xen/host');
     try {
       host = await import('@vmsb/xen/host');
+      this.host = host;
     } catch (e) {
       throw new StartupError(`${wanted}: the host binding of @vmsb/xen cannot be loaded: ${(e as Error).message}`);
     }
@@ -325,6 +374,7 @@ class Daemon {
     // Later signals while stopping change nothing.
     this.stopSignal = () => undefined;
     this.log.info(`${signal}: finishing the request in flight and stopping`);
+    service.stopIdleWatch();
     await this.closeTransports();
     await service.drain();
     let status = 0;

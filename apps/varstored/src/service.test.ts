@@ -10,7 +10,7 @@ import {
   utf16le,
 } from '@vmsb/protocol';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from './log.js';
 import { VariableService } from './service.js';
 
@@ -345,5 +345,92 @@ describe('what a guest can make the daemon log', () => {
     expect(lines.at(-1)).toBe('warn: later (7 earlier guest-caused messages suppressed)');
     emit('warn', 'dropped again');
     expect(lines).toHaveLength(4);
+  });
+});
+
+describe('work for when the guest has gone quiet (whenIdle)', () => {
+  const AFTER = 1000;
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  function idleService(persist?: (state: StoreState) => Promise<void>, afterRequests = 1) {
+    vi.useFakeTimers();
+    const store = VariableStore.create({ platform: { secureBoot: false, authEnforce: true } });
+    let runs = 0;
+    const service = new VariableService({
+      store,
+      log: capture().log,
+      ...(persist ? { persist } : {}),
+      whenIdle: { afterMs: AFTER, afterRequests, run: () => void runs++ },
+    });
+    return { service, runs: () => runs };
+  }
+
+  it('runs once the guest has been quiet for a period, once per quiet period, and again after new activity', async () => {
+    const { service, runs } = idleService();
+    vi.advanceTimersByTime(10 * AFTER);
+    expect(runs()).toBe(0); // no activity yet: nothing to give back
+    expect(status('GetVariable', await service.handleCommand(get('Absent')))).toBe(EfiStatus.NOT_FOUND);
+    vi.advanceTimersByTime(AFTER - 1);
+    expect(runs()).toBe(0);
+    vi.advanceTimersByTime(AFTER + 1);
+    expect(runs()).toBe(1);
+    vi.advanceTimersByTime(20 * AFTER);
+    expect(runs()).toBe(1);
+    service.ppiRead(0, 1);
+    vi.advanceTimersByTime(2 * AFTER);
+    expect(runs()).toBe(1 + 1);
+  });
+
+  it('never runs while the guest keeps calling, however long', async () => {
+    const { service, runs } = idleService();
+    for (let i = 0; i < 200; i++) {
+      expect(status('SetVariable', await service.handleCommand(set('V', [i & 0xff], 6)))).toBe(EfiStatus.SUCCESS);
+      vi.advanceTimersByTime(AFTER / 2);
+    }
+    expect(runs()).toBe(0);
+    vi.advanceTimersByTime(2 * AFTER);
+    expect(runs()).toBe(1);
+  });
+
+  it('never runs while a request is outstanding (a save not yet durable)', async () => {
+    let finish: () => void = () => undefined;
+    const { service, runs } = idleService(() => new Promise<void>((resolve) => (finish = resolve)));
+    const answer = service.handleCommand(set('Nv', [1]));
+    vi.advanceTimersByTime(10 * AFTER);
+    expect(runs()).toBe(0);
+    finish();
+    expect(status('SetVariable', await answer)).toBe(EfiStatus.SUCCESS);
+    vi.advanceTimersByTime(2 * AFTER);
+    expect(runs()).toBe(1);
+  });
+
+  it('runs again only after enough requests since the last run', async () => {
+    const { service, runs } = idleService(undefined, 3);
+    for (let i = 0; i < 3; i++) await service.handleCommand(get('Absent'));
+    vi.advanceTimersByTime(2 * AFTER);
+    expect(runs()).toBe(1);
+    for (let round = 0; round < 5; round++) {
+      // Two calls, then a long pause: not enough to pay for another run.
+      await service.handleCommand(get('Absent'));
+      service.ppiRead(0, 1);
+      vi.advanceTimersByTime(10 * AFTER);
+      expect(runs()).toBe(1 + round);
+      // The third call since the last run: the next quiet period runs it.
+      await service.ppiWrite(0, 1, 0);
+      vi.advanceTimersByTime(2 * AFTER);
+      expect(runs()).toBe(2 + round);
+      vi.advanceTimersByTime(10 * AFTER);
+      expect(runs()).toBe(2 + round);
+    }
+  });
+
+  it('stops watching when told to (the daemon is stopping)', async () => {
+    const { service, runs } = idleService();
+    await service.handleCommand(get('Absent'));
+    service.stopIdleWatch();
+    vi.advanceTimersByTime(10 * AFTER);
+    expect(runs()).toBe(0);
   });
 });

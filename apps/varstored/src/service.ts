@@ -29,6 +29,15 @@ export interface ServiceOptions {
    */
   readonly prepareAuthenticatedWrite?: () => Promise<void>;
   readonly log: Logger;
+  /**
+   * Work for when the guest has gone quiet (giving memory back): `run` is called once `afterMs` have
+   * passed with no request (between afterMs and twice afterMs after the last one) and nothing in
+   * flight, once per quiet period, and only if the guest made at least `afterRequests` requests since
+   * the last run (so that a guest calling now and then does not pay a run each time); a guest that
+   * keeps calling never triggers it. Never on the request path: it runs from a timer that does not
+   * keep the process alive.
+   */
+  readonly whenIdle?: { readonly afterMs: number; readonly afterRequests: number; readonly run: () => void };
 }
 
 /** Statuses that are the normal flow of the protocol rather than failures worth a warning. */
@@ -61,10 +70,54 @@ export class VariableService implements GuestHandler {
   private authenticatorPrepared = false;
   private readonly options: ServiceOptions;
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
+  /** A request arrived since the idle timer was last armed or checked. */
+  private active = false;
+  /** Requests since whenIdle last ran (or since start). */
+  private requestsSinceIdleRun = 0;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ServiceOptions) {
     this.options = options;
     this.guestLog = guestCausedLog(options.log);
+  }
+
+  /** Stops watching for idleness (the daemon is stopping). */
+  stopIdleWatch(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.active = false;
+  }
+
+  /** Notes guest activity: a flag write per request; the timer is armed only when none is pending. */
+  private touch(): void {
+    const idle = this.options.whenIdle;
+    if (idle === undefined) return;
+    this.active = true;
+    this.requestsSinceIdleRun++;
+    if (this.idleTimer === undefined && this.requestsSinceIdleRun >= idle.afterRequests)
+      this.armIdleTimer(idle.afterMs);
+  }
+
+  private armIdleTimer(afterMs: number): void {
+    this.idleTimer = setTimeout(() => this.idleTimerFired(), afterMs);
+    this.idleTimer.unref();
+  }
+
+  private idleTimerFired(): void {
+    const idle = this.options.whenIdle!;
+    this.idleTimer = undefined;
+    if (this.active || this.inFlight > 0) {
+      // The guest was busy in the last period: look again one period later.
+      this.active = false;
+      this.armIdleTimer(idle.afterMs);
+      return;
+    }
+    this.requestsSinceIdleRun = 0;
+    try {
+      idle.run();
+    } catch (e) {
+      this.options.log.error(`internal error in idle work: ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -72,10 +125,12 @@ export class VariableService implements GuestHandler {
    * writes, failures): most of a boot. Anything that must wait is serialised behind earlier work.
    */
   handleCommand(request: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    this.touch();
     return this.serialised(() => this.commandOrDeviceError(request));
   }
 
   ppiRead(index: number, size: number): number {
+    this.touch();
     try {
       // The save file carries the PPI index register, which the transport keeps to itself; the
       // address last accessed (register plus port offset, 0 for OVMF's accesses) stands in for it.
@@ -88,6 +143,7 @@ export class VariableService implements GuestHandler {
   }
 
   ppiWrite(index: number, size: number, value: number): Promise<void> {
+    this.touch();
     const done = this.serialised((): void | Promise<void> => {
       const failed = (e: unknown): void =>
         this.options.log.error(`internal error in a PPI write: ${(e as Error).message}`);

@@ -5,7 +5,12 @@
 //                             a directory kept open by descriptor, so that a file in it can be
 //                             published (renamed) and removed after a chroot made its path unreachable
 //   enterSandbox(options)     chroot, groups/gid/uid, rlimits, no-new-privs and the seccomp filter
+//   trimMemory()              gives an idle process's memory back: V8's full compacting collection,
+//                             then glibc's malloc_trim
 #include <napi.h>
+#include <v8.h>
+
+#include <malloc.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -232,6 +237,30 @@ Napi::Value UnlinkAtIfSame(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// trimMemory(): { heapBefore, heapAfter, mallocReleased }. Returns memory a process no longer uses to
+// the kernel, for a daemon that has gone idle: V8's low-memory collection (full, compacting, every
+// generation, repeated until nothing more is freed; it releases emptied pages), then malloc_trim(0),
+// which hands the free parts of every glibc arena back (madvise(MADV_DONTNEED) and brk, both outside
+// the seccomp filter of sandbox.cc). heapBefore/heapAfter: V8's total heap size in bytes;
+// mallocReleased: whether malloc_trim released memory. Must run on the JavaScript thread.
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::HeapStatistics before;
+  v8::HeapStatistics after;
+  if (isolate != nullptr) {
+    isolate->GetHeapStatistics(&before);
+    isolate->LowMemoryNotification();
+    isolate->GetHeapStatistics(&after);
+  }
+  const bool released = malloc_trim(0) == 1;
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("heapBefore", Napi::Number::New(env, static_cast<double>(before.total_heap_size())));
+  result.Set("heapAfter", Napi::Number::New(env, static_cast<double>(after.total_heap_size())));
+  result.Set("mallocReleased", Napi::Boolean::New(env, released));
+  return result;
+}
+
 }  // namespace
 
 Napi::Object InitHost(Napi::Env env, Napi::Object exports) {
@@ -243,6 +272,7 @@ Napi::Object InitHost(Napi::Env env, Napi::Object exports) {
   exports.Set("unlinkAtIfSame", Napi::Function::New(env, UnlinkAtIfSame, "unlinkAtIfSame"));
   exports.Set("enterSandbox", Napi::Function::New(env, EnterSandbox, "enterSandbox"));
   exports.Set("filterText", Napi::Function::New(env, FilterText, "filterText"));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("seccompAvailable", Napi::Boolean::New(env, SeccompAvailable()));
   return exports;
 }

@@ -14,6 +14,7 @@ interface HostBinding {
   unlinkAtIfSame(dirfd: number, name: string, fd: number): boolean;
   enterSandbox(options: SandboxOptions): void;
   filterText(): string | undefined;
+  trimMemory(): MemoryTrim;
   readonly seccompAvailable: boolean;
 }
 
@@ -243,6 +244,25 @@ export function enterSandbox(options: SandboxOptions): void {
 /** The seccomp filter `enterSandbox` loads under depriv, as libseccomp prints it (PFC); undefined without libseccomp. */
 export function seccompFilterText(): string | undefined {
   return binding().filterText();
+}
+
+/** What `trimMemory` did. */
+export interface MemoryTrim {
+  /** V8's total heap size before and after its collection, in bytes. */
+  readonly heapBefore: number;
+  readonly heapAfter: number;
+  /** Whether malloc_trim handed memory back to the kernel. */
+  readonly mallocReleased: boolean;
+}
+
+/**
+ * Gives memory the process no longer uses back to the kernel: V8's low-memory collection (full and
+ * compacting, until nothing more is freed), then glibc's malloc_trim(0). Costs 10-40 ms of the
+ * JavaScript thread after a VM's boot, so call it only when the process is idle. Allowed by the
+ * sandbox's seccomp filter.
+ */
+export function trimMemory(): MemoryTrim {
+  return binding().trimMemory();
 }
 
 /** The launcher executable (see native/launch.c and native-artefacts.json). */

@@ -62,6 +62,13 @@ function field(status: string, name: string): string {
   return new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1]?.trim().replace(/\s+/g, ' ') ?? '';
 }
 
+/** Private memory (clean + dirty) of a process, in KiB. */
+function privateKib(pid: number): number {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text)![1]);
+  return kib('Private_Clean') + kib('Private_Dirty');
+}
+
 function limit(limits: string, name: string): string {
   const line = limits.split('\n').find((l) => l.startsWith(name));
   return line ? line.slice(name.length).trim().split(/\s+/).slice(0, 2).join(' ') : '';
@@ -159,6 +166,24 @@ describe.skipIf(nativeSkipped)(
       expect(await next(r)).toEqual({ done: 'threads', result: { digests: [32, 32, 32, 32, 32, 32, 32, 32] } });
       expect(await r.exit).toEqual({ code: 0, signal: null });
     });
+
+    it.skipIf(!isRoot)(
+      'lets trimMemory() give memory back under the filter (private memory drops, as /proc/<pid> shows)',
+      async () => {
+        const r = started('trim', deprived(jail()));
+        await next(r);
+        expect(await next(r)).toEqual({ allocated: 20000 });
+        const pid = r.child.pid!;
+        const before = privateKib(pid);
+        r.child.kill('SIGUSR2');
+        expect(await next(r)).toEqual({ trimmed: true, heapShrank: true });
+        const after = privateKib(pid);
+        expect({ before, after, dropped: before - after >= 4096 }).toEqual({ before, after, dropped: true });
+        r.child.kill('SIGUSR2');
+        expect(await next(r)).toEqual({ done: 'trim', result: { survived: true } });
+        expect(await r.exit).toEqual({ code: 0, signal: null });
+      },
+    );
 
     it.skipIf(!isRoot)(
       'allows a new thread after the filter (clone with CLONE_THREAD; clone3 answers ENOSYS)',

@@ -51,6 +51,33 @@ const work = {
     process.setgid(0);
     return { setgid: 'returned' };
   },
+  // Give memory back under the filter: garbage (JavaScript objects and malloc'd buffers), then, each
+  // on the test's SIGUSR2 once it has read /proc/<pid>, trimMemory() and a last wait.
+  trim: async () => {
+    // The handler is in place before the test is told to signal (SIGUSR2 would otherwise end the
+    // process); the interval keeps the event loop alive, which a signal handler alone does not.
+    let signals = 0;
+    let wake = () => {};
+    process.on('SIGUSR2', () => {
+      signals++;
+      wake();
+    });
+    const alive = setInterval(() => {}, 1000);
+    const signalled = (n) =>
+      new Promise((ok) => {
+        wake = () => signals >= n && ok();
+        wake();
+      });
+    let garbage = Array.from({ length: 20000 }, (_, i) => ({ i, text: `entry ${i}`, bytes: Buffer.alloc(512, i) }));
+    say({ allocated: garbage.length });
+    garbage = undefined;
+    await signalled(1);
+    const trim = host.trimMemory();
+    say({ trimmed: trim.mallocReleased, heapShrank: trim.heapAfter < trim.heapBefore });
+    await signalled(2);
+    clearInterval(alive);
+    return { survived: true };
+  },
   // Grow a file past RLIMIT_FSIZE: EFBIG, and the process survives (SIGXFSZ is ignored).
   fsize: () => {
     const size = options.fileSizeLimit + 1;
