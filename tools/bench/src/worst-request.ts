@@ -6,7 +6,7 @@
  */
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { clearSignedDataCache, createAuthenticator } from '@vmsb/auth';
-import { Attrs, Guids, VariableStore, makeVariable, utf16le, type StoreView, type Variable } from '@vmsb/efi';
+import { Attrs, Guids, VariableStore, guid, makeVariable, utf16le, type StoreView, type Variable } from '@vmsb/efi';
 import { testKeys } from '@vmsb/fuzz';
 import {
   buildSignatureList,
@@ -46,12 +46,6 @@ function unsigned(payload: Uint8Array, second: number): Uint8Array {
   out.set(Guids.CERT_PKCS7, 24);
   out.set(payload, 40);
   return out;
-}
-
-function guidBytes(text: string): Uint8Array {
-  const h = text.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  return Uint8Array.from([b[3]!, b[2]!, b[1]!, b[0]!, b[5]!, b[4]!, b[7]!, b[6]!, ...b.subarray(8)]);
 }
 
 /** A small certificate (RSA-512, no extensions beyond the defaults) whose serial the caller varies. */
@@ -115,7 +109,7 @@ export function worstRequest(ctx: Context): BenchResult {
     return { name, data };
   };
   const privateFrame = (w: { name: string; data: Uint8Array }): Uint8Array =>
-    setVariableFrame(w.name, guidBytes(PRIVATE_GUID), Attrs.NV_BS_RT_AT, w.data);
+    setVariableFrame(w.name, guid(PRIVATE_GUID), Attrs.NV_BS_RT_AT, w.data);
   // KEK entries named "CN=Hostile Issuer", as the signer's issuer, each distinct.
   const issuerTemplate = createCertificate({ cn: 'Hostile Issuer', key: small, serial: 0x7fffffn }).der;
   const issuerCount = Math.floor(Limits.DATA_MAX / (28 + 16 + issuerTemplate.length));
