@@ -6,16 +6,11 @@
  */
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { clearSignedDataCache, createAuthenticator } from '@vmsb/auth';
-import { Attrs, Guids, VariableStore, guid, makeVariable, utf16le, type StoreView, type Variable } from '@vmsb/efi';
+import { Attrs, Guids, VariableStore, guid, utf16le } from '@vmsb/efi';
 import { testKeys } from '@vmsb/fuzz';
-import {
-  buildSignatureList,
-  bundledDbxUpdate,
-  createAuthenticatedVariable,
-  createCertificate,
-  microsoftSignatureList,
-} from '@vmsb/keys';
+import { buildSignatureList, createAuthenticatedVariable, createCertificate } from '@vmsb/keys';
 import { EfiStatus, Limits, encodeRequest, statusName } from '@vmsb/protocol';
+import { OWNER, dbxUpdateAppend } from './dbx-update.js';
 import { median, result, type BenchResult } from './stats.js';
 
 interface Context {
@@ -23,7 +18,6 @@ interface Context {
   readonly log: (line: string) => void;
 }
 
-const OWNER = '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17';
 const PRIVATE_GUID = 'b1a5e3c2-8f44-4d1e-9a7b-3c2d1e0f4a5b';
 
 function setVariableFrame(name: string, guid: Uint8Array, attributes: number, data: Uint8Array): Uint8Array {
@@ -236,39 +230,7 @@ export function worstRequest(ctx: Context): BenchResult {
   ];
 
   // Baseline: Microsoft's DBXUpdate verified by a fresh parse (as when it first arrives).
-  const update = bundledDbxUpdate();
-  const vars = new Map<string, Variable>([
-    [
-      'PK',
-      makeVariable({
-        name: utf16le('PK'),
-        guid: Guids.GLOBAL_VARIABLE,
-        attributes: Attrs.NV_BS_RT_AT,
-        data: buildSignatureList({ type: 'x509', certificates: [keys.PK.certificate], owner: OWNER }),
-      }),
-    ],
-    [
-      'KEK',
-      makeVariable({
-        name: utf16le('KEK'),
-        guid: Guids.GLOBAL_VARIABLE,
-        attributes: Attrs.NV_BS_RT_AT,
-        data: microsoftSignatureList({ role: 'KEK' }),
-      }),
-    ],
-  ]);
-  const view: StoreView = {
-    get: (n) => vars.get(Buffer.from(n).toString('utf16le')),
-    setupMode: false,
-    authEnforce: true,
-  };
-  const dbxRequest = {
-    name: utf16le('dbx'),
-    guid: Guids.IMAGE_SECURITY_DATABASE,
-    attributes: Attrs.NV_BS_RT_AT,
-    append: true,
-    data: update.bytes,
-  };
+  const { view, request: dbxRequest } = dbxUpdateAppend();
   const authenticator = createAuthenticator();
   const dbxOnce = (): number => {
     clearSignedDataCache();

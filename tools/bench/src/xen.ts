@@ -5,17 +5,18 @@
  * fake. Also the footprint (PSS) of many daemons serving booted VMs, and a boot storm.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { X509Certificate, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { findSigner, parseAuthentication2, parseSignedData, signedContent, createAuthenticator } from '@vmsb/auth';
+import { createAuthenticator } from '@vmsb/auth';
 import { Attr, Attrs, Guids, utf16le } from '@vmsb/efi';
 import { varstoredEntry } from '@vmsb/fuzz';
 import { bundledDbxUpdate } from '@vmsb/keys';
 import { encodeRequest, encodedRequestSize, type Request } from '@vmsb/protocol';
 import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/testing';
 import { type BenchContext, cpuTimes } from './benches.js';
+import { dbxUpdateSignature } from './dbx-update.js';
 import type { NativePeers } from './native.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
@@ -488,22 +489,7 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
 
 /** One RSA verification of the DBXUpdate's signature, key already imported; returns its ms. */
 function rawVerifier(): () => number {
-  const update = bundledDbxUpdate();
-  const parsed = parseAuthentication2(update.bytes);
-  if (!parsed.ok) throw new Error(parsed.reason);
-  const sd = parseSignedData(parsed.descriptor.certData);
-  if (!sd.ok) throw new Error(sd.reason);
-  const signer = findSigner(sd.signedData);
-  if (signer === undefined) throw new Error('no signer');
-  const content = signedContent(
-    utf16le('dbx'),
-    Guids.IMAGE_SECURITY_DATABASE,
-    update.attributes,
-    parsed.descriptor.timestamp,
-    parsed.descriptor.payload,
-  );
-  const key = new X509Certificate(Buffer.from(signer.der)).publicKey;
-  const signature = sd.signedData.signerInfo.signature;
+  const { content, key, signature } = dbxUpdateSignature();
   for (let i = 0; i < 20; i++) verify('sha256', content, key, signature);
   return () => {
     const started = process.hrtime.bigint();
