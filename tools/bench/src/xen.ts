@@ -230,6 +230,25 @@ async function startResponder(
   return { ...track(child), spawnedAt };
 }
 
+/** A fresh domain served by what `start` spawns, for `use`; any error carries the server's output; both are gone after. */
+async function withServedDomain<S extends Server>(
+  ctx: XenContext,
+  parent: string,
+  start: (domain: { dir: string; domid: number }) => Promise<S>,
+  use: (domain: { dir: string; domid: number }, server: S) => Promise<void>,
+): Promise<void> {
+  const domain = await createDomain(ctx, parent);
+  const server = await start(domain);
+  try {
+    await use(domain, server);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${server.output()}`);
+  } finally {
+    await server.stop();
+    await rm(domain.dir, { recursive: true, force: true });
+  }
+}
+
 /** Pss and private memory (clean + dirty) of a process, in bytes, from /proc/<pid>/smaps_rollup. */
 export async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
@@ -318,27 +337,25 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
     const cpu = { daemon: [] as number[], responder: [] as number[], daemonMain: [] as number[] };
     for (let r = 0; r < ctx.rounds; r++) {
       for (const who of r % 2 === 0 ? ['daemon', 'responder'] : ['responder', 'daemon']) {
-        const domain = await createDomain(ctx, dir);
-        const server =
-          who === 'daemon'
-            ? await startXenDaemon(ctx, domain, { backend: 'file' }, blob, authDir)
-            : await startResponder(ctx, domain);
-        try {
-          await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
-          const before = await cpuTimes(server.pid);
-          const g = await guestRun(ctx, domain, files.frames, who === 'daemon' ? files.replies : files.fixed, false);
-          const after = await cpuTimes(server.pid);
-          const used = after.total - before.total;
-          if (who === 'daemon') cpu.daemonMain.push(after.main - before.main);
-          const ms = Number(g.last - g.start) / 1e6;
-          (who === 'daemon' ? subject : base).push(ms);
-          (who === 'daemon' ? cpu.daemon : cpu.responder).push(used);
-        } catch (e) {
-          throw new Error(`${(e as Error).message}\n${server.output()}`);
-        } finally {
-          await server.stop();
-          await rm(domain.dir, { recursive: true, force: true });
-        }
+        await withServedDomain(
+          ctx,
+          dir,
+          (domain) =>
+            who === 'daemon'
+              ? startXenDaemon(ctx, domain, { backend: 'file' }, blob, authDir)
+              : startResponder(ctx, domain),
+          async (domain, server) => {
+            await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
+            const before = await cpuTimes(server.pid);
+            const g = await guestRun(ctx, domain, files.frames, who === 'daemon' ? files.replies : files.fixed, false);
+            const after = await cpuTimes(server.pid);
+            const used = after.total - before.total;
+            if (who === 'daemon') cpu.daemonMain.push(after.main - before.main);
+            const ms = Number(g.last - g.start) / 1e6;
+            (who === 'daemon' ? subject : base).push(ms);
+            (who === 'daemon' ? cpu.daemon : cpu.responder).push(used);
+          },
+        );
       }
       ctx.log(
         `xen-trace round ${r + 1}/${ctx.rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms, responder ${base.at(-1)!.toFixed(1)} ms`,
@@ -404,52 +421,46 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
           base.push(await nodeBaseline());
           continue;
         }
-        const domain = await createDomain(ctx, dir);
-        const server =
-          who === 'daemon'
-            ? await startXenDaemon(ctx, domain, setup, blob, authDir)
-            : await startResponder(ctx, domain);
-        try {
-          const g = await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
-          const ms = Number(g.first - server.spawnedAt) / 1e6;
-          const cpu = (await cpuTimes(server.pid)).total;
-          if (who === 'responder') {
-            responder.push(ms);
-            responderCpu.push(cpu);
-            continue;
-          }
-          subject.push(ms);
-          subjectCpu.push(cpu);
-          // auth-cold: the first authenticated write of this fresh daemon, already serving.
-          const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
-          authCold.push(Number(a.last - a.start) / 1e6);
-          rawVerify.push(raw());
-        } catch (e) {
-          throw new Error(`${(e as Error).message}\n${server.output()}`);
-        } finally {
-          await server.stop();
-          await rm(domain.dir, { recursive: true, force: true });
-        }
+        await withServedDomain(
+          ctx,
+          dir,
+          (domain) =>
+            who === 'daemon' ? startXenDaemon(ctx, domain, setup, blob, authDir) : startResponder(ctx, domain),
+          async (domain, server) => {
+            const g = await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
+            const ms = Number(g.first - server.spawnedAt) / 1e6;
+            const cpu = (await cpuTimes(server.pid)).total;
+            if (who === 'responder') {
+              responder.push(ms);
+              responderCpu.push(cpu);
+              return;
+            }
+            subject.push(ms);
+            subjectCpu.push(cpu);
+            // auth-cold: the first authenticated write of this fresh daemon, already serving.
+            const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
+            authCold.push(Number(a.last - a.start) / 1e6);
+            rawVerify.push(raw());
+          },
+        );
       }
       ctx.log(
         `startup-xen round ${r + 1}/${rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms (CPU ${subjectCpu.at(-1)!.toFixed(1)} ms; responder ${responder.at(-1)!.toFixed(1)} ms), node -e 0 ${base.at(-1)!.toFixed(1)} ms; first dbx append ${authCold.at(-1)!.toFixed(2)} ms`,
       );
     }
     // auth-warm on the same path: the same append again on one daemon (now de-duplicated), for scale.
-    {
-      const domain = await createDomain(ctx, dir);
-      const server = await startXenDaemon(ctx, domain, setup, blob, authDir);
-      try {
+    await withServedDomain(
+      ctx,
+      dir,
+      (domain) => startXenDaemon(ctx, domain, setup, blob, authDir),
+      async (domain) => {
         await guestRun(ctx, domain, warm.frames, warm.replies, true);
         for (let i = 0; i < 5; i++) {
           const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
           if (i > 0) authWarm.push(Number(a.last - a.start) / 1e6);
         }
-      } finally {
-        await server.stop();
-        await rm(domain.dir, { recursive: true, force: true });
-      }
-    }
+      },
+    );
     const confinement = root ? '--chroot, --depriv, --uid/--gid 65534' : 'not confined (not root)';
     const startupRes = result({
       name: 'startup-xen',
