@@ -119,7 +119,7 @@ export async function cpuTimes(pid: number): Promise<{ total: number; main: numb
 }
 
 /** Which echo server: the C one (the cheapest peer, built at bench time) or the Node one. */
-export type EchoKind = { readonly c: string } | 'node';
+type EchoKind = { readonly c: string } | 'node';
 
 async function startEcho(
   dir: string,

@@ -141,7 +141,7 @@ function track(child: ChildProcess): Server {
   };
 }
 
-export interface DaemonSetup {
+interface DaemonSetup {
   readonly backend: 'file' | 'xapidb';
   /** xenopsd's confinement: --chroot <dir> --depriv --uid/--gid 65534 (root only). */
   readonly chroot?: boolean;
@@ -250,7 +250,7 @@ async function withServedDomain<S extends Server>(
 }
 
 /** Pss and private memory (clean + dirty) of a process, in bytes, from /proc/<pid>/smaps_rollup. */
-export async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
+async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? Number.NaN);
   return {
@@ -520,7 +520,7 @@ function bareNode(): Promise<Server> {
   return new Promise((resolve) => child.stdout!.once('data', () => resolve(server)));
 }
 
-export const FOOTPRINT_DAEMONS = 10;
+const FOOTPRINT_DAEMONS = 10;
 /**
  * When the footprint benchmark measures the daemons again after the last boot: once each has had
  * its idle trim (apps/varstored/src/main.ts, IDLE_TRIM_MS: within two seconds of a guest's last
@@ -648,7 +648,7 @@ export async function footprint(ctx: XenContext): Promise<BenchResult[]> {
 
 // ---- boot storm ---------------------------------------------------------------------------------
 
-export const STORM_DAEMONS = 50;
+const STORM_DAEMONS = 50;
 
 export async function bootStorm(ctx: XenContext): Promise<BenchResult[]> {
   const trace = buildTrace('boot');
