@@ -75,22 +75,29 @@ export class VariableService implements GuestHandler {
   /** Requests since whenIdle last ran (or since start). */
   private requestsSinceIdleRun = 0;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** options.whenIdle until the daemon stops watching for idleness. */
+  private whenIdle: ServiceOptions['whenIdle'];
 
   constructor(options: ServiceOptions) {
     this.options = options;
+    this.whenIdle = options.whenIdle;
     this.guestLog = guestCausedLog(options.log);
   }
 
-  /** Stops watching for idleness (the daemon is stopping). */
+  /**
+   * Stops watching for idleness (the daemon is stopping): for good, so that a request still served
+   * while the transports close does not arm the timer again.
+   */
   stopIdleWatch(): void {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     this.active = false;
+    this.whenIdle = undefined;
   }
 
   /** Notes guest activity: a flag write per request; the timer is armed only when none is pending. */
   private touch(): void {
-    const idle = this.options.whenIdle;
+    const idle = this.whenIdle;
     if (idle === undefined) return;
     this.active = true;
     this.requestsSinceIdleRun++;
@@ -104,8 +111,9 @@ export class VariableService implements GuestHandler {
   }
 
   private idleTimerFired(): void {
-    const idle = this.options.whenIdle!;
+    const idle = this.whenIdle;
     this.idleTimer = undefined;
+    if (idle === undefined) return;
     if (this.active || this.inFlight > 0) {
       // The guest was busy in the last period: look again one period later.
       this.active = false;
