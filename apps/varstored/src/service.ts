@@ -72,7 +72,7 @@ export class VariableService implements GuestHandler {
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
   /** A request arrived since the idle timer was last armed or checked. */
   private active = false;
-  /** Requests since whenIdle last ran (or since start). */
+  /** Requests since whenIdle last ran (or since start), counted while the idle timer is not armed. */
   private requestsSinceIdleRun = 0;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** options.whenIdle until the daemon stops watching for idleness. */
@@ -95,14 +95,16 @@ export class VariableService implements GuestHandler {
     this.whenIdle = undefined;
   }
 
-  /** Notes guest activity: a flag write per request; the timer is armed only when none is pending. */
+  /**
+   * Notes guest activity: while the timer is armed, a flag write per request and nothing else (an
+   * armed timer always ends in a run, which resets the count, so requests are counted only while
+   * none is armed).
+   */
   private touch(): void {
-    const idle = this.whenIdle;
-    if (idle === undefined) return;
     this.active = true;
-    this.requestsSinceIdleRun++;
-    if (this.idleTimer === undefined && this.requestsSinceIdleRun >= idle.afterRequests)
-      this.armIdleTimer(idle.afterMs);
+    if (this.idleTimer !== undefined) return;
+    const idle = this.whenIdle;
+    if (idle !== undefined && ++this.requestsSinceIdleRun >= idle.afterRequests) this.armIdleTimer(idle.afterMs);
   }
 
   private armIdleTimer(afterMs: number): void {
