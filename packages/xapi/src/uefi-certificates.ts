@@ -13,10 +13,6 @@
 const BLOCK = 512;
 const RECORD = 20 * BLOCK;
 
-/** The members XAPI and varstored know, in the order the daemon applies them. */
-export const UEFI_CERTIFICATE_NAMES = ['PK', 'KEK', 'db', 'dbx'] as const;
-export type UefiCertificateName = (typeof UEFI_CERTIFICATE_NAMES)[number];
-
 /** A variable is at most 57344 bytes, so no useful member is larger. */
 export const MAX_MEMBER_BYTES = 57_344;
 /** Members in one archive (four are used; a few more are tolerated and reported). */
