@@ -383,6 +383,15 @@ describe('work for when the guest has gone quiet (whenIdle)', () => {
     expect(runs()).toBe(1 + 1);
   });
 
+  it('never runs once stopped, even for a request served while the daemon stops', async () => {
+    const { service, runs } = idleService();
+    expect(status('GetVariable', await service.handleCommand(get('Absent')))).toBe(EfiStatus.NOT_FOUND);
+    service.stopIdleWatch();
+    expect(status('GetVariable', await service.handleCommand(get('Absent')))).toBe(EfiStatus.NOT_FOUND);
+    vi.advanceTimersByTime(10 * AFTER);
+    expect(runs()).toBe(0);
+  });
+
   it('never runs while the guest keeps calling, however long', async () => {
     const { service, runs } = idleService();
     for (let i = 0; i < 200; i++) {

@@ -72,30 +72,39 @@ export class VariableService implements GuestHandler {
   private readonly guestLog: (level: 'warn' | 'debug', message: string) => void;
   /** A request arrived since the idle timer was last armed or checked. */
   private active = false;
-  /** Requests since whenIdle last ran (or since start). */
+  /** Requests since whenIdle last ran (or since start), counted while the idle timer is not armed. */
   private requestsSinceIdleRun = 0;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** options.whenIdle until the daemon stops watching for idleness. */
+  private whenIdle: ServiceOptions['whenIdle'];
 
   constructor(options: ServiceOptions) {
     this.options = options;
+    this.whenIdle = options.whenIdle;
     this.guestLog = guestCausedLog(options.log);
   }
 
-  /** Stops watching for idleness (the daemon is stopping). */
+  /**
+   * Stops watching for idleness (the daemon is stopping): for good, so that a request still served
+   * while the transports close does not arm the timer again.
+   */
   stopIdleWatch(): void {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     this.active = false;
+    this.whenIdle = undefined;
   }
 
-  /** Notes guest activity: a flag write per request; the timer is armed only when none is pending. */
+  /**
+   * Notes guest activity: while the timer is armed, a flag write per request and nothing else (an
+   * armed timer always ends in a run, which resets the count, so requests are counted only while
+   * none is armed).
+   */
   private touch(): void {
-    const idle = this.options.whenIdle;
-    if (idle === undefined) return;
     this.active = true;
-    this.requestsSinceIdleRun++;
-    if (this.idleTimer === undefined && this.requestsSinceIdleRun >= idle.afterRequests)
-      this.armIdleTimer(idle.afterMs);
+    if (this.idleTimer !== undefined) return;
+    const idle = this.whenIdle;
+    if (idle !== undefined && ++this.requestsSinceIdleRun >= idle.afterRequests) this.armIdleTimer(idle.afterMs);
   }
 
   private armIdleTimer(afterMs: number): void {
@@ -104,8 +113,9 @@ export class VariableService implements GuestHandler {
   }
 
   private idleTimerFired(): void {
-    const idle = this.options.whenIdle!;
+    const idle = this.whenIdle;
     this.idleTimer = undefined;
+    if (idle === undefined) return;
     if (this.active || this.inFlight > 0) {
       // The guest was busy in the last period: look again one period later.
       this.active = false;

@@ -45,12 +45,6 @@ export {
 export {
   encodeUefiCertificates,
   decodeUefiCertificates,
-  encodeTar,
-  decodeTar,
   ArchiveError,
-  UEFI_CERTIFICATE_NAMES,
-  MAX_MEMBER_BYTES,
-  MAX_MEMBERS,
   type ArchiveMember,
-  type UefiCertificateName,
 } from './uefi-certificates.js';

@@ -2,7 +2,7 @@
  * Pool.custom_uefi_certificates and Pool.uefi_certificates hold the Secure Boot keys new VMs get at
  * their first boot: standard base64 of a tar archive of `PK.auth`, `KEK.auth`, `db.auth` and
  * `dbx.auth`. XAPI extracts it into every host's /var/lib/varstored, keeping only each member's
- * base name (xapi_host.ml, write_uefi_certificates_to_disk), where varstored reads the files.
+ * base name, where varstored reads the files.
  *
  * The archive is POSIX ustar (what XCP-ng's secureboot-certs and XAPI's own tar library write),
  * 512-byte blocks, two zero blocks at the end, padded to a 10240-byte record. Reading is bounded
@@ -12,10 +12,6 @@
 
 const BLOCK = 512;
 const RECORD = 20 * BLOCK;
-
-/** The members XAPI and varstored know, in the order the daemon applies them. */
-export const UEFI_CERTIFICATE_NAMES = ['PK', 'KEK', 'db', 'dbx'] as const;
-export type UefiCertificateName = (typeof UEFI_CERTIFICATE_NAMES)[number];
 
 /** A variable is at most 57344 bytes, so no useful member is larger. */
 export const MAX_MEMBER_BYTES = 57_344;

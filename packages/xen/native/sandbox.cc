@@ -53,7 +53,7 @@ const uint32_t kKill = SCMP_ACT_KILL_PROCESS;
 const uint32_t kKill = SCMP_ACT_KILL;
 #endif
 
-// Calls that end the process (SIGSYS): the C daemon's deny-list (depriv.c) and the calls a
+// Calls that end the process (SIGSYS): the C varstored's deny-list and the calls a
 // compromised daemon could use to leave the sandbox, gain privileges or reach the kernel's
 // rarely-used surface. Names the kernel or libseccomp of this host does not know are skipped.
 const char* const kKilled[] = {
@@ -80,7 +80,7 @@ const char* const kKilled[] = {
     // sched_yield and sched_getaffinity, so only the calls that change scheduling are listed)
     "sched_setparam", "sched_setscheduler", "sched_setaffinity", "sched_setattr", "setpriority", "ioprio_set",
     "migrate_pages", "move_pages", "mbind", "set_mempolicy",
-    // obsolete calls (as depriv.c)
+    // obsolete calls (as the C varstored)
     "uselib", "ustat", "sysfs", "_sysctl", "nfsservctl", "lookup_dcookie", "create_module", "get_kernel_syms",
     "query_module", "afs_syscall", "getpmsg", "putpmsg", "security", "tuxcall", "vserver",
 };

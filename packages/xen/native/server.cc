@@ -463,11 +463,12 @@ void Server::BeginCommand(unsigned vcpu, uint32_t gfn) {
   }
   // One copy into private memory; everything after parses the copy, never the guest's pages. A plain
   // Uint8Array, not a Node Buffer: Buffer's slice() makes a view, Uint8Array's a copy, and what the
-  // store keeps of a request it keeps with slice().
+  // store keeps of a request it keeps with slice(). The slot holds the mapping before anything can
+  // throw, so that the unmapping below always finds it.
+  slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
   try {
     Napi::Uint8Array copy = RequestBuffer(vcpu);
     memcpy(copy.Data(), mapped, kBufferSize);
-    slots_[vcpu] = Slot{Pending::Command, gfn, 4, mapped};
     // A handler that answers at once returns the response: it is written back and the request
     // completed here, without a second call from JS (complete()) per request.
     Napi::Value answer = Emit(kCommand, vcpu, copy);

@@ -153,29 +153,12 @@ export class IoreqServerImpl implements IoreqServer {
 
   /**
    * Serves a command with nothing else queued: returns its response when the handler answers
-   * synchronously; otherwise the request runs as the queue's job and completes when it settles.
+   * synchronously; otherwise the request becomes the running job and completes when it settles.
    */
   private commandNow(vcpu: number, request: Uint8Array): Uint8Array | undefined {
-    let result: unknown;
-    try {
-      result = this.handler.handleCommand(request);
-    } catch (e) {
-      this.log('error', `vCPU ${vcpu}: the handler failed (${describe(e)}); answering EFI_DEVICE_ERROR`);
-      return deviceErrorResponse();
-    }
-    if (!(result instanceof Promise)) return this.validResponse(vcpu, result);
-    this.running = true;
-    const settled = result.then(
-      (response: unknown) => this.complete(vcpu, this.validResponse(vcpu, response)),
-      (e: unknown) => {
-        this.log('error', `vCPU ${vcpu}: the handler failed (${describe(e)}); answering EFI_DEVICE_ERROR`);
-        this.complete(vcpu, deviceErrorResponse());
-      },
-    );
-    void settled.then(() => {
-      this.running = false;
-      this.pump();
-    });
+    const answer = this.answerCommand(vcpu, request);
+    if (!(answer instanceof Promise)) return answer;
+    this.runUntilSettled(answer.then((response) => this.complete(vcpu, response)));
     return undefined;
   }
 
@@ -197,15 +180,21 @@ export class IoreqServerImpl implements IoreqServer {
       }
       this.running = true;
       const pending = this.execute(job);
+      this.running = false;
       if (pending !== undefined) {
-        void pending.then(() => {
-          this.running = false;
-          this.pump();
-        });
+        this.runUntilSettled(pending);
         return;
       }
-      this.running = false;
     }
+  }
+
+  /** An asynchronous job is running: nothing else runs until it settles, then the queue resumes. */
+  private runUntilSettled(pending: Promise<void>): void {
+    this.running = true;
+    void pending.then(() => {
+      this.running = false;
+      this.pump();
+    });
   }
 
   private execute(job: Job): Promise<void> | undefined {
@@ -224,24 +213,29 @@ export class IoreqServerImpl implements IoreqServer {
   }
 
   private runCommand(vcpu: number, request: Uint8Array): Promise<void> | void {
-    const failed = (e: unknown): void => {
+    const answer = this.answerCommand(vcpu, request);
+    if (answer instanceof Promise) return answer.then((response) => this.complete(vcpu, response));
+    this.complete(vcpu, answer);
+  }
+
+  /**
+   * The handler's response to a command, at once or when it settles; EFI_DEVICE_ERROR when the
+   * handler fails or answers something the guest's buffer cannot take. Never throws or rejects.
+   */
+  private answerCommand(vcpu: number, request: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    const failed = (e: unknown): Uint8Array => {
       this.log('error', `vCPU ${vcpu}: the handler failed (${describe(e)}); answering EFI_DEVICE_ERROR`);
-      this.complete(vcpu, deviceErrorResponse());
+      return deviceErrorResponse();
     };
     let result: unknown;
     try {
       result = this.handler.handleCommand(request);
     } catch (e) {
-      failed(e);
-      return;
+      return failed(e);
     }
     if (result instanceof Promise)
-      return result.then((response: unknown) => this.completeCommand(vcpu, response), failed);
-    this.completeCommand(vcpu, result);
-  }
-
-  private completeCommand(vcpu: number, result: unknown): void {
-    this.complete(vcpu, this.validResponse(vcpu, result));
+      return result.then((response: unknown) => this.validResponse(vcpu, response), failed);
+    return this.validResponse(vcpu, result);
   }
 
   /** The handler's result if it is a response the guest's buffer can take, else EFI_DEVICE_ERROR. */
