@@ -3,16 +3,16 @@
  * round so that both see the same machine, and reports medians.
  */
 import { spawn } from 'node:child_process';
-import { X509Certificate, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, statfsSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAuthenticator, findSigner, parseAuthentication2, parseSignedData, signedContent } from '@vmsb/auth';
-import { Attrs, Guids, makeVariable, utf16le, type StoreView, type Variable } from '@vmsb/efi';
-import { DaemonProcess, testKeys } from '@vmsb/fuzz';
-import { bundledDbxUpdate, buildSignatureList, microsoftSignatureList } from '@vmsb/keys';
+import { createAuthenticator } from '@vmsb/auth';
+import { Attrs, Guids, makeVariable, utf16le } from '@vmsb/efi';
+import { DaemonProcess } from '@vmsb/fuzz';
+import { bundledDbxUpdate } from '@vmsb/keys';
 import { createFileStore, encodeVarsBlob } from '@vmsb/nvram';
 import {
   Limits,
@@ -25,6 +25,7 @@ import {
   type Request,
 } from '@vmsb/protocol';
 import { runTrace } from './client.js';
+import { dbxUpdateAppend, dbxUpdateSignature } from './dbx-update.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
 import { vmNvramBlob, vmStore, Vendor } from './vm-state.js';
@@ -118,7 +119,7 @@ export async function cpuTimes(pid: number): Promise<{ total: number; main: numb
 }
 
 /** Which echo server: the C one (the cheapest peer, built at bench time) or the Node one. */
-export type EchoKind = { readonly c: string } | 'node';
+type EchoKind = { readonly c: string } | 'node';
 
 async function startEcho(
   dir: string,
@@ -542,56 +543,10 @@ export function dispatch(ctx: BenchContext): BenchResult[] {
 export function authVerify(ctx: BenchContext): BenchResult {
   const update = bundledDbxUpdate();
   const dbx = utf16le('dbx');
-  const parsed = parseAuthentication2(update.bytes);
-  if (!parsed.ok) throw new Error(parsed.reason);
-  const d = parsed.descriptor;
-  const sd = parseSignedData(d.certData);
-  if (!sd.ok) throw new Error(sd.reason);
-  const signer = findSigner(sd.signedData);
-  if (signer === undefined) throw new Error('no signer');
-  const content = signedContent(dbx, Guids.IMAGE_SECURITY_DATABASE, update.attributes, d.timestamp, d.payload);
   // The signer's key, imported once: the raw baseline is the RSA verification alone.
-  const signerKey = new X509Certificate(Buffer.from(signer.der)).publicKey;
-  const signature = sd.signedData.signerInfo.signature;
+  const { content, key: signerKey, signature } = dbxUpdateSignature();
   if (!verify('sha256', content, signerKey, signature)) throw new Error('the raw baseline does not verify');
-
-  // The VM's policy: a PK of its own, Microsoft's two KEK CAs; dbx not applied yet.
-  const vars = new Map<string, Variable>([
-    [
-      'PK',
-      makeVariable({
-        name: utf16le('PK'),
-        guid: Guids.GLOBAL_VARIABLE,
-        attributes: Attrs.NV_BS_RT_AT,
-        data: buildSignatureList({
-          type: 'x509',
-          certificates: [testKeys().PK.certificate],
-          owner: '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17',
-        }),
-      }),
-    ],
-    [
-      'KEK',
-      makeVariable({
-        name: utf16le('KEK'),
-        guid: Guids.GLOBAL_VARIABLE,
-        attributes: Attrs.NV_BS_RT_AT,
-        data: microsoftSignatureList({ role: 'KEK' }),
-      }),
-    ],
-  ]);
-  const view: StoreView = {
-    get: (n) => vars.get(Buffer.from(n).toString('utf16le')),
-    setupMode: false,
-    authEnforce: true,
-  };
-  const request = {
-    name: dbx,
-    guid: Guids.IMAGE_SECURITY_DATABASE,
-    attributes: Attrs.NV_BS_RT_AT,
-    append: true,
-    data: update.bytes,
-  };
+  const { view, request } = dbxUpdateAppend();
   const authenticator = createAuthenticator();
   const check = authenticator.verify(request, view);
   if (check.status !== 0n) throw new Error(`DBXUpdate does not verify: ${check.reason}`);

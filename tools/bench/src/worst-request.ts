@@ -6,16 +6,11 @@
  */
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { clearSignedDataCache, createAuthenticator } from '@vmsb/auth';
-import { Attrs, Guids, VariableStore, makeVariable, utf16le, type StoreView, type Variable } from '@vmsb/efi';
+import { Attrs, Guids, VariableStore, guid, utf16le } from '@vmsb/efi';
 import { testKeys } from '@vmsb/fuzz';
-import {
-  buildSignatureList,
-  bundledDbxUpdate,
-  createAuthenticatedVariable,
-  createCertificate,
-  microsoftSignatureList,
-} from '@vmsb/keys';
+import { buildSignatureList, createAuthenticatedVariable, createCertificate } from '@vmsb/keys';
 import { EfiStatus, Limits, encodeRequest, statusName } from '@vmsb/protocol';
+import { OWNER, dbxUpdateAppend } from './dbx-update.js';
 import { median, result, type BenchResult } from './stats.js';
 
 interface Context {
@@ -23,7 +18,6 @@ interface Context {
   readonly log: (line: string) => void;
 }
 
-const OWNER = '5d1a9b2e-7c44-4e0f-9b1d-2f6c3a8e4b17';
 const PRIVATE_GUID = 'b1a5e3c2-8f44-4d1e-9a7b-3c2d1e0f4a5b';
 
 function setVariableFrame(name: string, guid: Uint8Array, attributes: number, data: Uint8Array): Uint8Array {
@@ -46,12 +40,6 @@ function unsigned(payload: Uint8Array, second: number): Uint8Array {
   out.set(Guids.CERT_PKCS7, 24);
   out.set(payload, 40);
   return out;
-}
-
-function guidBytes(text: string): Uint8Array {
-  const h = text.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  return Uint8Array.from([b[3]!, b[2]!, b[1]!, b[0]!, b[5]!, b[4]!, b[7]!, b[6]!, ...b.subarray(8)]);
 }
 
 /** A small certificate (RSA-512, no extensions beyond the defaults) whose serial the caller varies. */
@@ -115,7 +103,7 @@ export function worstRequest(ctx: Context): BenchResult {
     return { name, data };
   };
   const privateFrame = (w: { name: string; data: Uint8Array }): Uint8Array =>
-    setVariableFrame(w.name, guidBytes(PRIVATE_GUID), Attrs.NV_BS_RT_AT, w.data);
+    setVariableFrame(w.name, guid(PRIVATE_GUID), Attrs.NV_BS_RT_AT, w.data);
   // KEK entries named "CN=Hostile Issuer", as the signer's issuer, each distinct.
   const issuerTemplate = createCertificate({ cn: 'Hostile Issuer', key: small, serial: 0x7fffffn }).der;
   const issuerCount = Math.floor(Limits.DATA_MAX / (28 + 16 + issuerTemplate.length));
@@ -242,39 +230,7 @@ export function worstRequest(ctx: Context): BenchResult {
   ];
 
   // Baseline: Microsoft's DBXUpdate verified by a fresh parse (as when it first arrives).
-  const update = bundledDbxUpdate();
-  const vars = new Map<string, Variable>([
-    [
-      'PK',
-      makeVariable({
-        name: utf16le('PK'),
-        guid: Guids.GLOBAL_VARIABLE,
-        attributes: Attrs.NV_BS_RT_AT,
-        data: buildSignatureList({ type: 'x509', certificates: [keys.PK.certificate], owner: OWNER }),
-      }),
-    ],
-    [
-      'KEK',
-      makeVariable({
-        name: utf16le('KEK'),
-        guid: Guids.GLOBAL_VARIABLE,
-        attributes: Attrs.NV_BS_RT_AT,
-        data: microsoftSignatureList({ role: 'KEK' }),
-      }),
-    ],
-  ]);
-  const view: StoreView = {
-    get: (n) => vars.get(Buffer.from(n).toString('utf16le')),
-    setupMode: false,
-    authEnforce: true,
-  };
-  const dbxRequest = {
-    name: utf16le('dbx'),
-    guid: Guids.IMAGE_SECURITY_DATABASE,
-    attributes: Attrs.NV_BS_RT_AT,
-    append: true,
-    data: update.bytes,
-  };
+  const { view, request: dbxRequest } = dbxUpdateAppend();
   const authenticator = createAuthenticator();
   const dbxOnce = (): number => {
     clearSignedDataCache();

@@ -5,17 +5,18 @@
  * fake. Also the footprint (PSS) of many daemons serving booted VMs, and a boot storm.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { X509Certificate, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { findSigner, parseAuthentication2, parseSignedData, signedContent, createAuthenticator } from '@vmsb/auth';
+import { createAuthenticator } from '@vmsb/auth';
 import { Attr, Attrs, Guids, utf16le } from '@vmsb/efi';
 import { varstoredEntry } from '@vmsb/fuzz';
 import { bundledDbxUpdate } from '@vmsb/keys';
 import { encodeRequest, encodedRequestSize, type Request } from '@vmsb/protocol';
 import { startGuardDouble, type GuardDouble } from '@vmsb/xapi/testing';
 import { type BenchContext, cpuTimes } from './benches.js';
+import { dbxUpdateSignature } from './dbx-update.js';
 import type { NativePeers } from './native.js';
 import { median, result, type BenchResult } from './stats.js';
 import { buildTrace, type Trace } from './trace.js';
@@ -140,7 +141,7 @@ function track(child: ChildProcess): Server {
   };
 }
 
-export interface DaemonSetup {
+interface DaemonSetup {
   readonly backend: 'file' | 'xapidb';
   /** xenopsd's confinement: --chroot <dir> --depriv --uid/--gid 65534 (root only). */
   readonly chroot?: boolean;
@@ -229,8 +230,27 @@ async function startResponder(
   return { ...track(child), spawnedAt };
 }
 
+/** A fresh domain served by what `start` spawns, for `use`; any error carries the server's output; both are gone after. */
+async function withServedDomain<S extends Server>(
+  ctx: XenContext,
+  parent: string,
+  start: (domain: { dir: string; domid: number }) => Promise<S>,
+  use: (domain: { dir: string; domid: number }, server: S) => Promise<void>,
+): Promise<void> {
+  const domain = await createDomain(ctx, parent);
+  const server = await start(domain);
+  try {
+    await use(domain, server);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${server.output()}`);
+  } finally {
+    await server.stop();
+    await rm(domain.dir, { recursive: true, force: true });
+  }
+}
+
 /** Pss and private memory (clean + dirty) of a process, in bytes, from /proc/<pid>/smaps_rollup. */
-export async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
+async function memoryOf(pid: number): Promise<{ pss: number; private: number; rss: number }> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? Number.NaN);
   return {
@@ -317,27 +337,25 @@ export async function xenTrace(ctx: XenContext): Promise<BenchResult[]> {
     const cpu = { daemon: [] as number[], responder: [] as number[], daemonMain: [] as number[] };
     for (let r = 0; r < ctx.rounds; r++) {
       for (const who of r % 2 === 0 ? ['daemon', 'responder'] : ['responder', 'daemon']) {
-        const domain = await createDomain(ctx, dir);
-        const server =
-          who === 'daemon'
-            ? await startXenDaemon(ctx, domain, { backend: 'file' }, blob, authDir)
-            : await startResponder(ctx, domain);
-        try {
-          await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
-          const before = await cpuTimes(server.pid);
-          const g = await guestRun(ctx, domain, files.frames, who === 'daemon' ? files.replies : files.fixed, false);
-          const after = await cpuTimes(server.pid);
-          const used = after.total - before.total;
-          if (who === 'daemon') cpu.daemonMain.push(after.main - before.main);
-          const ms = Number(g.last - g.start) / 1e6;
-          (who === 'daemon' ? subject : base).push(ms);
-          (who === 'daemon' ? cpu.daemon : cpu.responder).push(used);
-        } catch (e) {
-          throw new Error(`${(e as Error).message}\n${server.output()}`);
-        } finally {
-          await server.stop();
-          await rm(domain.dir, { recursive: true, force: true });
-        }
+        await withServedDomain(
+          ctx,
+          dir,
+          (domain) =>
+            who === 'daemon'
+              ? startXenDaemon(ctx, domain, { backend: 'file' }, blob, authDir)
+              : startResponder(ctx, domain),
+          async (domain, server) => {
+            await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
+            const before = await cpuTimes(server.pid);
+            const g = await guestRun(ctx, domain, files.frames, who === 'daemon' ? files.replies : files.fixed, false);
+            const after = await cpuTimes(server.pid);
+            const used = after.total - before.total;
+            if (who === 'daemon') cpu.daemonMain.push(after.main - before.main);
+            const ms = Number(g.last - g.start) / 1e6;
+            (who === 'daemon' ? subject : base).push(ms);
+            (who === 'daemon' ? cpu.daemon : cpu.responder).push(used);
+          },
+        );
       }
       ctx.log(
         `xen-trace round ${r + 1}/${ctx.rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms, responder ${base.at(-1)!.toFixed(1)} ms`,
@@ -403,52 +421,46 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
           base.push(await nodeBaseline());
           continue;
         }
-        const domain = await createDomain(ctx, dir);
-        const server =
-          who === 'daemon'
-            ? await startXenDaemon(ctx, domain, setup, blob, authDir)
-            : await startResponder(ctx, domain);
-        try {
-          const g = await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
-          const ms = Number(g.first - server.spawnedAt) / 1e6;
-          const cpu = (await cpuTimes(server.pid)).total;
-          if (who === 'responder') {
-            responder.push(ms);
-            responderCpu.push(cpu);
-            continue;
-          }
-          subject.push(ms);
-          subjectCpu.push(cpu);
-          // auth-cold: the first authenticated write of this fresh daemon, already serving.
-          const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
-          authCold.push(Number(a.last - a.start) / 1e6);
-          rawVerify.push(raw());
-        } catch (e) {
-          throw new Error(`${(e as Error).message}\n${server.output()}`);
-        } finally {
-          await server.stop();
-          await rm(domain.dir, { recursive: true, force: true });
-        }
+        await withServedDomain(
+          ctx,
+          dir,
+          (domain) =>
+            who === 'daemon' ? startXenDaemon(ctx, domain, setup, blob, authDir) : startResponder(ctx, domain),
+          async (domain, server) => {
+            const g = await guestRun(ctx, domain, warm.frames, who === 'daemon' ? warm.replies : warm.fixed, true);
+            const ms = Number(g.first - server.spawnedAt) / 1e6;
+            const cpu = (await cpuTimes(server.pid)).total;
+            if (who === 'responder') {
+              responder.push(ms);
+              responderCpu.push(cpu);
+              return;
+            }
+            subject.push(ms);
+            subjectCpu.push(cpu);
+            // auth-cold: the first authenticated write of this fresh daemon, already serving.
+            const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
+            authCold.push(Number(a.last - a.start) / 1e6);
+            rawVerify.push(raw());
+          },
+        );
       }
       ctx.log(
         `startup-xen round ${r + 1}/${rounds}: vmsb ${subject.at(-1)!.toFixed(1)} ms (CPU ${subjectCpu.at(-1)!.toFixed(1)} ms; responder ${responder.at(-1)!.toFixed(1)} ms), node -e 0 ${base.at(-1)!.toFixed(1)} ms; first dbx append ${authCold.at(-1)!.toFixed(2)} ms`,
       );
     }
     // auth-warm on the same path: the same append again on one daemon (now de-duplicated), for scale.
-    {
-      const domain = await createDomain(ctx, dir);
-      const server = await startXenDaemon(ctx, domain, setup, blob, authDir);
-      try {
+    await withServedDomain(
+      ctx,
+      dir,
+      (domain) => startXenDaemon(ctx, domain, setup, blob, authDir),
+      async (domain) => {
         await guestRun(ctx, domain, warm.frames, warm.replies, true);
         for (let i = 0; i < 5; i++) {
           const a = await guestRun(ctx, domain, auth.frames, auth.replies, false);
           if (i > 0) authWarm.push(Number(a.last - a.start) / 1e6);
         }
-      } finally {
-        await server.stop();
-        await rm(domain.dir, { recursive: true, force: true });
-      }
-    }
+      },
+    );
     const confinement = root ? '--chroot, --depriv, --uid/--gid 65534' : 'not confined (not root)';
     const startupRes = result({
       name: 'startup-xen',
@@ -488,22 +500,7 @@ export async function startupXen(ctx: XenContext): Promise<BenchResult[]> {
 
 /** One RSA verification of the DBXUpdate's signature, key already imported; returns its ms. */
 function rawVerifier(): () => number {
-  const update = bundledDbxUpdate();
-  const parsed = parseAuthentication2(update.bytes);
-  if (!parsed.ok) throw new Error(parsed.reason);
-  const sd = parseSignedData(parsed.descriptor.certData);
-  if (!sd.ok) throw new Error(sd.reason);
-  const signer = findSigner(sd.signedData);
-  if (signer === undefined) throw new Error('no signer');
-  const content = signedContent(
-    utf16le('dbx'),
-    Guids.IMAGE_SECURITY_DATABASE,
-    update.attributes,
-    parsed.descriptor.timestamp,
-    parsed.descriptor.payload,
-  );
-  const key = new X509Certificate(Buffer.from(signer.der)).publicKey;
-  const signature = sd.signedData.signerInfo.signature;
+  const { content, key, signature } = dbxUpdateSignature();
   for (let i = 0; i < 20; i++) verify('sha256', content, key, signature);
   return () => {
     const started = process.hrtime.bigint();
@@ -523,7 +520,7 @@ function bareNode(): Promise<Server> {
   return new Promise((resolve) => child.stdout!.once('data', () => resolve(server)));
 }
 
-export const FOOTPRINT_DAEMONS = 10;
+const FOOTPRINT_DAEMONS = 10;
 /**
  * When the footprint benchmark measures the daemons again after the last boot: once each has had
  * its idle trim (apps/varstored/src/main.ts, IDLE_TRIM_MS: within two seconds of a guest's last
@@ -651,7 +648,7 @@ export async function footprint(ctx: XenContext): Promise<BenchResult[]> {
 
 // ---- boot storm ---------------------------------------------------------------------------------
 
-export const STORM_DAEMONS = 50;
+const STORM_DAEMONS = 50;
 
 export async function bootStorm(ctx: XenContext): Promise<BenchResult[]> {
   const trace = buildTrace('boot');

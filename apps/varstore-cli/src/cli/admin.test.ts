@@ -11,14 +11,22 @@ import { join } from 'node:path';
 import { utf16le } from '@vmsb/efi';
 import { generatePool, startPoolDouble } from '@vmsb/xapi/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { assertBuilt, makeCert, readBytes, requirePeer, varstore } from './testing/support.js';
+import {
+  assertBuilt,
+  makeCert,
+  OVMF_DIR,
+  ovmfFile,
+  readBytes,
+  requirePeer,
+  SNAKEOIL_PEM,
+  varstore,
+} from './testing/support.js';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const SHIM = '/usr/lib/shim/shimx64.efi.signed';
 const SHIM_UNSIGNED = '/usr/lib/shim/shimx64.efi';
 const GRUB = '/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed';
-const SNAKEOIL = '/usr/share/ovmf/PkKek-1-snakeoil.pem';
 
 let work: string;
 let n = 0;
@@ -36,7 +44,7 @@ function pesignHash(path: string): string {
 /** A store in user mode: PK and KEK from Debian's OVMF snakeoil certificate, db as asked. */
 async function enrolled(d: string, db: string[]): Promise<string> {
   const store = `${d}/vm.vars`;
-  const r = await varstore(['enroll', store, '--pk', SNAKEOIL, '--kek', SNAKEOIL, ...db, '--no-backup']);
+  const r = await varstore(['enroll', store, '--pk', SNAKEOIL_PEM, '--kek', SNAKEOIL_PEM, ...db, '--no-backup']);
   if (r.code !== 0) throw new Error(r.stderr);
   return store;
 }
@@ -48,7 +56,7 @@ beforeAll(() => {
   for (const [f, pkg] of [
     [SHIM, 'shim-signed'],
     [GRUB, 'grub-efi-amd64-signed'],
-    [SNAKEOIL, 'ovmf'],
+    [SNAKEOIL_PEM, 'ovmf'],
   ])
     if (!existsSync(f!)) throw new Error(`${f} is missing: install the Debian package "${pkg}" (scripts/setup does)`);
   work = mkdtempSync(join(tmpdir(), 'varstore-admin-'));
@@ -167,7 +175,7 @@ describe('safe enrollment', () => {
     const d = dir();
     const own = makeCert(d, 'own', 'Own db');
     const store = `${d}/vm.vars`;
-    const base = ['enroll', store, '--pk', SNAKEOIL, '--kek', SNAKEOIL, '--db', own.crt, '--no-backup'];
+    const base = ['enroll', store, '--pk', SNAKEOIL_PEM, '--kek', SNAKEOIL_PEM, '--db', own.crt, '--no-backup'];
     const refused = await varstore(base);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("holds none of Microsoft's CAs");
@@ -183,9 +191,9 @@ describe('safe enrollment', () => {
           'enroll',
           kept,
           '--pk',
-          SNAKEOIL,
+          SNAKEOIL_PEM,
           '--kek',
-          SNAKEOIL,
+          SNAKEOIL_PEM,
           '--db',
           own.crt,
           '--microsoft-db',
@@ -313,7 +321,7 @@ describe('conventions', () => {
     expect(keys.files).toContainEqual({ name: 'PK.key', mode: '0600' });
     expect(keys.files).toContainEqual({ name: 'PK.auth', mode: '0644' });
     const fd = `${d}/vm.fd`;
-    execFileSync('cp', ['/usr/share/OVMF/OVMF_VARS_4M.ms.fd', fd]);
+    execFileSync('cp', [ovmfFile(`${OVMF_DIR}/OVMF_VARS_4M.ms.fd`), fd]);
     const update = await varstore(['certs', 'update', fd, '--dry-run', '--json']);
     expect(update.code).toBe(4);
     const doc = JSON.parse(update.stdout);

@@ -127,7 +127,7 @@ function spkiOf(m: MicrosoftCertificate): string {
  * Which code decides SecureBoot for a store in `format`: VARS blobs (files and XAPI) are served by
  * varstored under Xen; .fd and JSON stores by OVMF's own variable driver (QEMU).
  */
-export function secureBootRuleOf(format: NvramFormat | null): SecureBootRule {
+function secureBootRuleOf(format: NvramFormat | null): SecureBootRule {
   return format === 'ovmf-fd' || format === 'json' ? 'edk2' : 'varstored';
 }
 

@@ -55,7 +55,7 @@ export function timestampText(bytes: Uint8Array): string | null {
 export { hex };
 
 /** A descriptor timestamp for JSON: ISO-8601 UTC with `Z`, or null for an all-zero one. */
-export function isoTimestamp(bytes: Uint8Array): string | null {
+function isoTimestamp(bytes: Uint8Array): string | null {
   const t = timestampText(bytes);
   return t === null ? null : `${t}Z`;
 }

@@ -132,7 +132,7 @@ export function checkImage(state: StoreState, storeText: string, image: string, 
 }
 
 /** Reads the images named on the command line (at most one may be `-`). */
-export async function readImages(images: readonly string[]): Promise<{ path: string; bytes: Uint8Array }[]> {
+async function readImages(images: readonly string[]): Promise<{ path: string; bytes: Uint8Array }[]> {
   const out: { path: string; bytes: Uint8Array }[] = [];
   for (const path of images) out.push({ path, bytes: await readInput(path, 'image', MAX_IMAGE_SIZE) });
   return out;

@@ -49,7 +49,7 @@ import { unreachable, unreachableError, xapiProblem } from './vm-write.js';
 type AuthName = (typeof AUTH_FILES)[number]['name'];
 
 /** PK, KEK, db or dbx from a file name such as `KEK.auth` (any directory, case-insensitive). */
-export function authNameOf(path: string): AuthName | undefined {
+function authNameOf(path: string): AuthName | undefined {
   const stem = basename(path).replace(/\.auth$/i, '');
   return AUTH_FILES.find((f) => f.name.toLowerCase() === stem.toLowerCase())?.name;
 }
@@ -70,7 +70,7 @@ export interface AuthFileReport {
 }
 
 /** What one .auth file is, and what is wrong with it on its own. */
-export function inspectAuthFile(name: AuthName, data: Uint8Array, now: Date): AuthFileReport {
+function inspectAuthFile(name: AuthName, data: Uint8Array, now: Date): AuthFileReport {
   const problems: string[] = [];
   const hash = (algorithm: string) => createHash(algorithm).update(data).digest('hex');
   const report = {
@@ -163,7 +163,7 @@ export async function simulateFirstBoot(
 }
 
 /** The signature chain PK → KEK → db/dbx, checked by an enforcing store in user mode. */
-export function chainProblems(files: ReadonlyMap<AuthName, Uint8Array>): string[] {
+function chainProblems(files: ReadonlyMap<AuthName, Uint8Array>): string[] {
   const store = storeForFirstBoot();
   const problems: string[] = [];
   const order: { name: AuthName; signer: string }[] = [
@@ -209,7 +209,7 @@ export interface PoolCertificatesReport {
 }
 
 /** Everything about a set of auth files: each one, the first boot, the chain, the 2023 CAs. */
-export async function reportSet(
+async function reportSet(
   source: PoolCertificatesReport['source'],
   members: readonly ArchiveMember[],
   now: Date,

@@ -15,7 +15,7 @@ import { OvmfFd } from '@vmsb/nvram/formats';
 import { BackupDirectory, unreachable, unreachableError, writeIfHalted, xapiProblem } from './vm-write.js';
 
 /** The VARS blob to write for a file: its own bytes when it is one, else its variables re-encoded. */
-export function blobOf(path: string, bytes: Uint8Array): { blob: Uint8Array; exact: boolean; format: string } {
+function blobOf(path: string, bytes: Uint8Array): { blob: Uint8Array; exact: boolean; format: string } {
   const format = detectFormat(bytes);
   if (format === undefined)
     throw storeError(`${path}: not a variable store (a VARS blob, binary or base64, QEMU JSON or an OVMF .fd image)`);

@@ -22,7 +22,7 @@ export interface VmResult {
   readonly reason: string | null;
 }
 
-export const DEFAULT_JOBS = 8;
+const DEFAULT_JOBS = 8;
 const MAX_JOBS = 64;
 
 export function parseJobs(text: string | undefined): number {

@@ -1,7 +1,7 @@
 /** The `vm:all` store selector (kept apart from the commands so that their help can name it). */
 import { usageError } from '../errors.js';
 
-export const POOL_SELECTOR = 'vm:all';
+const POOL_SELECTOR = 'vm:all';
 
 /** For --help: where vm:all looks and how it reports. */
 export const POOL_HELP =
