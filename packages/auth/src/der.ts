@@ -153,38 +153,6 @@ export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
 }
 
 /**
- * precheckDer's walk element by element with readTlv (what scanElements is tested against);
- * throws DerError saying what is wrong.
- */
-export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
-  if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
-  const root = readRoot(bytes);
-  let elements = 1;
-  // Iterative, without building child lists: one header read per element.
-  const stack: { contentEnd: number; end: number; depth: number }[] = [];
-  let at = root.contentStart;
-  if (root.constructed) stack.push({ contentEnd: root.contentEnd, end: root.end, depth: root.depth + 1 });
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1]!;
-    if (at >= top.contentEnd) {
-      // Done with this element's children: continue after it (past an end-of-contents if any).
-      stack.pop();
-      at = top.end;
-      continue;
-    }
-    const t = readTlv(bytes, at, top.contentEnd, top.depth);
-    if (++elements > MAX_DER_ELEMENTS) throw new DerError(`more than ${MAX_DER_ELEMENTS} elements`);
-    if (t.constructed) {
-      stack.push({ contentEnd: t.contentEnd, end: t.end, depth: t.depth + 1 });
-      at = t.contentStart;
-    } else {
-      at = t.end;
-    }
-  }
-  return root;
-}
-
-/**
  * Reads elements from `start` without recursion or allocation per element and returns the offset
  * just past what it read, or what is wrong (as readTlv would say it). With `openAt` undefined it
  * reads one element and, when `descend`, everything inside it; with `openAt` it starts inside the
