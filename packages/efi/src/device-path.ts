@@ -1,3 +1,4 @@
+import { hex } from '@vmsb/protocol';
 import { guidToText } from './guid.js';
 
 /**
@@ -41,7 +42,7 @@ function join(instances: string[][], tail?: string): string {
 }
 
 function hexOf(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex').toUpperCase();
+  return hex(bytes).toUpperCase();
 }
 
 /** Numbers and GUIDs as edk2's PrintLib prints them: upper-case hex digits. */
