@@ -9,6 +9,7 @@
  * bytes); `decodeDer` adds the checks on primitive values a BER decoder makes (`primitiveProblem`);
  * the typed accessors below read one value each and throw DerError on anything else.
  */
+import { hex } from '@vmsb/protocol';
 
 /** Thrown inside the parsers of this package only; each public parser turns it into a result value. */
 export class DerError extends Error {
@@ -261,8 +262,6 @@ function scanElements(
 export function isContextTlv(tlv: Tlv, tag: number): boolean {
   return tlv.cls === 2 && tlv.tag === tag;
 }
-
-import { hex } from '@vmsb/protocol';
 
 export { bytesEqual, hex } from '@vmsb/protocol';
 
