@@ -12,7 +12,6 @@ import {
   oid,
   primitiveProblem,
   tlvBytes,
-  walkElements,
   MAX_DER_DEPTH,
   MAX_DER_ELEMENTS,
   precheckDer,
@@ -20,6 +19,35 @@ import {
   readTlv,
   type Tlv,
 } from './der.js';
+
+/** precheckDer's walk done element by element with readTlv: the reference scanElements is tested against. */
+function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
+  if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
+  const root = readRoot(bytes);
+  let elements = 1;
+  // Iterative, without building child lists: one header read per element.
+  const stack: { contentEnd: number; end: number; depth: number }[] = [];
+  let at = root.contentStart;
+  if (root.constructed) stack.push({ contentEnd: root.contentEnd, end: root.end, depth: root.depth + 1 });
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (at >= top.contentEnd) {
+      // Done with this element's children: continue after it (past an end-of-contents if any).
+      stack.pop();
+      at = top.end;
+      continue;
+    }
+    const t = readTlv(bytes, at, top.contentEnd, top.depth);
+    if (++elements > MAX_DER_ELEMENTS) throw new DerError(`more than ${MAX_DER_ELEMENTS} elements`);
+    if (t.constructed) {
+      stack.push({ contentEnd: t.contentEnd, end: t.end, depth: t.depth + 1 });
+      at = t.contentStart;
+    } else {
+      at = t.end;
+    }
+  }
+  return root;
+}
 
 // asn1js (the decoder the pre-check guards) is the oracle for the structure the pre-check walks.
 

@@ -9,6 +9,7 @@
  * bytes); `decodeDer` adds the checks on primitive values a BER decoder makes (`primitiveProblem`);
  * the typed accessors below read one value each and throw DerError on anything else.
  */
+import { hex } from '@vmsb/protocol';
 
 /** Thrown inside the parsers of this package only; each public parser turns it into a result value. */
 export class DerError extends Error {
@@ -153,38 +154,6 @@ export function precheckDer(bytes: Uint8Array, maxSize: number): Tlv {
 }
 
 /**
- * precheckDer's walk element by element with readTlv (what scanElements is tested against);
- * throws DerError saying what is wrong.
- */
-export function walkElements(bytes: Uint8Array, maxSize: number): Tlv {
-  if (bytes.length > maxSize) throw new DerError(`${bytes.length} bytes (limit ${maxSize})`);
-  const root = readRoot(bytes);
-  let elements = 1;
-  // Iterative, without building child lists: one header read per element.
-  const stack: { contentEnd: number; end: number; depth: number }[] = [];
-  let at = root.contentStart;
-  if (root.constructed) stack.push({ contentEnd: root.contentEnd, end: root.end, depth: root.depth + 1 });
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1]!;
-    if (at >= top.contentEnd) {
-      // Done with this element's children: continue after it (past an end-of-contents if any).
-      stack.pop();
-      at = top.end;
-      continue;
-    }
-    const t = readTlv(bytes, at, top.contentEnd, top.depth);
-    if (++elements > MAX_DER_ELEMENTS) throw new DerError(`more than ${MAX_DER_ELEMENTS} elements`);
-    if (t.constructed) {
-      stack.push({ contentEnd: t.contentEnd, end: t.end, depth: t.depth + 1 });
-      at = t.contentStart;
-    } else {
-      at = t.end;
-    }
-  }
-  return root;
-}
-
-/**
  * Reads elements from `start` without recursion or allocation per element and returns the offset
  * just past what it read, or what is wrong (as readTlv would say it). With `openAt` undefined it
  * reads one element and, when `descend`, everything inside it; with `openAt` it starts inside the
@@ -293,8 +262,6 @@ function scanElements(
 export function isContextTlv(tlv: Tlv, tag: number): boolean {
   return tlv.cls === 2 && tlv.tag === tag;
 }
-
-import { hex } from '@vmsb/protocol';
 
 export { bytesEqual, hex } from '@vmsb/protocol';
 

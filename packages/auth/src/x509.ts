@@ -6,6 +6,7 @@ import {
   bitFlags,
   bitStringBytes,
   booleanValue,
+  bytesEqual,
   children,
   decodeDer,
   expect,
@@ -584,14 +585,14 @@ function parseAuthorityKeyId(value: Uint8Array): {
  * Names are compared byte for byte (OpenSSL compares a case-folded canonical form).
  */
 export function issuedBy(subject: Certificate, issuer: Certificate): boolean {
-  if (!equalBytes(subject.issuer, issuer.subject)) return false;
+  if (!bytesEqual(subject.issuer, issuer.subject)) return false;
   if (subject.invalidExtension !== undefined || issuer.invalidExtension !== undefined) return false;
   if (subject.authorityKeyIdentifier !== undefined && issuer.subjectKeyIdentifier !== undefined) {
-    if (!equalBytes(subject.authorityKeyIdentifier, issuer.subjectKeyIdentifier)) return false;
+    if (!bytesEqual(subject.authorityKeyIdentifier, issuer.subjectKeyIdentifier)) return false;
   }
   if (
     subject.authorityCertSerialNumber !== undefined &&
-    !equalBytes(subject.authorityCertSerialNumber, issuer.serialNumber)
+    !bytesEqual(subject.authorityCertSerialNumber, issuer.serialNumber)
   )
     return false;
   if (isRsaSignatureAlgorithm(subject.signatureAlgorithmOid) !== (issuer.publicKeyAlgorithmOid === Oid.RSA_ENCRYPTION))
@@ -602,7 +603,7 @@ export function issuedBy(subject: Certificate, issuer: Certificate): boolean {
 
 /** The certificate names itself as its issuer. */
 export function selfIssued(cert: Certificate): boolean {
-  return equalBytes(cert.subject, cert.issuer);
+  return bytesEqual(cert.subject, cert.issuer);
 }
 
 function isRsaSignatureAlgorithm(oid: string): boolean {
@@ -617,7 +618,7 @@ function isRsaSignatureAlgorithm(oid: string): boolean {
 export function caKind(cert: Certificate): number {
   if (cert.keyUsage !== undefined && (cert.keyUsage & KeyUsage.KEY_CERT_SIGN) === 0) return 0;
   if (cert.basicConstraints !== undefined) return cert.basicConstraints.ca ? 1 : 0;
-  if (cert.version === 1 && equalBytes(cert.subject, cert.issuer)) return 3;
+  if (cert.version === 1 && bytesEqual(cert.subject, cert.issuer)) return 3;
   if (cert.keyUsage !== undefined) return 4;
   return 0;
 }
@@ -669,10 +670,4 @@ const fingerprints = new WeakMap<Certificate, string>();
 /** Serial number as hex (two's complement bytes, as tools print it). */
 export function serialHex(cert: Certificate): string {
   return hex(cert.serialNumber);
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

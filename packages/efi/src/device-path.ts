@@ -1,8 +1,9 @@
+import { hex } from '@vmsb/protocol';
 import { guidToText } from './guid.js';
 
 /**
  * EFI_DEVICE_PATH_PROTOCOL to text, in the forms UEFI 2.10 §10.6 defines and edk2's
- * DevicePathToText prints (MdePkg/Library/UefiDevicePathLib/DevicePathToText.c) with
+ * DevicePathToText prints with
  * DisplayOnly and AllowShortcuts false: `PciRoot(0x0)/Pci(0x1,0x1)/Ata(Primary,Master,0x0)`,
  * `HD(1,GPT,<guid>,0x800,0x100000)/\EFI\BOOT\BOOTX64.EFI`. Nodes without a text form of their
  * own are printed generically as `Path(<type>,<subtype>,<hex data>)`. Never throws; a malformed
@@ -41,7 +42,7 @@ function join(instances: string[][], tail?: string): string {
 }
 
 function hexOf(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex').toUpperCase();
+  return hex(bytes).toUpperCase();
 }
 
 /** Numbers and GUIDs as edk2's PrintLib prints them: upper-case hex digits. */

@@ -10,7 +10,7 @@ const MG = Guids.MEMORY_OVERWRITE_CONTROL;
 const LG = Guids.MEMORY_OVERWRITE_CONTROL_LOCK;
 const KEY = bytes(1, 2, 3, 4, 5, 6, 7, 8);
 
-describe('MemoryOverwriteRequestControl (varstored mor.c)', () => {
+describe('MemoryOverwriteRequestControl (as the C varstored)', () => {
   const rows: [string, number, Uint8Array, bigint][] = [
     ['one byte with NV|BS|RT → SUCCESS', NV_BS_RT, bytes(1), S.SUCCESS],
     ['bits 0x11 are allowed', NV_BS_RT, bytes(0x11), S.SUCCESS],
@@ -33,7 +33,7 @@ describe('MemoryOverwriteRequestControl (varstored mor.c)', () => {
   });
 });
 
-describe('MemoryOverwriteRequestControlLock (varstored mor.c)', () => {
+describe('MemoryOverwriteRequestControlLock (as the C varstored)', () => {
   const lockState = (fw: ReturnType<typeof client>) => fw.getVariable(LOCK, LG).data?.[0];
 
   it('delete or empty → WRITE_PROTECTED; wrong shape → INVALID_PARAMETER', () => {

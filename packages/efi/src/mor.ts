@@ -1,7 +1,7 @@
 /**
- * MemoryOverwriteRequestControl and its lock (TCG Platform Reset Attack Mitigation, as varstored's
- * mor.c): MOR is volatile and reset at every boot; the lock takes no key (revision 1) or an 8-byte
- * key (revision 2), and a wrong key locks it until the next boot.
+ * MemoryOverwriteRequestControl and its lock (TCG Platform Reset Attack Mitigation, as the C
+ * varstored implements it): MOR is volatile and reset at every boot; the lock takes no key
+ * (revision 1) or an 8-byte key (revision 2), and a wrong key locks it until the next boot.
  */
 import { EfiStatus, copyBytes } from '@vmsb/protocol';
 import { Attr } from './attributes.js';

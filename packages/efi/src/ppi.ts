@@ -32,17 +32,24 @@ export function ppiRead(core: StoreCore, index: number, size: number): number {
  */
 export function ppiWrite(core: StoreCore, index: number, size: number, value: number): PpiWriteOutcome {
   if (core.pendingOpen || !validPpiAccess(index, size)) return {};
-  const before = snapshot(core);
   const key = keyOf(Names.PPIBuffer.name, Names.PPIBuffer.guid);
   const existing = core.vars.get(key);
   const data = existing === undefined ? undefined : copyBytes(existing.data);
-  let v = Number(value) >>> 0;
+  const bytes = Number(value) >>> 0;
+  let v = bytes;
+  for (let i = 0; i < size; i++, v = Math.floor(v / 256)) {
+    const at = index + i - PPI_FUNC_SIZE;
+    if (data !== undefined && at >= 0 && at < data.length) data[at] = v & 0xff;
+  }
+  // Only a change to PPIBuffer needs an undo point: most writes touch the volatile area alone.
+  const changed = existing !== undefined && data !== undefined && !bytesEqual(data, existing.data);
+  const before = changed ? snapshot(core) : undefined;
+  v = bytes;
   for (let i = 0; i < size; i++, v = Math.floor(v / 256)) {
     const at = index + i;
     if (at < PPI_FUNC_SIZE) core.ppiFunc[at] = v & 0xff;
-    else if (data !== undefined && at - PPI_FUNC_SIZE < data.length) data[at - PPI_FUNC_SIZE] = v & 0xff;
   }
-  if (existing === undefined || data === undefined || bytesEqual(data, existing.data)) return {};
+  if (before === undefined || existing === undefined || data === undefined) return {};
   core.putVar(key, makeVariable({ ...existing, data }));
   return { pending: openPending(core, before, () => undefined) };
 }

@@ -48,7 +48,11 @@ export function replaceFileSync(path: string, bytes: Uint8Array): void {
         // Reporting the first failure.
       }
     }
-    rmSync(temp, { force: true });
+    try {
+      rmSync(temp, { force: true });
+    } catch {
+      // A leftover temporary file is harmless; the write's own failure is the one to report.
+    }
     throw new ReplaceError(`${path}: cannot write: ${reason(e)}`, false);
   }
   // The rename is durable only once the directory entry is.

@@ -9,9 +9,7 @@ export {
 export {
   createFileStore,
   FileStoreLocked,
-  fileStoreLockPath,
   lockFileStore,
-  refuseSymlinkedStore,
   readSaveFile,
   writeSaveFile,
   type NvramStore,
@@ -19,7 +17,7 @@ export {
   type FileStoreOptions,
   type FileStoreLock,
 } from './file-store.js';
-export { replaceFile, replaceFileSync } from './durable-file.js';
+export { replaceFile } from './durable-file.js';
 export {
   AUTH_FILES,
   readAuthFiles,

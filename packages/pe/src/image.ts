@@ -38,10 +38,10 @@ export type PeImageResult =
   | { readonly ok: false; readonly reason: string };
 
 /**
- * Reads the headers of a PE/COFF image as edk2's DxeImageVerificationLib does before hashing
- * (SecurityPkg/Library/DxeImageVerificationLib): an optional DOS header ("MZ", e_lfanew), the "PE\0\0"
- * signature, the COFF file header, a PE32 or PE32+ optional header. TE images are refused, as
- * edk2 refuses to verify them. Every offset is checked against the file. Never throws.
+ * Reads the headers of a PE/COFF image as edk2's DxeImageVerificationLib does before hashing: an
+ * optional DOS header ("MZ", e_lfanew), the "PE\0\0" signature, the COFF file header, a PE32 or
+ * PE32+ optional header. TE images are refused, as edk2 refuses to verify them. Every offset is
+ * checked against the file. Never throws.
  */
 export function parsePeImage(bytes: Uint8Array): PeImageResult {
   const fail = (reason: string): PeImageResult => ({ ok: false, reason });

@@ -145,7 +145,7 @@ function authenticodeVerifies(
 
 /**
  * Whether edk2's DxeImageVerificationLib would let firmware in user mode with Secure Boot on run
- * this image, given the db and dbx variables (SecurityPkg/Library/DxeImageVerificationLib):
+ * this image, given the db and dbx variables:
  *
  * - unsigned (no certificate table): allowed only when its SHA-256 is in db and not in dbx;
  * - signed: each PKCS#7 entry of the certificate table in turn, hashed with its own digest
